@@ -1,0 +1,128 @@
+//! [`ApiError`]: every way a request can fail, and the one table mapping each to an
+//! HTTP status. Bodies are always `{"error": "..."}`; 5xx details go to the log only.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::batching::{PredictError, RETRY_AFTER, SubmitError};
+use crate::metrics::RejectReason;
+
+/// A failed request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not valid JSON (or JSON nested too deep).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Well-formed JSON with the wrong content (types, widths, non-finite numbers).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The body is not declared as JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The body or its row count is over a configured limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The queue's row budget is spent; try again shortly.
+    #[error("the queue is full, retry later")]
+    QueueFull,
+    /// No model yet, or shutting down.
+    #[error("{0}")]
+    NotReady(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// A server fault; the message is logged, the client sees a generic text.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+impl ApiError {
+    /// The status table.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::QueueFull => StatusCode::TOO_MANY_REQUESTS,
+            Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The rejection counter this error feeds, if it is a rejection.
+    pub fn reject_reason(&self) -> Option<RejectReason> {
+        match self {
+            Self::QueueFull => Some(RejectReason::QueueFull),
+            Self::NotReady(_) => Some(RejectReason::NotReady),
+            Self::TooLarge(_) => Some(RejectReason::TooLarge),
+            Self::BadRequest(_) | Self::Unprocessable(_) | Self::UnsupportedMediaType(_) => {
+                Some(RejectReason::InvalidInput)
+            }
+            Self::NotFound(_) | Self::MethodNotAllowed(_) | Self::Internal(_) => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let text = match &self {
+            Self::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                "internal server error".to_string()
+            }
+            other => other.to_string(),
+        };
+        let mut response = (status, Json(ErrorBody { error: &text })).into_response();
+        if matches!(self, Self::QueueFull) {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(RETRY_AFTER.as_secs()),
+            );
+        }
+        response
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let text = rejection.body_text();
+        match rejection.status() {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(text),
+            StatusCode::PAYLOAD_TOO_LARGE => Self::TooLarge(text),
+            StatusCode::UNPROCESSABLE_ENTITY => Self::Unprocessable(text),
+            _ => Self::BadRequest(text),
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::QueueFull => Self::QueueFull,
+            SubmitError::Closed => Self::NotReady(e.to_string()),
+        }
+    }
+}
+
+impl From<PredictError> for ApiError {
+    fn from(e: PredictError) -> Self {
+        match e {
+            PredictError::WidthMismatch { .. } => Self::Unprocessable(e.to_string()),
+            PredictError::NoModel => Self::NotReady(e.to_string()),
+            PredictError::Compute => Self::Internal(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! `POST /predict`: validate the instances, queue them for a batch, answer with the
+//! predictions and the version that computed them.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, ApiJson, AppState, MODEL_VERSION_HEADER};
+use crate::model::Prediction;
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictRequest {
+    /// One row of features per instance.
+    pub instances: Vec<Vec<f32>>,
+}
+
+/// The response body.
+#[derive(Debug, Serialize)]
+pub struct PredictResponse {
+    pub predictions: Vec<Prediction>,
+    pub model_version: String,
+}
+
+pub async fn predict(
+    State(state): State<AppState>,
+    body: Result<ApiJson<PredictRequest>, ApiError>,
+) -> Result<Response, ApiError> {
+    let result: Result<Response, ApiError> = async {
+        let ApiJson(body) = body?;
+        let (rows, n, width) = validate(&state, body)?;
+        let answer = state.batcher.submit(rows, n, width)?;
+        let answer = answer
+            .await
+            .map_err(|_| ApiError::NotReady("the server is shutting down".into()))??;
+        let mut response = Json(PredictResponse {
+            predictions: answer.predictions,
+            model_version: answer.version.to_string(),
+        })
+        .into_response();
+        if let Ok(v) = HeaderValue::from_str(&answer.version) {
+            response.headers_mut().insert(MODEL_VERSION_HEADER, v);
+        }
+        Ok(response)
+    }
+    .await;
+    if let Err(e) = &result
+        && let Some(reason) = e.reject_reason()
+    {
+        state.metrics.reject(reason, 1);
+    }
+    result
+}
+
+/// Checks the instances against the limits and the serving model; flattens them.
+fn validate(state: &AppState, body: PredictRequest) -> Result<(Vec<f32>, usize, usize), ApiError> {
+    let n = body.instances.len();
+    if n == 0 {
+        return Err(ApiError::Unprocessable(
+            "\"instances\" must hold at least one row".into(),
+        ));
+    }
+    let limit = state.config.batching.max_request_rows;
+    if n > limit {
+        return Err(ApiError::TooLarge(format!(
+            "{n} instances in one request; the limit is {limit} (batching.max_request_rows)"
+        )));
+    }
+    let model = state
+        .model
+        .current()
+        .ok_or_else(|| ApiError::NotReady("no model is loaded yet".into()))?;
+    let width = model.input_width();
+    let mut rows = Vec::with_capacity(n * width);
+    for (i, row) in body.instances.into_iter().enumerate() {
+        if row.len() != width {
+            return Err(ApiError::Unprocessable(format!(
+                "instance {i} has {} features; model version {} expects {width}",
+                row.len(),
+                model.version()
+            )));
+        }
+        if let Some(j) = row.iter().position(|v| !v.is_finite()) {
+            return Err(ApiError::Unprocessable(format!(
+                "instance {i}, feature {j} is not a finite number"
+            )));
+        }
+        rows.extend_from_slice(&row);
+    }
+    Ok((rows, n, width))
+}

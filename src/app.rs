@@ -1,0 +1,137 @@
+//! Process wiring: build the subsystems, serve HTTP until told to stop, then drain.
+//!
+//! Startup order: metrics, device, store, executor thread, batcher task, HTTP. The
+//! listener answers at once (`/health/live` 200, `/health/ready` 503) while the
+//! active version loads in the background. Shutdown order: readiness turns 503,
+//! `server.shutdown_drain_delay_ms` passes, the listener closes, in-flight requests
+//! (and so every queued row) complete, the batcher and executor wind down.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, AppState};
+use crate::batching::Batcher;
+use crate::config::Config;
+use crate::executor;
+use crate::metrics::Metrics;
+use crate::model::ActiveModel;
+use crate::registry::{Store, swap};
+
+/// Serves `config` on `listener` until `shutdown` resolves, then drains and returns.
+/// Fails if the model store cannot be opened or the active version cannot be loaded.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let metrics = Metrics::new();
+    let device = config.model.backend.device()?;
+    let store = Store::open(&config.store.dir)
+        .with_context(|| format!("opening the model store {}", config.store.dir.display()))?;
+    let model = ActiveModel::new(metrics.clone());
+
+    // Capacity 1: the batcher prepares the next batch while one computes.
+    let (batch_tx, batch_rx) = mpsc::channel(1);
+    let executor = executor::spawn(
+        batch_rx,
+        model.clone(),
+        metrics.clone(),
+        config.batching.max_batch_size,
+    )
+    .context("starting the executor thread")?;
+    let tasks = TaskTracker::new();
+    let batcher = Batcher::spawn(&config.batching, batch_tx, metrics.clone(), &tasks);
+
+    let (load_tx, load_rx) = oneshot::channel();
+    {
+        let (store, device, model) = (store.clone(), device.clone(), model.clone());
+        tokio::task::spawn_blocking(move || {
+            let _ = load_tx.send(swap::load_and_publish(&store, &device, &model));
+        });
+    }
+    // A failed initial load stops the server; its error is the run's result.
+    let load_failed = CancellationToken::new();
+    let load_error = {
+        let load_failed = load_failed.clone();
+        tokio::spawn(async move {
+            match load_rx.await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => {
+                    load_failed.cancel();
+                    Some(anyhow::Error::new(e).context("loading the active model version"))
+                }
+                Err(_) => {
+                    load_failed.cancel();
+                    Some(anyhow::anyhow!("the model loader panicked"))
+                }
+            }
+        })
+    };
+
+    let draining = CancellationToken::new();
+    let state = AppState {
+        config: config.clone(),
+        batcher: batcher.clone(),
+        model,
+        metrics,
+        draining: draining.clone(),
+    };
+    let drain_delay = Duration::from_millis(config.server.shutdown_drain_delay_ms);
+    tracing::info!(addr = %listener.local_addr()?, backend = config.model.backend.name(), "listening");
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = load_failed.cancelled() => {}
+            }
+            draining.cancel();
+            tracing::info!(?drain_delay, "shutting down: readiness is 503; draining");
+            tokio::time::sleep(drain_delay).await;
+        })
+        .await
+        .context("serving HTTP")?;
+
+    // Every HTTP request has been answered, so the queue is empty: wind down.
+    batcher.close();
+    tasks.close();
+    tasks.wait().await;
+    tokio::task::spawn_blocking(move || executor.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the executor thread panicked"))?;
+    load_error.abort();
+    if let Ok(Some(e)) = load_error.await {
+        return Err(e);
+    }
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,211 @@
+//! The dynamic batching queue: admission, the batcher task, and its handle.
+//!
+//! [`Batcher`] is the cheap `Clone` handle the HTTP layer submits to. Admission is a
+//! semaphore of `queue_capacity` row permits: a request takes one permit per row or
+//! is turned away at once (429), and gives them back when it is answered, so rows
+//! queued plus rows computing never exceed the bound. The batcher task alone owns the
+//! [`queue::Queue`]; it waits until the executor can take a batch, then asks the queue
+//! for one (row budget, deadline, skipping abandoned requests) and hands it over.
+
+pub mod queue;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::BatchingConfig;
+use crate::metrics::{Metrics, RejectReason};
+use crate::model::Prediction;
+use queue::{Next, Policy, Queue, Queued};
+
+/// A request's answer: the version that computed it and one prediction per row.
+#[derive(Debug)]
+pub struct Answer {
+    pub version: Arc<str>,
+    pub predictions: Vec<Prediction>,
+}
+
+/// Why an admitted request got no answer. `Clone`: one failure fans out to a batch.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PredictError {
+    /// The model changed between admission and compute and wants another width.
+    #[error("model version {version} expects {expected} features per instance, got {got}")]
+    WidthMismatch {
+        version: Arc<str>,
+        expected: usize,
+        got: usize,
+    },
+    /// No model is loaded.
+    #[error("no model is loaded yet")]
+    NoModel,
+    /// The forward pass failed (details are logged, not returned).
+    #[error("the model failed to compute this batch")]
+    Compute,
+}
+
+/// Why a request was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the queue is full")]
+    QueueFull,
+    #[error("the server is shutting down")]
+    Closed,
+}
+
+/// One admitted request waiting for (or inside) a batch.
+#[derive(Debug)]
+pub struct Request {
+    /// Row-major features, `n_rows` x `width`.
+    pub rows: Vec<f32>,
+    pub n_rows: usize,
+    pub width: usize,
+    pub enqueued_at: Instant,
+    pub reply: oneshot::Sender<Result<Answer, PredictError>>,
+    /// Returned to the admission semaphore when the request is dropped (answered).
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Queued for Request {
+    fn rows(&self) -> usize {
+        self.n_rows
+    }
+    fn enqueued_at(&self) -> Instant {
+        self.enqueued_at
+    }
+    fn is_abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+}
+
+/// Requests the executor runs with one model version.
+pub type Batch = Vec<Request>;
+
+/// Handle to the batcher task.
+#[derive(Clone)]
+pub struct Batcher {
+    tx: mpsc::Sender<Request>,
+    permits: Arc<Semaphore>,
+    cancel: CancellationToken,
+}
+
+impl Batcher {
+    /// Starts the batcher task on `tracker`, feeding batches to `executor`.
+    pub fn spawn(
+        config: &BatchingConfig,
+        executor: mpsc::Sender<Batch>,
+        metrics: Metrics,
+        tracker: &TaskTracker,
+    ) -> Self {
+        // Every queued request holds at least one permit, so this channel can hold
+        // every admitted request and `try_send` never finds it full.
+        let (tx, rx) = mpsc::channel(config.queue_capacity);
+        let cancel = CancellationToken::new();
+        let policy = Policy {
+            max_rows: config.max_batch_size,
+            max_delay: config.max_queue_delay(),
+        };
+        tracker.spawn(run(rx, executor, policy, metrics, cancel.clone()));
+        Self {
+            tx,
+            permits: Arc::new(Semaphore::new(config.queue_capacity)),
+            cancel,
+        }
+    }
+
+    /// Admits `n_rows` rows of `width` features, or turns them away at once.
+    pub fn submit(
+        &self,
+        rows: Vec<f32>,
+        n_rows: usize,
+        width: usize,
+    ) -> Result<oneshot::Receiver<Result<Answer, PredictError>>, SubmitError> {
+        let n = u32::try_from(n_rows).map_err(|_| SubmitError::QueueFull)?;
+        let permit = match self.permits.clone().try_acquire_many_owned(n) {
+            Ok(p) => p,
+            Err(TryAcquireError::NoPermits) => return Err(SubmitError::QueueFull),
+            Err(TryAcquireError::Closed) => return Err(SubmitError::Closed),
+        };
+        let (reply, rx) = oneshot::channel();
+        let request = Request {
+            rows,
+            n_rows,
+            width,
+            enqueued_at: Instant::now(),
+            reply,
+            _permit: permit,
+        };
+        match self.tx.try_send(request) {
+            Ok(()) => Ok(rx),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(SubmitError::QueueFull),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SubmitError::Closed),
+        }
+    }
+
+    /// Stops admitting; the task flushes what is queued to the executor and ends.
+    pub fn close(&self) {
+        self.permits.close();
+        self.cancel.cancel();
+    }
+}
+
+/// The batcher task: owns the queue.
+async fn run(
+    mut rx: mpsc::Receiver<Request>,
+    executor: mpsc::Sender<Batch>,
+    policy: Policy,
+    metrics: Metrics,
+    cancel: CancellationToken,
+) {
+    let mut queue: Queue<Request> = Queue::default();
+    let mut closing = false;
+    loop {
+        // Wait until the executor can take a batch: meanwhile requests keep piling up
+        // in the channel, so a busy executor gets fuller batches.
+        let slot = match executor.reserve().await {
+            Ok(slot) => slot,
+            Err(_) => break, // executor gone: nothing can be computed any more
+        };
+        let batch = loop {
+            while let Ok(r) = rx.try_recv() {
+                queue.push(r);
+            }
+            let gone = queue.remove_abandoned();
+            if gone > 0 {
+                metrics.reject(RejectReason::ClientGone, gone as u64);
+            }
+            metrics.queue_depth.set(queue.rows() as i64);
+            match queue.next(Instant::now(), policy, closing) {
+                Next::Batch(batch) => break Some(batch),
+                Next::Empty if closing => break None,
+                Next::Empty => tokio::select! {
+                    r = rx.recv() => match r {
+                        Some(r) => queue.push(r),
+                        None => closing = true,
+                    },
+                    _ = cancel.cancelled(), if !closing => { rx.close(); closing = true; }
+                },
+                Next::WaitUntil(deadline) => tokio::select! {
+                    r = rx.recv() => match r {
+                        Some(r) => queue.push(r),
+                        None => closing = true,
+                    },
+                    _ = tokio::time::sleep_until(deadline) => {}
+                    _ = cancel.cancelled(), if !closing => { rx.close(); closing = true; }
+                },
+            }
+        };
+        metrics.queue_depth.set(queue.rows() as i64);
+        match batch {
+            Some(batch) => slot.send(batch),
+            None => break,
+        }
+    }
+    metrics.queue_depth.set(0);
+}
+
+/// How long a client may wait before trying again after a 429.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);

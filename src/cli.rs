@@ -1,0 +1,127 @@
+//! The command line: `kiln serve` and `kiln import` (later `train` and `predict`).
+//!
+//! Each subcommand loads the one [`Config`] (file, environment, flags) and calls
+//! into the library; errors at this level are `anyhow` with context, printed once.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, Overrides};
+use crate::model::{Manifest, NetConfig, import};
+use crate::registry::Store;
+
+/// kiln: an inference server with an embedded trainer.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve predictions over HTTP from the model store's active version.
+    Serve(ServeArgs),
+    /// Import PyTorch `nn.Sequential` weights (safetensors) as a new model version.
+    Import(ImportArgs),
+}
+
+/// Options every subcommand shares.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Configuration file (TOML); default: config/default.toml when present.
+    #[arg(long, env = "KILN_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Model store directory (overrides store.dir).
+    #[arg(long, global = true)]
+    pub store: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Address to listen on (overrides server.listen), e.g. 0.0.0.0:8080.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The weights: a safetensors file of a PyTorch `nn.Sequential` state_dict.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// The network the weights belong to, e.g. config/seed-mlp.toml.
+    #[arg(long)]
+    pub model_config: PathBuf,
+    /// Write the version without making it the active one.
+    #[arg(long)]
+    pub no_activate: bool,
+}
+
+impl Common {
+    fn load(&self, listen: Option<SocketAddr>) -> anyhow::Result<Config> {
+        let overrides = Overrides {
+            listen,
+            store: self.store.clone(),
+        };
+        Ok(Config::load(self.config.as_deref(), &overrides)?)
+    }
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Import(args) => import(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.common.load(args.listen)?;
+    crate::telemetry::init(&config.telemetry);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("kiln-io")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("binding {}", config.server.listen))?;
+        crate::app::run(config, listener, crate::app::shutdown_signal()).await
+    })
+}
+
+fn import(args: ImportArgs) -> anyhow::Result<()> {
+    let config = args.common.load(None)?;
+    crate::telemetry::init(&config.telemetry);
+    let net_config = NetConfig::from_file(&args.model_config)?;
+    let device = config.model.backend.device()?;
+    let net = import::pytorch_sequential(&args.weights, &net_config, &device)?;
+    let store = Store::open(&config.store.dir)?;
+    let file_name = args
+        .weights
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let manifest = Manifest::new(net_config, format!("import: {file_name}"));
+    let version = store.create_version(&manifest, &net)?;
+    if args.no_activate {
+        println!(
+            "imported {} as version {version} (not active)",
+            args.weights.display()
+        );
+    } else {
+        store.set_active(&version)?;
+        println!(
+            "imported {} as version {version} (now active)",
+            args.weights.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,287 @@
+//! One [`Config`] for the whole process, loaded once at startup.
+//!
+//! Layers, later ones winning: built-in defaults, a TOML file (`--config`, else
+//! `config/default.toml` when it exists), environment variables
+//! `KILN_<SECTION>__<KEY>`, then command-line flags. [`Config::validate`] runs before
+//! anything starts, and every error names the key at fault, so a typo fails the start
+//! instead of being silently ignored (unknown keys are errors too).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The file read when no `--config` is given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "config/default.toml";
+
+/// Everything kiln can be told, one section per subsystem.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub batching: BatchingConfig,
+    pub model: ModelConfig,
+    pub store: StoreConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// The HTTP listener and its limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to bind, e.g. `127.0.0.1:8080` (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// After SIGTERM, how long kiln keeps accepting new connections while
+    /// `/health/ready` already answers 503 (lets a load balancer notice first).
+    pub shutdown_drain_delay_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 8 * 1024 * 1024,
+            shutdown_drain_delay_ms: 0,
+        }
+    }
+}
+
+/// The dynamic batching queue.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchingConfig {
+    /// Most rows in one forward pass; 1 turns batching off.
+    pub max_batch_size: usize,
+    /// Longest time the oldest waiting row waits for more rows, in milliseconds.
+    pub max_queue_delay_ms: f64,
+    /// Rows admitted but not yet answered (queued or computing); beyond it, 429.
+    pub queue_capacity: usize,
+    /// Most rows (instances) one request may carry; beyond it, 413.
+    pub max_request_rows: usize,
+}
+
+impl Default for BatchingConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_size: 64,
+            max_queue_delay_ms: 2.0,
+            queue_capacity: 2048,
+            max_request_rows: 1024,
+        }
+    }
+}
+
+impl BatchingConfig {
+    /// `max_queue_delay_ms` as a [`Duration`].
+    pub fn max_queue_delay(&self) -> Duration {
+        Duration::from_secs_f64(self.max_queue_delay_ms / 1000.0)
+    }
+}
+
+/// Which device runs the model, and how the model is named in responses.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Name reported by the server (and by protocol endpoints that need one).
+    pub name: String,
+    /// Compute backend: `cpu`, `wgpu` or `cuda`.
+    pub backend: BackendKind,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            name: "kiln".into(),
+            backend: BackendKind::Cpu,
+        }
+    }
+}
+
+/// A compute backend; each but `cpu` needs the cargo feature of the same name.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// burn-flex on the CPU (always compiled in).
+    #[default]
+    Cpu,
+    /// wgpu (Vulkan, Metal, DX12, or Mesa's software Vulkan).
+    Wgpu,
+    /// NVIDIA CUDA.
+    Cuda,
+}
+
+/// Where model versions live.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The model store directory.
+    pub dir: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("models"),
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `pretty` for people, `json` for log collectors.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `kiln=debug,tower_http=info`.
+    pub level: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+/// A configuration that could not be loaded or is invalid; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("{0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("invalid config: {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// Flag values that override the file and the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub store: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads defaults, then `file` (or [`DEFAULT_CONFIG_FILE`] if present), then
+    /// `KILN_*` variables, then `overrides`; validates the result.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.into())),
+            Some(path) => figment = figment.merge(Toml::file(path)),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                figment = figment.merge(Toml::file(DEFAULT_CONFIG_FILE));
+            }
+            None => {}
+        }
+        // Only `KILN_SECTION__KEY` names are config keys: `KILN_CONFIG` and friends
+        // belong to the command line.
+        figment = figment.merge(
+            Env::prefixed("KILN_")
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        );
+        let mut config: Config = figment.extract().map_err(Box::new)?;
+        if let Some(listen) = overrides.listen {
+            config.server.listen = listen;
+        }
+        if let Some(store) = &overrides.store {
+            config.store.dir = store.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values serde cannot: ranges and relations between keys.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let b = &self.batching;
+        let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
+        if b.max_batch_size == 0 {
+            return invalid("batching.max_batch_size", "must be at least 1".into());
+        }
+        if !(b.max_queue_delay_ms.is_finite() && b.max_queue_delay_ms >= 0.0) {
+            return invalid(
+                "batching.max_queue_delay_ms",
+                format!("must be a finite number >= 0, got {}", b.max_queue_delay_ms),
+            );
+        }
+        if b.max_request_rows == 0 {
+            return invalid("batching.max_request_rows", "must be at least 1".into());
+        }
+        if b.queue_capacity < b.max_request_rows {
+            return invalid(
+                "batching.queue_capacity",
+                format!(
+                    "must be at least batching.max_request_rows ({}), got {}",
+                    b.max_request_rows, b.queue_capacity
+                ),
+            );
+        }
+        if b.queue_capacity > u32::MAX as usize {
+            return invalid("batching.queue_capacity", "must fit in 32 bits".into());
+        }
+        if self.server.max_body_bytes < 64 {
+            return invalid("server.max_body_bytes", "must be at least 64".into());
+        }
+        if self.model.name.is_empty()
+            || !self
+                .model
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return invalid(
+                "model.name",
+                format!(
+                    "must be non-empty ASCII letters, digits, '-', '_' or '.', got {:?}",
+                    self.model.name
+                ),
+            );
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.level) {
+            return invalid("telemetry.level", e.to_string());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_default_file_matches_built_in_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_FILE);
+        let from_file: Config = Figment::from(Toml::file(&path)).extract().unwrap();
+        assert_eq!(from_file, Config::default());
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut c = Config::default();
+        c.batching.max_batch_size = 0;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("batching.max_batch_size"), "{err}");
+
+        let mut c = Config::default();
+        c.batching.queue_capacity = 10;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("batching.queue_capacity"), "{err}");
+    }
+}

@@ -1,0 +1,129 @@
+//! The batch executor: a dedicated OS thread that runs forward passes, never a tokio
+//! worker.
+//!
+//! For each batch it takes the active model version exactly once
+//! ([`ActiveModel::current`]), so every row of the batch, and every pass of an
+//! oversized request, is computed by the same version; a swap published meanwhile
+//! applies from the next batch on. Requests whose client has gone are skipped before
+//! compute. A panic inside Burn fails that batch (500) and the thread carries on.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant as StdInstant;
+
+use tokio::sync::mpsc;
+
+use crate::batching::{Answer, Batch, PredictError, Request};
+use crate::metrics::{Metrics, RejectReason};
+use crate::model::{ActiveModel, LoadedModel};
+
+/// Starts the executor thread; it ends when every batch sender is dropped.
+pub fn spawn(
+    rx: mpsc::Receiver<Batch>,
+    model: ActiveModel,
+    metrics: Metrics,
+    max_batch_size: usize,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("kiln-executor".into())
+        .spawn(move || run(rx, model, metrics, max_batch_size))
+}
+
+fn run(mut rx: mpsc::Receiver<Batch>, model: ActiveModel, metrics: Metrics, max_batch_size: usize) {
+    while let Some(batch) = rx.blocking_recv() {
+        let Some(model) = model.current() else {
+            for r in batch {
+                let _ = r.reply.send(Err(PredictError::NoModel));
+            }
+            continue;
+        };
+        execute(batch, &model, &metrics, max_batch_size);
+    }
+}
+
+/// Runs one batch with one model version and answers every request in it.
+fn execute(batch: Batch, model: &LoadedModel, metrics: &Metrics, max_batch_size: usize) {
+    let version: Arc<str> = model.version().into();
+    let width = model.input_width();
+    let now = tokio::time::Instant::now();
+    let mut live: Vec<Request> = Vec::with_capacity(batch.len());
+    for r in batch {
+        if r.reply.is_closed() {
+            metrics.reject(RejectReason::ClientGone, r.n_rows as u64);
+        } else if r.width != width {
+            let _ = r.reply.send(Err(PredictError::WidthMismatch {
+                version: version.clone(),
+                expected: width,
+                got: r.width,
+            }));
+        } else {
+            metrics
+                .queue_duration
+                .observe(now.duration_since(r.enqueued_at).as_secs_f64());
+            live.push(r);
+        }
+    }
+    if live.is_empty() {
+        return;
+    }
+
+    let total_rows: usize = live.iter().map(|r| r.n_rows).sum();
+    let mut input = Vec::with_capacity(total_rows * width);
+    for r in &mut live {
+        input.append(&mut r.rows);
+    }
+    let out_width = model.output_width();
+    let outputs = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut outputs = Vec::with_capacity(total_rows * out_width);
+        let mut rest = input;
+        while !rest.is_empty() {
+            // Passes of at most `max_batch_size` rows; a batch that fits is not copied.
+            let tail = rest.split_off(rest.len().min(max_batch_size * width));
+            let chunk = std::mem::replace(&mut rest, tail);
+            let n = chunk.len() / width;
+            let started = StdInstant::now();
+            outputs.extend(model.forward(chunk, n));
+            metrics
+                .batch_compute
+                .observe(started.elapsed().as_secs_f64());
+            metrics.batch_size.observe(n as f64);
+        }
+        outputs
+    }));
+    let outputs = match outputs {
+        Ok(o) if o.len() == total_rows * out_width => o,
+        Ok(o) => {
+            tracing::error!(version = %version, got = o.len(), want = total_rows * out_width, "forward returned the wrong number of values");
+            return fail_all(live, PredictError::Compute);
+        }
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            tracing::error!(version = %version, rows = total_rows, "forward pass panicked: {msg}");
+            return fail_all(live, PredictError::Compute);
+        }
+    };
+
+    let mut rows = outputs.chunks_exact(out_width);
+    for r in live {
+        let predictions = rows
+            .by_ref()
+            .take(r.n_rows)
+            .map(|o| model.interpret(o))
+            .collect();
+        let _ = r.reply.send(Ok(Answer {
+            version: version.clone(),
+            predictions,
+        }));
+    }
+}
+
+fn fail_all(requests: Vec<Request>, error: PredictError) {
+    for r in requests {
+        let _ = r.reply.send(Err(error.clone()));
+    }
+}

@@ -1,0 +1,28 @@
+//! kiln: an inference server with an embedded trainer.
+//!
+//! # Layout
+//! A request flows `api` -> `batching` -> `executor` -> back; the `registry` holds
+//! versions on disk and hands them to the serving seam ([`model::ActiveModel`]).
+//!
+//! - [`cli`]: the command line (`serve`, `import`); `main.rs` only calls it.
+//! - [`config`]: one [`config::Config`] from file, environment and flags, validated.
+//! - [`app`]: wires the subsystems, serves HTTP, shuts down in order.
+//! - [`api`]: the axum router, handlers, and the one error-to-status table.
+//! - [`batching`]: admission (row permits), the batcher task, pure batch assembly.
+//! - [`executor`]: the thread that runs forward passes, one version per batch.
+//! - [`model`]: the Burn network, a loaded version, the hot-swap seam, import.
+//! - [`registry`]: the model store on disk, atomic writes, the active record.
+//! - [`training`]: data loading and fitting (the default model, for now).
+//! - [`metrics`], [`telemetry`]: Prometheus collectors and the log subscriber.
+
+pub mod api;
+pub mod app;
+pub mod batching;
+pub mod cli;
+pub mod config;
+pub mod executor;
+pub mod metrics;
+pub mod model;
+pub mod registry;
+pub mod telemetry;
+pub mod training;

@@ -1,0 +1,45 @@
+//! The hot-swap seam: which loaded version serves right now.
+//!
+//! [`ActiveModel`] is a cheap `Clone` handle over an `ArcSwapOption`. The executor
+//! reads it once per batch; [`ActiveModel::publish`] replaces it atomically for the
+//! next batch, while batches already running keep their `Arc` of the old version.
+//! Loading and warming up a version happen before `publish`, off the serving path.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+
+use super::LoadedModel;
+use crate::metrics::Metrics;
+
+/// Shared pointer to the version being served (none until the first load).
+#[derive(Clone)]
+pub struct ActiveModel {
+    current: Arc<ArcSwapOption<LoadedModel>>,
+    metrics: Metrics,
+}
+
+impl ActiveModel {
+    pub fn new(metrics: Metrics) -> Self {
+        Self {
+            current: Arc::new(ArcSwapOption::empty()),
+            metrics,
+        }
+    }
+
+    /// The version serving now, if any.
+    pub fn current(&self) -> Option<Arc<LoadedModel>> {
+        self.current.load_full()
+    }
+
+    /// Makes `model` the served version from the next batch on.
+    pub fn publish(&self, model: Arc<LoadedModel>) {
+        let version = model.version().to_owned();
+        let old = self.current.swap(Some(model));
+        if old.is_some_and(|o| o.version() != version) {
+            self.metrics.model_swaps.inc();
+        }
+        self.metrics.set_active_version(&version);
+        tracing::info!(version, "model version is now serving");
+    }
+}

@@ -1,0 +1,120 @@
+//! What a saved version knows about itself besides its weights: the network
+//! description, preprocessing statistics, label names and where it came from.
+//!
+//! Written as `model.json` next to `weights.safetensors` in every version directory,
+//! so a version rebuilds itself and applies its own preprocessing at `/predict`.
+
+use serde::{Deserialize, Serialize};
+
+use super::net::{NetConfig, NetConfigError, Task};
+
+/// The format of `model.json` this build writes.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// The contents of a version's `model.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// Layout version of this file.
+    pub format: u32,
+    /// The network, enough to rebuild it before loading the weights.
+    pub net: NetConfig,
+    /// Feature standardisation fitted on training data, applied before `forward`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standardize: Option<Standardize>,
+    /// Class names, index-aligned with the network's outputs (classifiers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+    /// How the version was made, for people reading `GET /models` (e.g. `import`).
+    pub source: String,
+    /// Seconds since the Unix epoch when the version was written.
+    pub created_at: u64,
+    /// Free-form evaluation figures (validation loss, accuracy, ...).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub metrics: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Manifest {
+    /// A manifest for `net` with no preprocessing, made now.
+    pub fn new(net: NetConfig, source: impl Into<String>) -> Self {
+        Self {
+            format: MANIFEST_FORMAT,
+            net,
+            standardize: None,
+            labels: None,
+            source: source.into(),
+            created_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            metrics: serde_json::Map::new(),
+        }
+    }
+
+    /// Checks that the parts agree with each other (widths, label count).
+    pub fn validate(&self) -> Result<(), NetConfigError> {
+        self.net.validate()?;
+        if self.format != MANIFEST_FORMAT {
+            return Err(NetConfigError(format!(
+                "model.json format {} is not supported (this build reads {MANIFEST_FORMAT})",
+                self.format
+            )));
+        }
+        if let Some(s) = &self.standardize {
+            let width = self.net.input_width();
+            if s.mean.len() != width || s.std.len() != width {
+                return Err(NetConfigError(format!(
+                    "standardisation has {} means and {} deviations for {width} inputs",
+                    s.mean.len(),
+                    s.std.len()
+                )));
+            }
+            if s.std.iter().any(|v| !(v.is_finite() && *v > 0.0))
+                || s.mean.iter().any(|v| !v.is_finite())
+            {
+                return Err(NetConfigError(
+                    "standardisation statistics must be finite, deviations > 0".into(),
+                ));
+            }
+        }
+        match (&self.labels, self.net.task) {
+            (Some(labels), Task::Classification) if labels.len() != self.net.output_width() => {
+                Err(NetConfigError(format!(
+                    "{} labels for {} outputs",
+                    labels.len(),
+                    self.net.output_width()
+                )))
+            }
+            (Some(_), Task::Regression) => {
+                Err(NetConfigError("a regression model has no labels".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Class names: the saved ones, else the output indices as text.
+    pub fn label_names(&self) -> Vec<String> {
+        self.labels.clone().unwrap_or_else(|| {
+            (0..self.net.output_width())
+                .map(|i| i.to_string())
+                .collect()
+        })
+    }
+}
+
+/// Per-feature standardisation `(x - mean) / std`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Standardize {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Standardize {
+    /// Standardises `rows` in place; `rows` is row-major with `mean.len()` columns.
+    pub fn apply(&self, rows: &mut [f32]) {
+        for row in rows.chunks_exact_mut(self.mean.len()) {
+            for ((x, m), s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
+                *x = (*x - m) / s;
+            }
+        }
+    }
+}

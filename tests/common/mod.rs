@@ -1,0 +1,214 @@
+//! Shared test harness: start a real kiln on `127.0.0.1:0` from a temp model store,
+//! in-process (`kiln::app::run`) or as the real binary, and talk HTTP to it.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use burn::prelude::Device;
+use kiln::config::Config;
+use kiln::model::net::{ActivationKind, Architecture, MlpConfig};
+use kiln::model::{LoadedModel, Manifest, NetConfig, Task};
+use kiln::registry::Store;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+}
+
+/// A config for tests: port 0, the given store, quiet logs.
+pub fn test_config(store: &Path) -> Config {
+    let mut c = Config::default();
+    c.server.listen = "127.0.0.1:0".parse().unwrap();
+    c.store.dir = store.to_path_buf();
+    c.telemetry.level = "warn".into();
+    c
+}
+
+/// Writes a small random regression MLP (`width` -> 8 -> 2) into `store` as the
+/// active version; returns the version loaded in-process for direct forward passes.
+pub fn seed_small_model(store: &Path, width: usize) -> LoadedModel {
+    let cfg = NetConfig {
+        task: Task::Regression,
+        architecture: Architecture::Mlp(MlpConfig {
+            input: width,
+            hidden: vec![8],
+            output: 2,
+            activation: ActivationKind::Tanh,
+        }),
+    };
+    let device = Device::flex();
+    let net = cfg.init_default(&device);
+    let store = Store::open(store).unwrap();
+    let version = store.create_version(&Manifest::new(cfg, "test"), &net).unwrap();
+    store.set_active(&version).unwrap();
+    store.load(&version, &device).unwrap()
+}
+
+/// Imports the seed MLP fixture into `store` with the real binary; returns its version.
+pub fn import_seed_mlp(store: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["import", "--weights"])
+        .arg(data("seed_mlp.safetensors"))
+        .arg("--model-config")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/seed-mlp.toml"))
+        .arg("--store")
+        .arg(store)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.split_whitespace()
+        .skip_while(|w| *w != "version")
+        .nth(1)
+        .expect("import names the version")
+        .to_string()
+}
+
+/// A kiln running inside this test process.
+pub struct Server {
+    pub base: String,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    /// Starts kiln with `config` and waits until it is ready.
+    pub async fn start(config: Config) -> Self {
+        let listener = tokio::net::TcpListener::bind(config.server.listen).await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(kiln::app::run(config, listener, async {
+            let _ = rx.await;
+        }));
+        let server = Self {
+            base,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            task,
+        };
+        wait_ready(&server.client, &server.base).await;
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn predict(&self, instances: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/predict"))
+            .json(&json!({ "instances": instances }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.client.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap()
+    }
+
+    /// Triggers shutdown and waits for `run` to return.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = self.shutdown.take().unwrap().send(());
+        (&mut self.task).await.unwrap()
+    }
+}
+
+/// Polls `/health/ready` until it answers 200 (30 s at most).
+pub async fn wait_ready(client: &reqwest::Client, base: &str) {
+    for _ in 0..600 {
+        if let Ok(r) = client.get(format!("{base}/health/ready")).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("kiln at {base} did not become ready");
+}
+
+/// The value of an unlabelled sample (e.g. `kiln_batch_size_sum`) in a scrape.
+pub fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{metrics}"))
+}
+
+/// The real binary, started as a child process.
+pub struct Process {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Process {
+    /// Runs `kiln serve` on port 0 with `store` and extra env; waits for readiness.
+    pub async fn serve(store: &Path, env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--store"])
+            .arg(store)
+            .env("KILN_TELEMETRY__FORMAT", "json")
+            .env("KILN_TELEMETRY__LEVEL", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        // The "listening" log line carries the bound address.
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(t) = tx.as_ref()
+                    && let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["message"] == "listening"
+                {
+                    let _ = t.send(v["addr"].as_str().unwrap().to_string());
+                    tx = None;
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(60)).expect("kiln printed its address");
+        let base = format!("http://{addr}");
+        wait_ready(&reqwest::Client::new(), &base).await;
+        Self { child, base }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn sigterm(&self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+    }
+
+    /// Waits for the process to exit (60 s at most); returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        panic!("kiln did not exit");
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
