@@ -1,0 +1,168 @@
+//! The real binary: configuration errors at startup, SIGTERM draining and exit code.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{Process, import_seed_mlp, sample};
+use serde_json::{Value, json};
+
+fn kiln(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn invalid_config_fails_at_startup_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().to_str().unwrap();
+    let serve = ["serve", "--listen", "127.0.0.1:0", "--store", store];
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("KILN_BATCHING__MAX_BATCH_SIZE", "0")], "batching.max_batch_size"),
+        (&[("KILN_BATCHING__MAX_BATCH_SIZE", "lots")], "max_batch_size"),
+        (&[("KILN_BATCHING__NO_SUCH_KEY", "1")], "no_such_key"),
+        (&[("KILN_MODEL__BACKEND", "tpu")], "backend"),
+        (&[("KILN_TELEMETRY__LEVEL", "[[[")], "telemetry.level"),
+    ];
+    for (env, key) in cases {
+        let (ok, stderr) = kiln(&serve, env);
+        assert!(!ok, "{env:?} should fail");
+        assert!(
+            stderr.to_lowercase().contains(key),
+            "{env:?}: message should name {key}: {stderr}"
+        );
+    }
+    let missing = dir.path().join("nope.toml");
+    let (ok, stderr) = kiln(&["serve", "--config", missing.to_str().unwrap()], &[]);
+    assert!(!ok && stderr.contains("does not exist"), "{stderr}");
+}
+
+#[cfg(not(feature = "wgpu"))]
+#[test]
+fn a_backend_not_compiled_in_names_the_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().to_str().unwrap();
+    let (ok, stderr) = kiln(
+        &["serve", "--listen", "127.0.0.1:0", "--store", store],
+        &[("KILN_MODEL__BACKEND", "wgpu")],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("--features wgpu"), "{stderr}");
+}
+
+#[test]
+fn import_rejects_weights_that_do_not_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("wrong.toml");
+    std::fs::write(
+        &cfg,
+        "task = \"regression\"\n[architecture]\nkind = \"mlp\"\ninput = 1000\nhidden = [400, 100]\noutput = 1\n",
+    )
+    .unwrap();
+    let (ok, stderr) = kiln(
+        &[
+            "import",
+            "--weights",
+            common::data("seed_mlp.safetensors").to_str().unwrap(),
+            "--model-config",
+            cfg.to_str().unwrap(),
+            "--store",
+            dir.path().join("store").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!ok, "a 400-wide layer cannot take 500-wide weights");
+    assert!(stderr.contains("does not fit"), "{stderr}");
+    // Nothing was written to the store.
+    let versions = dir.path().join("store/versions");
+    assert!(!versions.exists() || std::fs::read_dir(versions).unwrap().count() == 0);
+}
+
+/// Queued requests at the moment of SIGTERM all complete, readiness turns 503 at
+/// once, and the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_every_accepted_request_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    import_seed_mlp(dir.path());
+    // Requests wait up to 400 ms for company, so some are surely queued at SIGTERM.
+    let mut proc = Process::serve(
+        dir.path(),
+        &[
+            ("KILN_BATCHING__MAX_QUEUE_DELAY_MS", "400"),
+            ("KILN_BATCHING__MAX_BATCH_SIZE", "256"),
+            ("KILN_SERVER__SHUTDOWN_DRAIN_DELAY_MS", "1500"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let body = json!({ "instances": [vec![0.5f32; 1000]] });
+    let expected: Value = {
+        let r = client.post(proc.url("/predict")).json(&body).send().await.unwrap();
+        r.json::<Value>().await.unwrap()["predictions"][0].clone()
+    };
+
+    // 16 clients in a loop, like traffic behind a load balancer: they stop sending
+    // once readiness has failed, as the balancer would.
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (client, url, body, stop, done, expected) = (
+                client.clone(),
+                proc.url("/predict"),
+                body.clone(),
+                stop.clone(),
+                done.clone(),
+                expected.clone(),
+            );
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    let r = client.post(&url).json(&body).send().await.expect("an accepted request completes");
+                    assert_eq!(r.status(), 200);
+                    let v: Value = r.json().await.unwrap();
+                    let (got, want) = (v["predictions"][0].as_f64().unwrap(), expected.as_f64().unwrap());
+                    // Batches of other sizes may round differently in the last bits.
+                    assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+
+    // Wait until rows are sitting in the queue, then SIGTERM.
+    let metrics_url = proc.url("/metrics");
+    loop {
+        let m = client.get(&metrics_url).send().await.unwrap().text().await.unwrap();
+        if sample(&m, "kiln_queue_depth") >= 8.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    proc.sigterm();
+    // Readiness turns 503 at once (the listener is still open during the drain delay).
+    let ready_url = proc.url("/health/ready");
+    let mut turned = false;
+    for _ in 0..100 {
+        let r = client.get(&ready_url).send().await.unwrap();
+        if r.status() == 503 {
+            turned = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(turned, "readiness did not turn 503 after SIGTERM");
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.await.unwrap();
+    }
+    assert!(done.load(Ordering::SeqCst) >= 16);
+    let code = tokio::task::spawn_blocking(move || proc.wait_exit()).await.unwrap();
+    assert_eq!(code, Some(0));
+}
