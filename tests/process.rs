@@ -16,7 +16,10 @@ fn kiln(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
         .envs(env.iter().copied())
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -25,8 +28,14 @@ fn invalid_config_fails_at_startup_naming_the_key() {
     let store = dir.path().to_str().unwrap();
     let serve = ["serve", "--listen", "127.0.0.1:0", "--store", store];
     let cases: &[(&[(&str, &str)], &str)] = &[
-        (&[("KILN_BATCHING__MAX_BATCH_SIZE", "0")], "batching.max_batch_size"),
-        (&[("KILN_BATCHING__MAX_BATCH_SIZE", "lots")], "max_batch_size"),
+        (
+            &[("KILN_BATCHING__MAX_BATCH_SIZE", "0")],
+            "batching.max_batch_size",
+        ),
+        (
+            &[("KILN_BATCHING__MAX_BATCH_SIZE", "lots")],
+            "max_batch_size",
+        ),
         (&[("KILN_BATCHING__NO_SUCH_KEY", "1")], "no_such_key"),
         (&[("KILN_MODEL__BACKEND", "tpu")], "backend"),
         (&[("KILN_TELEMETRY__LEVEL", "[[[")], "telemetry.level"),
@@ -104,7 +113,12 @@ async fn sigterm_drains_every_accepted_request_and_exits_zero() {
     let client = reqwest::Client::new();
     let body = json!({ "instances": [vec![0.5f32; 1000]] });
     let expected: Value = {
-        let r = client.post(proc.url("/predict")).json(&body).send().await.unwrap();
+        let r = client
+            .post(proc.url("/predict"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         r.json::<Value>().await.unwrap()["predictions"][0].clone()
     };
 
@@ -124,10 +138,18 @@ async fn sigterm_drains_every_accepted_request_and_exits_zero() {
             );
             tokio::spawn(async move {
                 while !stop.load(Ordering::SeqCst) {
-                    let r = client.post(&url).json(&body).send().await.expect("an accepted request completes");
+                    let r = client
+                        .post(&url)
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("an accepted request completes");
                     assert_eq!(r.status(), 200);
                     let v: Value = r.json().await.unwrap();
-                    let (got, want) = (v["predictions"][0].as_f64().unwrap(), expected.as_f64().unwrap());
+                    let (got, want) = (
+                        v["predictions"][0].as_f64().unwrap(),
+                        expected.as_f64().unwrap(),
+                    );
                     // Batches of other sizes may round differently in the last bits.
                     assert!((got - want).abs() < 1e-4, "{got} vs {want}");
                     done.fetch_add(1, Ordering::SeqCst);
@@ -139,7 +161,14 @@ async fn sigterm_drains_every_accepted_request_and_exits_zero() {
     // Wait until rows are sitting in the queue, then SIGTERM.
     let metrics_url = proc.url("/metrics");
     loop {
-        let m = client.get(&metrics_url).send().await.unwrap().text().await.unwrap();
+        let m = client
+            .get(&metrics_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         if sample(&m, "kiln_queue_depth") >= 8.0 {
             break;
         }
@@ -163,6 +192,8 @@ async fn sigterm_drains_every_accepted_request_and_exits_zero() {
         c.await.unwrap();
     }
     assert!(done.load(Ordering::SeqCst) >= 16);
-    let code = tokio::task::spawn_blocking(move || proc.wait_exit()).await.unwrap();
+    let code = tokio::task::spawn_blocking(move || proc.wait_exit())
+        .await
+        .unwrap();
     assert_eq!(code, Some(0));
 }

@@ -10,12 +10,16 @@ use serde_json::{Value, json};
 
 /// Deterministic pseudo-random rows (no RNG crate needed).
 fn rows(seed: u64, n: usize, width: usize) -> Vec<Vec<f32>> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
             (0..width)
                 .map(|_| {
-                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     ((state >> 33) as f32 / (1u64 << 31) as f32) * 4.0 - 2.0
                 })
                 .collect()
@@ -30,7 +34,10 @@ fn assert_close(got: &Value, want: &[f32]) {
     };
     assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
     for (g, w) in got.iter().zip(want) {
-        assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "got {got:?}, want {want:?}");
+        assert!(
+            (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+            "got {got:?}, want {want:?}"
+        );
     }
 }
 
@@ -72,10 +79,17 @@ async fn concurrent_clients_are_batched_and_each_gets_its_own_answer() {
         c.await.unwrap();
     }
     let m = server.metrics().await;
-    let (sum, count) = (sample(&m, "kiln_batch_size_sum"), sample(&m, "kiln_batch_size_count"));
+    let (sum, count) = (
+        sample(&m, "kiln_batch_size_sum"),
+        sample(&m, "kiln_batch_size_count"),
+    );
     // 64 clients x 8 requests x 2 rows on average = 1024 rows.
     assert_eq!(sum, (0..64).map(|c| 8.0 * (1 + c % 3) as f64).sum::<f64>());
-    assert!(sum / count > 4.0, "mean batch {} rows over {count} batches", sum / count);
+    assert!(
+        sum / count > 4.0,
+        "mean batch {} rows over {count} batches",
+        sum / count
+    );
     Arc::into_inner(server).unwrap().stop().await.unwrap();
 }
 
@@ -94,8 +108,18 @@ async fn with_batching_off_every_batch_has_one_row() {
                     // Several rows per request: each becomes its own forward pass.
                     let instances = rows(c * 10 + i, 3, 5);
                     let want = model.forward(instances.concat(), 3);
-                    let body: Value = server.predict(&json!(instances)).await.json().await.unwrap();
-                    for (p, w) in body["predictions"].as_array().unwrap().iter().zip(want.chunks(2)) {
+                    let body: Value = server
+                        .predict(&json!(instances))
+                        .await
+                        .json()
+                        .await
+                        .unwrap();
+                    for (p, w) in body["predictions"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .zip(want.chunks(2))
+                    {
                         assert_close(p, w);
                     }
                 }
@@ -108,7 +132,10 @@ async fn with_batching_off_every_batch_has_one_row() {
     let m = server.metrics().await;
     assert_eq!(sample(&m, "kiln_batch_size_count"), 16.0 * 5.0 * 3.0);
     assert_eq!(sample(&m, "kiln_batch_size_sum"), 16.0 * 5.0 * 3.0);
-    assert_eq!(sample(&m, "kiln_batch_size_bucket{le=\"1\"}"), 16.0 * 5.0 * 3.0);
+    assert_eq!(
+        sample(&m, "kiln_batch_size_bucket{le=\"1\"}"),
+        16.0 * 5.0 * 3.0
+    );
     Arc::into_inner(server).unwrap().stop().await.unwrap();
 }
 
@@ -131,14 +158,22 @@ async fn a_tiny_queue_under_overload_answers_429_with_retry_after() {
                 for _ in 0..10 {
                     let r = tokio::time::timeout(
                         Duration::from_secs(30),
-                        server.client.post(server.url("/predict")).json(&body).send(),
+                        server
+                            .client
+                            .post(server.url("/predict"))
+                            .json(&body)
+                            .send(),
                     )
                     .await
                     .expect("no request may hang")
                     .unwrap();
                     let code = r.status().as_u16();
                     if code == 429 {
-                        let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                        let retry: u64 = r.headers()["retry-after"]
+                            .to_str()
+                            .unwrap()
+                            .parse()
+                            .unwrap();
                         assert!(retry >= 1);
                         let b: Value = r.json().await.unwrap();
                         assert!(b["error"].as_str().unwrap().contains("queue is full"));
@@ -155,10 +190,17 @@ async fn a_tiny_queue_under_overload_answers_429_with_retry_after() {
     }
     let ok = codes.iter().filter(|c| **c == 200).count();
     let busy = codes.iter().filter(|c| **c == 429).count();
-    assert_eq!(ok + busy, codes.len(), "only 200 and 429 expected: {codes:?}");
+    assert_eq!(
+        ok + busy,
+        codes.len(),
+        "only 200 and 429 expected: {codes:?}"
+    );
     assert!(busy > 0 && ok > 0, "{ok} ok, {busy} rejected");
     let m = server.metrics().await;
-    assert_eq!(sample(&m, "kiln_rejected_total{reason=\"queue_full\"}"), busy as f64);
+    assert_eq!(
+        sample(&m, "kiln_rejected_total{reason=\"queue_full\"}"),
+        busy as f64
+    );
     // And once the load is gone, requests are served again.
     assert_eq!(server.predict(&json!(rows(2, 1, 1000))).await.status(), 200);
     Arc::into_inner(server).unwrap().stop().await.unwrap();
@@ -171,25 +213,94 @@ async fn bad_inputs_get_a_4xx_json_error_and_the_server_keeps_serving() {
     let mut config = test_config(dir.path());
     config.batching.max_request_rows = 16;
     let server = Server::start(config).await;
-    let deep = format!("{{\"instances\": {}1{}}}", "[".repeat(10_000), "]".repeat(10_000));
+    let deep = format!(
+        "{{\"instances\": {}1{}}}",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
     let huge = format!("{{\"instances\": [[{}1]]}}", "1,".repeat(25_000_000)); // 50 MB
     let too_many = json!({ "instances": vec![vec![0.0; 3]; 17] }).to_string();
     let cases: Vec<(&str, &str, String, u16)> = vec![
-        ("malformed JSON", "application/json", "{\"instances\": [[1,2,".into(), 400),
+        (
+            "malformed JSON",
+            "application/json",
+            "{\"instances\": [[1,2,".into(),
+            400,
+        ),
         ("not JSON at all", "application/json", "hello".into(), 400),
-        ("wrong content type", "text/plain", "{\"instances\": [[1,2,3]]}".into(), 415),
-        ("no content type", "", "{\"instances\": [[1,2,3]]}".into(), 415),
-        ("empty instances", "application/json", "{\"instances\": []}".into(), 422),
+        (
+            "wrong content type",
+            "text/plain",
+            "{\"instances\": [[1,2,3]]}".into(),
+            415,
+        ),
+        (
+            "no content type",
+            "",
+            "{\"instances\": [[1,2,3]]}".into(),
+            415,
+        ),
+        (
+            "empty instances",
+            "application/json",
+            "{\"instances\": []}".into(),
+            422,
+        ),
         ("missing instances", "application/json", "{}".into(), 422),
-        ("unknown field", "application/json", "{\"instances\": [[1,2,3]], \"x\": 1}".into(), 422),
-        ("wrong width", "application/json", "{\"instances\": [[1,2]]}".into(), 422),
-        ("ragged rows", "application/json", "{\"instances\": [[1,2,3],[1,2]]}".into(), 422),
-        ("NaN literal", "application/json", "{\"instances\": [[NaN,2,3]]}".into(), 400),
-        ("Infinity literal", "application/json", "{\"instances\": [[Infinity,2,3]]}".into(), 400),
-        ("overflow to infinity", "application/json", "{\"instances\": [[1e39,2,3]]}".into(), 422),
-        ("strings", "application/json", "{\"instances\": [[\"a\",\"b\",\"c\"]]}".into(), 422),
-        ("null feature", "application/json", "{\"instances\": [[null,2,3]]}".into(), 422),
-        ("flat instead of nested", "application/json", "{\"instances\": [1,2,3]}".into(), 422),
+        (
+            "unknown field",
+            "application/json",
+            "{\"instances\": [[1,2,3]], \"x\": 1}".into(),
+            422,
+        ),
+        (
+            "wrong width",
+            "application/json",
+            "{\"instances\": [[1,2]]}".into(),
+            422,
+        ),
+        (
+            "ragged rows",
+            "application/json",
+            "{\"instances\": [[1,2,3],[1,2]]}".into(),
+            422,
+        ),
+        (
+            "NaN literal",
+            "application/json",
+            "{\"instances\": [[NaN,2,3]]}".into(),
+            400,
+        ),
+        (
+            "Infinity literal",
+            "application/json",
+            "{\"instances\": [[Infinity,2,3]]}".into(),
+            400,
+        ),
+        (
+            "overflow to infinity",
+            "application/json",
+            "{\"instances\": [[1e39,2,3]]}".into(),
+            422,
+        ),
+        (
+            "strings",
+            "application/json",
+            "{\"instances\": [[\"a\",\"b\",\"c\"]]}".into(),
+            422,
+        ),
+        (
+            "null feature",
+            "application/json",
+            "{\"instances\": [[null,2,3]]}".into(),
+            422,
+        ),
+        (
+            "flat instead of nested",
+            "application/json",
+            "{\"instances\": [1,2,3]}".into(),
+            422,
+        ),
         ("nested too deep", "application/json", deep, 422),
         ("too many instances", "application/json", too_many, 413),
         ("50 MB body", "application/json", huge, 413),
@@ -203,13 +314,30 @@ async fn bad_inputs_get_a_4xx_json_error_and_the_server_keeps_serving() {
         assert_eq!(r.status().as_u16(), want, "{name}");
         assert_eq!(r.headers()["content-type"], "application/json", "{name}");
         let body: Value = r.json().await.unwrap();
-        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{name}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{name}: {body}"
+        );
         // The server keeps serving after every bad request.
-        assert_eq!(server.predict(&json!([[1.0, 2.0, 3.0]])).await.status(), 200, "after {name}");
+        assert_eq!(
+            server.predict(&json!([[1.0, 2.0, 3.0]])).await.status(),
+            200,
+            "after {name}"
+        );
     }
-    let r = server.client.get(server.url("/predict")).send().await.unwrap();
+    let r = server
+        .client
+        .get(server.url("/predict"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
-    let r = server.client.get(server.url("/nowhere")).send().await.unwrap();
+    let r = server
+        .client
+        .get(server.url("/nowhere"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     assert!(r.json::<Value>().await.unwrap()["error"].is_string());
     server.stop().await.unwrap();
@@ -220,13 +348,16 @@ async fn imported_seed_mlp_reproduces_the_reference_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let version = import_seed_mlp(dir.path());
     let server = Server::start(test_config(dir.path())).await;
-    let reference: Value = serde_json::from_slice(&std::fs::read(data("seed_mlp.reference.json")).unwrap()).unwrap();
+    let reference: Value =
+        serde_json::from_slice(&std::fs::read(data("seed_mlp.reference.json")).unwrap()).unwrap();
     let inputs = [
         ("ones", vec![1.0f32; 1000]),
         ("ramp", (0..1000).map(|i| i as f32 / 1000.0).collect()),
         ("sin", (0..1000).map(|i| (i as f32).sin()).collect()),
     ];
-    let r = server.predict(&json!(inputs.iter().map(|(_, x)| x).collect::<Vec<_>>())).await;
+    let r = server
+        .predict(&json!(inputs.iter().map(|(_, x)| x).collect::<Vec<_>>()))
+        .await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["model_version"], version.as_str());
@@ -247,7 +378,12 @@ async fn a_request_larger_than_a_batch_is_split_but_computed_by_one_version() {
     let server = Server::start(config).await;
     let instances = rows(9, 50, 4);
     let want = model.forward(instances.concat(), 50);
-    let body: Value = server.predict(&json!(instances)).await.json().await.unwrap();
+    let body: Value = server
+        .predict(&json!(instances))
+        .await
+        .json()
+        .await
+        .unwrap();
     let preds = body["predictions"].as_array().unwrap();
     assert_eq!(preds.len(), 50);
     for (p, w) in preds.iter().zip(want.chunks(2)) {
@@ -265,20 +401,34 @@ async fn an_empty_store_gets_a_working_default_classifier() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(test_config(dir.path())).await;
     // The README's example request.
-    let r = server.predict(&json!([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])).await;
+    let r = server
+        .predict(&json!([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]))
+        .await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["predictions"][0]["label"], "setosa");
     assert_eq!(body["predictions"][1]["label"], "virginica");
     let probs = body["predictions"][0]["probabilities"].as_object().unwrap();
-    assert_eq!(probs.keys().collect::<Vec<_>>(), ["setosa", "versicolor", "virginica"]);
+    assert_eq!(
+        probs.keys().collect::<Vec<_>>(),
+        ["setosa", "versicolor", "virginica"]
+    );
     let total: f64 = probs.values().map(|p| p.as_f64().unwrap()).sum();
     assert!((total - 1.0).abs() < 1e-4);
 
     // The default model classifies its own bundled data well.
-    let table = kiln::training::data::Table::from_csv(&std::fs::read_to_string(data("iris.csv")).unwrap(), "target").unwrap();
+    let table = kiln::training::data::Table::from_csv(
+        &std::fs::read_to_string(data("iris.csv")).unwrap(),
+        "target",
+    )
+    .unwrap();
     let instances: Vec<&[f32]> = table.x.chunks(4).collect();
-    let body: Value = server.predict(&json!(instances)).await.json().await.unwrap();
+    let body: Value = server
+        .predict(&json!(instances))
+        .await
+        .json()
+        .await
+        .unwrap();
     let labels = ["setosa", "versicolor", "virginica"];
     let correct = body["predictions"]
         .as_array()
@@ -287,7 +437,11 @@ async fn an_empty_store_gets_a_working_default_classifier() {
         .zip(&table.y)
         .filter(|(p, y)| p["label"] == labels[**y as usize])
         .count();
-    assert!(correct as f64 / table.len() as f64 > 0.9, "{correct}/{}", table.len());
+    assert!(
+        correct as f64 / table.len() as f64 > 0.9,
+        "{correct}/{}",
+        table.len()
+    );
     server.stop().await.unwrap();
 }
 
@@ -296,9 +450,25 @@ async fn health_metrics_and_request_ids() {
     let dir = tempfile::tempdir().unwrap();
     seed_small_model(dir.path(), 2);
     let server = Server::start(test_config(dir.path())).await;
-    let live: Value = server.client.get(server.url("/health/live")).send().await.unwrap().json().await.unwrap();
+    let live: Value = server
+        .client
+        .get(server.url("/health/live"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(live["status"], "live");
-    let ready: Value = server.client.get(server.url("/health/ready")).send().await.unwrap().json().await.unwrap();
+    let ready: Value = server
+        .client
+        .get(server.url("/health/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["model_version"], "v1");
 
     // An incoming request id is honoured; otherwise one is made up.
@@ -327,7 +497,10 @@ async fn health_metrics_and_request_ids() {
     ] {
         assert!(m.contains(&format!("# TYPE {name} ")), "{name} missing");
     }
-    assert!(m.contains("kiln_requests_total{code=\"200\",route=\"/predict\"} 2"), "{m}");
+    assert!(
+        m.contains("kiln_requests_total{code=\"200\",route=\"/predict\"} 2"),
+        "{m}"
+    );
     assert!(m.contains("kiln_model_info{version=\"v1\"} 1"));
 
     // promtool, when installed (.ci/run installs it), finds nothing to complain about.
@@ -342,13 +515,48 @@ async fn health_metrics_and_request_ids() {
             use std::io::Write;
             child.stdin.take().unwrap().write_all(m.as_bytes()).unwrap();
             let out = child.wait_with_output().unwrap();
-            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-            assert!(out.status.success() && text.trim().is_empty(), "promtool: {text}");
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                out.status.success() && text.trim().is_empty(),
+                "promtool: {text}"
+            );
         }
         Err(_) if std::env::var_os("KILN_REQUIRE_PROMTOOL").is_none() => {
             eprintln!("promtool not installed; skipping `promtool check metrics`");
         }
         Err(e) => panic!("KILN_REQUIRE_PROMTOOL is set but promtool cannot run: {e}"),
     }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_of_a_client_that_went_away_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    seed_small_model(dir.path(), 3);
+    let mut config = test_config(dir.path());
+    config.batching.max_queue_delay_ms = 400.0;
+    let server = Server::start(config).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let r = impatient
+        .post(server.url("/predict"))
+        .json(&json!({"instances": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]}))
+        .send()
+        .await;
+    assert!(r.unwrap_err().is_timeout());
+    // Wait past the batch deadline: the abandoned rows were never computed.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let m = server.metrics().await;
+    assert_eq!(
+        sample(&m, "kiln_rejected_total{reason=\"client_gone\"}"),
+        2.0
+    );
+    assert_eq!(sample(&m, "kiln_batch_size_count"), 0.0);
     server.stop().await.unwrap();
 }

@@ -2,7 +2,6 @@
 //! HTTP status. Bodies are always `{"error": "..."}`; 5xx details go to the log only.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -93,18 +92,6 @@ impl IntoResponse for ApiError {
             );
         }
         response
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        let text = rejection.body_text();
-        match rejection.status() {
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(text),
-            StatusCode::PAYLOAD_TOO_LARGE => Self::TooLarge(text),
-            StatusCode::UNPROCESSABLE_ENTITY => Self::Unprocessable(text),
-            _ => Self::BadRequest(text),
-        }
     }
 }
 

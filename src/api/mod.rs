@@ -4,18 +4,19 @@
 //! Handlers live one concern per module; [`error::ApiError`] is the one status table.
 
 pub mod error;
+mod extract;
 mod health;
 mod predict;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderName;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -27,6 +28,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::ActiveModel;
 pub use error::ApiError;
+pub use extract::ApiJson;
 
 /// Header naming the model version that computed a response.
 pub const MODEL_VERSION_HEADER: HeaderName = HeaderName::from_static("x-model-version");
@@ -53,7 +55,6 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(
             ServiceBuilder::new()
@@ -105,22 +106,4 @@ async fn method_not_allowed(req: Request) -> ApiError {
         req.method(),
         req.uri().path()
     ))
-}
-
-/// `Json` whose rejection is our `{"error"}` shape with the right status.
-pub struct ApiJson<T>(pub T);
-
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    Json<T>: FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Json::<T>::from_request(req, state)
-            .await
-            .map(|Json(v)| ApiJson(v))
-            .map_err(ApiError::from)
-    }
 }

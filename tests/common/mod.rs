@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 pub fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 /// A config for tests: port 0, the given store, quiet logs.
@@ -42,7 +44,9 @@ pub fn seed_small_model(store: &Path, width: usize) -> LoadedModel {
     let device = Device::flex();
     let net = cfg.init_default(&device);
     let store = Store::open(store).unwrap();
-    let version = store.create_version(&Manifest::new(cfg, "test"), &net).unwrap();
+    let version = store
+        .create_version(&Manifest::new(cfg, "test"), &net)
+        .unwrap();
     store.set_active(&version).unwrap();
     store.load(&version, &device).unwrap()
 }
@@ -58,7 +62,11 @@ pub fn import_seed_mlp(store: &Path) -> String {
         .arg(store)
         .output()
         .unwrap();
-    assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "import failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     text.split_whitespace()
         .skip_while(|w| *w != "version")
@@ -78,7 +86,9 @@ pub struct Server {
 impl Server {
     /// Starts kiln with `config` and waits until it is ready.
     pub async fn start(config: Config) -> Self {
-        let listener = tokio::net::TcpListener::bind(config.server.listen).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(kiln::app::run(config, listener, async {
@@ -108,7 +118,14 @@ impl Server {
     }
 
     pub async fn metrics(&self) -> String {
-        self.client.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap()
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     /// Triggers shutdown and waits for `run` to return.
@@ -165,7 +182,10 @@ impl Process {
         std::thread::spawn(move || {
             use std::io::BufRead;
             let mut tx = Some(tx);
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
                 if let Some(t) = tx.as_ref()
                     && let Ok(v) = serde_json::from_str::<Value>(&line)
                     && v["message"] == "listening"
@@ -175,7 +195,9 @@ impl Process {
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(60)).expect("kiln printed its address");
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("kiln printed its address");
         let base = format!("http://{addr}");
         wait_ready(&reqwest::Client::new(), &base).await;
         Self { child, base }

@@ -1,0 +1,104 @@
+//! [`ApiJson`]: the JSON body extractor, with our error shape and a polite body limit.
+//!
+//! Unlike axum's `Json`, a body over `server.max_body_bytes` is read on and discarded
+//! (up to [`DRAIN_LIMIT_FACTOR`] times the limit) before the 413 goes out, so a client
+//! still writing its body reads the clear error instead of a reset connection. Memory
+//! stays bounded: nothing past the limit is kept.
+
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
+use bytes::BytesMut;
+use http_body_util::BodyExt;
+use serde::de::DeserializeOwned;
+
+use super::{ApiError, AppState};
+
+/// How much of an oversized body is drained (as a multiple of the limit) before the
+/// connection is given up on.
+pub const DRAIN_LIMIT_FACTOR: usize = 8;
+
+/// A JSON request body of type `T`.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        if !content_type.is_some_and(is_json) {
+            return Err(ApiError::UnsupportedMediaType(
+                "expected a JSON body with `Content-Type: application/json`".into(),
+            ));
+        }
+        let bytes = read_limited(req, state.config.server.max_body_bytes).await?;
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let text = if path == "." {
+                inner.to_string()
+            } else {
+                format!("{path}: {inner}")
+            };
+            match inner.classify() {
+                serde_json::error::Category::Data => ApiError::Unprocessable(text),
+                _ => ApiError::BadRequest(format!("malformed JSON: {text}")),
+            }
+        })?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// `application/json` or `application/<something>+json`, any parameters.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Reads the body up to `limit` bytes; past it, drains and answers 413.
+async fn read_limited(req: Request, limit: usize) -> Result<BytesMut, ApiError> {
+    let too_large = || {
+        ApiError::TooLarge(format!(
+            "the body is over {limit} bytes (server.max_body_bytes)"
+        ))
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit.saturating_mul(DRAIN_LIMIT_FACTOR)) {
+        return Err(too_large());
+    }
+    let mut body = req.into_body();
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen > limit {
+            // Drain (bounded) so the client reads our answer, keep nothing.
+            if seen > limit.saturating_mul(DRAIN_LIMIT_FACTOR) {
+                break;
+            }
+            continue;
+        }
+        buf.extend_from_slice(&data);
+    }
+    if seen > limit {
+        return Err(too_large());
+    }
+    Ok(buf)
+}
