@@ -1,0 +1,252 @@
+//! HTTP load bench: requests/s and p50/p99 of `POST /predict` on the seed MLP
+//! (1000-500-100-1, one instance per request) at concurrency 1, 16 and 64, with
+//! batching on and off, against two ceilings measured in the same run:
+//! - `compute`: in-process forward passes at batch 64 (rows/s);
+//! - `http`: a bench-only axum server (a child process) that parses the same body
+//!   into the same type and answers a constant.
+//!
+//! The target (issue 2): at c=64, served >= 0.6 x 1 / (1/http + 1/compute).
+//!
+//! `cargo bench --bench load` (env: `KILN_BENCH_SECS`, default 5 per scenario).
+//! kiln runs as the real release binary in its own process, with its peak RSS
+//! (VmHWM) reported; the load generator shares the machine's cores, as it would on a
+//! 2-core box.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use burn::prelude::Device;
+use kiln::model::{LoadedModel, Manifest, NetConfig, import};
+
+const ROLE: &str = "KILN_BENCH_ROLE";
+
+fn main() {
+    if std::env::var(ROLE).as_deref() == Ok("http-ceiling") {
+        return http_ceiling_server();
+    }
+    let secs: u64 = std::env::var("KILN_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(run(Duration::from_secs(secs)));
+}
+
+/// One measured scenario.
+struct Row {
+    target: String,
+    concurrency: usize,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: usize,
+    mean_batch: Option<f64>,
+}
+
+async fn run(duration: Duration) {
+    let body = Arc::new(
+        serde_json::to_vec(&serde_json::json!({
+            "instances": [(0..1000).map(|i| ((i % 97) as f32) / 97.0).collect::<Vec<f32>>()]
+        }))
+        .unwrap(),
+    );
+    let compute = compute_ceiling(64, Duration::from_secs(3));
+    println!("compute ceiling (in-process forward, batch 64): {compute:.0} rows/s");
+
+    let mut rows = Vec::new();
+    // HTTP ceiling.
+    {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .env(ROLE, "http-ceiling")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        let base = format!("http://{}", line.trim());
+        for c in [1, 16, 64] {
+            rows.push(load(&base, "http-ceiling", c, &body, duration, None).await);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // kiln, batching on and off.
+    let dir = tempfile::tempdir().unwrap();
+    common::import_seed_mlp(dir.path());
+    let mut rss = Vec::new();
+    for (name, env) in [
+        ("kiln batching on", vec![]),
+        ("kiln batching off", vec![("KILN_BATCHING__MAX_BATCH_SIZE", "1")]),
+    ] {
+        let mut env = env;
+        env.push(("KILN_TELEMETRY__LEVEL", "warn"));
+        let proc = common::Process::serve(dir.path(), &env).await;
+        for c in [1, 16, 64] {
+            rows.push(load(&proc.base, name, c, &body, duration, Some(&proc.base)).await);
+        }
+        rss.push((name, peak_rss_kib(proc.child.id())));
+    }
+
+    println!();
+    println!("| target | concurrency | requests/s | p50 ms | p99 ms | errors | rows/batch |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} |",
+            r.target,
+            r.concurrency,
+            r.rps,
+            r.p50_ms,
+            r.p99_ms,
+            r.errors,
+            r.mean_batch.map_or("-".into(), |b| format!("{b:.1}"))
+        );
+    }
+    for (name, kib) in rss {
+        println!("peak RSS {name}: {:.1} MiB", kib as f64 / 1024.0);
+    }
+    let http64 = rows.iter().find(|r| r.target == "http-ceiling" && r.concurrency == 64).unwrap().rps;
+    let served = rows.iter().find(|r| r.target == "kiln batching on" && r.concurrency == 64).unwrap();
+    let limit = 1.0 / (1.0 / http64 + 1.0 / compute);
+    println!();
+    println!(
+        "c=64: served {:.0} req/s; limit 1/(1/{http64:.0} + 1/{compute:.0}) = {limit:.0}; ratio {:.2} (target >= 0.6)",
+        served.rps,
+        served.rps / limit
+    );
+    if let Some(b) = served.mean_batch {
+        let at_formed = compute_ceiling(b.round().max(1.0) as usize, Duration::from_secs(2));
+        println!(
+            "served / compute ceiling at the batch size formed ({b:.1} rows): {:.2} ({at_formed:.0} rows/s in-process)",
+            served.rps / at_formed
+        );
+    }
+}
+
+/// Rows/s of in-process forward passes at `batch`.
+fn compute_ceiling(batch: usize, duration: Duration) -> f64 {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cfg = NetConfig::from_file(&root.join("config/seed-mlp.toml")).unwrap();
+    let device = Device::flex();
+    let net = import::pytorch_sequential(&common::data("seed_mlp.safetensors"), &cfg, &device).unwrap();
+    let model = LoadedModel::new("bench", Manifest::new(cfg, "bench"), net, device);
+    let input: Vec<f32> = (0..batch * 1000).map(|i| ((i % 97) as f32) / 97.0).collect();
+    model.warm_up();
+    let started = Instant::now();
+    let mut passes = 0u64;
+    while started.elapsed() < duration {
+        std::hint::black_box(model.forward(input.clone(), batch));
+        passes += 1;
+    }
+    (passes * batch as u64) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Closed-loop load: `concurrency` clients, each on its own keep-alive connection.
+async fn load(
+    base: &str,
+    target: &str,
+    concurrency: usize,
+    body: &Arc<Vec<u8>>,
+    duration: Duration,
+    metrics_of: Option<&str>,
+) -> Row {
+    let before = match metrics_of {
+        Some(b) => Some(batch_stats(b).await),
+        None => None,
+    };
+    let url = format!("{base}/predict");
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (url, body) = (url.clone(), body.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+                let (mut lat, mut errors) = (Vec::new(), 0usize);
+                while started.elapsed() < duration {
+                    let t = Instant::now();
+                    let ok = match client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.as_ref().clone())
+                        .send()
+                        .await
+                    {
+                        Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                        Err(_) => false,
+                    };
+                    if ok {
+                        lat.push(t.elapsed().as_micros() as u32);
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let (mut lat, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        lat.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0;
+    let mean_batch = match (before, metrics_of) {
+        (Some((s0, c0)), Some(b)) => {
+            let (s1, c1) = batch_stats(b).await;
+            Some((s1 - s0) / (c1 - c0).max(1.0))
+        }
+        _ => None,
+    };
+    let row = Row {
+        target: target.into(),
+        concurrency,
+        rps: lat.len() as f64 / elapsed,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        errors,
+        mean_batch,
+    };
+    eprintln!("{target} c={concurrency}: {:.0} req/s p50 {:.2} ms p99 {:.2} ms", row.rps, row.p50_ms, row.p99_ms);
+    row
+}
+
+async fn batch_stats(base: &str) -> (f64, f64) {
+    let m = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+    (common::sample(&m, "kiln_batch_size_sum"), common::sample(&m, "kiln_batch_size_count"))
+}
+
+/// Peak resident set (VmHWM, KiB) of a process.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The HTTP ceiling: parses the same body into the same type, answers a constant.
+fn http_ceiling_server() {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        #[allow(dead_code)]
+        instances: Vec<Vec<f32>>,
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let app = axum::Router::new().route(
+            "/predict",
+            axum::routing::post(|axum::Json(_b): axum::Json<Body>| async {
+                axum::Json(serde_json::json!({"predictions": [0.0], "model_version": "ceiling"}))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap());
+        axum::serve(listener, app).await.unwrap();
+    });
+}
