@@ -14,7 +14,9 @@ fn seed_mlp() -> LoadedModel {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cfg = NetConfig::from_file(&root.join("config/seed-mlp.toml")).unwrap();
     let device = Device::flex();
-    let net = import::pytorch_sequential(&root.join("tests/data/seed_mlp.safetensors"), &cfg, &device).unwrap();
+    let net =
+        import::pytorch_sequential(&root.join("tests/data/seed_mlp.safetensors"), &cfg, &device)
+            .unwrap();
     LoadedModel::new("bench", Manifest::new(cfg, "bench"), net, device)
 }
 
@@ -23,7 +25,9 @@ fn forward(c: &mut Criterion) {
     model.warm_up();
     let mut group = c.benchmark_group("seed_mlp_forward");
     for batch in [1usize, 16, 64, 256] {
-        let rows: Vec<f32> = (0..batch * 1000).map(|i| ((i % 97) as f32) / 97.0).collect();
+        let rows: Vec<f32> = (0..batch * 1000)
+            .map(|i| ((i % 97) as f32) / 97.0)
+            .collect();
         group.throughput(Throughput::Elements(batch as u64));
         group.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, &n| {
             b.iter(|| black_box(model.forward(rows.clone(), n)))

@@ -28,7 +28,10 @@ fn main() {
     if std::env::var(ROLE).as_deref() == Ok("http-ceiling") {
         return http_ceiling_server();
     }
-    let secs: u64 = std::env::var("KILN_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let secs: u64 = std::env::var("KILN_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(run(Duration::from_secs(secs)));
 }
@@ -63,7 +66,11 @@ async fn run(duration: Duration) {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
         let base = format!("http://{}", line.trim());
         for c in [1, 16, 64] {
             rows.push(load(&base, "http-ceiling", c, &body, duration, None).await);
@@ -77,10 +84,13 @@ async fn run(duration: Duration) {
     let mut rss = Vec::new();
     for (name, env) in [
         ("kiln batching on", vec![]),
-        ("kiln batching off", vec![("KILN_BATCHING__MAX_BATCH_SIZE", "1")]),
+        (
+            "kiln batching off",
+            vec![("KILN_BATCHING__MAX_BATCH_SIZE", "1")],
+        ),
     ] {
         let mut env = env;
-        env.push(("KILN_TELEMETRY__LEVEL", "warn"));
+        env.push(("KILN_TELEMETRY__LEVEL", "warn,kiln::app=info"));
         let proc = common::Process::serve(dir.path(), &env).await;
         for c in [1, 16, 64] {
             rows.push(load(&proc.base, name, c, &body, duration, Some(&proc.base)).await);
@@ -106,8 +116,15 @@ async fn run(duration: Duration) {
     for (name, kib) in rss {
         println!("peak RSS {name}: {:.1} MiB", kib as f64 / 1024.0);
     }
-    let http64 = rows.iter().find(|r| r.target == "http-ceiling" && r.concurrency == 64).unwrap().rps;
-    let served = rows.iter().find(|r| r.target == "kiln batching on" && r.concurrency == 64).unwrap();
+    let http64 = rows
+        .iter()
+        .find(|r| r.target == "http-ceiling" && r.concurrency == 64)
+        .unwrap()
+        .rps;
+    let served = rows
+        .iter()
+        .find(|r| r.target == "kiln batching on" && r.concurrency == 64)
+        .unwrap();
     let limit = 1.0 / (1.0 / http64 + 1.0 / compute);
     println!();
     println!(
@@ -129,9 +146,12 @@ fn compute_ceiling(batch: usize, duration: Duration) -> f64 {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cfg = NetConfig::from_file(&root.join("config/seed-mlp.toml")).unwrap();
     let device = Device::flex();
-    let net = import::pytorch_sequential(&common::data("seed_mlp.safetensors"), &cfg, &device).unwrap();
+    let net =
+        import::pytorch_sequential(&common::data("seed_mlp.safetensors"), &cfg, &device).unwrap();
     let model = LoadedModel::new("bench", Manifest::new(cfg, "bench"), net, device);
-    let input: Vec<f32> = (0..batch * 1000).map(|i| ((i % 97) as f32) / 97.0).collect();
+    let input: Vec<f32> = (0..batch * 1000)
+        .map(|i| ((i % 97) as f32) / 97.0)
+        .collect();
     model.warm_up();
     let started = Instant::now();
     let mut passes = 0u64;
@@ -161,7 +181,10 @@ async fn load(
         .map(|_| {
             let (url, body) = (url.clone(), body.clone());
             tokio::spawn(async move {
-                let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+                let client = reqwest::Client::builder()
+                    .pool_max_idle_per_host(1)
+                    .build()
+                    .unwrap();
                 let (mut lat, mut errors) = (Vec::new(), 0usize);
                 while started.elapsed() < duration {
                     let t = Instant::now();
@@ -193,7 +216,12 @@ async fn load(
     }
     let elapsed = started.elapsed().as_secs_f64();
     lat.sort_unstable();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0;
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
     let mean_batch = match (before, metrics_of) {
         (Some((s0, c0)), Some(b)) => {
             let (s1, c1) = batch_stats(b).await;
@@ -210,13 +238,24 @@ async fn load(
         errors,
         mean_batch,
     };
-    eprintln!("{target} c={concurrency}: {:.0} req/s p50 {:.2} ms p99 {:.2} ms", row.rps, row.p50_ms, row.p99_ms);
+    eprintln!(
+        "{target} c={concurrency}: {:.0} req/s p50 {:.2} ms p99 {:.2} ms",
+        row.rps, row.p50_ms, row.p99_ms
+    );
     row
 }
 
 async fn batch_stats(base: &str) -> (f64, f64) {
-    let m = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
-    (common::sample(&m, "kiln_batch_size_sum"), common::sample(&m, "kiln_batch_size_count"))
+    let m = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    (
+        common::sample(&m, "kiln_batch_size_sum"),
+        common::sample(&m, "kiln_batch_size_count"),
+    )
 }
 
 /// Peak resident set (VmHWM, KiB) of a process.
@@ -224,8 +263,14 @@ fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmHWM:")?
+                    .trim()
+                    .strip_suffix("kB")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
         })
         .unwrap_or(0)
 }
