@@ -69,7 +69,7 @@ impl Default for BatchingConfig {
     fn default() -> Self {
         Self {
             max_batch_size: 64,
-            max_queue_delay_ms: 2.0,
+            max_queue_delay_ms: 0.0,
             queue_capacity: 2048,
             max_request_rows: 1024,
         }

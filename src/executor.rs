@@ -33,7 +33,7 @@ pub fn spawn(
 fn run(mut rx: mpsc::Receiver<Batch>, model: ActiveModel, metrics: Metrics, max_batch_size: usize) {
     while let Some(batch) = rx.blocking_recv() {
         let Some(model) = model.current() else {
-            for r in batch {
+            for r in batch.requests {
                 let _ = r.reply.send(Err(PredictError::NoModel));
             }
             continue;
@@ -47,8 +47,8 @@ fn execute(batch: Batch, model: &LoadedModel, metrics: &Metrics, max_batch_size:
     let version: Arc<str> = model.version().into();
     let width = model.input_width();
     let now = tokio::time::Instant::now();
-    let mut live: Vec<Request> = Vec::with_capacity(batch.len());
-    for r in batch {
+    let mut live: Vec<Request> = Vec::with_capacity(batch.requests.len());
+    for r in batch.requests {
         if r.reply.is_closed() {
             metrics.reject(RejectReason::ClientGone, r.n_rows as u64);
         } else if r.width != width {

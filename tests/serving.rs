@@ -52,7 +52,6 @@ async fn concurrent_clients_are_batched_and_each_gets_its_own_answer() {
     let model = Arc::new(model);
     let mut config = test_config(dir.path());
     config.batching.max_batch_size = 64;
-    config.batching.max_queue_delay_ms = 5.0;
     let server = Arc::new(Server::start(config).await);
 
     let clients: Vec<_> = (0..64u64)

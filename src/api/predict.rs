@@ -36,6 +36,7 @@ pub async fn predict(
         let answer = answer
             .await
             .map_err(|_| ApiError::NotReady("the server is shutting down".into()))??;
+        tracing::Span::current().record("model_version", &*answer.version);
         let mut response = Json(PredictResponse {
             predictions: answer.predictions,
             model_version: answer.version.to_string(),

@@ -4,7 +4,7 @@
 //! semaphore of `queue_capacity` row permits: a request takes one permit per row or
 //! is turned away at once (429), and gives them back when it is answered, so rows
 //! queued plus rows computing never exceed the bound. The batcher task alone owns the
-//! [`queue::Queue`]; it waits until the executor can take a batch, then asks the queue
+//! [`queue::Queue`]; it waits until the executor is free, then asks the queue
 //! for one (row budget, deadline, skipping abandoned requests) and hands it over.
 
 pub mod queue;
@@ -82,7 +82,13 @@ impl Queued for Request {
 }
 
 /// Requests the executor runs with one model version.
-pub type Batch = Vec<Request>;
+#[derive(Debug)]
+pub struct Batch {
+    pub requests: Vec<Request>,
+    /// Held while the batch computes: the batcher forms the next batch only once the
+    /// executor is free, from everything that arrived meanwhile.
+    _busy: OwnedSemaphorePermit,
+}
 
 /// Handle to the batcher task.
 #[derive(Clone)]
@@ -108,7 +114,8 @@ impl Batcher {
             max_rows: config.max_batch_size,
             max_delay: config.max_queue_delay(),
         };
-        tracker.spawn(run(rx, executor, policy, metrics, cancel.clone()));
+        let idle = Arc::new(Semaphore::new(1));
+        tracker.spawn(run(rx, executor, idle, policy, metrics, cancel.clone()));
         Self {
             tx,
             permits: Arc::new(Semaphore::new(config.queue_capacity)),
@@ -156,6 +163,7 @@ impl Batcher {
 async fn run(
     mut rx: mpsc::Receiver<Request>,
     executor: mpsc::Sender<Batch>,
+    idle: Arc<Semaphore>,
     policy: Policy,
     metrics: Metrics,
     cancel: CancellationToken,
@@ -163,11 +171,13 @@ async fn run(
     let mut queue: Queue<Request> = Queue::default();
     let mut closing = false;
     loop {
-        // Wait until the executor can take a batch: meanwhile requests keep piling up
-        // in the channel, so a busy executor gets fuller batches.
-        let slot = match executor.reserve().await {
-            Ok(slot) => slot,
-            Err(_) => break, // executor gone: nothing can be computed any more
+        // Wait until the executor is free: meanwhile requests keep piling up in the
+        // channel, so a busy executor gets fuller batches.
+        let Ok(busy) = idle.clone().acquire_owned().await else {
+            break;
+        };
+        let Ok(slot) = executor.reserve().await else {
+            break; // executor gone: nothing can be computed any more
         };
         let batch = loop {
             while let Ok(r) = rx.try_recv() {
@@ -200,7 +210,10 @@ async fn run(
         };
         metrics.queue_depth.set(queue.rows() as i64);
         match batch {
-            Some(batch) => slot.send(batch),
+            Some(requests) => slot.send(Batch {
+                requests,
+                _busy: busy,
+            }),
             None => break,
         }
     }
@@ -231,7 +244,7 @@ mod tests {
     }
 
     fn rows_of(batch: &Batch) -> Vec<usize> {
-        batch.iter().map(|r| r.n_rows).collect()
+        batch.requests.iter().map(|r| r.n_rows).collect()
     }
 
     #[tokio::test(start_paused = true)]
@@ -285,6 +298,7 @@ mod tests {
         );
         let batch = rx.recv().await.unwrap();
         assert_eq!(rows_of(&batch), [1]);
+        drop(batch); // the executor is done with it
         tracker.close();
         tracker.wait().await;
         assert!(
