@@ -84,6 +84,7 @@ async fn concurrent_clients_are_batched_and_each_gets_its_own_answer() {
     );
     // 64 clients x 8 requests x 2 rows on average = 1024 rows.
     assert_eq!(sum, (0..64).map(|c| 8.0 * (1 + c % 3) as f64).sum::<f64>());
+    eprintln!("mean batch: {:.1} rows over {count} batches", sum / count);
     assert!(
         sum / count > 4.0,
         "mean batch {} rows over {count} batches",
