@@ -1,6 +1,7 @@
 //! Process wiring: build the subsystems, serve HTTP until told to stop, then drain.
 //!
-//! Startup order: metrics, device, store, executor thread, batcher task, HTTP. The
+//! Startup order: metrics, device, store, executor thread, batcher task, model
+//! manager, trainer, HTTP. The
 //! listener answers at once (`/health/live` 200, `/health/ready` 503) while the
 //! active version loads in the background. Shutdown order: readiness turns 503,
 //! `server.shutdown_drain_delay_ms` passes, the listener closes, in-flight requests
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -22,7 +23,8 @@ use crate::config::Config;
 use crate::executor;
 use crate::metrics::Metrics;
 use crate::model::ActiveModel;
-use crate::registry::{Store, swap};
+use crate::registry::{Models, Store};
+use crate::training::jobs::{Trainer, TrainerDeps};
 
 /// Serves `config` on `listener` until `shutdown` resolves, then drains and returns.
 /// Fails if the model store cannot be opened or the active version cannot be loaded.
@@ -50,29 +52,31 @@ pub async fn run(
     let tasks = TaskTracker::new();
     let batcher = Batcher::spawn(&config.batching, batch_tx, metrics.clone(), &tasks);
 
-    let (load_tx, load_rx) = oneshot::channel();
-    {
-        let (store, device, model) = (store.clone(), device.clone(), model.clone());
-        tokio::task::spawn_blocking(move || {
-            let _ = load_tx.send(swap::load_and_publish(&store, &device, &model));
-        });
-    }
-    // A failed initial load stops the server; its error is the run's result.
+    let models = Models::spawn(store.clone(), device.clone(), model.clone())
+        .context("starting the model manager")?;
+    let trainer = Trainer::start(TrainerDeps {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        models: models.clone(),
+        active: model.clone(),
+        device: device.clone(),
+        threads: config.training.threads,
+        max_queued: config.training.max_queued_jobs,
+        max_kept: config.training.max_jobs_kept,
+    })
+    .context("starting the trainer")?;
+
+    // The active version loads in the background; a failure stops the server and
+    // is the run's result.
     let load_failed = CancellationToken::new();
     let load_error = {
-        let load_failed = load_failed.clone();
+        let (models, load_failed) = (models.clone(), load_failed.clone());
         tokio::spawn(async move {
-            match load_rx.await {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => {
-                    load_failed.cancel();
-                    Some(anyhow::Error::new(e).context("loading the active model version"))
-                }
-                Err(_) => {
-                    load_failed.cancel();
-                    Some(anyhow::anyhow!("the model loader panicked"))
-                }
-            }
+            let result = models.load_initial().await;
+            result.err().map(|e| {
+                load_failed.cancel();
+                anyhow::Error::new(e).context("loading the active model version")
+            })
         })
     };
 
@@ -83,6 +87,9 @@ pub async fn run(
         model,
         metrics,
         draining: draining.clone(),
+        store,
+        models,
+        trainer,
     };
     let drain_delay = Duration::from_millis(config.server.shutdown_drain_delay_ms);
     tracing::info!(addr = %listener.local_addr()?, backend = config.model.backend.name(), "listening");

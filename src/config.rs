@@ -25,6 +25,8 @@ pub struct Config {
     pub batching: BatchingConfig,
     pub model: ModelConfig,
     pub store: StoreConfig,
+    pub training: TrainingConfig,
+    pub auth: AuthConfig,
     pub telemetry: TelemetryConfig,
 }
 
@@ -129,6 +131,45 @@ impl Default for StoreConfig {
             dir: PathBuf::from("models"),
         }
     }
+}
+
+/// The embedded trainer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainingConfig {
+    /// Datasets named by `{"path": ...}` are read from this directory (and only here).
+    pub data_dir: PathBuf,
+    /// Model-config files named by `"model": "<name>"` are read from here.
+    pub config_dir: PathBuf,
+    /// CPU threads training may use; serving keeps the rest.
+    pub threads: usize,
+    /// Jobs waiting to run; beyond it `POST /train` answers 429.
+    pub max_queued_jobs: usize,
+    /// Finished job records kept (older ones are forgotten).
+    pub max_jobs_kept: usize,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            config_dir: PathBuf::from("config"),
+            threads: 1,
+            max_queued_jobs: 4,
+            max_jobs_kept: 100,
+        }
+    }
+}
+
+/// Bearer-token protection of the mutating endpoints.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// When set, `/train`, promote, rollback and delete need
+    /// `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// Protect `/predict` with the same token.
+    pub protect_predict: bool,
 }
 
 /// Logging.
@@ -253,6 +294,18 @@ impl Config {
                     self.model.name
                 ),
             );
+        }
+        if self.training.threads == 0 || self.training.threads > 1024 {
+            return invalid("training.threads", "must be between 1 and 1024".into());
+        }
+        if self.training.max_queued_jobs == 0 {
+            return invalid("training.max_queued_jobs", "must be at least 1".into());
+        }
+        if self.auth.token.as_deref().is_some_and(|t| t.len() < 8) {
+            return invalid("auth.token", "must be at least 8 characters".into());
+        }
+        if self.auth.protect_predict && self.auth.token.is_none() {
+            return invalid("auth.protect_predict", "needs auth.token".into());
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.level) {
             return invalid("telemetry.level", e.to_string());

@@ -113,7 +113,7 @@ fn execute(batch: Batch, model: &LoadedModel, metrics: &Metrics, max_batch_size:
         let predictions = rows
             .by_ref()
             .take(r.n_rows)
-            .map(|o| model.interpret(o))
+            .map(|o| model.interpret(o, r.top_k))
             .collect();
         let _ = r.reply.send(Ok(Answer {
             version: version.clone(),

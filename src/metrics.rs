@@ -5,7 +5,7 @@
 //! its own registry, so tests running several servers in one process do not mix.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -60,6 +60,10 @@ pub struct Metrics {
     rejected: IntCounterVec,
     model_info: IntGaugeVec,
     pub model_swaps: IntCounter,
+    train_jobs: IntGaugeVec,
+    train_epoch: IntGaugeVec,
+    train_loss: GaugeVec,
+    train_samples_per_second: GaugeVec,
 }
 
 impl Metrics {
@@ -120,6 +124,36 @@ impl Metrics {
         )
         .unwrap();
 
+        let train_jobs = IntGaugeVec::new(
+            Opts::new(
+                "kiln_train_jobs",
+                "Training jobs known to this process, by state.",
+            ),
+            &["state"],
+        )
+        .unwrap();
+        let train_epoch = IntGaugeVec::new(
+            Opts::new("kiln_train_epoch", "Last finished epoch of a training job."),
+            &["job"],
+        )
+        .unwrap();
+        let train_loss = GaugeVec::new(
+            Opts::new(
+                "kiln_train_loss",
+                "A training job's loss at its last epoch, by split (train or validation).",
+            ),
+            &["job", "split"],
+        )
+        .unwrap();
+        let train_samples_per_second = GaugeVec::new(
+            Opts::new(
+                "kiln_train_samples_per_second",
+                "Training rows processed per second in a job's last epoch.",
+            ),
+            &["job"],
+        )
+        .unwrap();
+
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -130,6 +164,10 @@ impl Metrics {
             Box::new(rejected.clone()),
             Box::new(model_info.clone()),
             Box::new(model_swaps.clone()),
+            Box::new(train_jobs.clone()),
+            Box::new(train_epoch.clone()),
+            Box::new(train_loss.clone()),
+            Box::new(train_samples_per_second.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -154,7 +192,40 @@ impl Metrics {
             rejected,
             model_info,
             model_swaps,
+            train_jobs,
+            train_epoch,
+            train_loss,
+            train_samples_per_second,
         }
+    }
+
+    /// Sets how many jobs are in `state`.
+    pub fn set_train_jobs(&self, state: &str, n: i64) {
+        self.train_jobs.with_label_values(&[state]).set(n);
+    }
+
+    /// Records a finished epoch of `job`.
+    pub fn observe_train_epoch(&self, job: &str, report: &crate::training::fit::EpochReport) {
+        self.train_epoch
+            .with_label_values(&[job])
+            .set(report.epoch as i64);
+        self.train_loss
+            .with_label_values(&[job, "train"])
+            .set(report.train_loss);
+        self.train_loss
+            .with_label_values(&[job, "validation"])
+            .set(report.val_loss);
+        self.train_samples_per_second
+            .with_label_values(&[job])
+            .set(report.samples_per_second);
+    }
+
+    /// Drops a job's per-job series.
+    pub fn forget_train_job(&self, job: &str) {
+        let _ = self.train_epoch.remove_label_values(&[job]);
+        let _ = self.train_loss.remove_label_values(&[job, "train"]);
+        let _ = self.train_loss.remove_label_values(&[job, "validation"]);
+        let _ = self.train_samples_per_second.remove_label_values(&[job]);
     }
 
     /// Counts one answered HTTP request.

@@ -417,11 +417,12 @@ async fn an_empty_store_gets_a_working_default_classifier() {
     assert!((total - 1.0).abs() < 1e-4);
 
     // The default model classifies its own bundled data well.
-    let table = kiln::training::data::Table::from_csv(
+    let raw = kiln::training::data::RawTable::from_csv(
         &std::fs::read_to_string(data("iris.csv")).unwrap(),
         "target",
     )
     .unwrap();
+    let table = kiln::training::data::Dataset::prepare(raw, None).unwrap();
     let instances: Vec<&[f32]> = table.x.chunks(4).collect();
     let body: Value = server
         .predict(&json!(instances))

@@ -8,6 +8,8 @@ use serde::Serialize;
 
 use crate::batching::{PredictError, RETRY_AFTER, SubmitError};
 use crate::metrics::RejectReason;
+use crate::registry::ManageError;
+use crate::training::jobs::JobError;
 
 /// A failed request.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,12 @@ pub enum ApiError {
     NotReady(String),
     #[error("{0}")]
     NotFound(String),
+    /// A mutating endpoint without the configured bearer token.
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    /// The request is valid but the resource's state forbids it.
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     MethodNotAllowed(String),
     /// A server fault; the message is logged, the client sees a generic text.
@@ -55,6 +63,8 @@ impl ApiError {
             Self::QueueFull => StatusCode::TOO_MANY_REQUESTS,
             Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -69,7 +79,11 @@ impl ApiError {
             Self::BadRequest(_) | Self::Unprocessable(_) | Self::UnsupportedMediaType(_) => {
                 Some(RejectReason::InvalidInput)
             }
-            Self::NotFound(_) | Self::MethodNotAllowed(_) | Self::Internal(_) => None,
+            Self::NotFound(_)
+            | Self::MethodNotAllowed(_)
+            | Self::Internal(_)
+            | Self::Unauthorized
+            | Self::Conflict(_) => None,
         }
     }
 }
@@ -85,6 +99,11 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let mut response = (status, Json(ErrorBody { error: &text })).into_response();
+        if matches!(self, Self::Unauthorized) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if matches!(self, Self::QueueFull) {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
@@ -110,6 +129,30 @@ impl From<PredictError> for ApiError {
             PredictError::WidthMismatch { .. } => Self::Unprocessable(e.to_string()),
             PredictError::NoModel => Self::NotReady(e.to_string()),
             PredictError::Compute => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ManageError> for ApiError {
+    fn from(e: ManageError) -> Self {
+        match e {
+            ManageError::NotFound(_) => Self::NotFound(e.to_string()),
+            ManageError::Unusable { .. } | ManageError::IsActive(_) | ManageError::NoPrevious => {
+                Self::Conflict(e.to_string())
+            }
+            ManageError::Stopped => Self::NotReady(e.to_string()),
+            ManageError::Store(_) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<JobError> for ApiError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::QueueFull(_) => Self::QueueFull,
+            JobError::NotFound(_) => Self::NotFound(e.to_string()),
+            JobError::Finished(..) => Self::Conflict(e.to_string()),
+            JobError::Stopped => Self::NotReady(e.to_string()),
         }
     }
 }

@@ -3,10 +3,13 @@
 //!
 //! Handlers live one concern per module; [`error::ApiError`] is the one status table.
 
+mod auth;
 pub mod error;
 mod extract;
 mod health;
+mod models;
 mod predict;
+mod train;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +19,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderName;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -27,6 +30,8 @@ use crate::batching::Batcher;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::ActiveModel;
+use crate::registry::{Models, Store};
+use crate::training::jobs::Trainer;
 pub use error::ApiError;
 pub use extract::ApiJson;
 
@@ -43,6 +48,9 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Cancelled when shutdown begins: readiness turns 503 at once.
     pub draining: CancellationToken,
+    pub store: Store,
+    pub models: Models,
+    pub trainer: Trainer,
 }
 
 /// Every route, with the middleware stack.
@@ -53,6 +61,12 @@ pub fn router(state: AppState) -> Router {
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .route("/train", post(train::submit).get(train::list))
+        .route("/train/{id}", get(train::get).delete(train::cancel))
+        .route("/models", get(models::list))
+        .route("/models/rollback", post(models::rollback))
+        .route("/models/{version}", delete(models::delete))
+        .route("/models/{version}/promote", post(models::promote))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))

@@ -3,11 +3,11 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiJson, AppState, MODEL_VERSION_HEADER};
+use super::{ApiError, ApiJson, AppState, MODEL_VERSION_HEADER, auth};
 use crate::model::Prediction;
 
 /// The request body.
@@ -16,6 +16,9 @@ use crate::model::Prediction;
 pub struct PredictRequest {
     /// One row of features per instance.
     pub instances: Vec<Vec<f32>>,
+    /// Classifiers also list this many most likely labels per instance.
+    #[serde(default)]
+    pub top_k: Option<usize>,
 }
 
 /// The response body.
@@ -27,12 +30,18 @@ pub struct PredictResponse {
 
 pub async fn predict(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<ApiJson<PredictRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
+    auth::check_predict(&headers, &state)?;
     let result: Result<Response, ApiError> = async {
         let ApiJson(body) = body?;
+        let top_k = body.top_k;
+        if top_k == Some(0) {
+            return Err(ApiError::Unprocessable("top_k must be at least 1".into()));
+        }
         let (rows, n, width) = validate(&state, body)?;
-        let answer = state.batcher.submit(rows, n, width)?;
+        let answer = state.batcher.submit(rows, n, width, top_k)?;
         let answer = answer
             .await
             .map_err(|_| ApiError::NotReady("the server is shutting down".into()))??;

@@ -63,6 +63,8 @@ pub struct Request {
     pub rows: Vec<f32>,
     pub n_rows: usize,
     pub width: usize,
+    /// Classifiers also list this many most likely labels per row.
+    pub top_k: Option<usize>,
     pub enqueued_at: Instant,
     pub reply: oneshot::Sender<Result<Answer, PredictError>>,
     /// Returned to the admission semaphore when the request is dropped (answered).
@@ -129,6 +131,7 @@ impl Batcher {
         rows: Vec<f32>,
         n_rows: usize,
         width: usize,
+        top_k: Option<usize>,
     ) -> Result<oneshot::Receiver<Result<Answer, PredictError>>, SubmitError> {
         let n = u32::try_from(n_rows).map_err(|_| SubmitError::QueueFull)?;
         let permit = match self.permits.clone().try_acquire_many_owned(n) {
@@ -141,6 +144,7 @@ impl Batcher {
             rows,
             n_rows,
             width,
+            top_k,
             enqueued_at: Instant::now(),
             reply,
             _permit: permit,
@@ -250,8 +254,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_loop_waits_out_the_deadline_then_sends_one_batch() {
         let (batcher, mut rx, _t) = start(&config(8, 10.0));
-        let _a = batcher.submit(vec![0.0; 2], 1, 2).unwrap();
-        let _b = batcher.submit(vec![0.0; 4], 2, 2).unwrap();
+        let _a = batcher.submit(vec![0.0; 2], 1, 2, None).unwrap();
+        let _b = batcher.submit(vec![0.0; 4], 2, 2, None).unwrap();
         let started = Instant::now();
         let batch = rx.recv().await.unwrap();
         assert_eq!(started.elapsed(), Duration::from_millis(10));
@@ -262,7 +266,7 @@ mod tests {
     async fn a_full_batch_leaves_without_waiting() {
         let (batcher, mut rx, _t) = start(&config(4, 1000.0));
         let _r: Vec<_> = (0..4)
-            .map(|_| batcher.submit(vec![0.0], 1, 1).unwrap())
+            .map(|_| batcher.submit(vec![0.0], 1, 1, None).unwrap())
             .collect();
         let started = Instant::now();
         let batch = rx.recv().await.unwrap();
@@ -273,15 +277,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn admission_is_bounded_by_row_permits() {
         let (batcher, _rx, _t) = start(&config(4, 1000.0));
-        let _held = batcher.submit(vec![0.0; 10], 10, 1).unwrap();
+        let _held = batcher.submit(vec![0.0; 10], 10, 1, None).unwrap();
         assert_eq!(
-            batcher.submit(vec![0.0; 7], 7, 1).unwrap_err(),
+            batcher.submit(vec![0.0; 7], 7, 1, None).unwrap_err(),
             SubmitError::QueueFull
         );
-        let _fits = batcher.submit(vec![0.0; 6], 6, 1).unwrap();
+        let _fits = batcher.submit(vec![0.0; 6], 6, 1, None).unwrap();
         drop(_held); // still queued: the permits come back only when it is answered
         assert_eq!(
-            batcher.submit(vec![0.0], 1, 1).unwrap_err(),
+            batcher.submit(vec![0.0], 1, 1, None).unwrap_err(),
             SubmitError::QueueFull
         );
     }
@@ -289,11 +293,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn close_flushes_what_is_queued_and_refuses_more() {
         let (batcher, mut rx, tracker) = start(&config(8, 60_000.0));
-        let _a = batcher.submit(vec![0.0], 1, 1).unwrap();
+        let _a = batcher.submit(vec![0.0], 1, 1, None).unwrap();
         tokio::task::yield_now().await;
         batcher.close();
         assert_eq!(
-            batcher.submit(vec![0.0], 1, 1).unwrap_err(),
+            batcher.submit(vec![0.0], 1, 1, None).unwrap_err(),
             SubmitError::Closed
         );
         let batch = rx.recv().await.unwrap();

@@ -4,7 +4,7 @@
 //! Immutable after construction; shared read-only by the executor thread(s).
 
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
+use burn::tensor::activation::{sigmoid, softmax};
 use serde::Serialize;
 
 use super::manifest::Manifest;
@@ -33,7 +33,17 @@ pub enum Prediction {
         label: String,
         probability: f32,
         probabilities: Probabilities,
+        /// The most likely labels, best first (when asked for with `top_k`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        top_k: Option<Vec<Ranked>>,
     },
+}
+
+/// A label and its probability.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Ranked {
+    pub label: String,
+    pub probability: f32,
 }
 
 /// Class probabilities in label order, serialised as a JSON object
@@ -78,14 +88,18 @@ impl LoadedModel {
         self.manifest.net.input_width()
     }
 
-    /// Raw values the network gives per row.
+    /// Values [`forward`](Self::forward) gives per row: one probability per class
+    /// for classifiers, the network's outputs for regression.
     pub fn output_width(&self) -> usize {
-        self.manifest.net.output_width()
+        match self.manifest.net.task {
+            Task::Classification => self.manifest.class_count(),
+            Task::Regression => self.manifest.net.output_width(),
+        }
     }
 
     /// Preprocesses and runs `rows` (row-major, `n` x [`input_width`](Self::input_width))
-    /// through the network; returns raw outputs, row-major `n` x `output_width`
-    /// (probabilities for classifiers).
+    /// through the network; returns row-major `n` x [`output_width`](Self::output_width):
+    /// class probabilities for classifiers, target-unit values for regression.
     pub fn forward(&self, mut rows: Vec<f32>, n: usize) -> Vec<f32> {
         debug_assert_eq!(rows.len(), n * self.input_width());
         if let Some(s) = &self.manifest.standardize {
@@ -93,32 +107,40 @@ impl LoadedModel {
         }
         let x =
             Tensor::<2>::from_data(TensorData::new(rows, [n, self.input_width()]), &self.device);
-        let mut y = self.net.forward(x);
-        if self.manifest.net.task == Task::Classification {
-            y = softmax(y, 1);
-        }
-        y.into_data()
+        let y = self.net.forward(x);
+        let y = match self.manifest.net.task {
+            // One sigmoid output is P(second class): answer both classes.
+            Task::Classification if self.manifest.net.output_width() == 1 => {
+                let p = sigmoid(y);
+                Tensor::cat(vec![p.clone().neg().add_scalar(1.0), p], 1)
+            }
+            Task::Classification => softmax(y, 1),
+            Task::Regression => y,
+        };
+        let mut out = y
+            .into_data()
             .try_into_vec::<f32>()
-            .expect("the network's output is f32")
+            .expect("the network's output is f32");
+        if let Some(t) = &self.manifest.target_standardize {
+            t.invert(&mut out);
+        }
+        out
     }
 
-    /// Turns one row of [`forward`](Self::forward)'s output into an answer.
-    pub fn interpret(&self, out: &[f32]) -> Prediction {
+    /// Turns one row of [`forward`](Self::forward)'s output into an answer; with
+    /// `top_k`, classifiers also list their `k` most likely labels.
+    pub fn interpret(&self, out: &[f32], top_k: Option<usize>) -> Prediction {
         match self.manifest.net.task {
             Task::Regression if out.len() == 1 => Prediction::Value(out[0]),
             Task::Regression => Prediction::Values(out.to_vec()),
             Task::Classification => {
-                let (best, p) =
-                    out.iter()
-                        .copied()
-                        .enumerate()
-                        .fold(
-                            (0, f32::NEG_INFINITY),
-                            |acc, (i, p)| if p > acc.1 { (i, p) } else { acc },
-                        );
+                let mut ranked: Vec<(usize, f32)> = out.iter().copied().enumerate().collect();
+                // Stable: ties keep label order.
+                ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+                let (best, probability) = ranked[0];
                 Prediction::Class {
                     label: self.labels[best].clone(),
-                    probability: p,
+                    probability,
                     probabilities: Probabilities(
                         self.labels
                             .iter()
@@ -126,6 +148,16 @@ impl LoadedModel {
                             .zip(out.iter().copied())
                             .collect(),
                     ),
+                    top_k: top_k.map(|k| {
+                        ranked
+                            .iter()
+                            .take(k)
+                            .map(|&(i, probability)| Ranked {
+                                label: self.labels[i].clone(),
+                                probability,
+                            })
+                            .collect()
+                    }),
                 }
             }
         }

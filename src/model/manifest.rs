@@ -21,6 +21,13 @@ pub struct Manifest {
     /// Feature standardisation fitted on training data, applied before `forward`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standardize: Option<Standardize>,
+    /// Regression targets were standardised for training: outputs are mapped back
+    /// with `y * std + mean`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_standardize: Option<Standardize>,
+    /// Names of the input features, in order (when trained from named columns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_names: Option<Vec<String>>,
     /// Class names, index-aligned with the network's outputs (classifiers only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
@@ -31,6 +38,9 @@ pub struct Manifest {
     /// Free-form evaluation figures (validation loss, accuracy, ...).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub metrics: serde_json::Map<String, serde_json::Value>,
+    /// The training recipe and data summary, for versions made by training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<serde_json::Value>,
 }
 
 impl Manifest {
@@ -40,13 +50,13 @@ impl Manifest {
             format: MANIFEST_FORMAT,
             net,
             standardize: None,
+            target_standardize: None,
+            feature_names: None,
             labels: None,
             source: source.into(),
-            created_at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            created_at: crate::registry::unix_now(),
             metrics: serde_json::Map::new(),
+            training: None,
         }
     }
 
@@ -76,12 +86,28 @@ impl Manifest {
                 ));
             }
         }
+        if let Some(names) = &self.feature_names
+            && names.len() != self.net.input_width()
+        {
+            return Err(NetConfigError(format!(
+                "{} feature names for {} inputs",
+                names.len(),
+                self.net.input_width()
+            )));
+        }
+        if let Some(t) = &self.target_standardize
+            && (t.mean.len() != self.net.output_width() || t.std.len() != self.net.output_width())
+        {
+            return Err(NetConfigError(
+                "target standardisation does not match the outputs".into(),
+            ));
+        }
         match (&self.labels, self.net.task) {
-            (Some(labels), Task::Classification) if labels.len() != self.net.output_width() => {
+            (Some(labels), Task::Classification) if labels.len() != self.class_count() => {
                 Err(NetConfigError(format!(
-                    "{} labels for {} outputs",
+                    "{} labels for {} classes",
                     labels.len(),
-                    self.net.output_width()
+                    self.class_count()
                 )))
             }
             (Some(_), Task::Regression) => {
@@ -91,13 +117,16 @@ impl Manifest {
         }
     }
 
-    /// Class names: the saved ones, else the output indices as text.
+    /// Number of classes: one per output, or two for a single sigmoid output.
+    pub fn class_count(&self) -> usize {
+        self.net.output_width().max(2)
+    }
+
+    /// Class names: the saved ones, else the class indices as text.
     pub fn label_names(&self) -> Vec<String> {
-        self.labels.clone().unwrap_or_else(|| {
-            (0..self.net.output_width())
-                .map(|i| i.to_string())
-                .collect()
-        })
+        self.labels
+            .clone()
+            .unwrap_or_else(|| (0..self.class_count()).map(|i| i.to_string()).collect())
     }
 }
 
@@ -109,6 +138,15 @@ pub struct Standardize {
 }
 
 impl Standardize {
+    /// Undoes [`apply`](Self::apply) in place.
+    pub fn invert(&self, rows: &mut [f32]) {
+        for row in rows.chunks_exact_mut(self.mean.len()) {
+            for ((x, m), s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
+                *x = *x * s + m;
+            }
+        }
+    }
+
     /// Standardises `rows` in place; `rows` is row-major with `mean.len()` columns.
     pub fn apply(&self, rows: &mut [f32]) {
         for row in rows.chunks_exact_mut(self.mean.len()) {

@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 pub enum Task {
     /// One real value per output.
     Regression,
-    /// One logit per class; answered as label + probabilities.
+    /// One logit per class (softmax), or one logit for two classes (sigmoid);
+    /// answered as label + probabilities.
     Classification,
 }
 
@@ -103,11 +104,7 @@ impl NetConfig {
         if mlp.input == 0 || mlp.output == 0 || mlp.hidden.contains(&0) {
             return Err(NetConfigError("layer widths must be at least 1".into()));
         }
-        if self.task == Task::Classification && mlp.output < 2 {
-            return Err(NetConfigError(
-                "a classifier needs at least 2 outputs (one per class)".into(),
-            ));
-        }
+
         Ok(())
     }
 
@@ -239,8 +236,8 @@ mod tests {
             task: Task::Classification,
             architecture: Architecture::Mlp(MlpConfig {
                 input: 4,
-                hidden: vec![],
-                output: 1,
+                hidden: vec![0],
+                output: 3,
                 activation: ActivationKind::Relu,
             }),
         };

@@ -5,6 +5,7 @@
 //! versions/<id>/model.json           manifest (network, preprocessing, labels)
 //! versions/<id>/weights.safetensors  weights
 //! active.json                        {"version": .., "previous": ..}
+//! jobs/<id>.json                     training job records
 //! tmp/                               half-written versions (never loaded)
 //! ```
 //! Every write goes to a temporary name, is fsynced, then renamed into place (and the
@@ -16,7 +17,10 @@
 //! The store is plain synchronous file I/O; async callers use `spawn_blocking`.
 
 mod fsutil;
+mod manager;
 pub mod swap;
+
+pub use manager::{ManageError, Models};
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +35,7 @@ const TMP: &str = "tmp";
 const ACTIVE: &str = "active.json";
 const MANIFEST: &str = "model.json";
 const WEIGHTS: &str = "weights.safetensors";
+const JOBS: &str = "jobs";
 
 /// Something went wrong reading or writing the store.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +79,7 @@ impl Store {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
-        for dir in [root.join(VERSIONS), root.join(TMP)] {
+        for dir in [root.join(VERSIONS), root.join(TMP), root.join(JOBS)] {
             std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
         }
         Ok(Self { root })
@@ -243,6 +248,70 @@ impl Store {
         fsutil::sync(&self.root)?;
         Ok(record)
     }
+}
+
+impl Store {
+    /// Removes a version: renamed out of `versions/` first (atomic for readers), then
+    /// deleted. The caller makes sure it is not the active one.
+    pub fn delete_version(&self, version: &str) -> Result<(), StoreError> {
+        let dir = self.version_dir(version);
+        if parse_id(version).is_none() || !dir.exists() {
+            return Err(StoreError::NotFound(version.into()));
+        }
+        let grave = self
+            .root
+            .join(TMP)
+            .join(format!("deleted-{version}-{}", uuid::Uuid::new_v4()));
+        std::fs::rename(&dir, &grave).map_err(|e| StoreError::io(&dir, e))?;
+        fsutil::sync(&self.root.join(VERSIONS))?;
+        std::fs::remove_dir_all(&grave).map_err(|e| StoreError::io(&grave, e))
+    }
+
+    /// Writes a training job record (atomically, like everything else).
+    pub fn write_job(&self, id: &str, record: &serde_json::Value) -> Result<(), StoreError> {
+        let json = serde_json::to_vec_pretty(record).expect("a JSON value serialises");
+        let tmp = self
+            .root
+            .join(TMP)
+            .join(format!("job-{id}-{}.json", uuid::Uuid::new_v4()));
+        fsutil::write_synced(&tmp, &json)?;
+        let path = self.root.join(JOBS).join(format!("{id}.json"));
+        std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))
+    }
+
+    /// Every readable job record (unreadable ones are skipped with a warning).
+    pub fn read_jobs(&self) -> Result<Vec<serde_json::Value>, StoreError> {
+        let dir = self.root.join(JOBS);
+        let mut records = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
+            let path = entry.map_err(|e| StoreError::io(&dir, e))?.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            match std::fs::read(&path).map(|b| serde_json::from_slice(&b)) {
+                Ok(Ok(v)) => records.push(v),
+                _ => tracing::warn!(path = %path.display(), "skipping an unreadable job record"),
+            }
+        }
+        Ok(records)
+    }
+
+    /// Removes a job record.
+    pub fn delete_job(&self, id: &str) -> Result<(), StoreError> {
+        let path = self.root.join(JOBS).join(format!("{id}.json"));
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::io(&path, e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// `v12` -> 12; anything else is not a version directory.

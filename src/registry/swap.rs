@@ -1,12 +1,10 @@
-//! Getting a version from the store onto the serving seam: load and warm up off the
-//! serving path (blocking; call from `spawn_blocking` or a plain thread), then publish.
-
-use std::sync::Arc;
+//! Loading versions for serving: load and warm up, off the serving path (blocking;
+//! the model manager thread calls these before publishing).
 
 use burn::prelude::Device;
 
 use super::{Store, StoreError};
-use crate::model::{ActiveModel, LoadedModel};
+use crate::model::LoadedModel;
 use crate::training;
 
 /// Loads the store's active version; an empty store first gets the default model,
@@ -43,15 +41,4 @@ pub fn load_warm(store: &Store, version: &str, device: &Device) -> Result<Loaded
     let model = store.load(version, device)?;
     model.warm_up();
     Ok(model)
-}
-
-/// Loads the active version and publishes it on `active`.
-pub fn load_and_publish(
-    store: &Store,
-    device: &Device,
-    active: &ActiveModel,
-) -> Result<(), StoreError> {
-    let model = load_active(store, device)?;
-    active.publish(Arc::new(model));
-    Ok(())
 }

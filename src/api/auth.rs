@@ -1,0 +1,45 @@
+//! Bearer-token checks: [`Authorized`] guards the mutating endpoints when
+//! `auth.token` is set; [`check_predict`] guards `/predict` when
+//! `auth.protect_predict` is set too. Comparison is constant-time.
+
+use axum::extract::FromRequestParts;
+use axum::http::{HeaderMap, header, request::Parts};
+use subtle::ConstantTimeEq;
+
+use super::{ApiError, AppState};
+
+/// Proof that the request carried the configured token (or that none is configured).
+pub struct Authorized;
+
+impl FromRequestParts<AppState> for Authorized {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        check(&parts.headers, state.config.auth.token.as_deref())?;
+        Ok(Authorized)
+    }
+}
+
+/// The `/predict` check: only when `auth.protect_predict` is set.
+pub fn check_predict(headers: &HeaderMap, state: &AppState) -> Result<(), ApiError> {
+    if state.config.auth.protect_predict {
+        check(headers, state.config.auth.token.as_deref())?;
+    }
+    Ok(())
+}
+
+fn check(headers: &HeaderMap, token: Option<&str>) -> Result<(), ApiError> {
+    let Some(token) = token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}

@@ -1,0 +1,206 @@
+//! `POST /train`, `GET /train`, `GET /train/{id}`, `DELETE /train/{id}`.
+//!
+//! Everything that can be checked before training is checked at submission (the
+//! body, the recipe, the data: parsing, cleaning, task, classes, the model file, the
+//! split), so a bad request gets a 4xx at once and nothing reaches the store.
+
+use std::path::{Component, Path, PathBuf};
+
+use axum::Json;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::Authorized;
+use super::{ApiError, ApiJson, AppState};
+use crate::model::NetConfig;
+use crate::training::data::{Dataset, RawTable};
+use crate::training::fit;
+use crate::training::jobs::{JobRecord, RowCounts, Submission};
+use crate::training::spec::{ModelChoice, TrainSpec};
+
+/// Largest dataset file read from the data directory.
+const MAX_DATASET_FILE: u64 = 512 * 1024 * 1024;
+
+/// Where the training rows come from.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DatasetSpec {
+    Csv(CsvSource),
+    Path(PathSource),
+    Instances(InstancesSource),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CsvSource {
+    csv: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathSource {
+    path: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstancesSource {
+    instances: Vec<Vec<Option<f32>>>,
+    targets: Vec<Value>,
+}
+
+/// `POST /train`: validate, queue, answer 202 with the job id.
+pub async fn submit(
+    _: Authorized,
+    State(state): State<AppState>,
+    body: Result<ApiJson<Value>, ApiError>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let ApiJson(body) = body?;
+    // Parsing and cleaning a large CSV is CPU work: keep it off the async workers.
+    let prepared = {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || prepare(&state, body))
+            .await
+            .map_err(|e| ApiError::Internal(format!("preparing the job panicked: {e}")))??
+    };
+    let record = state.trainer.submit(prepared)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "job_id": record.id,
+            "state": record.state,
+            "task": record.task,
+            "task_reason": record.task_reason,
+            "rows": record.rows,
+        })),
+    ))
+}
+
+/// `GET /train`: every job, newest first (without per-epoch history).
+pub async fn list(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "jobs": state.trainer.list() }))
+}
+
+/// `GET /train/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<JobRecord>, ApiError> {
+    state
+        .trainer
+        .get(&id)
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no training job {id}")))
+}
+
+/// `DELETE /train/{id}`: cancel (a running job stops within one batch).
+pub async fn cancel(
+    _: Authorized,
+    State(state): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<JobRecord>, ApiError> {
+    Ok(Json(state.trainer.cancel(&id)?))
+}
+
+fn prepare(state: &AppState, body: Value) -> Result<Submission, ApiError> {
+    let bad = |e: String| ApiError::Unprocessable(e);
+    let Value::Object(mut fields) = body else {
+        return Err(bad(
+            "the body must be a JSON object with a \"dataset\"".into()
+        ));
+    };
+    let dataset = fields
+        .remove("dataset")
+        .ok_or_else(|| bad("\"dataset\" is required".into()))?;
+    let spec: TrainSpec =
+        serde_json::from_value(Value::Object(fields)).map_err(|e| bad(e.to_string()))?;
+    spec.validate().map_err(bad)?;
+    let dataset: DatasetSpec = serde_json::from_value(dataset).map_err(|_| {
+        bad(r#"dataset must be {"csv": "<csv text>"}, {"path": "<file in the data directory>"} or {"instances": [[...]], "targets": [...]}"#.into())
+    })?;
+    let raw = match dataset {
+        DatasetSpec::Csv(CsvSource { csv }) => RawTable::from_csv(&csv, &spec.target),
+        DatasetSpec::Path(PathSource { path }) => {
+            let file = resolve_data_path(&state.config.training.data_dir, &path)?;
+            let text = read_dataset(&file, &path)?;
+            RawTable::from_csv(&text, &spec.target)
+        }
+        DatasetSpec::Instances(InstancesSource { instances, targets }) => {
+            RawTable::from_instances(&instances, &targets)
+        }
+    }
+    .map_err(|e| bad(e.to_string()))?;
+    let data = Dataset::prepare(raw, spec.task).map_err(|e| bad(e.to_string()))?;
+    let file = match &spec.model {
+        ModelChoice::File(name) => Some(model_file(&state.config.training.config_dir, name)?),
+        ModelChoice::Mlp(_) => None,
+    };
+    let net = fit::resolve_net(&spec, &data, file).map_err(bad)?;
+    let (train, validation) = data
+        .split(spec.validation_split, spec.seed)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(Submission {
+        rows: RowCounts {
+            input: data.rows_in,
+            dropped: data.rows_dropped,
+            train: train.len(),
+            validation: validation.len(),
+        },
+        data,
+        spec,
+        net,
+    })
+}
+
+/// `path` inside `data_dir`, or a 422: no absolute paths, no `..`, no symlinks out.
+fn resolve_data_path(data_dir: &Path, path: &str) -> Result<PathBuf, ApiError> {
+    let outside = || {
+        ApiError::Unprocessable(format!(
+            "dataset path {path:?} must name a file inside the data directory (training.data_dir)"
+        ))
+    };
+    let relative = Path::new(path);
+    if path.is_empty()
+        || !relative
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+    {
+        return Err(outside());
+    }
+    let root = data_dir.canonicalize().map_err(|_| {
+        ApiError::Unprocessable(format!(
+            "the data directory {} does not exist on the server",
+            data_dir.display()
+        ))
+    })?;
+    let file = root.join(relative).canonicalize().map_err(|_| {
+        ApiError::Unprocessable(format!("no dataset file {path:?} in the data directory"))
+    })?;
+    if !file.starts_with(&root) || !file.is_file() {
+        return Err(outside());
+    }
+    Ok(file)
+}
+
+fn read_dataset(file: &Path, name: &str) -> Result<String, ApiError> {
+    let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    if size > MAX_DATASET_FILE {
+        return Err(ApiError::TooLarge(format!(
+            "dataset {name:?} is {size} bytes; the limit is {MAX_DATASET_FILE}"
+        )));
+    }
+    std::fs::read_to_string(file)
+        .map_err(|e| ApiError::Unprocessable(format!("cannot read dataset {name:?}: {e}")))
+}
+
+/// A model-config file by name (`seed-mlp` or `seed-mlp.toml`) in the config directory.
+fn model_file(config_dir: &Path, name: &str) -> Result<NetConfig, ApiError> {
+    let file = if Path::new(name).extension().is_some() {
+        config_dir.join(name)
+    } else {
+        config_dir.join(format!("{name}.toml"))
+    };
+    NetConfig::from_file(&file).map_err(|e| ApiError::Unprocessable(format!("model {name:?}: {e}")))
+}

@@ -1,0 +1,197 @@
+//! [`Models`]: the one owner of "which version serves". Promote, rollback, delete
+//! and the initial load run one at a time on the manager's own thread (they load
+//! weights and fsync, so they block), in the order they were asked for.
+//!
+//! A promotion loads and warms the version up first, off the serving path; only then
+//! is the store's active record written and the version published on the serving
+//! seam. A version that fails to load changes nothing: the old one keeps serving.
+//! The active and the previous versions stay loaded, so a rollback is instant.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use burn::prelude::Device;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{ActiveRecord, Store, StoreError, swap};
+use crate::model::{ActiveModel, LoadedModel};
+
+/// Why a model operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ManageError {
+    #[error("version {0} not found")]
+    NotFound(String),
+    #[error("version {version} cannot be loaded, the active version is unchanged: {reason}")]
+    Unusable { version: String, reason: String },
+    #[error("version {0} is the active version; promote another one first")]
+    IsActive(String),
+    #[error("there is no previous version to roll back to")]
+    NoPrevious,
+    #[error("the model manager has stopped")]
+    Stopped,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ManageError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(v) => Self::NotFound(v),
+            StoreError::Corrupt { version, reason } => Self::Unusable { version, reason },
+            other => Self::Store(other),
+        }
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, ManageError>>;
+
+enum Command {
+    LoadInitial(Reply<String>),
+    Promote(String, Reply<ActiveRecord>),
+    Rollback(Reply<ActiveRecord>),
+    Delete(String, Reply<()>),
+}
+
+/// Handle to the model manager thread.
+#[derive(Clone)]
+pub struct Models {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Models {
+    /// Starts the manager thread; it stops when every handle is dropped.
+    pub fn spawn(store: Store, device: Device, active: ActiveModel) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel(16);
+        std::thread::Builder::new()
+            .name("kiln-models".into())
+            .spawn(move || {
+                Manager {
+                    store,
+                    device,
+                    active,
+                    warm: HashMap::new(),
+                }
+                .run(rx)
+            })?;
+        Ok(Self { tx })
+    }
+
+    /// Loads and publishes the active version (an empty store gets the default model).
+    pub async fn load_initial(&self) -> Result<String, ManageError> {
+        self.call(Command::LoadInitial).await
+    }
+
+    /// Makes `version` the served version.
+    pub async fn promote(&self, version: &str) -> Result<ActiveRecord, ManageError> {
+        let version = version.to_owned();
+        self.call(|r| Command::Promote(version, r)).await
+    }
+
+    /// Returns to the previously active version.
+    pub async fn rollback(&self) -> Result<ActiveRecord, ManageError> {
+        self.call(Command::Rollback).await
+    }
+
+    /// Deletes a version that is not active.
+    pub async fn delete(&self, version: &str) -> Result<(), ManageError> {
+        let version = version.to_owned();
+        self.call(|r| Command::Delete(version, r)).await
+    }
+
+    /// [`promote`](Self::promote) for plain threads (the trainer); never call it
+    /// from async code.
+    pub fn promote_blocking(&self, version: &str) -> Result<ActiveRecord, ManageError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(Command::Promote(version.to_owned(), reply))
+            .map_err(|_| ManageError::Stopped)?;
+        rx.blocking_recv().map_err(|_| ManageError::Stopped)?
+    }
+
+    async fn call<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, ManageError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(command(reply))
+            .await
+            .map_err(|_| ManageError::Stopped)?;
+        rx.await.map_err(|_| ManageError::Stopped)?
+    }
+}
+
+/// State owned by the manager thread.
+struct Manager {
+    store: Store,
+    device: Device,
+    active: ActiveModel,
+    /// Loaded versions kept warm: the active one and the previous one.
+    warm: HashMap<String, Arc<LoadedModel>>,
+}
+
+impl Manager {
+    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        while let Some(command) = rx.blocking_recv() {
+            match command {
+                Command::LoadInitial(reply) => {
+                    let _ = reply.send(self.load_initial());
+                }
+                Command::Promote(version, reply) => {
+                    let _ = reply.send(self.promote(&version));
+                }
+                Command::Rollback(reply) => {
+                    let _ = reply.send(self.rollback());
+                }
+                Command::Delete(version, reply) => {
+                    let _ = reply.send(self.delete(&version));
+                }
+            }
+        }
+    }
+
+    fn load_initial(&mut self) -> Result<String, ManageError> {
+        let model = Arc::new(swap::load_active(&self.store, &self.device)?);
+        let version = model.version().to_owned();
+        self.warm.insert(version.clone(), model.clone());
+        self.active.publish(model);
+        Ok(version)
+    }
+
+    fn promote(&mut self, version: &str) -> Result<ActiveRecord, ManageError> {
+        let current = self.active.current();
+        if current.as_ref().is_some_and(|m| m.version() == version) {
+            return self
+                .store
+                .active()?
+                .ok_or_else(|| ManageError::NotFound(version.into()));
+        }
+        let model = match self.warm.get(version) {
+            Some(m) => m.clone(),
+            None => Arc::new(swap::load_warm(&self.store, version, &self.device)?),
+        };
+        let record = self.store.set_active(version)?;
+        self.active.publish(model.clone());
+        self.warm.insert(version.to_owned(), model);
+        self.warm
+            .retain(|v, _| v == version || record.previous.as_deref() == Some(v.as_str()));
+        tracing::info!(version, previous = ?record.previous, "promoted");
+        Ok(record)
+    }
+
+    fn rollback(&mut self) -> Result<ActiveRecord, ManageError> {
+        let previous = self
+            .store
+            .active()?
+            .and_then(|r| r.previous)
+            .ok_or(ManageError::NoPrevious)?;
+        self.promote(&previous)
+    }
+
+    fn delete(&mut self, version: &str) -> Result<(), ManageError> {
+        let active = self.store.active()?.map(|r| r.version);
+        if active.as_deref() == Some(version) {
+            return Err(ManageError::IsActive(version.into()));
+        }
+        self.store.delete_version(version)?;
+        self.warm.remove(version);
+        Ok(())
+    }
+}

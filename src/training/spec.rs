@@ -1,0 +1,426 @@
+//! The training recipe ([`TrainSpec`]): what `POST /train` and `kiln train --config`
+//! accept, with documented defaults, validated before a job is queued.
+//!
+//! Choices may be written as a name (`"adam"`, `"xavier"`) or as an object with a
+//! `kind` and the knobs (`{"kind": "adam", "lr": 0.01}`); a model is either a file
+//! in the config directory (`"seed-mlp"`) or an MLP shape (`{"hidden": [64]}`).
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::model::Task;
+use crate::model::net::ActivationKind;
+
+/// A full training recipe. Every field has a default.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainSpec {
+    /// Name of the target column (CSV) .
+    pub target: String,
+    /// `regression` or `classification`; inferred from the targets when absent.
+    pub task: Option<Task>,
+    /// The network: an MLP shape, or the name of a model-config file.
+    #[serde(deserialize_with = "model_choice")]
+    pub model: ModelChoice,
+    #[serde(deserialize_with = "name_or_object")]
+    pub init: InitSpec,
+    #[serde(deserialize_with = "name_or_object")]
+    pub optimizer: OptimizerSpec,
+    /// `mse` (regression), `cross_entropy` or `bce` (classification); by task when absent.
+    pub loss: Option<LossKind>,
+    /// L1 penalty coefficient on every weight and bias.
+    pub l1: f64,
+    /// L2 penalty coefficient on every weight and bias.
+    pub l2: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Fraction of the rows held out for validation (stratified for classifiers).
+    pub validation_split: f64,
+    /// Seeds the split, the shuffles and the initial weights.
+    pub seed: u64,
+    /// Stop after this many epochs without a better validation loss (0 = never).
+    pub early_stopping_patience: usize,
+    /// Whether the new version replaces the active one.
+    pub promote: Promote,
+}
+
+impl Default for TrainSpec {
+    fn default() -> Self {
+        Self {
+            target: "target".into(),
+            task: None,
+            model: ModelChoice::Mlp(MlpShape::default()),
+            init: InitSpec::Kaiming,
+            optimizer: OptimizerSpec::Adam {
+                lr: 1e-3,
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+            },
+            loss: None,
+            l1: 0.0,
+            l2: 0.0,
+            epochs: 100,
+            batch_size: 32,
+            validation_split: 0.2,
+            seed: 42,
+            early_stopping_patience: 10,
+            promote: Promote::IfBetter,
+        }
+    }
+}
+
+/// Where the network comes from.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum ModelChoice {
+    /// A model-config file in the config directory (`seed-mlp` or `seed-mlp.toml`).
+    File(String),
+    /// An MLP whose input and output widths follow the data.
+    Mlp(MlpShape),
+}
+
+/// The hidden part of an MLP; input and output widths come from the data.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MlpShape {
+    /// Always `mlp` for now (CNN and sequence models come later).
+    pub kind: String,
+    pub hidden: Vec<usize>,
+    pub activation: ActivationKind,
+}
+
+impl Default for MlpShape {
+    fn default() -> Self {
+        Self {
+            kind: "mlp".into(),
+            hidden: vec![64],
+            activation: ActivationKind::Relu,
+        }
+    }
+}
+
+/// Weight initialisation (biases too).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum InitSpec {
+    /// Normal(mean, std).
+    Normal {
+        #[serde(default)]
+        mean: f64,
+        #[serde(default = "default_std")]
+        std: f64,
+    },
+    /// Uniform(-a, a).
+    Uniform {
+        #[serde(default = "default_a")]
+        a: f64,
+    },
+    /// Xavier/Glorot uniform.
+    Xavier,
+    /// Kaiming/He uniform (for ReLU networks).
+    Kaiming,
+}
+
+fn default_std() -> f64 {
+    0.1
+}
+fn default_a() -> f64 {
+    0.1
+}
+
+/// The optimizer and its knobs; defaults follow PyTorch's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OptimizerSpec {
+    Sgd {
+        #[serde(default = "lr_sgd")]
+        lr: f64,
+    },
+    Momentum {
+        #[serde(default = "lr_sgd")]
+        lr: f64,
+        #[serde(default = "momentum")]
+        momentum: f64,
+        #[serde(default)]
+        dampening: f64,
+        #[serde(default)]
+        nesterov: bool,
+    },
+    Adagrad {
+        #[serde(default = "lr_sgd")]
+        lr: f64,
+        #[serde(default)]
+        lr_decay: f64,
+        #[serde(default = "eps_adagrad")]
+        epsilon: f64,
+    },
+    Rmsprop {
+        #[serde(default = "lr_sgd")]
+        lr: f64,
+        #[serde(default = "alpha")]
+        alpha: f64,
+        #[serde(default = "eps")]
+        epsilon: f64,
+        #[serde(default)]
+        momentum: f64,
+        #[serde(default)]
+        centered: bool,
+    },
+    Adam {
+        #[serde(default = "lr_adam")]
+        lr: f64,
+        #[serde(default = "beta1")]
+        beta1: f64,
+        #[serde(default = "beta2")]
+        beta2: f64,
+        #[serde(default = "eps")]
+        epsilon: f64,
+    },
+    Adamw {
+        #[serde(default = "lr_adam")]
+        lr: f64,
+        #[serde(default = "beta1")]
+        beta1: f64,
+        #[serde(default = "beta2")]
+        beta2: f64,
+        #[serde(default = "eps")]
+        epsilon: f64,
+        #[serde(default = "weight_decay")]
+        weight_decay: f64,
+    },
+}
+
+fn lr_sgd() -> f64 {
+    0.01
+}
+fn lr_adam() -> f64 {
+    1e-3
+}
+fn momentum() -> f64 {
+    0.9
+}
+fn eps_adagrad() -> f64 {
+    1e-10
+}
+fn eps() -> f64 {
+    1e-8
+}
+fn alpha() -> f64 {
+    0.99
+}
+fn beta1() -> f64 {
+    0.9
+}
+fn beta2() -> f64 {
+    0.999
+}
+fn weight_decay() -> f64 {
+    0.01
+}
+
+impl OptimizerSpec {
+    /// The learning rate.
+    pub fn lr(&self) -> f64 {
+        match self {
+            Self::Sgd { lr }
+            | Self::Momentum { lr, .. }
+            | Self::Adagrad { lr, .. }
+            | Self::Rmsprop { lr, .. }
+            | Self::Adam { lr, .. }
+            | Self::Adamw { lr, .. } => *lr,
+        }
+    }
+}
+
+/// The training loss.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LossKind {
+    Mse,
+    CrossEntropy,
+    /// Binary cross-entropy: two classes, one sigmoid output.
+    Bce,
+}
+
+/// What to do with the new version once trained.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Promote {
+    /// Always make it active.
+    Always,
+    /// Make it active if its validation metric beats the active version's on the
+    /// same validation rows (or if the active version cannot score them at all).
+    #[default]
+    IfBetter,
+    /// Keep it in the store only.
+    Never,
+}
+
+/// Most epochs and rows per batch a job may ask for.
+pub const MAX_EPOCHS: usize = 100_000;
+pub const MAX_BATCH_SIZE: usize = 65_536;
+
+impl TrainSpec {
+    /// Range checks and combinations serde cannot express; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.epochs == 0 || self.epochs > MAX_EPOCHS {
+            return Err(format!(
+                "epochs must be between 1 and {MAX_EPOCHS}, got {}",
+                self.epochs
+            ));
+        }
+        if self.batch_size == 0 || self.batch_size > MAX_BATCH_SIZE {
+            return Err(format!(
+                "batch_size must be between 1 and {MAX_BATCH_SIZE}, got {}",
+                self.batch_size
+            ));
+        }
+        if !(self.validation_split > 0.0 && self.validation_split < 1.0) {
+            return Err(format!(
+                "validation_split must be between 0 and 1 (exclusive), got {}",
+                self.validation_split
+            ));
+        }
+        for (name, v) in [("l1", self.l1), ("l2", self.l2)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{name} must be a finite number >= 0, got {v}"));
+            }
+        }
+        let lr = self.optimizer.lr();
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(format!("optimizer.lr must be > 0, got {lr}"));
+        }
+        match &self.init {
+            InitSpec::Normal { std, mean }
+                if !(std.is_finite() && *std > 0.0 && mean.is_finite()) =>
+            {
+                return Err(format!("init.std must be > 0, got {std}"));
+            }
+            InitSpec::Uniform { a } if !(a.is_finite() && *a > 0.0) => {
+                return Err(format!("init.a must be > 0, got {a}"));
+            }
+            _ => {}
+        }
+        if let ModelChoice::Mlp(m) = &self.model {
+            if m.kind != "mlp" {
+                return Err(format!(
+                    "model.kind {:?} is not supported (only \"mlp\")",
+                    m.kind
+                ));
+            }
+            if m.hidden.contains(&0) || m.hidden.len() > 64 || m.hidden.iter().any(|w| *w > 65_536)
+            {
+                return Err("model.hidden: between 0 and 64 layers of 1 to 65536 units".into());
+            }
+        }
+        if let ModelChoice::File(name) = &self.model
+            && (name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.'))
+        {
+            return Err(format!(
+                "model {name:?} must be a file name in the config directory"
+            ));
+        }
+        match (self.task, self.loss) {
+            (Some(Task::Regression), Some(LossKind::CrossEntropy | LossKind::Bce)) => {
+                Err("loss cross_entropy/bce needs task classification".into())
+            }
+            (Some(Task::Classification), Some(LossKind::Mse)) => {
+                Err("loss mse needs task regression".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `"name"` means `{"kind": "name"}`.
+fn name_or_object<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<T, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    let value = match value {
+        serde_json::Value::String(kind) => serde_json::json!({ "kind": kind }),
+        other => other,
+    };
+    serde_json::from_value(value).map_err(D::Error::custom)
+}
+
+/// A string names a model-config file; an object is an MLP shape.
+fn model_choice<'de, D: Deserializer<'de>>(d: D) -> Result<ModelChoice, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(name) => Ok(ModelChoice::File(name)),
+        other => serde_json::from_value(other)
+            .map(ModelChoice::Mlp)
+            .map_err(D::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_objects_both_parse() {
+        let s: TrainSpec = serde_json::from_str(
+            r#"{"optimizer": "sgd", "init": {"kind": "normal", "std": 0.5}, "model": {"hidden": [8, 4]}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.optimizer, OptimizerSpec::Sgd { lr: 0.01 });
+        assert_eq!(
+            s.init,
+            InitSpec::Normal {
+                mean: 0.0,
+                std: 0.5
+            }
+        );
+        assert_eq!(
+            s.model,
+            ModelChoice::Mlp(MlpShape {
+                hidden: vec![8, 4],
+                ..Default::default()
+            })
+        );
+        let s: TrainSpec = serde_json::from_str(
+            r#"{"model": "seed-mlp", "optimizer": {"kind": "adamw", "lr": 0.1}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.model, ModelChoice::File("seed-mlp".into()));
+        assert_eq!(s.optimizer.lr(), 0.1);
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_errors() {
+        assert!(serde_json::from_str::<TrainSpec>(r#"{"epoch": 3}"#).is_err());
+        assert!(serde_json::from_str::<TrainSpec>(r#"{"optimizer": "lbfgs"}"#).is_err());
+        assert!(
+            serde_json::from_str::<TrainSpec>(r#"{"optimizer": {"kind": "adam", "lrr": 1}}"#)
+                .is_err()
+        );
+        let bad = |json: &str| {
+            serde_json::from_str::<TrainSpec>(json)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+        };
+        assert!(bad(r#"{"epochs": 0}"#).contains("epochs"));
+        assert!(bad(r#"{"batch_size": 100000000}"#).contains("batch_size"));
+        assert!(bad(r#"{"validation_split": 1.0}"#).contains("validation_split"));
+        assert!(bad(r#"{"model": "../../etc/passwd"}"#).contains("model"));
+        assert!(bad(r#"{"task": "regression", "loss": "bce"}"#).contains("loss"));
+    }
+
+    #[test]
+    fn the_seed_recipe_parses() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/seed-train.toml");
+        let s: TrainSpec = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.model, ModelChoice::File("seed-mlp".into()));
+        assert_eq!(
+            s.init,
+            InitSpec::Normal {
+                mean: 0.0,
+                std: 0.1
+            }
+        );
+        assert_eq!(s.epochs, 100);
+        assert_eq!(s.loss, Some(LossKind::Mse));
+    }
+}
