@@ -137,9 +137,10 @@ impl From<ManageError> for ApiError {
     fn from(e: ManageError) -> Self {
         match e {
             ManageError::NotFound(_) => Self::NotFound(e.to_string()),
-            ManageError::Unusable { .. } | ManageError::IsActive(_) | ManageError::NoPrevious => {
-                Self::Conflict(e.to_string())
-            }
+            ManageError::Unusable { .. }
+            | ManageError::IsActive(_)
+            | ManageError::NoPrevious
+            | ManageError::PreviousGone(_) => Self::Conflict(e.to_string()),
             ManageError::Stopped => Self::NotReady(e.to_string()),
             ManageError::Store(_) => Self::Internal(e.to_string()),
         }

@@ -114,8 +114,10 @@ fn prepare(state: &AppState, body: Value) -> Result<Submission, ApiError> {
     let dataset = fields
         .remove("dataset")
         .ok_or_else(|| bad("\"dataset\" is required".into()))?;
-    let spec: TrainSpec =
-        serde_json::from_value(Value::Object(fields)).map_err(|e| bad(e.to_string()))?;
+    let spec: TrainSpec = serde_path_to_error::deserialize(Value::Object(fields)).map_err(|e| {
+        let path = e.path().to_string();
+        bad(format!("{path}: {}", e.into_inner()))
+    })?;
     spec.validate().map_err(bad)?;
     let dataset: DatasetSpec = serde_json::from_value(dataset).map_err(|_| {
         bad(r#"dataset must be {"csv": "<csv text>"}, {"path": "<file in the data directory>"} or {"instances": [[...]], "targets": [...]}"#.into())

@@ -27,6 +27,8 @@ pub enum ManageError {
     IsActive(String),
     #[error("there is no previous version to roll back to")]
     NoPrevious,
+    #[error("the previous version {0} has been deleted; promote a version instead")]
+    PreviousGone(String),
     #[error("the model manager has stopped")]
     Stopped,
     #[error(transparent)]
@@ -182,7 +184,10 @@ impl Manager {
             .active()?
             .and_then(|r| r.previous)
             .ok_or(ManageError::NoPrevious)?;
-        self.promote(&previous)
+        match self.promote(&previous) {
+            Err(ManageError::NotFound(v)) => Err(ManageError::PreviousGone(v)),
+            other => other,
+        }
     }
 
     fn delete(&mut self, version: &str) -> Result<(), ManageError> {
