@@ -197,3 +197,53 @@ async fn sigterm_drains_every_accepted_request_and_exits_zero() {
         .unwrap();
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn offline_train_then_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().to_str().unwrap();
+    let iris = common::data("iris.csv");
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["train", "--quiet", "--store", store, "--data"])
+        .arg(&iris)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("version v1") && text.contains("now active"),
+        "{text}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["predict", "--store", store, "--data"])
+        .arg(&iris)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 150);
+    let truth: Vec<String> = std::fs::read_to_string(&iris)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit(',').next().unwrap().to_string())
+        .collect();
+    let correct = lines
+        .iter()
+        .zip(&truth)
+        .filter(|(p, t)| p["label"] == t.as_str())
+        .count();
+    assert!(correct >= 140, "{correct}/150");
+}

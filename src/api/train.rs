@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 use super::auth::Authorized;
 use super::{ApiError, ApiJson, AppState};
 use crate::model::NetConfig;
-use crate::training::data::{Dataset, RawTable};
+use crate::training::data::{Dataset, RawTable, RowCounts};
 use crate::training::fit;
-use crate::training::jobs::{JobRecord, RowCounts, Submission};
+use crate::training::jobs::{JobRecord, Submission};
 use crate::training::spec::{ModelChoice, TrainSpec};
 
 /// Largest dataset file read from the data directory.
@@ -136,7 +136,10 @@ fn prepare(state: &AppState, body: Value) -> Result<Submission, ApiError> {
     .map_err(|e| bad(e.to_string()))?;
     let data = Dataset::prepare(raw, spec.task).map_err(|e| bad(e.to_string()))?;
     let file = match &spec.model {
-        ModelChoice::File(name) => Some(model_file(&state.config.training.config_dir, name)?),
+        ModelChoice::File(name) => Some(
+            NetConfig::named(&state.config.training.config_dir, name)
+                .map_err(|e| ApiError::Unprocessable(e.to_string()))?,
+        ),
         ModelChoice::Mlp(_) => None,
     };
     let net = fit::resolve_net(&spec, &data, file).map_err(bad)?;
@@ -195,14 +198,4 @@ fn read_dataset(file: &Path, name: &str) -> Result<String, ApiError> {
     }
     std::fs::read_to_string(file)
         .map_err(|e| ApiError::Unprocessable(format!("cannot read dataset {name:?}: {e}")))
-}
-
-/// A model-config file by name (`seed-mlp` or `seed-mlp.toml`) in the config directory.
-fn model_file(config_dir: &Path, name: &str) -> Result<NetConfig, ApiError> {
-    let file = if Path::new(name).extension().is_some() {
-        config_dir.join(name)
-    } else {
-        config_dir.join(format!("{name}.toml"))
-    };
-    NetConfig::from_file(&file).map_err(|e| ApiError::Unprocessable(format!("model {name:?}: {e}")))
 }

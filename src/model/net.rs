@@ -98,6 +98,16 @@ impl NetConfig {
         Ok(config)
     }
 
+    /// A model-config file by name (`seed-mlp` or `seed-mlp.toml`) in `config_dir`.
+    pub fn named(config_dir: &std::path::Path, name: &str) -> Result<Self, NetConfigError> {
+        let file = if std::path::Path::new(name).extension().is_some() {
+            config_dir.join(name)
+        } else {
+            config_dir.join(format!("{name}.toml"))
+        };
+        Self::from_file(&file).map_err(|e| NetConfigError(format!("model {name:?}: {e}")))
+    }
+
     /// Checks the shape of the description.
     pub fn validate(&self) -> Result<(), NetConfigError> {
         let Architecture::Mlp(mlp) = &self.architecture;

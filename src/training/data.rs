@@ -7,6 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
+
 use crate::model::{Standardize, Task};
 
 /// A parsed table before cleaning: missing cells are `None`.
@@ -161,6 +163,17 @@ impl RawTable {
     pub fn width(&self) -> usize {
         self.features.len()
     }
+}
+
+/// Row counts of a training run's data.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RowCounts {
+    /// Rows received.
+    pub input: usize,
+    /// Rows dropped for a missing or non-finite value.
+    pub dropped: usize,
+    pub train: usize,
+    pub validation: usize,
 }
 
 /// Clean, encoded data ready for fitting.

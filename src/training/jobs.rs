@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
 
-use super::data::Dataset;
+use super::data::{Dataset, RowCounts};
 use super::fit::{self, EpochReport, FitError, FitOutcome};
-use super::spec::{Promote, TrainSpec};
+use super::promote;
+use super::spec::TrainSpec;
 use crate::metrics::Metrics;
 use crate::model::{ActiveModel, NetConfig, Task};
 use crate::registry::{Models, Store, unix_now};
@@ -64,17 +65,6 @@ impl JobState {
     pub fn is_finished(self) -> bool {
         !matches!(self, JobState::Queued | JobState::Running)
     }
-}
-
-/// Row counts of a job's data.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RowCounts {
-    /// Rows received.
-    pub input: usize,
-    /// Rows dropped for a missing or non-finite value.
-    pub dropped: usize,
-    pub train: usize,
-    pub validation: usize,
 }
 
 /// Everything known about a job; what `GET /train/{id}` answers.
@@ -486,25 +476,16 @@ impl Worker {
             stopped_early,
             validation,
         } = outcome;
-        let metric = fit::metric_name(validation.task);
-        manifest.source = format!("train: {id}");
-        manifest
-            .metrics
-            .insert(metric.into(), best.val_metric.into());
-        manifest
-            .metrics
-            .insert("val_loss".into(), best.val_loss.into());
-        if let Some(rmse) = best.val_rmse {
-            manifest.metrics.insert("rmse".into(), rmse.into());
-        }
-        manifest.training = Some(serde_json::json!({
-            "job": id,
-            "spec": spec,
-            "rows": rows,
-            "task_reason": validation.task_reason,
-            "best_epoch": best.epoch,
-            "stopped_early": stopped_early,
-        }));
+        promote::annotate(
+            &mut manifest,
+            format!("train: {id}"),
+            id,
+            spec,
+            rows,
+            &best,
+            stopped_early,
+            &validation,
+        );
         let version = match self.shared.store.create_version(&manifest, &net) {
             Ok(v) => v,
             Err(e) => {
@@ -514,38 +495,9 @@ impl Worker {
                 });
             }
         };
-        let (promote, promotion) = match spec.promote {
-            Promote::Always => (true, "promote = always".to_string()),
-            Promote::Never => (false, "promote = never".to_string()),
-            Promote::IfBetter => match self.active.current() {
-                None => (true, "no version was active".to_string()),
-                Some(active) => match fit::score(&active, &validation) {
-                    None => (
-                        true,
-                        format!(
-                            "the active version {} cannot score these rows (other features or task)",
-                            active.version()
-                        ),
-                    ),
-                    Some(old) if best.val_metric > old => (
-                        true,
-                        format!(
-                            "validation {metric} {:.4} beats active {}'s {old:.4}",
-                            best.val_metric,
-                            active.version()
-                        ),
-                    ),
-                    Some(old) => (
-                        false,
-                        format!(
-                            "validation {metric} {:.4} does not beat active {}'s {old:.4}",
-                            best.val_metric,
-                            active.version()
-                        ),
-                    ),
-                },
-            },
-        };
+        let active = self.active.current();
+        let (promote, promotion) =
+            promote::decide(spec.promote, active.as_deref(), &best, &validation);
         let (state, promoted, error) = if promote {
             match self.models.promote_blocking(&version) {
                 Ok(_) => (JobState::Succeeded, true, None),

@@ -4,6 +4,7 @@
 pub mod data;
 pub mod fit;
 pub mod jobs;
+pub mod promote;
 pub mod spec;
 
 use std::sync::atomic::AtomicBool;

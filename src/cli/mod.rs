@@ -1,4 +1,4 @@
-//! The command line: `kiln serve` and `kiln import` (later `train` and `predict`).
+//! The command line: `kiln serve`, `kiln import`, `kiln train`, `kiln predict`.
 //!
 //! Each subcommand loads the one [`Config`] (file, environment, flags) and calls
 //! into the library; errors at this level are `anyhow` with context, printed once.
@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+
+mod offline;
 
 use crate::config::{Config, Overrides};
 use crate::model::{Manifest, NetConfig, import};
@@ -27,17 +29,59 @@ pub enum Command {
     Serve(ServeArgs),
     /// Import PyTorch `nn.Sequential` weights (safetensors) as a new model version.
     Import(ImportArgs),
+    /// Train a model offline from a CSV file and write it as a new version.
+    Train(TrainArgs),
+    /// Print predictions (JSON lines) of a stored version for the rows of a CSV file.
+    Predict(PredictArgs),
 }
 
-/// Options every subcommand shares.
+/// Options the server-side subcommands share.
 #[derive(Debug, Args)]
 pub struct Common {
     /// Configuration file (TOML); default: config/default.toml when present.
-    #[arg(long, env = "KILN_CONFIG", global = true)]
+    #[arg(long, env = "KILN_CONFIG")]
     pub config: Option<PathBuf>,
     /// Model store directory (overrides store.dir).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub store: Option<PathBuf>,
+}
+
+/// Options of the offline subcommands (`--config` is taken by the recipe there).
+#[derive(Debug, Args)]
+pub struct Offline {
+    /// kiln's configuration file (backend, directories); default: config/default.toml.
+    #[arg(long, env = "KILN_CONFIG")]
+    pub server_config: Option<PathBuf>,
+    /// Model store directory (overrides store.dir).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub offline: Offline,
+    /// The training data: CSV with a header row.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The training recipe (TOML), e.g. config/seed-train.toml; default: the defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub offline: Offline,
+    /// The rows: CSV with a header row (a `target` column, if any, is ignored).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The version to use; default: the active one.
+    #[arg(long)]
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -74,11 +118,23 @@ impl Common {
     }
 }
 
+impl Offline {
+    fn load(&self) -> anyhow::Result<Config> {
+        let overrides = Overrides {
+            listen: None,
+            store: self.store.clone(),
+        };
+        Ok(Config::load(self.server_config.as_deref(), &overrides)?)
+    }
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Import(args) => import(args),
+        Command::Train(args) => offline::train(args),
+        Command::Predict(args) => offline::predict(args),
     }
 }
 

@@ -1,0 +1,210 @@
+//! `kiln train` and `kiln predict`: the trainer and a stored version, without a
+//! server. Same pipeline, same store, same promotion rules as `POST /train`.
+
+use std::io::Write;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{PredictArgs, TrainArgs};
+use crate::model::NetConfig;
+use crate::registry::Store;
+use crate::training::data::{Dataset, RawTable, RowCounts};
+use crate::training::spec::{ModelChoice, TrainSpec};
+use crate::training::{fit, promote};
+
+pub fn train(args: TrainArgs) -> anyhow::Result<()> {
+    let config = args.offline.load()?;
+    crate::telemetry::init(&config.telemetry);
+    let spec: TrainSpec = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("{} is not a valid training recipe", path.display()))?
+        }
+        None => TrainSpec::default(),
+    };
+    spec.validate().map_err(anyhow::Error::msg)?;
+    let text = std::fs::read_to_string(&args.data)
+        .with_context(|| format!("reading {}", args.data.display()))?;
+    let data = Dataset::prepare(RawTable::from_csv(&text, &spec.target)?, spec.task)?;
+    let file = match &spec.model {
+        ModelChoice::File(name) => Some(NetConfig::named(&config.training.config_dir, name)?),
+        ModelChoice::Mlp(_) => None,
+    };
+    let net = fit::resolve_net(&spec, &data, file).map_err(anyhow::Error::msg)?;
+    let (train_idx, val_idx) = data.split(spec.validation_split, spec.seed)?;
+    let rows = RowCounts {
+        input: data.rows_in,
+        dropped: data.rows_dropped,
+        train: train_idx.len(),
+        validation: val_idx.len(),
+    };
+    eprintln!(
+        "{} rows ({} dropped for missing or non-finite values): {} train, {} validation; task {:?} ({})",
+        rows.input, rows.dropped, rows.train, rows.validation, data.task, data.task_reason
+    );
+
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(spec.epochs as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg} [{elapsed} < {eta}]")
+            .expect("a valid template"),
+    );
+    let metric = fit::metric_name(data.task);
+    let device = config.model.backend.device()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.training.threads)
+        .build()?;
+    let outcome = pool.install(|| {
+        fit::fit(
+            &data,
+            &spec,
+            net,
+            &device,
+            &AtomicBool::new(false),
+            &mut |r| {
+                bar.set_position(r.epoch as u64);
+                bar.set_message(format!(
+                    "loss {:.4} val {:.4} {metric} {:.4} {:.0} rows/s",
+                    r.train_loss, r.val_loss, r.val_metric, r.samples_per_second
+                ));
+            },
+        )
+    })?;
+    bar.finish();
+
+    let store = Store::open(&config.store.dir)?;
+    let mut manifest = outcome.manifest;
+    let source = format!(
+        "kiln train: {}",
+        args.data
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    );
+    promote::annotate(
+        &mut manifest,
+        source,
+        "cli",
+        &spec,
+        &rows,
+        &outcome.best,
+        outcome.stopped_early,
+        &outcome.validation,
+    );
+    let version = store.create_version(&manifest, &outcome.net)?;
+    let active = match store.active()? {
+        Some(record) => Some(store.load(&record.version, &device)?),
+        None => None,
+    };
+    let (promoted, why) = promote::decide(
+        spec.promote,
+        active.as_ref(),
+        &outcome.best,
+        &outcome.validation,
+    );
+    if promoted {
+        store.set_active(&version)?;
+    }
+    println!(
+        "version {version}: validation {metric} {:.4} (epoch {}); {} ({why})",
+        outcome.best.val_metric,
+        outcome.best.epoch,
+        if promoted {
+            "now active"
+        } else {
+            "not promoted"
+        }
+    );
+    Ok(())
+}
+
+pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
+    let config = args.offline.load()?;
+    crate::telemetry::init(&config.telemetry);
+    let store = Store::open(&config.store.dir)?;
+    let version = match args.version {
+        Some(v) => v,
+        None => match store.active()? {
+            Some(r) => r.version,
+            None => bail!(
+                "the store {} has no active version",
+                config.store.dir.display()
+            ),
+        },
+    };
+    let model = store.load(&version, &config.model.backend.device()?)?;
+    let text = std::fs::read_to_string(&args.data)
+        .with_context(|| format!("reading {}", args.data.display()))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let header: Vec<String> = reader.headers()?.iter().map(str::to_owned).collect();
+    // Columns by the names the model was trained on, else every column but `target`.
+    let columns: Vec<usize> = match &model.manifest().feature_names {
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                header.iter().position(|h| h == n).with_context(|| {
+                    format!("the data has no column {n:?}, which version {version} needs")
+                })
+            })
+            .collect::<anyhow::Result<_>>()?,
+        None => (0..header.len())
+            .filter(|&i| header[i] != "target")
+            .collect(),
+    };
+    if columns.len() != model.input_width() {
+        bail!(
+            "version {version} takes {} features; the data has {} usable columns",
+            model.input_width(),
+            columns.len()
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    let mut rows = Vec::new();
+    let mut n = 0;
+    let flush = |rows: &mut Vec<f32>, n: &mut usize, out: &mut dyn Write| -> anyhow::Result<()> {
+        if *n > 0 {
+            let values = model.forward(std::mem::take(rows), *n);
+            for row in values.chunks_exact(model.output_width()) {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string(&model.interpret(row, None))?
+                )?;
+            }
+            *n = 0;
+        }
+        Ok(())
+    };
+    for (i, record) in reader.records().enumerate() {
+        let record = record?;
+        for &c in &columns {
+            let cell = record.get(c).unwrap_or("");
+            let v: f32 = cell
+                .parse()
+                .ok()
+                .filter(|v: &f32| v.is_finite())
+                .with_context(|| {
+                    format!(
+                        "row {}: column {:?}: {cell:?} is not a finite number",
+                        i + 1,
+                        header[c]
+                    )
+                })?;
+            rows.push(v);
+        }
+        n += 1;
+        if n == 1024 {
+            flush(&mut rows, &mut n, &mut out)?;
+        }
+    }
+    flush(&mut rows, &mut n, &mut out)?;
+    Ok(())
+}

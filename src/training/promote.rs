@@ -1,0 +1,80 @@
+//! After fitting: describing the new version, and deciding whether it replaces the
+//! active one (the `promote` policy). Shared by background jobs and `kiln train`.
+
+use super::data::{Dataset, RowCounts};
+use super::fit::{self, EpochReport};
+use super::spec::{Promote, TrainSpec};
+use crate::model::{LoadedModel, Manifest};
+
+/// Fills in a trained version's source, metrics and training summary.
+#[allow(clippy::too_many_arguments)] // one call site each in the job and the CLI
+pub fn annotate(
+    manifest: &mut Manifest,
+    source: String,
+    run: &str,
+    spec: &TrainSpec,
+    rows: &RowCounts,
+    best: &EpochReport,
+    stopped_early: bool,
+    validation: &Dataset,
+) {
+    manifest.source = source;
+    manifest.metrics.insert(
+        fit::metric_name(validation.task).into(),
+        best.val_metric.into(),
+    );
+    manifest
+        .metrics
+        .insert("val_loss".into(), best.val_loss.into());
+    if let Some(rmse) = best.val_rmse {
+        manifest.metrics.insert("rmse".into(), rmse.into());
+    }
+    manifest.training = Some(serde_json::json!({
+        "run": run,
+        "spec": spec,
+        "rows": rows,
+        "task_reason": validation.task_reason,
+        "best_epoch": best.epoch,
+        "stopped_early": stopped_early,
+    }));
+}
+
+/// Whether the new version should serve, and why (for the job record).
+pub fn decide(
+    policy: Promote,
+    active: Option<&LoadedModel>,
+    best: &EpochReport,
+    validation: &Dataset,
+) -> (bool, String) {
+    let metric = fit::metric_name(validation.task);
+    match policy {
+        Promote::Always => (true, "promote = always".into()),
+        Promote::Never => (false, "promote = never".into()),
+        Promote::IfBetter => {
+            let Some(active) = active else {
+                return (true, "no version was active".into());
+            };
+            match fit::score(active, validation) {
+                None => (
+                    true,
+                    format!(
+                        "the active version {} cannot score these rows (other features, task or labels)",
+                        active.version()
+                    ),
+                ),
+                Some(old) => {
+                    let better = best.val_metric > old;
+                    let verb = if better { "beats" } else { "does not beat" };
+                    (
+                        better,
+                        format!(
+                            "validation {metric} {:.4} {verb} active {}'s {old:.4} on the same rows",
+                            best.val_metric,
+                            active.version()
+                        ),
+                    )
+                }
+            }
+        }
+    }
+}
