@@ -97,6 +97,7 @@ async fn run(duration: Duration) {
         }
         rss.push((name, peak_rss_kib(proc.child.id())));
     }
+    let training = training_isolation(dir.path(), &body, duration, &mut rows).await;
 
     println!();
     println!("| target | concurrency | requests/s | p50 ms | p99 ms | errors | rows/batch |");
@@ -116,6 +117,16 @@ async fn run(duration: Duration) {
     for (name, kib) in rss {
         println!("peak RSS {name}: {:.1} MiB", kib as f64 / 1024.0);
     }
+    println!(
+        "seed recipe training (1000-500-100-1, Adam, MSE, batch 32, synthetic 2000 x 1000): {:.0} samples/s while serving",
+        training.samples_per_second
+    );
+    println!(
+        "c=16 p99 with training / without: {:.2} ({:.2} ms / {:.2} ms; target <= 2)",
+        training.p99_with / training.p99_without,
+        training.p99_with,
+        training.p99_without
+    );
     let http64 = rows
         .iter()
         .find(|r| r.target == "http-ceiling" && r.concurrency == 64)
@@ -139,6 +150,114 @@ async fn run(duration: Duration) {
             served.rps / at_formed
         );
     }
+}
+
+struct TrainingRun {
+    samples_per_second: f64,
+    p99_without: f64,
+    p99_with: f64,
+}
+
+/// `/predict` at c=16 without, then with, a seed-recipe training job running on
+/// synthetic data in the same process; the job's own samples/s.
+async fn training_isolation(
+    store: &Path,
+    body: &Arc<Vec<u8>>,
+    duration: Duration,
+    rows: &mut Vec<Row>,
+) -> TrainingRun {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut rng = kiln::training::data::SplitMix64(3);
+    let mut csv = (0..1000).map(|i| format!("x{i},")).collect::<String>() + "target\n";
+    for _ in 0..2000 {
+        let x: Vec<f32> = (0..1000)
+            .map(|_| (rng.next_u64() % 2000) as f32 / 1000.0 - 1.0)
+            .collect();
+        let y: f32 = x.iter().take(50).sum::<f32>() / 10.0;
+        csv += &x.iter().map(|v| format!("{v},")).collect::<String>();
+        csv += &format!("{y}\n");
+    }
+    std::fs::write(data_dir.path().join("synthetic.csv"), csv).unwrap();
+    let config_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let env = [
+        ("KILN_TELEMETRY__LEVEL", "warn,kiln::app=info"),
+        ("KILN_TRAINING__DATA_DIR", data_dir.path().to_str().unwrap()),
+        ("KILN_TRAINING__CONFIG_DIR", config_dir.to_str().unwrap()),
+    ];
+    let proc = common::Process::serve(store, &env).await;
+    let without = load(
+        &proc.base,
+        "kiln c=16, no training",
+        16,
+        body,
+        duration,
+        Some(&proc.base),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let recipe = std::fs::read_to_string(config_dir.join("seed-train.toml")).unwrap();
+    let mut job: serde_json::Value =
+        serde_json::to_value(toml::from_str::<toml::Value>(&recipe).unwrap()).unwrap();
+    job["dataset"] = serde_json::json!({"path": "synthetic.csv"});
+    job["promote"] = "never".into();
+    let r = client
+        .post(format!("{}/train", proc.base))
+        .json(&job)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let id = r.json::<serde_json::Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job_url = format!("{}/train/{id}", proc.base);
+    loop {
+        let j: serde_json::Value = client
+            .get(&job_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if j["epoch"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert_eq!(j["state"], "running", "{j}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let with = load(
+        &proc.base,
+        "kiln c=16, training running",
+        16,
+        body,
+        duration,
+        Some(&proc.base),
+    )
+    .await;
+    let j: serde_json::Value = client
+        .get(&job_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        j["state"], "running",
+        "the job must outlast the measurement"
+    );
+    let samples_per_second = j["samples_per_second"].as_f64().unwrap();
+    client.delete(&job_url).send().await.unwrap();
+    let run = TrainingRun {
+        samples_per_second,
+        p99_without: without.p99_ms,
+        p99_with: with.p99_ms,
+    };
+    rows.push(without);
+    rows.push(with);
+    run
 }
 
 /// Rows/s of in-process forward passes at `batch`.

@@ -152,7 +152,7 @@ pub struct TrainingConfig {
 impl Default for TrainingConfig {
     fn default() -> Self {
         Self {
-            data_dir: PathBuf::from("data"),
+            data_dir: PathBuf::from("examples/data"),
             config_dir: PathBuf::from("config"),
             threads: 1,
             max_queued_jobs: 4,
