@@ -61,6 +61,7 @@ pub async fn run(
         active: model.clone(),
         device: device.clone(),
         threads: config.training.threads,
+        low_priority: config.training.low_priority,
         max_queued: config.training.max_queued_jobs,
         max_kept: config.training.max_jobs_kept,
     })

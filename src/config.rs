@@ -143,6 +143,9 @@ pub struct TrainingConfig {
     pub config_dir: PathBuf,
     /// CPU threads training may use; serving keeps the rest.
     pub threads: usize,
+    /// Run training threads at idle scheduling priority (Linux `SCHED_IDLE`): they
+    /// use only the CPU time serving leaves, so training cannot slow `/predict`.
+    pub low_priority: bool,
     /// Jobs waiting to run; beyond it `POST /train` answers 429.
     pub max_queued_jobs: usize,
     /// Finished job records kept (older ones are forgotten).
@@ -155,6 +158,7 @@ impl Default for TrainingConfig {
             data_dir: PathBuf::from("examples/data"),
             config_dir: PathBuf::from("config"),
             threads: 1,
+            low_priority: true,
             max_queued_jobs: 4,
             max_jobs_kept: 100,
         }

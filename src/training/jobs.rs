@@ -157,6 +157,7 @@ pub struct TrainerDeps {
     pub active: ActiveModel,
     pub device: Device,
     pub threads: usize,
+    pub low_priority: bool,
     pub max_queued: usize,
     pub max_kept: usize,
 }
@@ -191,9 +192,15 @@ impl Trainer {
             metrics: deps.metrics.clone(),
         });
         shared.count_states();
+        let low_priority = deps.low_priority;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(deps.threads.max(1))
             .thread_name(|i| format!("kiln-train-{i}"))
+            .start_handler(move |_| {
+                if low_priority {
+                    lower_current_thread_priority();
+                }
+            })
             .build()
             .map_err(std::io::Error::other)?;
         let worker = Worker {
@@ -360,6 +367,26 @@ impl Shared {
         for id in doomed {
             self.lock().remove(&id);
             let _ = self.store.delete_job(&id);
+        }
+    }
+}
+
+/// Moves the calling thread to Linux's `SCHED_IDLE` class: it runs only when no
+/// other thread wants its core. (Lowering priority needs no privileges; elsewhere
+/// this does nothing.)
+fn lower_current_thread_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::{
+            NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy, set_thread_priority_and_policy,
+            thread_native_id,
+        };
+        if let Err(e) = set_thread_priority_and_policy(
+            thread_native_id(),
+            ThreadPriority::Min,
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+        ) {
+            tracing::warn!(error = ?e, "could not lower the training thread's priority");
         }
     }
 }
