@@ -7,7 +7,8 @@
 //!
 //! The target (issue 2): at c=64, served >= 0.6 x 1 / (1/http + 1/compute).
 //!
-//! `cargo bench --bench load` (env: `KILN_BENCH_SECS`, default 5 per scenario).
+//! `cargo bench --bench load` (env: `KILN_BENCH_SECS`, default 5 per scenario;
+//! `KILN_BENCH_ONLY=training` runs only the training-isolation part).
 //! kiln runs as the real release binary in its own process, with its peak RSS
 //! (VmHWM) reported; the load generator shares the machine's cores, as it would on a
 //! 2-core box.
@@ -54,6 +55,19 @@ async fn run(duration: Duration) {
         }))
         .unwrap(),
     );
+    if std::env::var("KILN_BENCH_ONLY").as_deref() == Ok("training") {
+        let dir = tempfile::tempdir().unwrap();
+        common::import_seed_mlp(dir.path());
+        let t = training_isolation(dir.path(), &body, duration, &mut Vec::new()).await;
+        println!(
+            "training {:.0} samples/s; c=16 p99 with / without: {:.2} ({:.2} / {:.2} ms)",
+            t.samples_per_second,
+            t.p99_with / t.p99_without,
+            t.p99_with,
+            t.p99_without
+        );
+        return;
+    }
     let compute = compute_ceiling(64, Duration::from_secs(3));
     println!("compute ceiling (in-process forward, batch 64): {compute:.0} rows/s");
 
@@ -250,13 +264,25 @@ async fn training_isolation(
     );
     let samples_per_second = j["samples_per_second"].as_f64().unwrap();
     client.delete(&job_url).send().await.unwrap();
+    // Measure without training again: this machine's noise moves p99 between runs,
+    // so the baseline is the mean of one run before and one after.
+    let after = load(
+        &proc.base,
+        "kiln c=16, no training (after)",
+        16,
+        body,
+        duration,
+        Some(&proc.base),
+    )
+    .await;
     let run = TrainingRun {
         samples_per_second,
-        p99_without: without.p99_ms,
+        p99_without: (without.p99_ms + after.p99_ms) / 2.0,
         p99_with: with.p99_ms,
     };
     rows.push(without);
     rows.push(with);
+    rows.push(after);
     run
 }
 

@@ -54,7 +54,9 @@ pub async fn run(
 
     let models = Models::spawn(store.clone(), device.clone(), model.clone())
         .context("starting the model manager")?;
+    let busy = batcher.clone();
     let trainer = Trainer::start(TrainerDeps {
+        serving_busy: Arc::new(move || busy.rows_in_flight() > 0),
         store: store.clone(),
         metrics: metrics.clone(),
         models: models.clone(),

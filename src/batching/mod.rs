@@ -97,6 +97,7 @@ pub struct Batch {
 pub struct Batcher {
     tx: mpsc::Sender<Request>,
     permits: Arc<Semaphore>,
+    capacity: usize,
     cancel: CancellationToken,
 }
 
@@ -121,6 +122,7 @@ impl Batcher {
         Self {
             tx,
             permits: Arc::new(Semaphore::new(config.queue_capacity)),
+            capacity: config.queue_capacity,
             cancel,
         }
     }
@@ -154,6 +156,12 @@ impl Batcher {
             Err(mpsc::error::TrySendError::Full(_)) => Err(SubmitError::QueueFull),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SubmitError::Closed),
         }
+    }
+
+    /// Rows admitted and not yet answered (queued or computing).
+    pub fn rows_in_flight(&self) -> usize {
+        self.capacity
+            .saturating_sub(self.permits.available_permits())
     }
 
     /// Stops admitting; the task flushes what is queued to the executor and ends.

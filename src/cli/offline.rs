@@ -2,7 +2,6 @@
 //! server. Same pipeline, same store, same promotion rules as `POST /train`.
 
 use std::io::Write;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -61,22 +60,17 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.training.threads)
         .build()?;
-    let outcome = pool.install(|| {
-        fit::fit(
-            &data,
-            &spec,
-            net,
-            &device,
-            &AtomicBool::new(false),
-            &mut |r| {
-                bar.set_position(r.epoch as u64);
-                bar.set_message(format!(
-                    "loss {:.4} val {:.4} {metric} {:.4} {:.0} rows/s",
-                    r.train_loss, r.val_loss, r.val_metric, r.samples_per_second
-                ));
-            },
-        )
-    })?;
+    struct Bar<'a>(&'a ProgressBar, &'static str);
+    impl fit::Observer for Bar<'_> {
+        fn epoch(&mut self, r: &fit::EpochReport) {
+            self.0.set_position(r.epoch as u64);
+            self.0.set_message(format!(
+                "loss {:.4} val {:.4} {} {:.4} {:.0} rows/s",
+                r.train_loss, r.val_loss, self.1, r.val_metric, r.samples_per_second
+            ));
+        }
+    }
+    let outcome = pool.install(|| fit::fit(&data, &spec, net, &device, &mut Bar(&bar, metric)))?;
     bar.finish();
 
     let store = Store::open(&config.store.dir)?;

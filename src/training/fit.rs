@@ -2,7 +2,6 @@
 //! early stopping, cancellation checked every batch, and progress reported every
 //! epoch. Runs on the caller's thread (the trainer's own thread); never async.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::{ModuleVisitor, Param};
@@ -134,15 +133,30 @@ pub fn resolve_net(
     Ok(net)
 }
 
+/// What the caller hears from the loop, and how it steers it.
+pub trait Observer {
+    /// Called before every batch (it may pause there); `true` stops the run
+    /// ([`FitError::Cancelled`]).
+    fn before_batch(&mut self) -> bool {
+        false
+    }
+    /// Called after every epoch.
+    fn epoch(&mut self, _report: &EpochReport) {}
+}
+
+/// An observer that hears nothing and never stops.
+pub struct Quiet;
+
+impl Observer for Quiet {}
+
 /// Trains `net_config` on `data` following `spec`, on `device` (an autodiff device
-/// is made from it). `progress` sees every epoch; `cancel` is checked every batch.
+/// is made from it), telling `observer` about every batch and epoch.
 pub fn fit(
     data: &Dataset,
     spec: &TrainSpec,
     net_config: NetConfig,
     device: &Device,
-    cancel: &AtomicBool,
-    progress: &mut dyn FnMut(&EpochReport),
+    observer: &mut dyn Observer,
 ) -> Result<FitOutcome, FitError> {
     let (train_idx, val_idx) = data
         .split(spec.validation_split, spec.seed)
@@ -186,7 +200,7 @@ pub fn fit(
         rng.shuffle(&mut order);
         let mut loss_sum = 0.0;
         for batch in order.chunks(spec.batch_size) {
-            if cancel.load(Ordering::Relaxed) {
+            if observer.before_batch() {
                 return Err(FitError::Cancelled);
             }
             let mut xb = Vec::with_capacity(batch.len() * width);
@@ -225,7 +239,7 @@ pub fn fit(
             samples_per_second: train.len() as f64 / seconds.max(1e-9),
             seconds,
         };
-        progress(&report);
+        observer.epoch(&report);
         history.push(report.clone());
         let improved = best.as_ref().is_none_or(|(b, _)| val_loss < b.val_loss);
         if improved {

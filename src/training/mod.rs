@@ -7,8 +7,6 @@ pub mod jobs;
 pub mod promote;
 pub mod spec;
 
-use std::sync::atomic::AtomicBool;
-
 use burn::prelude::Device;
 
 use crate::model::{Manifest, Net};
@@ -42,15 +40,8 @@ pub fn default_model() -> (Manifest, Net) {
         ..TrainSpec::default()
     };
     let net_config = fit::resolve_net(&spec, &data, None).expect("the default recipe fits iris");
-    let outcome = fit::fit(
-        &data,
-        &spec,
-        net_config,
-        &Device::flex(),
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .expect("the default model trains");
+    let outcome = fit::fit(&data, &spec, net_config, &Device::flex(), &mut fit::Quiet)
+        .expect("the default model trains");
     let mut manifest = outcome.manifest;
     manifest.source = "default: iris classifier trained at first start".into();
     manifest

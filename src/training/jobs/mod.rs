@@ -7,118 +7,21 @@
 //! progress, at most once a second) is written to `<store>/jobs/<id>.json`; at
 //! startup, records left `queued` or `running` by a dead process read `interrupted`.
 
+mod record;
+mod worker;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
 use burn::prelude::Device;
-use serde::{Deserialize, Serialize};
 
-use super::data::{Dataset, RowCounts};
-use super::fit::{self, EpochReport, FitError, FitOutcome};
-use super::promote;
-use super::spec::TrainSpec;
+use super::fit;
 use crate::metrics::Metrics;
-use crate::model::{ActiveModel, NetConfig, Task};
+use crate::model::ActiveModel;
 use crate::registry::{Models, Store, unix_now};
-
-/// Most epochs kept in a job's history (the newest).
-const MAX_HISTORY: usize = 1000;
-/// Progress is written to disk at most this often.
-const PERSIST_EVERY: Duration = Duration::from_secs(1);
-
-/// Where a job is in its life.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-    /// The process died while the job was queued or running.
-    Interrupted,
-}
-
-impl JobState {
-    pub const ALL: [JobState; 6] = [
-        JobState::Queued,
-        JobState::Running,
-        JobState::Succeeded,
-        JobState::Failed,
-        JobState::Cancelled,
-        JobState::Interrupted,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            JobState::Queued => "queued",
-            JobState::Running => "running",
-            JobState::Succeeded => "succeeded",
-            JobState::Failed => "failed",
-            JobState::Cancelled => "cancelled",
-            JobState::Interrupted => "interrupted",
-        }
-    }
-
-    pub fn is_finished(self) -> bool {
-        !matches!(self, JobState::Queued | JobState::Running)
-    }
-}
-
-/// Everything known about a job; what `GET /train/{id}` answers.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct JobRecord {
-    pub id: String,
-    pub state: JobState,
-    pub created_at: u64,
-    pub started_at: Option<u64>,
-    pub finished_at: Option<u64>,
-    pub task: Task,
-    /// Whether the task was given or inferred (and how).
-    pub task_reason: String,
-    /// The validation metric: `accuracy` or `r2`.
-    pub metric: String,
-    pub rows: RowCounts,
-    /// Epochs asked for, and the last one finished.
-    pub epochs: usize,
-    pub epoch: usize,
-    pub history: Vec<EpochReport>,
-    pub best: Option<EpochReport>,
-    pub stopped_early: bool,
-    pub samples_per_second: Option<f64>,
-    pub eta_seconds: Option<f64>,
-    /// The version written by a successful job.
-    pub version: Option<String>,
-    pub promoted: Option<bool>,
-    /// Why the version was (not) promoted.
-    pub promotion: Option<String>,
-    pub error: Option<String>,
-    pub cancel_requested: bool,
-    pub spec: TrainSpec,
-}
-
-/// A job ready to run: clean data, a validated recipe and the network to build.
-pub struct Submission {
-    pub data: Dataset,
-    pub spec: TrainSpec,
-    pub net: NetConfig,
-    pub rows: RowCounts,
-}
-
-/// Why a job was not accepted, or not cancelled.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum JobError {
-    #[error("the training queue is full ({0} jobs waiting); retry later")]
-    QueueFull(usize),
-    #[error("no training job {0}")]
-    NotFound(String),
-    #[error("job {0} has already finished ({1})")]
-    Finished(String, &'static str),
-    #[error("the trainer has stopped")]
-    Stopped,
-}
+pub use record::{JobError, JobRecord, JobState, Submission};
+use worker::{ServingBusy, Worker};
 
 struct Job {
     record: JobRecord,
@@ -156,6 +59,8 @@ pub struct TrainerDeps {
     pub models: Models,
     pub active: ActiveModel,
     pub device: Device,
+    /// True while `/predict` rows are in flight: training steps wait for it (briefly).
+    pub serving_busy: ServingBusy,
     pub threads: usize,
     pub low_priority: bool,
     pub max_queued: usize,
@@ -198,7 +103,7 @@ impl Trainer {
             .thread_name(|i| format!("kiln-train-{i}"))
             .start_handler(move |_| {
                 if low_priority {
-                    lower_current_thread_priority();
+                    worker::lower_current_thread_priority();
                 }
             })
             .build()
@@ -208,6 +113,7 @@ impl Trainer {
             models: deps.models,
             active: deps.active,
             device: deps.device,
+            serving_busy: deps.serving_busy,
             last_metrics_job: None,
         };
         std::thread::Builder::new()
@@ -371,180 +277,10 @@ impl Shared {
     }
 }
 
-/// Moves the calling thread to Linux's `SCHED_IDLE` class: it runs only when no
-/// other thread wants its core. (Lowering priority needs no privileges; elsewhere
-/// this does nothing.)
-fn lower_current_thread_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        use thread_priority::{
-            NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy, set_thread_priority_and_policy,
-            thread_native_id,
-        };
-        if let Err(e) = set_thread_priority_and_policy(
-            thread_native_id(),
-            ThreadPriority::Min,
-            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
-        ) {
-            tracing::warn!(error = ?e, "could not lower the training thread's priority");
-        }
-    }
-}
-
+/// Writes a job record to the store (a failure is logged: the job goes on).
 fn persist(store: &Store, record: &JobRecord) {
     let value = serde_json::to_value(record).expect("a job record serialises");
     if let Err(e) = store.write_job(&record.id, &value) {
         tracing::warn!(job = record.id, error = %e, "could not write the job record");
-    }
-}
-
-/// The trainer thread's state.
-struct Worker {
-    shared: Arc<Shared>,
-    models: Models,
-    active: ActiveModel,
-    device: Device,
-    last_metrics_job: Option<String>,
-}
-
-impl Worker {
-    fn run(&mut self, job: Queued) {
-        let Queued {
-            id,
-            submission,
-            cancel,
-        } = job;
-        if cancel.load(Ordering::Relaxed) {
-            return; // cancelled while queued; the record says so already
-        }
-        // Per-job series live until the next job starts, so dashboards show the
-        // last run without the label set growing forever.
-        if let Some(previous) = self.last_metrics_job.take() {
-            self.shared.metrics.forget_train_job(&previous);
-        }
-        let started = unix_now();
-        let Some(record) = self.shared.update(&id, |r| {
-            r.state = JobState::Running;
-            r.started_at = Some(started);
-        }) else {
-            return;
-        };
-        persist(&self.shared.store, &record);
-        self.shared.count_states();
-        tracing::info!(job = id, task = ?record.task, rows = record.rows.train, "training started");
-
-        let epochs = submission.spec.epochs;
-        let clock = Instant::now();
-        let mut last_persist = Instant::now();
-        let mut progress = |report: &EpochReport| {
-            let elapsed = clock.elapsed().as_secs_f64();
-            let eta = elapsed / report.epoch as f64 * (epochs - report.epoch) as f64;
-            let record = self.shared.update(&id, |r| {
-                r.epoch = report.epoch;
-                r.samples_per_second = Some(report.samples_per_second);
-                r.eta_seconds = Some(eta);
-                if r.history.len() == MAX_HISTORY {
-                    r.history.remove(0);
-                }
-                r.history.push(report.clone());
-            });
-            self.shared.metrics.observe_train_epoch(&id, report);
-            if let Some(record) = record
-                && last_persist.elapsed() >= PERSIST_EVERY
-            {
-                persist(&self.shared.store, &record);
-                last_persist = Instant::now();
-            }
-        };
-        let result = fit::fit(
-            &submission.data,
-            &submission.spec,
-            submission.net,
-            &self.device,
-            &cancel,
-            &mut progress,
-        );
-        let record = match result {
-            Ok(outcome) => self.finish(&id, &submission.spec, &submission.rows, outcome),
-            Err(FitError::Cancelled) => self.shared.update(&id, |r| r.state = JobState::Cancelled),
-            Err(e) => self.shared.update(&id, |r| {
-                r.state = JobState::Failed;
-                r.error = Some(e.to_string());
-            }),
-        };
-        if let Some(mut record) = record {
-            record.finished_at = Some(unix_now());
-            record.eta_seconds = None;
-            self.shared.update(&id, |r| {
-                r.finished_at = record.finished_at;
-                r.eta_seconds = None;
-            });
-            persist(&self.shared.store, &record);
-            tracing::info!(job = id, state = record.state.name(), version = ?record.version, "training finished");
-        }
-        self.shared.count_states();
-        self.shared.prune();
-        self.last_metrics_job = Some(id);
-    }
-
-    /// Writes the version and decides its promotion.
-    fn finish(
-        &self,
-        id: &str,
-        spec: &TrainSpec,
-        rows: &RowCounts,
-        outcome: FitOutcome,
-    ) -> Option<JobRecord> {
-        let FitOutcome {
-            net,
-            mut manifest,
-            history: _,
-            best,
-            stopped_early,
-            validation,
-        } = outcome;
-        promote::annotate(
-            &mut manifest,
-            format!("train: {id}"),
-            id,
-            spec,
-            rows,
-            &best,
-            stopped_early,
-            &validation,
-        );
-        let version = match self.shared.store.create_version(&manifest, &net) {
-            Ok(v) => v,
-            Err(e) => {
-                return self.shared.update(id, |r| {
-                    r.state = JobState::Failed;
-                    r.error = Some(format!("writing the version failed: {e}"));
-                });
-            }
-        };
-        let active = self.active.current();
-        let (promote, promotion) =
-            promote::decide(spec.promote, active.as_deref(), &best, &validation);
-        let (state, promoted, error) = if promote {
-            match self.models.promote_blocking(&version) {
-                Ok(_) => (JobState::Succeeded, true, None),
-                Err(e) => (
-                    JobState::Failed,
-                    false,
-                    Some(format!("promotion failed: {e}")),
-                ),
-            }
-        } else {
-            (JobState::Succeeded, false, None)
-        };
-        self.shared.update(id, |r| {
-            r.state = state;
-            r.best = Some(best.clone());
-            r.stopped_early = stopped_early;
-            r.version = Some(version.clone());
-            r.promoted = Some(promoted);
-            r.promotion = Some(promotion);
-            r.error = error;
-        })
     }
 }
