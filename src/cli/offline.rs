@@ -11,7 +11,7 @@ use crate::model::NetConfig;
 use crate::registry::Store;
 use crate::training::data::{Dataset, RawTable, RowCounts};
 use crate::training::spec::{ModelChoice, TrainSpec};
-use crate::training::{fit, promote};
+use crate::training::{evaluate, fit, promote};
 
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let config = args.offline.load()?;
@@ -55,7 +55,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg} [{elapsed} < {eta}]")
             .expect("a valid template"),
     );
-    let metric = fit::metric_name(data.task);
+    let metric = evaluate::metric_name(data.task);
     let device = config.model.backend.device()?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.training.threads)

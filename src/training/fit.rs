@@ -4,20 +4,16 @@
 
 use std::time::Instant;
 
-use burn::module::{ModuleVisitor, Param};
-use burn::nn::Initializer;
-use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLossConfig, MseLoss, Reduction};
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{
-    AdaGradConfig, AdamConfig, AdamWConfig, GradientsParams, RmsPropConfig, SgdConfig,
-};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::data::{Dataset, SplitMix64};
-use super::spec::{InitSpec, LossKind, OptimizerSpec, TrainSpec};
+use super::evaluate::evaluate;
+use super::parts::{data_loss, initializer, optimizer, penalty};
+use super::spec::{LossKind, TrainSpec};
 use crate::model::net::{Architecture, MlpConfig};
-use crate::model::{LoadedModel, Manifest, Net, NetConfig, Standardize, Task};
+use crate::model::{Manifest, Net, NetConfig, Standardize, Task};
 
 /// One epoch's figures.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -55,14 +51,6 @@ pub struct FitOutcome {
     pub stopped_early: bool,
     /// The validation rows, unstandardised, for comparing with other versions.
     pub validation: Dataset,
-}
-
-/// The metric's name for a task.
-pub fn metric_name(task: Task) -> &'static str {
-    match task {
-        Task::Classification => "accuracy",
-        Task::Regression => "r2",
-    }
 }
 
 /// The loss actually used: the spec's, else the task's usual one.
@@ -283,245 +271,5 @@ fn fit_target(y: &[f32]) -> Standardize {
     Standardize {
         mean: vec![mean as f32],
         std: vec![if var > 1e-12 { var.sqrt() as f32 } else { 1.0 }],
-    }
-}
-
-fn initializer(spec: &InitSpec) -> Initializer {
-    match *spec {
-        InitSpec::Normal { mean, std } => Initializer::Normal { mean, std },
-        InitSpec::Uniform { a } => Initializer::Uniform { min: -a, max: a },
-        InitSpec::Xavier => Initializer::XavierUniform { gain: 1.0 },
-        InitSpec::Kaiming => Initializer::KaimingUniform {
-            gain: std::f64::consts::SQRT_2,
-            fan_out_only: false,
-        },
-    }
-}
-
-fn optimizer(spec: &OptimizerSpec) -> burn::optim::ModuleOptimizer {
-    match *spec {
-        OptimizerSpec::Sgd { .. } => SgdConfig::new().init(),
-        OptimizerSpec::Momentum {
-            momentum,
-            dampening,
-            nesterov,
-            ..
-        } => SgdConfig::new()
-            .with_momentum(Some(
-                MomentumConfig::new()
-                    .with_momentum(momentum)
-                    .with_dampening(dampening)
-                    .with_nesterov(nesterov),
-            ))
-            .init(),
-        OptimizerSpec::Adagrad {
-            lr_decay, epsilon, ..
-        } => AdaGradConfig::new()
-            .with_lr_decay(lr_decay)
-            .with_epsilon(epsilon as f32)
-            .init(),
-        OptimizerSpec::Rmsprop {
-            alpha,
-            epsilon,
-            momentum,
-            centered,
-            ..
-        } => RmsPropConfig::new()
-            .with_alpha(alpha as f32)
-            .with_epsilon(epsilon as f32)
-            .with_momentum(momentum as f32)
-            .with_centered(centered)
-            .init(),
-        OptimizerSpec::Adam {
-            beta1,
-            beta2,
-            epsilon,
-            ..
-        } => AdamConfig::new()
-            .with_beta_1(beta1 as f32)
-            .with_beta_2(beta2 as f32)
-            .with_epsilon(epsilon as f32)
-            .init(),
-        OptimizerSpec::Adamw {
-            beta1,
-            beta2,
-            epsilon,
-            weight_decay,
-            ..
-        } => AdamWConfig::new()
-            .with_beta_1(beta1 as f32)
-            .with_beta_2(beta2 as f32)
-            .with_epsilon(epsilon as f32)
-            .with_weight_decay(weight_decay as f32)
-            .init(),
-    }
-}
-
-/// The mean data loss of `net` on one batch.
-fn data_loss(net: &Net, x: Tensor<2>, y: Vec<f32>, loss: LossKind, device: &Device) -> Tensor<1> {
-    let n = y.len();
-    let out = net.forward(x);
-    match loss {
-        LossKind::Mse => {
-            let target = Tensor::<2>::from_data(TensorData::new(y, [n, 1]), device);
-            MseLoss::new().forward(out, target, Reduction::Mean)
-        }
-        LossKind::CrossEntropy => {
-            let target = class_tensor(&y, [n], device);
-            CrossEntropyLossConfig::new()
-                .init(device)
-                .forward(out, target)
-        }
-        LossKind::Bce => {
-            let target = Tensor::<2, Int>::from_data(
-                TensorData::new(y.iter().map(|v| *v as i64).collect::<Vec<_>>(), [n, 1]),
-                device,
-            );
-            BinaryCrossEntropyLossConfig::new()
-                .with_logits(true)
-                .init(device)
-                .forward(out, target)
-        }
-    }
-}
-
-fn class_tensor(y: &[f32], shape: [usize; 1], device: &Device) -> Tensor<1, Int> {
-    Tensor::from_data(
-        TensorData::new(y.iter().map(|v| *v as i64).collect::<Vec<_>>(), shape),
-        device,
-    )
-}
-
-/// `l1 * sum|w| + l2 * sum w^2` over every parameter, on the autodiff graph.
-fn penalty(net: &Net, l1: f64, l2: f64, device: &Device) -> Tensor<1> {
-    struct Penalty {
-        l1: f64,
-        l2: f64,
-        sum: Option<Tensor<1>>,
-    }
-    impl ModuleVisitor for Penalty {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let w = param.val();
-            let mut term = Tensor::<1>::zeros([1], &w.device());
-            if self.l1 > 0.0 {
-                term = term + w.clone().abs().sum().mul_scalar(self.l1);
-            }
-            if self.l2 > 0.0 {
-                term = term + w.powf_scalar(2.0).sum().mul_scalar(self.l2);
-            }
-            self.sum = Some(match self.sum.take() {
-                Some(s) => s + term,
-                None => term,
-            });
-        }
-    }
-    if l1 == 0.0 && l2 == 0.0 {
-        return Tensor::zeros([1], device);
-    }
-    let mut v = Penalty { l1, l2, sum: None };
-    net.visit(&mut v);
-    v.sum.unwrap_or_else(|| Tensor::zeros([1], device))
-}
-
-/// Validation loss, metric and (regression) RMSE in target units.
-fn evaluate(
-    net: &Net,
-    device: &Device,
-    x: &[f32],
-    y: &[f32],
-    task: Task,
-    loss: LossKind,
-    target_scale: Option<&Standardize>,
-) -> (f64, f64, Option<f64>) {
-    let n = y.len();
-    let width = x.len() / n;
-    let xt = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [n, width]), device);
-    let val_loss =
-        f64::from(data_loss(net, xt.clone(), y.to_vec(), loss, device).into_scalar::<f32>());
-    let out: Vec<f32> = net
-        .forward(xt)
-        .into_data()
-        .try_into_vec()
-        .expect("f32 outputs");
-    match task {
-        Task::Classification => {
-            let k = out.len() / n;
-            let correct = out
-                .chunks_exact(k)
-                .zip(y)
-                .filter(|(row, y)| predicted_class(row) == **y as usize)
-                .count();
-            (val_loss, correct as f64 / n as f64, None)
-        }
-        Task::Regression => {
-            let s = target_scale.expect("regression has a target scale");
-            let unscale = |v: f32| f64::from(v * s.std[0] + s.mean[0]);
-            let truth: Vec<f64> = y.iter().map(|v| unscale(*v)).collect();
-            let pred: Vec<f64> = out.iter().map(|v| unscale(*v)).collect();
-            let (r2, rmse) = r2_rmse(&pred, &truth);
-            (val_loss, r2, Some(rmse))
-        }
-    }
-}
-
-/// The class a row of outputs picks: argmax of logits, or `p > 0.5` for one sigmoid
-/// output.
-pub fn predicted_class(row: &[f32]) -> usize {
-    if row.len() == 1 {
-        return usize::from(row[0] > 0.0);
-    }
-    row.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |acc, (i, v)| {
-            if *v > acc.1 { (i, *v) } else { acc }
-        })
-        .0
-}
-
-/// Coefficient of determination and root mean squared error.
-pub fn r2_rmse(pred: &[f64], truth: &[f64]) -> (f64, f64) {
-    let n = truth.len() as f64;
-    let mean = truth.iter().sum::<f64>() / n;
-    let ss_res: f64 = pred.iter().zip(truth).map(|(p, t)| (t - p).powi(2)).sum();
-    let ss_tot: f64 = truth.iter().map(|t| (t - mean).powi(2)).sum();
-    let r2 = if ss_tot > 0.0 {
-        1.0 - ss_res / ss_tot
-    } else {
-        0.0
-    };
-    (r2, (ss_res / n).sqrt())
-}
-
-/// How well `model` does on `data` (unstandardised rows, as a client would send
-/// them): accuracy by label name, or R^2. `None` when it cannot score them at all
-/// (other width, other task, labels it does not know, several outputs).
-pub fn score(model: &LoadedModel, data: &Dataset) -> Option<f64> {
-    if model.input_width() != data.width() || model.manifest().net.task != data.task {
-        return None;
-    }
-    let n = data.len();
-    let out = model.forward(data.x.clone(), n);
-    match data.task {
-        Task::Classification => {
-            let names = model.manifest().label_names();
-            if !data.labels.iter().all(|l| names.contains(l)) {
-                return None;
-            }
-            let k = model.output_width();
-            let correct = out
-                .chunks_exact(k)
-                .zip(&data.y)
-                .filter(|(row, y)| names[predicted_class(row)] == data.labels[**y as usize])
-                .count();
-            Some(correct as f64 / n as f64)
-        }
-        Task::Regression => {
-            if model.output_width() != 1 {
-                return None;
-            }
-            let pred: Vec<f64> = out.iter().map(|v| f64::from(*v)).collect();
-            let truth: Vec<f64> = data.y.iter().map(|v| f64::from(*v)).collect();
-            Some(r2_rmse(&pred, &truth).0)
-        }
     }
 }

@@ -2,8 +2,11 @@
 //! and background jobs ([`jobs`]). Also the default model an empty store starts with.
 
 pub mod data;
+pub mod evaluate;
 pub mod fit;
 pub mod jobs;
+mod optimizer;
+mod parts;
 pub mod promote;
 pub mod spec;
 

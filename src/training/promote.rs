@@ -2,7 +2,8 @@
 //! active one (the `promote` policy). Shared by background jobs and `kiln train`.
 
 use super::data::{Dataset, RowCounts};
-use super::fit::{self, EpochReport};
+use super::evaluate;
+use super::fit::EpochReport;
 use super::spec::{Promote, TrainSpec};
 use crate::model::{LoadedModel, Manifest};
 
@@ -20,7 +21,7 @@ pub fn annotate(
 ) {
     manifest.source = source;
     manifest.metrics.insert(
-        fit::metric_name(validation.task).into(),
+        evaluate::metric_name(validation.task).into(),
         best.val_metric.into(),
     );
     manifest
@@ -46,7 +47,7 @@ pub fn decide(
     best: &EpochReport,
     validation: &Dataset,
 ) -> (bool, String) {
-    let metric = fit::metric_name(validation.task);
+    let metric = evaluate::metric_name(validation.task);
     match policy {
         Promote::Always => (true, "promote = always".into()),
         Promote::Never => (false, "promote = never".into()),
@@ -54,7 +55,7 @@ pub fn decide(
             let Some(active) = active else {
                 return (true, "no version was active".into());
             };
-            match fit::score(active, validation) {
+            match evaluate::score(active, validation) {
                 None => (
                     true,
                     format!(

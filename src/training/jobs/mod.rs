@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use burn::prelude::Device;
 
-use super::fit;
+use super::evaluate;
 use crate::metrics::Metrics;
 use crate::model::ActiveModel;
 use crate::registry::{Models, Store, unix_now};
@@ -138,7 +138,7 @@ impl Trainer {
             finished_at: None,
             task: submission.data.task,
             task_reason: submission.data.task_reason.clone(),
-            metric: fit::metric_name(submission.data.task).into(),
+            metric: evaluate::metric_name(submission.data.task).into(),
             rows: submission.rows.clone(),
             epochs: submission.spec.epochs,
             epoch: 0,

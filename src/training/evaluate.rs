@@ -1,0 +1,120 @@
+//! Judging a network: validation loss and metric during training, and scoring any
+//! loaded version on the same rows (for the `if_better` promotion).
+
+use burn::prelude::*;
+
+use super::data::Dataset;
+use super::parts::data_loss;
+use super::spec::LossKind;
+use crate::model::{LoadedModel, Net, Standardize, Task};
+
+/// The metric's name for a task.
+pub fn metric_name(task: Task) -> &'static str {
+    match task {
+        Task::Classification => "accuracy",
+        Task::Regression => "r2",
+    }
+}
+
+/// Validation loss, metric and (regression) RMSE in target units.
+pub fn evaluate(
+    net: &Net,
+    device: &Device,
+    x: &[f32],
+    y: &[f32],
+    task: Task,
+    loss: LossKind,
+    target_scale: Option<&Standardize>,
+) -> (f64, f64, Option<f64>) {
+    let n = y.len();
+    let width = x.len() / n;
+    let xt = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [n, width]), device);
+    let val_loss =
+        f64::from(data_loss(net, xt.clone(), y.to_vec(), loss, device).into_scalar::<f32>());
+    let out: Vec<f32> = net
+        .forward(xt)
+        .into_data()
+        .try_into_vec()
+        .expect("f32 outputs");
+    match task {
+        Task::Classification => {
+            let k = out.len() / n;
+            let correct = out
+                .chunks_exact(k)
+                .zip(y)
+                .filter(|(row, y)| predicted_class(row) == **y as usize)
+                .count();
+            (val_loss, correct as f64 / n as f64, None)
+        }
+        Task::Regression => {
+            let s = target_scale.expect("regression has a target scale");
+            let unscale = |v: f32| f64::from(v * s.std[0] + s.mean[0]);
+            let truth: Vec<f64> = y.iter().map(|v| unscale(*v)).collect();
+            let pred: Vec<f64> = out.iter().map(|v| unscale(*v)).collect();
+            let (r2, rmse) = r2_rmse(&pred, &truth);
+            (val_loss, r2, Some(rmse))
+        }
+    }
+}
+
+/// The class a row of outputs picks: argmax of logits, or `p > 0.5` for one sigmoid
+/// output.
+pub fn predicted_class(row: &[f32]) -> usize {
+    if row.len() == 1 {
+        return usize::from(row[0] > 0.0);
+    }
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |acc, (i, v)| {
+            if *v > acc.1 { (i, *v) } else { acc }
+        })
+        .0
+}
+
+/// Coefficient of determination and root mean squared error.
+pub fn r2_rmse(pred: &[f64], truth: &[f64]) -> (f64, f64) {
+    let n = truth.len() as f64;
+    let mean = truth.iter().sum::<f64>() / n;
+    let ss_res: f64 = pred.iter().zip(truth).map(|(p, t)| (t - p).powi(2)).sum();
+    let ss_tot: f64 = truth.iter().map(|t| (t - mean).powi(2)).sum();
+    let r2 = if ss_tot > 0.0 {
+        1.0 - ss_res / ss_tot
+    } else {
+        0.0
+    };
+    (r2, (ss_res / n).sqrt())
+}
+
+/// How well `model` does on `data` (unstandardised rows, as a client would send
+/// them): accuracy by label name, or R^2. `None` when it cannot score them at all
+/// (other width, other task, labels it does not know, several outputs).
+pub fn score(model: &LoadedModel, data: &Dataset) -> Option<f64> {
+    if model.input_width() != data.width() || model.manifest().net.task != data.task {
+        return None;
+    }
+    let n = data.len();
+    let out = model.forward(data.x.clone(), n);
+    match data.task {
+        Task::Classification => {
+            let names = model.manifest().label_names();
+            if !data.labels.iter().all(|l| names.contains(l)) {
+                return None;
+            }
+            let k = model.output_width();
+            let correct = out
+                .chunks_exact(k)
+                .zip(&data.y)
+                .filter(|(row, y)| names[predicted_class(row)] == data.labels[**y as usize])
+                .count();
+            Some(correct as f64 / n as f64)
+        }
+        Task::Regression => {
+            if model.output_width() != 1 {
+                return None;
+            }
+            let pred: Vec<f64> = out.iter().map(|v| f64::from(*v)).collect();
+            let truth: Vec<f64> = data.y.iter().map(|v| f64::from(*v)).collect();
+            Some(r2_rmse(&pred, &truth).0)
+        }
+    }
+}
