@@ -353,7 +353,7 @@ fn long_job() -> Value {
 }
 
 async fn wait_running(server: &Server, id: &str) {
-    for _ in 0..600 {
+    for _ in 0..3000 {
         let job = get(server, &format!("/train/{id}")).await;
         if job["state"] == "running" && job["epoch"].as_u64().unwrap() >= 1 {
             return;
