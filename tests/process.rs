@@ -218,6 +218,17 @@ fn offline_train_then_predict() {
         text.contains("version v1") && text.contains("now active"),
         "{text}"
     );
+    // The same recipe again scores the same: a tie is not better, so no promotion.
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["train", "--quiet", "--store", store, "--data"])
+        .arg(&iris)
+        .output()
+        .unwrap();
+    let again = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        again.contains("version v2") && again.contains("not promoted"),
+        "{again}"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args(["predict", "--store", store, "--data"])
         .arg(&iris)

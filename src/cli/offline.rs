@@ -96,17 +96,24 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         Some(record) => Some(store.load(&record.version, &device)?),
         None => None,
     };
+    let candidate = store.load(&version, &device)?;
     let (promoted, why) = promote::decide(
         spec.promote,
         active.as_ref(),
-        &outcome.best,
+        &candidate,
         &outcome.validation,
     );
     if promoted {
         store.set_active(&version)?;
     }
+    let speed = outcome
+        .history
+        .iter()
+        .map(|r| r.samples_per_second)
+        .sum::<f64>()
+        / outcome.history.len() as f64;
     println!(
-        "version {version}: validation {metric} {:.4} (epoch {}); {} ({why})",
+        "version {version}: validation {metric} {:.4} (epoch {}, {speed:.0} training rows/s); {} ({why})",
         outcome.best.val_metric,
         outcome.best.epoch,
         if promoted {

@@ -40,11 +40,17 @@ pub fn annotate(
     }));
 }
 
-/// Whether the new version should serve, and why (for the job record).
+/// How much better (absolute) the new version must score to count as better: both
+/// are scored by the same code on the same rows, so this only absorbs rounding.
+const MIN_GAIN: f64 = 1e-6;
+
+/// Whether `candidate` (the new version) should serve, and why (for the record).
+/// Under `if_better`, both versions are scored by [`evaluate::score`] on the new
+/// version's validation rows.
 pub fn decide(
     policy: Promote,
     active: Option<&LoadedModel>,
-    best: &EpochReport,
+    candidate: &LoadedModel,
     validation: &Dataset,
 ) -> (bool, String) {
     let metric = evaluate::metric_name(validation.task);
@@ -55,27 +61,27 @@ pub fn decide(
             let Some(active) = active else {
                 return (true, "no version was active".into());
             };
-            match evaluate::score(active, validation) {
-                None => (
+            let (Some(old), Some(new)) = (
+                evaluate::score(active, validation),
+                evaluate::score(candidate, validation),
+            ) else {
+                return (
                     true,
                     format!(
                         "the active version {} cannot score these rows (other features, task or labels)",
                         active.version()
                     ),
+                );
+            };
+            let better = new > old + MIN_GAIN;
+            let verb = if better { "beats" } else { "does not beat" };
+            (
+                better,
+                format!(
+                    "validation {metric} {new:.4} {verb} active {}'s {old:.4} on the same rows",
+                    active.version()
                 ),
-                Some(old) => {
-                    let better = best.val_metric > old;
-                    let verb = if better { "beats" } else { "does not beat" };
-                    (
-                        better,
-                        format!(
-                            "validation {metric} {:.4} {verb} active {}'s {old:.4} on the same rows",
-                            best.val_metric,
-                            active.version()
-                        ),
-                    )
-                }
-            }
+            )
         }
     }
 }

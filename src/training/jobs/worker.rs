@@ -9,7 +9,7 @@ use burn::prelude::Device;
 
 use super::record::{JobRecord, JobState};
 use super::{Queued, Shared, persist};
-use crate::model::ActiveModel;
+use crate::model::{ActiveModel, LoadedModel};
 use crate::registry::{Models, unix_now};
 use crate::training::data::RowCounts;
 use crate::training::fit::{self, EpochReport, FitError, FitOutcome};
@@ -161,8 +161,9 @@ impl Worker {
             }
         };
         let active = self.active.current();
+        let candidate = LoadedModel::new(&version, manifest, net, self.device.clone());
         let (promote, promotion) =
-            promote::decide(spec.promote, active.as_deref(), &best, &validation);
+            promote::decide(spec.promote, active.as_deref(), &candidate, &validation);
         let (state, promoted, error) = if promote {
             match self.models.promote_blocking(&version) {
                 Ok(_) => (JobState::Succeeded, true, None),
