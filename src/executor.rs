@@ -4,7 +4,8 @@
 //! For each batch it takes the active model version exactly once
 //! ([`ActiveModel::current`]), so every row of the batch, and every pass of an
 //! oversized request, is computed by the same version; a swap published meanwhile
-//! applies from the next batch on. Requests whose client has gone are skipped before
+//! applies from the next batch on. Requests pinned to a specific version run in
+//! passes of their own. Requests whose client has gone are skipped before
 //! compute. A panic inside Burn fails that batch (500) and the thread carries on.
 
 use std::panic::AssertUnwindSafe;
@@ -30,32 +31,49 @@ pub fn spawn(
         .spawn(move || run(rx, model, metrics, max_batch_size))
 }
 
-fn run(mut rx: mpsc::Receiver<Batch>, model: ActiveModel, metrics: Metrics, max_batch_size: usize) {
+fn run(
+    mut rx: mpsc::Receiver<Batch>,
+    active: ActiveModel,
+    metrics: Metrics,
+    max_batch_size: usize,
+) {
     while let Some(batch) = rx.blocking_recv() {
-        let Some(model) = model.current() else {
-            for r in batch.requests {
+        // The active version, taken once for the whole batch.
+        let active = active.current();
+        // Requests pinned to another version (OIP v2 `/versions/{v}/infer`) run in
+        // passes of their own: a forward pass never mixes two versions.
+        let mut groups: Vec<(Arc<LoadedModel>, Vec<Request>)> = Vec::new();
+        for r in batch.requests {
+            let Some(model) = r.work.model.clone().or_else(|| active.clone()) else {
                 let _ = r.reply.send(Err(PredictError::NoModel));
+                continue;
+            };
+            match groups.iter_mut().find(|(m, _)| Arc::ptr_eq(m, &model)) {
+                Some((_, requests)) => requests.push(r),
+                None => groups.push((model, vec![r])),
             }
-            continue;
-        };
-        execute(batch, &model, &metrics, max_batch_size);
+        }
+        for (model, requests) in groups {
+            execute(requests, &model, &metrics, max_batch_size);
+        }
+        // Dropping `batch` (its busy permit) lets the batcher form the next one.
     }
 }
 
-/// Runs one batch with one model version and answers every request in it.
-fn execute(batch: Batch, model: &LoadedModel, metrics: &Metrics, max_batch_size: usize) {
+/// Runs requests with one model version and answers every one of them.
+fn execute(requests: Vec<Request>, model: &LoadedModel, metrics: &Metrics, max_batch_size: usize) {
     let version: Arc<str> = model.version().into();
     let width = model.input_width();
     let now = tokio::time::Instant::now();
-    let mut live: Vec<Request> = Vec::with_capacity(batch.requests.len());
-    for r in batch.requests {
+    let mut live: Vec<Request> = Vec::with_capacity(requests.len());
+    for r in requests {
         if r.reply.is_closed() {
-            metrics.reject(RejectReason::ClientGone, r.n_rows as u64);
-        } else if r.width != width {
+            metrics.reject(RejectReason::ClientGone, r.work.n_rows as u64);
+        } else if r.work.width != width {
             let _ = r.reply.send(Err(PredictError::WidthMismatch {
                 version: version.clone(),
                 expected: width,
-                got: r.width,
+                got: r.work.width,
             }));
         } else {
             metrics
@@ -68,10 +86,10 @@ fn execute(batch: Batch, model: &LoadedModel, metrics: &Metrics, max_batch_size:
         return;
     }
 
-    let total_rows: usize = live.iter().map(|r| r.n_rows).sum();
+    let total_rows: usize = live.iter().map(|r| r.work.n_rows).sum();
     let mut input = Vec::with_capacity(total_rows * width);
     for r in &mut live {
-        input.append(&mut r.rows);
+        input.append(&mut r.work.rows);
     }
     let out_width = model.output_width();
     let outputs = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -112,8 +130,8 @@ fn execute(batch: Batch, model: &LoadedModel, metrics: &Metrics, max_batch_size:
     for r in live {
         let predictions = rows
             .by_ref()
-            .take(r.n_rows)
-            .map(|o| model.interpret(o, r.top_k))
+            .take(r.work.n_rows)
+            .map(|o| model.interpret(o, r.work.top_k))
             .collect();
         let _ = r.reply.send(Ok(Answer {
             version: version.clone(),

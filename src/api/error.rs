@@ -47,9 +47,11 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
+/// Every error response's body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for a person to read.
+    pub error: String,
 }
 
 impl ApiError {
@@ -98,7 +100,7 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut response = (status, Json(ErrorBody { error: &text })).into_response();
+        let mut response = (status, Json(ErrorBody { error: text })).into_response();
         if matches!(self, Self::Unauthorized) {
             response
                 .headers_mut()

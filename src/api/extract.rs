@@ -65,7 +65,7 @@ fn is_json(content_type: &str) -> bool {
 }
 
 /// Reads the body up to `limit` bytes; past it, drains and answers 413.
-async fn read_limited(req: Request, limit: usize) -> Result<BytesMut, ApiError> {
+pub(super) async fn read_limited(req: Request, limit: usize) -> Result<BytesMut, ApiError> {
     let too_large = || {
         ApiError::TooLarge(format!(
             "the body is over {limit} bytes (server.max_body_bytes)"

@@ -9,11 +9,16 @@ use serde_json::json;
 use super::{ApiError, AppState};
 
 /// `GET /health/live`: the process is up and answering.
+#[utoipa::path(get, path = "/health/live", tag = "health",
+    responses((status = 200, description = "The process is up", body = Object)))]
 pub async fn live() -> impl IntoResponse {
     Json(json!({"status": "live"}))
 }
 
 /// `GET /health/ready`: a model is loaded and the server is not shutting down.
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses((status = 200, description = "Ready, with the serving version", body = Object),
+        (status = 503, description = "Loading or shutting down", body = crate::api::error::ErrorBody)))]
 pub async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     if state.draining.is_cancelled() {
         return Err(ApiError::NotReady("shutting down".into()));
@@ -28,6 +33,8 @@ pub async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, A
 }
 
 /// `GET /metrics`: Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(

@@ -4,12 +4,14 @@
 //! Handlers live one concern per module; [`error::ApiError`] is the one status table.
 
 mod auth;
+pub mod docs;
 pub mod error;
 mod extract;
 mod health;
 mod models;
 mod predict;
 mod train;
+pub mod v2;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -67,6 +69,29 @@ pub fn router(state: AppState) -> Router {
         .route("/models/rollback", post(models::rollback))
         .route("/models/{version}", delete(models::delete))
         .route("/models/{version}/promote", post(models::promote))
+        .route("/openapi.json", get(docs::openapi))
+        .route("/docs", get(docs::ui))
+        .route("/docs/swagger-ui-bundle.js", get(docs::swagger_js))
+        .route("/docs/swagger-ui.css", get(docs::swagger_css))
+        .route("/v2", get(v2::server_metadata))
+        .route("/v2/health/live", get(v2::live))
+        .route("/v2/health/ready", get(v2::ready))
+        .route("/v2/models/{name}", get(v2::model_metadata))
+        .route("/v2/models/{name}/ready", get(v2::model_ready))
+        .route("/v2/models/{name}/config", get(v2::model_config))
+        .route("/v2/models/{name}/infer", post(v2::infer))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(v2::version_metadata),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(v2::version_ready),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(v2::infer_version),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))

@@ -10,6 +10,8 @@ use super::{ApiError, AppState};
 use crate::registry::ActiveRecord;
 
 /// `GET /models`: every version with its metrics, and which one is active.
+#[utoipa::path(get, path = "/models", tag = "models",
+    responses((status = 200, description = "Versions and which is active", body = Object)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
     let listing = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
@@ -49,6 +51,14 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
 }
 
 /// `POST /models/{version}/promote`.
+#[utoipa::path(post, path = "/models/{version}/promote", tag = "models",
+    params(("version" = String, Path, description = "A version, e.g. v3")),
+    responses((status = 200, description = "Now active", body = ActiveRecord),
+        (status = 401, description = "auth.token is set and the token is missing or wrong", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such version", body = crate::api::error::ErrorBody),
+        (status = 409, description = "The version cannot be loaded; the old one keeps serving", body = crate::api::error::ErrorBody),
+        (status = 503, description = "The model manager has stopped", body = crate::api::error::ErrorBody)),
+    security((), ("bearer" = [])))]
 pub async fn promote(
     _: Authorized,
     State(state): State<AppState>,
@@ -58,6 +68,12 @@ pub async fn promote(
 }
 
 /// `POST /models/rollback`: back to the previously active version.
+#[utoipa::path(post, path = "/models/rollback", tag = "models",
+    responses((status = 200, description = "The previous version is active again", body = ActiveRecord),
+        (status = 401, description = "auth.token is set and the token is missing or wrong", body = crate::api::error::ErrorBody),
+        (status = 409, description = "No previous version, or it cannot be loaded", body = crate::api::error::ErrorBody),
+        (status = 503, description = "The model manager has stopped", body = crate::api::error::ErrorBody)),
+    security((), ("bearer" = [])))]
 pub async fn rollback(
     _: Authorized,
     State(state): State<AppState>,
@@ -66,6 +82,14 @@ pub async fn rollback(
 }
 
 /// `DELETE /models/{version}` (not the active one).
+#[utoipa::path(delete, path = "/models/{version}", tag = "models",
+    params(("version" = String, Path, description = "A version that is not active")),
+    responses((status = 200, description = "Deleted", body = Object),
+        (status = 401, description = "auth.token is set and the token is missing or wrong", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such version", body = crate::api::error::ErrorBody),
+        (status = 409, description = "It is the active version", body = crate::api::error::ErrorBody),
+        (status = 503, description = "The model manager has stopped", body = crate::api::error::ErrorBody)),
+    security((), ("bearer" = [])))]
 pub async fn delete(
     _: Authorized,
     State(state): State<AppState>,

@@ -8,26 +8,43 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiJson, AppState, MODEL_VERSION_HEADER, auth};
+use crate::batching::Work;
 use crate::model::Prediction;
 
 /// The request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PredictRequest {
     /// One row of features per instance.
     pub instances: Vec<Vec<f32>>,
     /// Classifiers also list this many most likely labels per instance.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub top_k: Option<usize>,
 }
 
 /// The response body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PredictResponse {
     pub predictions: Vec<Prediction>,
     pub model_version: String,
 }
 
+/// Predicts one answer per instance through the batching queue.
+#[utoipa::path(post, path = "/predict", tag = "predict",
+    request_body = PredictRequest,
+    responses(
+        (status = 200, description = "One prediction per instance", body = PredictResponse,
+            headers(("x-model-version" = String, description = "The version that computed the answer"))),
+        (status = 400, description = "Not valid JSON", body = crate::api::error::ErrorBody),
+        (status = 401, description = "auth.protect_predict is on and the token is missing or wrong", body = crate::api::error::ErrorBody),
+        (status = 413, description = "Body or instance count over its limit", body = crate::api::error::ErrorBody),
+        (status = 415, description = "Not JSON", body = crate::api::error::ErrorBody),
+        (status = 422, description = "Valid JSON with the wrong content", body = crate::api::error::ErrorBody),
+        (status = 429, description = "The queue is full (Retry-After)", body = crate::api::error::ErrorBody),
+        (status = 503, description = "Loading or shutting down", body = crate::api::error::ErrorBody),
+    ),
+    security((), ("bearer" = [])))]
 pub async fn predict(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -41,7 +58,13 @@ pub async fn predict(
             return Err(ApiError::Unprocessable("top_k must be at least 1".into()));
         }
         let (rows, n, width) = validate(&state, body)?;
-        let answer = state.batcher.submit(rows, n, width, top_k)?;
+        let answer = state.batcher.submit(Work {
+            rows,
+            n_rows: n,
+            width,
+            top_k,
+            model: None,
+        })?;
         let answer = answer
             .await
             .map_err(|_| ApiError::NotReady("the server is shutting down".into()))??;

@@ -52,6 +52,19 @@ struct InstancesSource {
 }
 
 /// `POST /train`: validate, queue, answer 202 with the job id.
+#[utoipa::path(post, path = "/train", tag = "training",
+    request_body(content = Object, description = "`dataset` plus any TrainSpec field", content_type = "application/json"),
+    responses(
+        (status = 202, description = "Queued", body = Object),
+        (status = 400, description = "Not valid JSON", body = crate::api::error::ErrorBody),
+        (status = 401, description = "auth.token is set and the token is missing or wrong", body = crate::api::error::ErrorBody),
+        (status = 413, description = "Body or dataset file too large", body = crate::api::error::ErrorBody),
+        (status = 415, description = "Not JSON", body = crate::api::error::ErrorBody),
+        (status = 422, description = "A bad recipe or bad data", body = crate::api::error::ErrorBody),
+        (status = 429, description = "The training queue is full", body = crate::api::error::ErrorBody),
+        (status = 503, description = "The trainer has stopped", body = crate::api::error::ErrorBody),
+    ),
+    security((), ("bearer" = [])))]
 pub async fn submit(
     _: Authorized,
     State(state): State<AppState>,
@@ -79,11 +92,26 @@ pub async fn submit(
 }
 
 /// `GET /train`: every job, newest first (without per-epoch history).
-pub async fn list(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "jobs": state.trainer.list() }))
+#[utoipa::path(get, path = "/train", tag = "training",
+    responses((status = 200, description = "Every job, newest first", body = JobList)))]
+pub async fn list(State(state): State<AppState>) -> Json<JobList> {
+    Json(JobList {
+        jobs: state.trainer.list(),
+    })
+}
+
+/// `GET /train`'s body.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct JobList {
+    /// Newest first; `history` is left out (ask for one job to see it).
+    pub jobs: Vec<JobRecord>,
 }
 
 /// `GET /train/{id}`.
+#[utoipa::path(get, path = "/train/{id}", tag = "training",
+    params(("id" = String, Path, description = "A job id")),
+    responses((status = 200, description = "The job", body = JobRecord),
+        (status = 404, description = "No such job", body = crate::api::error::ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     UrlPath(id): UrlPath<String>,
@@ -96,6 +124,13 @@ pub async fn get(
 }
 
 /// `DELETE /train/{id}`: cancel (a running job stops within one batch).
+#[utoipa::path(delete, path = "/train/{id}", tag = "training",
+    params(("id" = String, Path, description = "A job id")),
+    responses((status = 200, description = "Cancelled, or cancelling within one batch", body = JobRecord),
+        (status = 401, description = "auth.token is set and the token is missing or wrong", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such job", body = crate::api::error::ErrorBody),
+        (status = 409, description = "The job has already finished", body = crate::api::error::ErrorBody)),
+    security((), ("bearer" = [])))]
 pub async fn cancel(
     _: Authorized,
     State(state): State<AppState>,

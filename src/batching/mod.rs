@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::BatchingConfig;
 use crate::metrics::{Metrics, RejectReason};
-use crate::model::Prediction;
+use crate::model::{LoadedModel, Prediction};
 use queue::{Next, Policy, Queue, Queued};
 
 /// A request's answer: the version that computed it and one prediction per row.
@@ -56,15 +56,24 @@ pub enum SubmitError {
     Closed,
 }
 
-/// One admitted request waiting for (or inside) a batch.
+/// What a request asks the executor to compute.
 #[derive(Debug)]
-pub struct Request {
+pub struct Work {
     /// Row-major features, `n_rows` x `width`.
     pub rows: Vec<f32>,
     pub n_rows: usize,
     pub width: usize,
     /// Classifiers also list this many most likely labels per row.
     pub top_k: Option<usize>,
+    /// A specific version to compute with; `None` means whichever version is
+    /// active when the batch runs.
+    pub model: Option<Arc<LoadedModel>>,
+}
+
+/// One admitted request waiting for (or inside) a batch.
+#[derive(Debug)]
+pub struct Request {
+    pub work: Work,
     pub enqueued_at: Instant,
     pub reply: oneshot::Sender<Result<Answer, PredictError>>,
     /// Returned to the admission semaphore when the request is dropped (answered).
@@ -73,7 +82,7 @@ pub struct Request {
 
 impl Queued for Request {
     fn rows(&self) -> usize {
-        self.n_rows
+        self.work.n_rows
     }
     fn enqueued_at(&self) -> Instant {
         self.enqueued_at
@@ -130,12 +139,9 @@ impl Batcher {
     /// Admits `n_rows` rows of `width` features, or turns them away at once.
     pub fn submit(
         &self,
-        rows: Vec<f32>,
-        n_rows: usize,
-        width: usize,
-        top_k: Option<usize>,
+        work: Work,
     ) -> Result<oneshot::Receiver<Result<Answer, PredictError>>, SubmitError> {
-        let n = u32::try_from(n_rows).map_err(|_| SubmitError::QueueFull)?;
+        let n = u32::try_from(work.n_rows).map_err(|_| SubmitError::QueueFull)?;
         let permit = match self.permits.clone().try_acquire_many_owned(n) {
             Ok(p) => p,
             Err(TryAcquireError::NoPermits) => return Err(SubmitError::QueueFull),
@@ -143,10 +149,7 @@ impl Batcher {
         };
         let (reply, rx) = oneshot::channel();
         let request = Request {
-            rows,
-            n_rows,
-            width,
-            top_k,
+            work,
             enqueued_at: Instant::now(),
             reply,
             _permit: permit,
@@ -256,14 +259,24 @@ mod tests {
     }
 
     fn rows_of(batch: &Batch) -> Vec<usize> {
-        batch.requests.iter().map(|r| r.n_rows).collect()
+        batch.requests.iter().map(|r| r.work.n_rows).collect()
+    }
+
+    fn work(n_rows: usize, width: usize) -> Work {
+        Work {
+            rows: vec![0.0; n_rows * width],
+            n_rows,
+            width,
+            top_k: None,
+            model: None,
+        }
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_loop_waits_out_the_deadline_then_sends_one_batch() {
         let (batcher, mut rx, _t) = start(&config(8, 10.0));
-        let _a = batcher.submit(vec![0.0; 2], 1, 2, None).unwrap();
-        let _b = batcher.submit(vec![0.0; 4], 2, 2, None).unwrap();
+        let _a = batcher.submit(work(1, 2)).unwrap();
+        let _b = batcher.submit(work(2, 2)).unwrap();
         let started = Instant::now();
         let batch = rx.recv().await.unwrap();
         assert_eq!(started.elapsed(), Duration::from_millis(10));
@@ -274,7 +287,7 @@ mod tests {
     async fn a_full_batch_leaves_without_waiting() {
         let (batcher, mut rx, _t) = start(&config(4, 1000.0));
         let _r: Vec<_> = (0..4)
-            .map(|_| batcher.submit(vec![0.0], 1, 1, None).unwrap())
+            .map(|_| batcher.submit(work(1, 1)).unwrap())
             .collect();
         let started = Instant::now();
         let batch = rx.recv().await.unwrap();
@@ -285,15 +298,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn admission_is_bounded_by_row_permits() {
         let (batcher, _rx, _t) = start(&config(4, 1000.0));
-        let _held = batcher.submit(vec![0.0; 10], 10, 1, None).unwrap();
+        let _held = batcher.submit(work(10, 1)).unwrap();
         assert_eq!(
-            batcher.submit(vec![0.0; 7], 7, 1, None).unwrap_err(),
+            batcher.submit(work(7, 1)).unwrap_err(),
             SubmitError::QueueFull
         );
-        let _fits = batcher.submit(vec![0.0; 6], 6, 1, None).unwrap();
+        let _fits = batcher.submit(work(6, 1)).unwrap();
         drop(_held); // still queued: the permits come back only when it is answered
         assert_eq!(
-            batcher.submit(vec![0.0], 1, 1, None).unwrap_err(),
+            batcher.submit(work(1, 1)).unwrap_err(),
             SubmitError::QueueFull
         );
     }
@@ -301,13 +314,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn close_flushes_what_is_queued_and_refuses_more() {
         let (batcher, mut rx, tracker) = start(&config(8, 60_000.0));
-        let _a = batcher.submit(vec![0.0], 1, 1, None).unwrap();
+        let _a = batcher.submit(work(1, 1)).unwrap();
         tokio::task::yield_now().await;
         batcher.close();
-        assert_eq!(
-            batcher.submit(vec![0.0], 1, 1, None).unwrap_err(),
-            SubmitError::Closed
-        );
+        assert_eq!(batcher.submit(work(1, 1)).unwrap_err(), SubmitError::Closed);
         let batch = rx.recv().await.unwrap();
         assert_eq!(rows_of(&batch), [1]);
         drop(batch); // the executor is done with it

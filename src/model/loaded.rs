@@ -21,7 +21,7 @@ pub struct LoadedModel {
 }
 
 /// One row's answer, shaped by the task.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Prediction {
     /// Single-output regression.
@@ -32,6 +32,7 @@ pub enum Prediction {
     Class {
         label: String,
         probability: f32,
+        #[schema(value_type = std::collections::HashMap<String, f32>)]
         probabilities: Probabilities,
         /// The most likely labels, best first (when asked for with `top_k`).
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -40,7 +41,7 @@ pub enum Prediction {
 }
 
 /// A label and its probability.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Ranked {
     pub label: String,
     pub probability: f32,

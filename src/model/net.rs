@@ -11,7 +11,7 @@ use burn::tensor::activation;
 use serde::{Deserialize, Serialize};
 
 /// What the network's outputs mean.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Task {
     /// One real value per output.
@@ -55,7 +55,7 @@ pub struct MlpConfig {
 }
 
 /// Activation applied after each hidden layer.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActivationKind {
     #[default]

@@ -5,7 +5,9 @@
 //! A promotion loads and warms the version up first, off the serving path; only then
 //! is the store's active record written and the version published on the serving
 //! seam. A version that fails to load changes nothing: the old one keeps serving.
-//! The active and the previous versions stay loaded, so a rollback is instant.
+//! The active and the previous versions stay loaded, so a rollback is instant; a
+//! version asked for by name (OIP v2) is loaded on demand and kept warm too, up to
+//! [`MAX_WARM`] versions.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,6 +47,9 @@ impl From<StoreError> for ManageError {
     }
 }
 
+/// Versions kept loaded: the active one, the previous one, and on-demand ones.
+const MAX_WARM: usize = 4;
+
 type Reply<T> = oneshot::Sender<Result<T, ManageError>>;
 
 enum Command {
@@ -52,6 +57,7 @@ enum Command {
     Promote(String, Reply<ActiveRecord>),
     Rollback(Reply<ActiveRecord>),
     Delete(String, Reply<()>),
+    Get(String, Reply<Arc<LoadedModel>>),
 }
 
 /// Handle to the model manager thread.
@@ -100,6 +106,13 @@ impl Models {
         self.call(|r| Command::Delete(version, r)).await
     }
 
+    /// A version loaded for serving without making it active (loaded on demand,
+    /// then kept warm among the last few used).
+    pub async fn get(&self, version: &str) -> Result<Arc<LoadedModel>, ManageError> {
+        let version = version.to_owned();
+        self.call(|r| Command::Get(version, r)).await
+    }
+
     /// [`promote`](Self::promote) for plain threads (the trainer); never call it
     /// from async code.
     pub fn promote_blocking(&self, version: &str) -> Result<ActiveRecord, ManageError> {
@@ -145,6 +158,9 @@ impl Manager {
                 Command::Delete(version, reply) => {
                     let _ = reply.send(self.delete(&version));
                 }
+                Command::Get(version, reply) => {
+                    let _ = reply.send(self.get(&version));
+                }
             }
         }
     }
@@ -176,6 +192,26 @@ impl Manager {
             .retain(|v, _| v == version || record.previous.as_deref() == Some(v.as_str()));
         tracing::info!(version, previous = ?record.previous, "promoted");
         Ok(record)
+    }
+
+    fn get(&mut self, version: &str) -> Result<Arc<LoadedModel>, ManageError> {
+        if let Some(m) = self.warm.get(version) {
+            return Ok(m.clone());
+        }
+        let model = Arc::new(swap::load_warm(&self.store, version, &self.device)?);
+        // Keep the active and previous versions, and a few others on demand.
+        if self.warm.len() >= MAX_WARM {
+            let keep = self.store.active()?;
+            let spare = self.warm.keys().find(|v| {
+                keep.as_ref()
+                    .is_none_or(|r| r.version != **v && r.previous.as_deref() != Some(v.as_str()))
+            });
+            if let Some(spare) = spare.cloned() {
+                self.warm.remove(&spare);
+            }
+        }
+        self.warm.insert(version.to_owned(), model.clone());
+        Ok(model)
     }
 
     fn rollback(&mut self) -> Result<ActiveRecord, ManageError> {

@@ -62,7 +62,7 @@ impl StoreError {
 }
 
 /// The record of the active version (and the one before it, for rollback).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ActiveRecord {
     pub version: String,
     #[serde(default)]

@@ -16,7 +16,7 @@ use crate::model::net::{Architecture, MlpConfig};
 use crate::model::{Manifest, Net, NetConfig, Standardize, Task};
 
 /// One epoch's figures.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct EpochReport {
     pub epoch: usize,
     /// Mean data loss over the epoch's batches (penalties excluded).

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The optimizer and its knobs; defaults follow PyTorch's.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OptimizerSpec {
     Sgd {

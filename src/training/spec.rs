@@ -13,7 +13,7 @@ use crate::model::Task;
 use crate::model::net::ActivationKind;
 
 /// A full training recipe. Every field has a default.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainSpec {
     /// Name of the target column (CSV) .
@@ -72,7 +72,7 @@ impl Default for TrainSpec {
 }
 
 /// Where the network comes from.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum ModelChoice {
     /// A model-config file in the config directory (`seed-mlp` or `seed-mlp.toml`).
@@ -82,7 +82,7 @@ pub enum ModelChoice {
 }
 
 /// The hidden part of an MLP; input and output widths come from the data.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct MlpShape {
     /// Always `mlp` for now (CNN and sequence models come later).
@@ -102,7 +102,7 @@ impl Default for MlpShape {
 }
 
 /// Weight initialisation (biases too).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum InitSpec {
     /// Normal(mean, std).
@@ -131,7 +131,7 @@ fn default_a() -> f64 {
 }
 
 /// The training loss.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LossKind {
     Mse,
@@ -141,7 +141,7 @@ pub enum LossKind {
 }
 
 /// What to do with the new version once trained.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Promote {
     /// Always make it active.

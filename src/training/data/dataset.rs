@@ -9,7 +9,7 @@ use super::{DataError, RawTable, Target};
 use crate::model::{Standardize, Task};
 
 /// Row counts of a training run's data.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct RowCounts {
     /// Rows received.
     pub input: usize,

@@ -9,7 +9,9 @@ use crate::training::fit::EpochReport;
 use crate::training::spec::TrainSpec;
 
 /// Where a job is in its life.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     Queued,
@@ -48,7 +50,7 @@ impl JobState {
 }
 
 /// Everything known about a job; what `GET /train/{id}` answers.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct JobRecord {
     pub id: String,
     pub state: JobState,

@@ -1,0 +1,114 @@
+//! The API described by itself: the OpenAPI document generated from the handlers'
+//! annotations (`GET /openapi.json`) and Swagger UI to browse it (`GET /docs`),
+//! served from files compiled into the binary (no CDN).
+
+use axum::Json;
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::error::ErrorBody;
+use super::{health, models, predict, train, v2};
+
+/// Swagger UI 5 (swagger-ui-dist, Apache-2.0; see assets/swagger-ui/LICENSE).
+const SWAGGER_JS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js");
+const SWAGGER_CSS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui.css");
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "kiln",
+        description = "An inference server with an embedded trainer: predictions through a dynamic batching queue, \
+                       background training jobs, model versions with promotion and rollback, and the Open Inference \
+                       Protocol v2. Every error is `{\"error\": \"...\"}`."
+    ),
+    paths(
+        predict::predict,
+        health::live,
+        health::ready,
+        health::metrics,
+        train::submit,
+        train::list,
+        train::get,
+        train::cancel,
+        models::list,
+        models::promote,
+        models::rollback,
+        models::delete,
+        v2::server_metadata,
+        v2::live,
+        v2::ready,
+        v2::model_metadata,
+        v2::version_metadata,
+        v2::model_ready,
+        v2::version_ready,
+        v2::model_config,
+        v2::infer,
+        v2::infer_version,
+        openapi,
+        ui,
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&Bearer),
+    tags(
+        (name = "predict", description = "Predictions"),
+        (name = "training", description = "Background training jobs"),
+        (name = "models", description = "Versions, promotion, rollback"),
+        (name = "health", description = "Liveness, readiness, metrics"),
+        (name = "oip-v2", description = "KServe Open Inference Protocol v2 and Triton's model config"),
+        (name = "docs", description = "This document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Declares the bearer-token scheme the mutating endpoints use.
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
+
+/// `GET /openapi.json`.
+#[utoipa::path(get, path = "/openapi.json", tag = "docs",
+    responses((status = 200, description = "This OpenAPI document", body = Object)))]
+pub async fn openapi() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+/// `GET /docs`: Swagger UI over `/openapi.json`.
+#[utoipa::path(get, path = "/docs", tag = "docs",
+    responses((status = 200, description = "Swagger UI", body = String, content_type = "text/html")))]
+pub async fn ui() -> Html<&'static str> {
+    Html(
+        r##"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>kiln API</title>
+<link rel="stylesheet" href="/docs/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});</script>
+</body></html>"##,
+    )
+}
+
+pub async fn swagger_js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        SWAGGER_JS,
+    )
+}
+
+pub async fn swagger_css() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        SWAGGER_CSS,
+    )
+}

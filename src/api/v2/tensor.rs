@@ -1,0 +1,339 @@
+//! Open Inference Protocol v2 request and response bodies, and turning an input
+//! tensor (JSON `data`, flat or nested, or the binary tensor extension) into
+//! row-major `f32` rows.
+//!
+//! Pure: no I/O, no model; the handlers in `mod.rs` check names and widths.
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// An inference request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InferRequest {
+    /// Echoed in the response.
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    pub inputs: Vec<InferInput>,
+    /// Which outputs to return (default: all).
+    #[serde(default)]
+    pub outputs: Option<Vec<RequestedOutput>>,
+}
+
+/// One input tensor.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InferInput {
+    pub name: String,
+    /// Dimensions, e.g. `[N, features]`.
+    pub shape: Vec<i64>,
+    /// `FP32`, `FP64` or an integer type (`INT8`..`INT64`, `UINT8`..`UINT64`).
+    pub datatype: String,
+    /// Row-major values, flat or nested; absent when sent as binary data.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<f64>>)]
+    pub data: Option<FlatData>,
+    /// `binary_data_size` marks data sent after the JSON header (binary extension).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A requested output.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestedOutput {
+    pub name: String,
+    /// Accepted and ignored: outputs are always returned as JSON.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// An inference response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InferResponse {
+    pub model_name: String,
+    pub model_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub outputs: Vec<OutputTensor>,
+}
+
+/// One output tensor.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutputTensor {
+    pub name: String,
+    pub datatype: &'static str,
+    pub shape: Vec<usize>,
+    pub data: OutputData,
+}
+
+/// Output values, row-major.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum OutputData {
+    Floats(Vec<f32>),
+    Strings(Vec<String>),
+}
+
+/// Every number of a (possibly nested) JSON array, in row-major order.
+#[derive(Debug, Default, PartialEq)]
+pub struct FlatData(pub Vec<f64>);
+
+impl<'de> Deserialize<'de> for FlatData {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Flatten<'a>(&'a mut Vec<f64>, usize);
+        impl<'de> de::DeserializeSeed<'de> for Flatten<'_> {
+            type Value = ();
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+        impl<'de> Visitor<'de> for Flatten<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("numbers, or arrays of numbers")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+                self.0.push(v);
+                Ok(())
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+                self.0.push(v as f64);
+                Ok(())
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+                self.0.push(v as f64);
+                Ok(())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+                if self.1 > 32 {
+                    return Err(de::Error::custom("data is nested more than 32 levels deep"));
+                }
+                while seq
+                    .next_element_seed(Flatten(self.0, self.1 + 1))?
+                    .is_some()
+                {}
+                Ok(())
+            }
+        }
+        let mut values = Vec::new();
+        d.deserialize_any(Flatten(&mut values, 0))?;
+        Ok(FlatData(values))
+    }
+}
+
+/// Element types kiln converts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Datatype {
+    Fp32,
+    Fp64,
+    Int(u8),
+    Uint(u8),
+}
+
+impl Datatype {
+    /// Parses an OIP datatype name; others (`BOOL`, `BYTES`, `FP16`, ...) are refused.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        Ok(match name {
+            "FP32" => Self::Fp32,
+            "FP64" => Self::Fp64,
+            "INT8" => Self::Int(1),
+            "INT16" => Self::Int(2),
+            "INT32" => Self::Int(4),
+            "INT64" => Self::Int(8),
+            "UINT8" => Self::Uint(1),
+            "UINT16" => Self::Uint(2),
+            "UINT32" => Self::Uint(4),
+            "UINT64" => Self::Uint(8),
+            other => {
+                return Err(format!(
+                    "datatype {other:?} is not supported; send FP32, FP64 or an integer type"
+                ));
+            }
+        })
+    }
+
+    /// Bytes per element in the binary extension.
+    pub fn size(self) -> usize {
+        match self {
+            Self::Fp32 => 4,
+            Self::Fp64 => 8,
+            Self::Int(n) | Self::Uint(n) => n as usize,
+        }
+    }
+
+    /// Decodes little-endian binary elements.
+    pub fn decode(self, bytes: &[u8]) -> Vec<f32> {
+        let n = self.size();
+        bytes
+            .chunks_exact(n)
+            .map(|b| match (self, n) {
+                (Self::Fp32, _) => f32::from_le_bytes(b.try_into().unwrap()),
+                (Self::Fp64, _) => f64::from_le_bytes(b.try_into().unwrap()) as f32,
+                (Self::Int(_), 1) => i8::from_le_bytes([b[0]]) as f32,
+                (Self::Int(_), 2) => i16::from_le_bytes(b.try_into().unwrap()) as f32,
+                (Self::Int(_), 4) => i32::from_le_bytes(b.try_into().unwrap()) as f32,
+                (Self::Int(_), _) => i64::from_le_bytes(b.try_into().unwrap()) as f32,
+                (Self::Uint(_), 1) => b[0] as f32,
+                (Self::Uint(_), 2) => u16::from_le_bytes(b.try_into().unwrap()) as f32,
+                (Self::Uint(_), 4) => u32::from_le_bytes(b.try_into().unwrap()) as f32,
+                (Self::Uint(_), _) => u64::from_le_bytes(b.try_into().unwrap()) as f32,
+            })
+            .collect()
+    }
+}
+
+/// A batch of rows read from one input tensor.
+#[derive(Debug, PartialEq)]
+pub struct Rows {
+    pub values: Vec<f32>,
+    pub n: usize,
+}
+
+/// Checks `input` against a model taking `width` features and returns its rows.
+/// `binary` holds this input's bytes when it came through the binary extension.
+pub fn rows(input: &InferInput, width: usize, binary: Option<&[u8]>) -> Result<Rows, String> {
+    let datatype = Datatype::parse(&input.datatype)?;
+    let n = match input.shape.as_slice() {
+        [n, w] if *n >= 1 && *w >= 1 => {
+            if *w as u64 != width as u64 {
+                return Err(format!(
+                    "input {:?} has {w} features per row; the model expects {width}",
+                    input.name
+                ));
+            }
+            *n as usize
+        }
+        [w] if *w >= 1 && *w as u64 == width as u64 => 1,
+        shape if shape.iter().any(|d| *d <= 0) => {
+            return Err(format!(
+                "shape {shape:?} has a dimension that is not positive"
+            ));
+        }
+        shape => {
+            return Err(format!(
+                "shape {shape:?} must be [N, {width}] (or [{width}] for one row)"
+            ));
+        }
+    };
+    let expected = n
+        .checked_mul(width)
+        .filter(|e| *e <= u32::MAX as usize)
+        .ok_or_else(|| format!("shape {:?} is too large", input.shape))?;
+    let values: Vec<f32> = match (binary, &input.data) {
+        (Some(bytes), _) => {
+            if bytes.len() != expected * datatype.size() {
+                return Err(format!(
+                    "input {:?}: shape {:?} of {} needs {} bytes of binary data, got {}",
+                    input.name,
+                    input.shape,
+                    input.datatype,
+                    expected * datatype.size(),
+                    bytes.len()
+                ));
+            }
+            datatype.decode(bytes)
+        }
+        (None, Some(FlatData(data))) => {
+            if data.len() != expected {
+                return Err(format!(
+                    "input {:?}: shape {:?} holds {expected} elements, data has {}",
+                    input.name,
+                    input.shape,
+                    data.len()
+                ));
+            }
+            if matches!(datatype, Datatype::Int(_) | Datatype::Uint(_))
+                && data.iter().any(|v| v.fract() != 0.0)
+            {
+                return Err(format!(
+                    "input {:?}: {} data must be integers",
+                    input.name, input.datatype
+                ));
+            }
+            data.iter().map(|v| *v as f32).collect()
+        }
+        (None, None) => return Err(format!("input {:?} has no data", input.name)),
+    };
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(format!(
+            "input {:?}: element {i} is not a finite number",
+            input.name
+        ));
+    }
+    Ok(Rows { values, n })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(shape: Vec<i64>, datatype: &str, data: &str) -> InferInput {
+        serde_json::from_str(&format!(
+            r#"{{"name": "input", "shape": {}, "datatype": "{datatype}", "data": {data}}}"#,
+            serde_json::to_string(&shape).unwrap()
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn flat_and_nested_data_read_the_same() {
+        let flat = rows(&input(vec![2, 2], "FP32", "[1, 2, 3, 4]"), 2, None).unwrap();
+        let nested = rows(&input(vec![2, 2], "FP32", "[[1, 2], [3, 4]]"), 2, None).unwrap();
+        assert_eq!(flat, nested);
+        assert_eq!(
+            flat,
+            Rows {
+                values: vec![1.0, 2.0, 3.0, 4.0],
+                n: 2
+            }
+        );
+        let ints = rows(&input(vec![1, 2], "INT64", "[[7, -8]]"), 2, None).unwrap();
+        assert_eq!(ints.values, [7.0, -8.0]);
+    }
+
+    #[test]
+    fn bad_tensors_are_refused_with_a_reason() {
+        let err = |shape: Vec<i64>, dt: &str, data: &str| {
+            rows(&input(shape, dt, data), 2, None).unwrap_err()
+        };
+        assert!(err(vec![2, 2], "FP32", "[1, 2, 3]").contains("holds 4 elements"));
+        assert!(err(vec![1, 2], "BYTES", "[1, 2]").contains("not supported"));
+        assert!(err(vec![1, 2], "FP16", "[1, 2]").contains("not supported"));
+        assert!(err(vec![0, 2], "FP32", "[]").contains("not positive"));
+        assert!(err(vec![-1, 2], "FP32", "[1, 2]").contains("not positive"));
+        assert!(err(vec![1, 3], "FP32", "[1, 2, 3]").contains("expects 2"));
+        assert!(err(vec![1_000_000_000_000, 2], "FP32", "[1, 2]").contains("too large"));
+        assert!(err(vec![1, 2], "INT32", "[1.5, 2]").contains("integers"));
+        assert!(err(vec![1, 2, 3], "FP32", "[1, 2]").contains("must be"));
+        assert!(
+            serde_json::from_str::<InferInput>(
+                r#"{"name":"input","shape":[1,2],"datatype":"FP32","data":["a","b"]}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn binary_data_decodes_little_endian() {
+        let mut i = input(vec![1, 2], "FP32", "null");
+        i.data = None;
+        let bytes: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(rows(&i, 2, Some(&bytes)).unwrap().values, [1.5, -2.0]);
+        assert!(
+            rows(&i, 2, Some(&bytes[..4]))
+                .unwrap_err()
+                .contains("bytes")
+        );
+        assert_eq!(Datatype::Uint(2).decode(&[1, 1]), [257.0]);
+    }
+}
