@@ -8,7 +8,7 @@
 //! The target (issue 2): at c=64, served >= 0.6 x 1 / (1/http + 1/compute).
 //!
 //! `cargo bench --bench load` (env: `KILN_BENCH_SECS`, default 5 per scenario;
-//! `KILN_BENCH_ONLY=training` runs only the training-isolation part).
+//! `KILN_BENCH_ONLY=training` or `=protocol` runs only that part).
 //! kiln runs as the real release binary in its own process, with its peak RSS
 //! (VmHWM) reported; the load generator shares the machine's cores, as it would on a
 //! 2-core box.
@@ -55,6 +55,18 @@ async fn run(duration: Duration) {
         }))
         .unwrap(),
     );
+    if std::env::var("KILN_BENCH_ONLY").as_deref() == Ok("protocol") {
+        let dir = tempfile::tempdir().unwrap();
+        common::import_seed_mlp(dir.path());
+        let p = protocol_overhead(dir.path(), duration, &mut Vec::new()).await;
+        println!(
+            "c=16 OIP v2 / predict: {:.2} ({:.0} vs {:.0} req/s)",
+            p.v2 / p.predict,
+            p.v2,
+            p.predict
+        );
+        return;
+    }
     if std::env::var("KILN_BENCH_ONLY").as_deref() == Ok("training") {
         let dir = tempfile::tempdir().unwrap();
         common::import_seed_mlp(dir.path());
@@ -87,7 +99,17 @@ async fn run(duration: Duration) {
         .unwrap();
         let base = format!("http://{}", line.trim());
         for c in [1, 16, 64] {
-            rows.push(load(&base, "http-ceiling", c, &body, duration, None).await);
+            rows.push(
+                load(
+                    &format!("{}/predict", base),
+                    "http-ceiling",
+                    c,
+                    &body,
+                    duration,
+                    None,
+                )
+                .await,
+            );
         }
         let _ = child.kill();
         let _ = child.wait();
@@ -107,10 +129,21 @@ async fn run(duration: Duration) {
         env.push(("KILN_TELEMETRY__LEVEL", "warn,kiln::app=info"));
         let proc = common::Process::serve(dir.path(), &env).await;
         for c in [1, 16, 64] {
-            rows.push(load(&proc.base, name, c, &body, duration, Some(&proc.base)).await);
+            rows.push(
+                load(
+                    &format!("{}/predict", proc.base),
+                    name,
+                    c,
+                    &body,
+                    duration,
+                    Some(&proc.base),
+                )
+                .await,
+            );
         }
         rss.push((name, peak_rss_kib(proc.child.id())));
     }
+    let protocol = protocol_overhead(dir.path(), duration, &mut rows).await;
     let training = training_isolation(dir.path(), &body, duration, &mut rows).await;
 
     println!();
@@ -141,6 +174,12 @@ async fn run(duration: Duration) {
         training.p99_with,
         training.p99_without
     );
+    println!(
+        "c=16 throughput, OIP v2 /infer vs /predict on one server: {:.2} ({:.0} vs {:.0} req/s; target >= 0.9)",
+        protocol.v2 / protocol.predict,
+        protocol.v2,
+        protocol.predict
+    );
     let http64 = rows
         .iter()
         .find(|r| r.target == "http-ceiling" && r.concurrency == 64)
@@ -164,6 +203,53 @@ async fn run(duration: Duration) {
             served.rps / at_formed
         );
     }
+}
+
+struct Protocol {
+    predict: f64,
+    v2: f64,
+}
+
+/// The same rows through `/predict` and `/v2/models/kiln/infer` at c=16, on one
+/// server, alternating (predict, v2, predict, v2) to spread the machine's noise.
+async fn protocol_overhead(store: &Path, duration: Duration, rows: &mut Vec<Row>) -> Protocol {
+    let proc =
+        common::Process::serve(store, &[("KILN_TELEMETRY__LEVEL", "warn,kiln::app=info")]).await;
+    let features: Vec<f32> = (0..1000).map(|i| ((i % 97) as f32) / 97.0).collect();
+    let predict_body =
+        Arc::new(serde_json::to_vec(&serde_json::json!({"instances": [features]})).unwrap());
+    let v2_body = Arc::new(
+        serde_json::to_vec(&serde_json::json!({
+            "inputs": [{"name": "input", "shape": [1, 1000], "datatype": "FP32", "data": features}]
+        }))
+        .unwrap(),
+    );
+    let (mut predict, mut v2) = (0.0, 0.0);
+    for _ in 0..2 {
+        let p = load(
+            &format!("{}/predict", proc.base),
+            "kiln /predict",
+            16,
+            &predict_body,
+            duration,
+            Some(&proc.base),
+        )
+        .await;
+        let o = load(
+            &format!("{}/v2/models/kiln/infer", proc.base),
+            "kiln OIP v2 infer",
+            16,
+            &v2_body,
+            duration,
+            Some(&proc.base),
+        )
+        .await;
+        predict += p.rps / 2.0;
+        v2 += o.rps / 2.0;
+        rows.push(p);
+        rows.push(o);
+    }
+    Protocol { predict, v2 }
 }
 
 struct TrainingRun {
@@ -200,7 +286,7 @@ async fn training_isolation(
     ];
     let proc = common::Process::serve(store, &env).await;
     let without = load(
-        &proc.base,
+        &format!("{}/predict", proc.base),
         "kiln c=16, no training",
         16,
         body,
@@ -242,7 +328,7 @@ async fn training_isolation(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let with = load(
-        &proc.base,
+        &format!("{}/predict", proc.base),
         "kiln c=16, training running",
         16,
         body,
@@ -267,7 +353,7 @@ async fn training_isolation(
     // Measure without training again: this machine's noise moves p99 between runs,
     // so the baseline is the mean of one run before and one after.
     let after = load(
-        &proc.base,
+        &format!("{}/predict", proc.base),
         "kiln c=16, no training (after)",
         16,
         body,
@@ -309,7 +395,7 @@ fn compute_ceiling(batch: usize, duration: Duration) -> f64 {
 
 /// Closed-loop load: `concurrency` clients, each on its own keep-alive connection.
 async fn load(
-    base: &str,
+    url: &str,
     target: &str,
     concurrency: usize,
     body: &Arc<Vec<u8>>,
@@ -320,7 +406,7 @@ async fn load(
         Some(b) => Some(batch_stats(b).await),
         None => None,
     };
-    let url = format!("{base}/predict");
+    let url = url.to_string();
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {

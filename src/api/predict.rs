@@ -16,7 +16,8 @@ use crate::model::Prediction;
 #[serde(deny_unknown_fields)]
 pub struct PredictRequest {
     /// One row of features per instance.
-    pub instances: Vec<Vec<f32>>,
+    #[schema(value_type = Vec<Vec<f32>>)]
+    pub instances: Instances,
     /// Classifiers also list this many most likely labels per instance.
     #[serde(default)]
     #[schema(minimum = 1)]
@@ -90,7 +91,11 @@ pub async fn predict(
 
 /// Checks the instances against the limits and the serving model; flattens them.
 fn validate(state: &AppState, body: PredictRequest) -> Result<(Vec<f32>, usize, usize), ApiError> {
-    let n = body.instances.len();
+    let Instances {
+        values,
+        rows: n,
+        width,
+    } = body.instances;
     if n == 0 {
         return Err(ApiError::Unprocessable(
             "\"instances\" must hold at least one row".into(),
@@ -106,22 +111,81 @@ fn validate(state: &AppState, body: PredictRequest) -> Result<(Vec<f32>, usize, 
         .model
         .current()
         .ok_or_else(|| ApiError::NotReady("no model is loaded yet".into()))?;
-    let width = model.input_width();
-    let mut rows = Vec::with_capacity(n * width);
-    for (i, row) in body.instances.into_iter().enumerate() {
-        if row.len() != width {
-            return Err(ApiError::Unprocessable(format!(
-                "instance {i} has {} features; model version {} expects {width}",
-                row.len(),
-                model.version()
-            )));
-        }
-        if let Some(j) = row.iter().position(|v| !v.is_finite()) {
-            return Err(ApiError::Unprocessable(format!(
-                "instance {i}, feature {j} is not a finite number"
-            )));
-        }
-        rows.extend_from_slice(&row);
+    if width != model.input_width() {
+        return Err(ApiError::Unprocessable(format!(
+            "instances have {width} features; model version {} expects {}",
+            model.version(),
+            model.input_width()
+        )));
     }
-    Ok((rows, n, width))
+    if let Some(k) = values.iter().position(|v| !v.is_finite()) {
+        return Err(ApiError::Unprocessable(format!(
+            "instance {}, feature {} is not a finite number",
+            k / width,
+            k % width
+        )));
+    }
+    Ok((values, n, width))
+}
+
+/// `instances`, parsed straight into one row-major buffer (no `Vec` per row):
+/// rows must all have the same width.
+#[derive(Debug, Default)]
+pub struct Instances {
+    pub values: Vec<f32>,
+    pub rows: usize,
+    pub width: usize,
+}
+
+impl<'de> Deserialize<'de> for Instances {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{DeserializeSeed, Error, SeqAccess, Visitor};
+
+        /// One row, appended to the shared buffer; yields its length.
+        struct Row<'a>(&'a mut Vec<f32>);
+        impl<'de> DeserializeSeed<'de> for Row<'_> {
+            type Value = usize;
+            fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+                d.deserialize_seq(self)
+            }
+        }
+        impl<'de> Visitor<'de> for Row<'_> {
+            type Value = usize;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of numbers (one instance)")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+                let mut n = 0;
+                while let Some(v) = seq.next_element::<f32>()? {
+                    self.0.push(v);
+                    n += 1;
+                }
+                Ok(n)
+            }
+        }
+
+        struct Rows;
+        impl<'de> Visitor<'de> for Rows {
+            type Value = Instances;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of instances, each an array of numbers")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Instances, A::Error> {
+                let mut out = Instances::default();
+                while let Some(n) = seq.next_element_seed(Row(&mut out.values))? {
+                    if out.rows == 0 {
+                        out.width = n;
+                    } else if n != out.width {
+                        return Err(A::Error::custom(format!(
+                            "instance {} has {n} features, instance 0 has {}",
+                            out.rows, out.width
+                        )));
+                    }
+                    out.rows += 1;
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(Rows)
+    }
 }

@@ -234,3 +234,35 @@ impl Drop for Process {
         let _ = self.child.wait();
     }
 }
+
+/// A Python virtual environment with `packages` from PyPI, made once under
+/// cargo's test temp dir and reused by later runs. Returns its `python`.
+pub fn python_env(name: &str, packages: &[&str]) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("venv-{name}"));
+    let python = dir.join("bin/python");
+    let marker = dir.join("kiln-installed");
+    let wanted = packages.join(" ");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) {
+        return python;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&dir)
+        .status()
+        .expect("python3 runs");
+    assert!(status.success(), "python3 -m venv failed");
+    let out = Command::new(&python)
+        .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+        .args(packages)
+        .output()
+        .expect("pip runs");
+    assert!(
+        out.status.success(),
+        "pip install {wanted} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&marker, &wanted).unwrap();
+    python
+}
