@@ -2,17 +2,23 @@
 //!
 //! # Layout
 //! A request flows `api` -> `batching` -> `executor` -> back; the `registry` holds
-//! versions on disk and hands them to the serving seam ([`model::ActiveModel`]).
+//! versions on disk and hands them to the serving seam ([`model::ActiveModel`]);
+//! `training` jobs write new versions there and ask the registry to promote them.
 //!
-//! - [`cli`]: the command line (`serve`, `import`); `main.rs` only calls it.
+//! - [`cli`]: the command line (`serve`, `import`, `train`, `predict`); `main.rs` only
+//!   calls it.
 //! - [`config`]: one [`config::Config`] from file, environment and flags, validated.
 //! - [`app`]: wires the subsystems, serves HTTP, shuts down in order.
-//! - [`api`]: the axum router, handlers, and the one error-to-status table.
+//! - [`api`]: the axum router, handlers (`/predict`, `/train`, `/models`, health, the
+//!   Open Inference Protocol v2), the OpenAPI document, and the one error-to-status
+//!   table.
 //! - [`batching`]: admission (row permits), the batcher task, pure batch assembly.
 //! - [`executor`]: the thread that runs forward passes, one version per batch.
 //! - [`model`]: the Burn network, a loaded version, the hot-swap seam, import.
-//! - [`registry`]: the model store on disk, atomic writes, the active record.
-//! - [`training`]: data loading and fitting (the default model, for now).
+//! - [`registry`]: the model store on disk (atomic writes, the active record, job
+//!   records) and the model manager that owns promotion, rollback and deletion.
+//! - [`training`]: data preparation, the recipe, the training loop, background jobs,
+//!   promotion decisions, and the default model.
 //! - [`metrics`], [`telemetry`]: Prometheus collectors and the log subscriber.
 
 pub mod api;
