@@ -110,6 +110,7 @@ async fn schemathesis_finds_no_server_error_and_no_schema_mismatch() {
     let url = server.url("/openapi.json");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(cli)
+            .current_dir(std::env::temp_dir()) // schemathesis keeps a cache in its working dir
             .arg("--config-file")
             .arg(&st_config)
             .args([
