@@ -31,7 +31,10 @@ fn versions_round_trip_bit_exact() {
         crate::model::LoadedModel::new("x", manifest, net, Device::flex()).forward(rows.clone(), 2);
     assert_eq!(loaded.forward(rows, 2), direct);
     // Nothing is left in the staging area.
-    assert_eq!(std::fs::read_dir(dir.path().join(TMP)).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
 }
 
 #[test]
@@ -84,7 +87,7 @@ fn corrupt_weights_are_an_error_not_a_panic() {
     let (manifest, net) = tiny();
     let v = store.create_version(&manifest, &net).unwrap();
     std::fs::write(
-        dir.path().join(VERSIONS).join(&v).join(WEIGHTS),
+        dir.path().join("versions").join(&v).join(WEIGHTS),
         b"not safetensors",
     )
     .unwrap();

@@ -1,0 +1,190 @@
+//! The filesystem [`Backend`]: a directory, shared by replicas if it is on shared
+//! storage (NFS, a ReadWriteMany volume).
+//!
+//! ```text
+//! versions/<id>/<file>     a version's files (model.json, weights.safetensors)
+//! <record>.json            small records: active.json, jobs/<id>.json
+//! tmp/                     half-written files and versions (never read)
+//! ```
+//! Every write goes to a temporary name, is fsynced, then renamed into place (and the
+//! parent directory fsynced), so a crash never leaves a half-written file where a
+//! reader could load it. A writer claims a version id by renaming its finished
+//! directory onto `versions/v<N>`, which fails if another writer (another replica)
+//! got there first; it then tries the next id. Readers see a version whole or not
+//! at all. The limits are the filesystem's: rename must be atomic and fsync honest,
+//! which local disks and NFSv4 give; object stores need their own backend.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{Backend, StoreError, parse_id};
+
+const VERSIONS: &str = "versions";
+const TMP: &str = "tmp";
+
+/// A store directory.
+#[derive(Debug, Clone)]
+pub struct FsBackend {
+    root: PathBuf,
+}
+
+impl FsBackend {
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        for dir in [root.join(VERSIONS), root.join(TMP), root.join("jobs")] {
+            std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        }
+        Ok(Self { root })
+    }
+
+    fn record_path(&self, name: &str) -> Result<PathBuf, StoreError> {
+        // Record names are ours (`active`, `jobs/<id>`), but ids come from URLs.
+        let ok = !name.is_empty()
+            && name.split('/').all(|part| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            });
+        if !ok {
+            return Err(StoreError::NotFound(name.into()));
+        }
+        Ok(self.root.join(format!("{name}.json")))
+    }
+
+    fn temp(&self, what: &str) -> PathBuf {
+        self.root
+            .join(TMP)
+            .join(format!("{what}-{}", uuid::Uuid::new_v4()))
+    }
+
+    fn write_and_claim(
+        &self,
+        staging: &Path,
+        files: &[(&str, Vec<u8>)],
+    ) -> Result<String, StoreError> {
+        std::fs::create_dir_all(staging).map_err(|e| StoreError::io(staging, e))?;
+        for (name, bytes) in files {
+            write_synced(&staging.join(name), bytes)?;
+        }
+        sync(staging)?;
+        let mut next = self
+            .versions()?
+            .iter()
+            .filter_map(|v| parse_id(v))
+            .max()
+            .unwrap_or(0)
+            + 1;
+        loop {
+            let id = format!("v{next}");
+            let target = self.root.join(VERSIONS).join(&id);
+            match std::fs::rename(staging, &target) {
+                Ok(()) => {
+                    sync(&self.root.join(VERSIONS))?;
+                    return Ok(id);
+                }
+                Err(_) if target.exists() => next += 1,
+                Err(e) => return Err(StoreError::io(&target, e)),
+            }
+        }
+    }
+}
+
+impl Backend for FsBackend {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn versions(&self) -> Result<Vec<String>, StoreError> {
+        let dir = self.root.join(VERSIONS);
+        Ok(std::fs::read_dir(&dir)
+            .map_err(|e| StoreError::io(&dir, e))?
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| parse_id(name).is_some())
+            .collect())
+    }
+
+    fn create_version(&self, files: &[(&str, Vec<u8>)]) -> Result<String, StoreError> {
+        let staging = self.temp("new");
+        let result = self.write_and_claim(&staging, files);
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        result
+    }
+
+    fn read_version_file(&self, version: &str, name: &str) -> Result<Vec<u8>, StoreError> {
+        if parse_id(version).is_none() {
+            return Err(StoreError::NotFound(version.into()));
+        }
+        let dir = self.root.join(VERSIONS).join(version);
+        let path = dir.join(name);
+        std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound if !dir.exists() => StoreError::NotFound(version.into()),
+            _ => StoreError::io(&path, e),
+        })
+    }
+
+    fn delete_version(&self, version: &str) -> Result<(), StoreError> {
+        let dir = self.root.join(VERSIONS).join(version);
+        if parse_id(version).is_none() || !dir.exists() {
+            return Err(StoreError::NotFound(version.into()));
+        }
+        let grave = self.temp(&format!("deleted-{version}"));
+        std::fs::rename(&dir, &grave).map_err(|e| StoreError::io(&dir, e))?;
+        sync(&self.root.join(VERSIONS))?;
+        std::fs::remove_dir_all(&grave).map_err(|e| StoreError::io(&grave, e))
+    }
+
+    fn read_record(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.record_path(name)?;
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(&path, e)),
+        }
+    }
+
+    fn write_record(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = self.record_path(name)?;
+        let tmp = self.temp("record");
+        write_synced(&tmp, bytes)?;
+        std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+        sync(path.parent().unwrap_or(&self.root))
+    }
+
+    fn list_records(&self, dir: &str) -> Result<Vec<String>, StoreError> {
+        let path = self.root.join(dir);
+        Ok(std::fs::read_dir(&path)
+            .map_err(|e| StoreError::io(&path, e))?
+            .filter_map(|entry| {
+                let name = entry.ok()?.file_name().into_string().ok()?;
+                Some(format!("{dir}/{}", name.strip_suffix(".json")?))
+            })
+            .collect())
+    }
+
+    fn delete_record(&self, name: &str) -> Result<(), StoreError> {
+        let path = self.record_path(name)?;
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::io(&path, e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Creates `path` with `bytes` and fsyncs it (the caller renames it into place).
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let io = |e| StoreError::io(path, e);
+    let mut file = std::fs::File::create(path).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+/// Fsyncs a directory, making the names created or renamed in it durable.
+fn sync(path: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| StoreError::io(path, e))
+}
