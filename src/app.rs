@@ -66,6 +66,8 @@ pub async fn run(
         low_priority: config.training.low_priority,
         max_queued: config.training.max_queued_jobs,
         max_kept: config.training.max_jobs_kept,
+        heartbeat_interval_ms: config.training.heartbeat_interval_ms,
+        heartbeat_timeout_ms: config.training.heartbeat_timeout_ms,
     })
     .context("starting the trainer")?;
 
@@ -84,6 +86,13 @@ pub async fn run(
     };
 
     let draining = CancellationToken::new();
+    crate::registry::watch::spawn(
+        store.clone(),
+        models.clone(),
+        model.clone(),
+        Duration::from_millis(config.store.poll_interval_ms),
+        draining.clone(),
+    );
     let state = AppState {
         config: config.clone(),
         batcher: batcher.clone(),

@@ -121,14 +121,18 @@ pub enum BackendKind {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// The model store directory.
+    /// The model store directory (replicas may share it).
     pub dir: PathBuf,
+    /// How often the active-version record is re-read, so a promotion made by any
+    /// replica reaches this one; 0 turns it off.
+    pub poll_interval_ms: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("models"),
+            poll_interval_ms: 2000,
         }
     }
 }
@@ -150,6 +154,11 @@ pub struct TrainingConfig {
     pub max_queued_jobs: usize,
     /// Finished job records kept (older ones are forgotten).
     pub max_jobs_kept: usize,
+    /// How often a replica refreshes the heartbeat of its queued and running jobs.
+    pub heartbeat_interval_ms: u64,
+    /// A queued or running job whose heartbeat is older than this reads
+    /// `interrupted` (its replica is gone).
+    pub heartbeat_timeout_ms: u64,
 }
 
 impl Default for TrainingConfig {
@@ -161,6 +170,8 @@ impl Default for TrainingConfig {
             low_priority: true,
             max_queued_jobs: 4,
             max_jobs_kept: 100,
+            heartbeat_interval_ms: 1000,
+            heartbeat_timeout_ms: 10_000,
         }
     }
 }
@@ -301,6 +312,17 @@ impl Config {
         }
         if self.training.threads == 0 || self.training.threads > 1024 {
             return invalid("training.threads", "must be between 1 and 1024".into());
+        }
+        if self.training.heartbeat_interval_ms == 0
+            || self.training.heartbeat_timeout_ms < 2 * self.training.heartbeat_interval_ms
+        {
+            return invalid(
+                "training.heartbeat_timeout_ms",
+                format!(
+                    "must be at least twice training.heartbeat_interval_ms ({}), which must be > 0",
+                    self.training.heartbeat_interval_ms
+                ),
+            );
         }
         if self.training.max_queued_jobs == 0 {
             return invalid("training.max_queued_jobs", "must be at least 1".into());

@@ -154,7 +154,7 @@ impl From<JobError> for ApiError {
         match e {
             JobError::QueueFull(_) => Self::QueueFull,
             JobError::NotFound(_) => Self::NotFound(e.to_string()),
-            JobError::Finished(..) => Self::Conflict(e.to_string()),
+            JobError::Finished(..) | JobError::Elsewhere(..) => Self::Conflict(e.to_string()),
             JobError::Stopped => Self::NotReady(e.to_string()),
         }
     }

@@ -58,6 +58,7 @@ enum Command {
     Rollback(Reply<ActiveRecord>),
     Delete(String, Reply<()>),
     Get(String, Reply<Arc<LoadedModel>>),
+    Sync(Reply<bool>),
 }
 
 /// Handle to the model manager thread.
@@ -113,6 +114,14 @@ impl Models {
         self.call(|r| Command::Get(version, r)).await
     }
 
+    /// Serves whatever the store's active record names (another replica may have
+    /// promoted it): load, warm up, publish, without writing the record. The record
+    /// is read on the manager thread, after every promotion asked for before, so a
+    /// stale read can never undo a newer promotion. Returns whether anything changed.
+    pub async fn sync(&self) -> Result<bool, ManageError> {
+        self.call(Command::Sync).await
+    }
+
     /// [`promote`](Self::promote) for plain threads (the trainer); never call it
     /// from async code.
     pub fn promote_blocking(&self, version: &str) -> Result<ActiveRecord, ManageError> {
@@ -160,6 +169,9 @@ impl Manager {
                 }
                 Command::Get(version, reply) => {
                     let _ = reply.send(self.get(&version));
+                }
+                Command::Sync(reply) => {
+                    let _ = reply.send(self.sync());
                 }
             }
         }
@@ -212,6 +224,21 @@ impl Manager {
         }
         self.warm.insert(version.to_owned(), model.clone());
         Ok(model)
+    }
+
+    fn sync(&mut self) -> Result<bool, ManageError> {
+        let Some(record) = self.store.active()? else {
+            return Ok(false);
+        };
+        let version = record.version.as_str();
+        if self.active.current().is_none_or(|m| m.version() == version) {
+            // Not loaded yet (the initial load will read the record), or current.
+            return Ok(false);
+        }
+        let model = self.get(version)?;
+        self.active.publish(model);
+        tracing::info!(version, "now serving the version another replica promoted");
+        Ok(true)
     }
 
     fn rollback(&mut self) -> Result<ActiveRecord, ManageError> {

@@ -13,6 +13,7 @@
 mod fs;
 mod manager;
 pub mod swap;
+pub mod watch;
 
 pub use fs::FsBackend;
 pub use manager::{ManageError, Models};

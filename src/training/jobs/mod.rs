@@ -20,7 +20,8 @@ use super::evaluate;
 use crate::metrics::Metrics;
 use crate::model::ActiveModel;
 use crate::registry::{Models, Store, unix_now};
-pub use record::{JobError, JobRecord, JobState, Submission};
+pub use record::{JobError, JobRecord, JobState, Owner, Submission};
+use record::{me_started_ms, now_ms};
 use worker::{ServingBusy, Worker};
 
 struct Job {
@@ -50,6 +51,8 @@ struct Shared {
     max_kept: usize,
     store: Store,
     metrics: Metrics,
+    owner: Owner,
+    heartbeat_timeout_ms: u64,
 }
 
 /// What the trainer thread needs besides the shared table.
@@ -65,6 +68,8 @@ pub struct TrainerDeps {
     pub low_priority: bool,
     pub max_queued: usize,
     pub max_kept: usize,
+    pub heartbeat_interval_ms: u64,
+    pub heartbeat_timeout_ms: u64,
 }
 
 impl Trainer {
@@ -72,30 +77,32 @@ impl Trainer {
     /// interrupted) and starts the trainer thread.
     pub fn start(deps: TrainerDeps) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::sync_channel(deps.max_queued);
-        let mut jobs = BTreeMap::new();
+        let owner = Owner::me();
+        me_started_ms();
+        // Records of jobs whose process died (here or on another replica) are marked
+        // interrupted for good; jobs of live replicas are theirs to update.
+        let now = now_ms();
         for value in deps.store.read_jobs().unwrap_or_default() {
-            let Ok(mut record) = serde_json::from_value::<JobRecord>(value) else {
+            let Ok(record) = serde_json::from_value::<JobRecord>(value) else {
                 continue;
             };
-            if !record.state.is_finished() {
-                record.state = JobState::Interrupted;
+            if record.orphaned(now, deps.heartbeat_timeout_ms, &owner) {
+                let mut record = record.observed(now, deps.heartbeat_timeout_ms, &owner);
                 record.finished_at.get_or_insert_with(unix_now);
-                record.eta_seconds = None;
-                record.error =
-                    Some("the server stopped while this job was queued or running".into());
                 persist(&deps.store, &record);
             }
-            let cancel = Arc::new(AtomicBool::new(false));
-            jobs.insert(record.id.clone(), Job { record, cancel });
         }
         let shared = Arc::new(Shared {
-            jobs: Mutex::new(jobs),
+            jobs: Mutex::new(BTreeMap::new()),
             queue: tx,
             max_queued: deps.max_queued,
             max_kept: deps.max_kept,
             store: deps.store.clone(),
             metrics: deps.metrics.clone(),
+            owner,
+            heartbeat_timeout_ms: deps.heartbeat_timeout_ms,
         });
+        shared.prune();
         shared.count_states();
         let low_priority = deps.low_priority;
         let pool = rayon::ThreadPoolBuilder::new()
@@ -116,6 +123,18 @@ impl Trainer {
             serving_busy: deps.serving_busy,
             last_metrics_job: None,
         };
+        let beat = Arc::downgrade(&shared);
+        let interval = std::time::Duration::from_millis(deps.heartbeat_interval_ms);
+        std::thread::Builder::new()
+            .name("kiln-heartbeat".into())
+            .spawn(move || {
+                // Ends with the trainer (when the last handle is dropped).
+                while let Some(shared) = beat.upgrade() {
+                    shared.heartbeat();
+                    drop(shared);
+                    std::thread::sleep(interval);
+                }
+            })?;
         std::thread::Builder::new()
             .name("kiln-trainer".into())
             .spawn(move || {
@@ -153,6 +172,8 @@ impl Trainer {
             error: None,
             cancel_requested: false,
             spec: submission.spec.clone(),
+            owner: self.shared.owner.tag(),
+            heartbeat_ms: now_ms(),
         };
         let cancel = Arc::new(AtomicBool::new(false));
         self.shared.lock().insert(
@@ -182,22 +203,35 @@ impl Trainer {
         Ok(record)
     }
 
-    /// One job's record.
+    /// One job's record: this replica's, or any replica's from the shared store.
     pub fn get(&self, id: &str) -> Option<JobRecord> {
-        self.shared.lock().get(id).map(|j| j.record.clone())
+        if let Some(job) = self.shared.lock().get(id) {
+            return Some(job.record.clone());
+        }
+        let value = self.shared.store.read_job(id).ok()??;
+        let record: JobRecord = serde_json::from_value(value).ok()?;
+        Some(self.shared.observe(record))
     }
 
-    /// Every job, newest first, without per-epoch history.
+    /// Every job (this replica's and the others' in the shared store), newest
+    /// first, without per-epoch history.
     pub fn list(&self) -> Vec<JobRecord> {
         let mut all: Vec<JobRecord> = self
             .shared
             .lock()
             .values()
-            .map(|j| JobRecord {
-                history: Vec::new(),
-                ..j.record.clone()
-            })
+            .map(|j| j.record.clone())
             .collect();
+        for value in self.shared.store.read_jobs().unwrap_or_default() {
+            if let Ok(record) = serde_json::from_value::<JobRecord>(value)
+                && !all.iter().any(|r| r.id == record.id)
+            {
+                all.push(self.shared.observe(record));
+            }
+        }
+        for r in &mut all {
+            r.history = Vec::new();
+        }
         all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
         all
     }
@@ -253,24 +287,43 @@ impl Shared {
         }
     }
 
-    /// Forgets the oldest finished jobs beyond `max_kept`.
+    /// A record from the shared store, as readers should see it.
+    fn observe(&self, record: JobRecord) -> JobRecord {
+        record.observed(now_ms(), self.heartbeat_timeout_ms, &self.owner)
+    }
+
+    /// Tells other replicas this process's unfinished jobs are alive.
+    fn heartbeat(&self) {
+        let now = now_ms();
+        let alive: Vec<JobRecord> = self
+            .lock()
+            .values_mut()
+            .filter(|j| !j.record.state.is_finished())
+            .map(|j| {
+                j.record.heartbeat_ms = now;
+                j.record.clone()
+            })
+            .collect();
+        for record in alive {
+            persist(&self.store, &record);
+        }
+    }
+
+    /// Forgets the oldest finished jobs beyond `max_kept`, across the shared store
+    /// (finished records never change, so any replica may delete them).
     fn prune(&self) {
-        let doomed: Vec<String> = {
-            let jobs = self.lock();
-            let mut finished: Vec<(u64, &String)> = jobs
-                .iter()
-                .filter(|(_, j)| j.record.state.is_finished())
-                .map(|(id, j)| (j.record.created_at, id))
-                .collect();
-            finished.sort();
-            let excess = finished.len().saturating_sub(self.max_kept);
-            finished
-                .into_iter()
-                .take(excess)
-                .map(|(_, id)| id.clone())
-                .collect()
-        };
-        for id in doomed {
+        let mut finished: Vec<(u64, String)> = self
+            .store
+            .read_jobs()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|v| serde_json::from_value::<JobRecord>(v).ok())
+            .filter(|r| r.state.is_finished())
+            .map(|r| (r.created_at, r.id))
+            .collect();
+        finished.sort();
+        let excess = finished.len().saturating_sub(self.max_kept);
+        for (_, id) in finished.into_iter().take(excess) {
             self.lock().remove(&id);
             let _ = self.store.delete_job(&id);
         }

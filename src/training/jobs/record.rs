@@ -79,6 +79,97 @@ pub struct JobRecord {
     pub error: Option<String>,
     pub cancel_requested: bool,
     pub spec: TrainSpec,
+    /// The process running the job, `host:pid` (replicas share job records).
+    #[serde(default)]
+    pub owner: String,
+    /// When the owner last said it is alive (ms since the Unix epoch); written every
+    /// `training.heartbeat_interval_ms` while the job is queued or running.
+    #[serde(default)]
+    pub heartbeat_ms: u64,
+}
+
+/// This process, as job records name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub host: String,
+    pub pid: u32,
+}
+
+impl Owner {
+    /// This process: the host name (`HOSTNAME`, else the kernel's) and pid.
+    pub fn me() -> Self {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+            })
+            .unwrap_or_else(|| "localhost".into());
+        Self {
+            host,
+            pid: std::process::id(),
+        }
+    }
+
+    pub fn tag(&self) -> String {
+        format!("{}:{}", self.host, self.pid)
+    }
+
+    /// Whether the process named by `tag` is certainly gone: it ran on this host
+    /// and its pid no longer exists (Linux). Other hosts are judged by heartbeat.
+    fn certainly_gone(&self, tag: &str) -> bool {
+        let Some((host, pid)) = tag.rsplit_once(':') else {
+            return false;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            return false;
+        };
+        host == self.host
+            && pid != self.pid
+            && cfg!(target_os = "linux")
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    }
+}
+
+impl JobRecord {
+    /// Whether the process that owns this unfinished job has stopped: no heartbeat
+    /// for `timeout_ms`, or (same host) its process is gone, or it was this very
+    /// process's pid in an earlier life.
+    pub fn orphaned(&self, now_ms: u64, timeout_ms: u64, me: &Owner) -> bool {
+        !self.state.is_finished()
+            && (now_ms.saturating_sub(self.heartbeat_ms) > timeout_ms
+                || self.owner == me.tag() && self.heartbeat_ms < me_started_ms()
+                || me.certainly_gone(&self.owner))
+    }
+
+    /// The record as a reader should see it: an orphaned job reads `interrupted`.
+    pub fn observed(mut self, now_ms: u64, timeout_ms: u64, me: &Owner) -> Self {
+        if self.orphaned(now_ms, timeout_ms, me) {
+            self.state = JobState::Interrupted;
+            self.eta_seconds = None;
+            self.error = Some(format!(
+                "the server running this job ({}) stopped while it was queued or running",
+                self.owner
+            ));
+        }
+        self
+    }
+}
+
+/// When this process started (ms since the Unix epoch).
+pub fn me_started_ms() -> u64 {
+    static STARTED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(now_ms)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// A job ready to run: clean data, a validated recipe and the network to build.
@@ -98,6 +189,8 @@ pub enum JobError {
     NotFound(String),
     #[error("job {0} has already finished ({1})")]
     Finished(String, &'static str),
+    #[error("job {0} runs on another replica ({1}); cancel it there")]
+    Elsewhere(String, String),
     #[error("the trainer has stopped")]
     Stopped,
 }
