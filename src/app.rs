@@ -104,6 +104,11 @@ pub async fn run(
         trainer,
     };
     let drain_delay = Duration::from_millis(config.server.shutdown_drain_delay_ms);
+    let ready_metric = state.metrics.ready.clone();
+    state
+        .metrics
+        .queue_capacity
+        .set(config.batching.queue_capacity as i64);
     tracing::info!(addr = %listener.local_addr()?, backend = config.model.backend.name(), "listening");
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(async move {
@@ -112,6 +117,7 @@ pub async fn run(
                 () = load_failed.cancelled() => {}
             }
             draining.cancel();
+            ready_metric.set(0);
             tracing::info!(?drain_delay, "shutting down: readiness is 503; draining");
             tokio::time::sleep(drain_delay).await;
         })

@@ -60,6 +60,11 @@ pub struct Metrics {
     rejected: IntCounterVec,
     model_info: IntGaugeVec,
     pub model_swaps: IntCounter,
+    /// 1 while this replica is ready (a model loaded, not shutting down).
+    pub ready: IntGauge,
+    /// `batching.queue_capacity`, so dashboards can show saturation.
+    pub queue_capacity: IntGauge,
+    train_results: IntCounterVec,
     train_jobs: IntGaugeVec,
     train_epoch: IntGaugeVec,
     train_loss: GaugeVec,
@@ -118,6 +123,24 @@ impl Metrics {
             &["version"],
         )
         .unwrap();
+        let ready = IntGauge::new(
+            "kiln_ready",
+            "1 while this replica is ready to serve (a model loaded, not shutting down).",
+        )
+        .unwrap();
+        let queue_capacity = IntGauge::new(
+            "kiln_queue_capacity",
+            "Rows the queue admits (batching.queue_capacity).",
+        )
+        .unwrap();
+        let train_results = IntCounterVec::new(
+            Opts::new(
+                "kiln_train_job_results_total",
+                "Training jobs that finished on this replica, by final state.",
+            ),
+            &["state"],
+        )
+        .unwrap();
         let model_swaps = IntCounter::new(
             "kiln_model_swaps_total",
             "Times the served model version changed.",
@@ -164,6 +187,9 @@ impl Metrics {
             Box::new(rejected.clone()),
             Box::new(model_info.clone()),
             Box::new(model_swaps.clone()),
+            Box::new(ready.clone()),
+            Box::new(queue_capacity.clone()),
+            Box::new(train_results.clone()),
             Box::new(train_jobs.clone()),
             Box::new(train_epoch.clone()),
             Box::new(train_loss.clone()),
@@ -181,6 +207,9 @@ impl Metrics {
         ] {
             rejected.with_label_values(&[r.label()]);
         }
+        for state in ["succeeded", "failed", "cancelled"] {
+            train_results.with_label_values(&[state]);
+        }
         Self {
             registry,
             requests,
@@ -192,11 +221,19 @@ impl Metrics {
             rejected,
             model_info,
             model_swaps,
+            ready,
+            queue_capacity,
+            train_results,
             train_jobs,
             train_epoch,
             train_loss,
             train_samples_per_second,
         }
+    }
+
+    /// Counts a job that finished in `state`.
+    pub fn train_job_finished(&self, state: &str) {
+        self.train_results.with_label_values(&[state]).inc();
     }
 
     /// Sets how many jobs are in `state`.

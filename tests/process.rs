@@ -258,3 +258,15 @@ fn offline_train_then_predict() {
         .count();
     assert!(correct >= 140, "{correct}/150");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_container_healthcheck_asks_health_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let proc = Process::serve(dir.path(), &[]).await;
+    let addr = proc.base.trim_start_matches("http://").to_string();
+    let (ok, stderr) = kiln(&["healthcheck", "--addr", &addr], &[]);
+    assert!(ok, "{stderr}");
+    drop(proc); // killed
+    let (ok, _) = kiln(&["healthcheck", "--addr", &addr], &[]);
+    assert!(!ok, "nothing listens any more");
+}

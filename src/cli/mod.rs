@@ -33,6 +33,18 @@ pub enum Command {
     Train(TrainArgs),
     /// Print predictions (JSON lines) of a stored version for the rows of a CSV file.
     Predict(PredictArgs),
+    /// Exit 0 if the local server answers `GET /health/live` (for container
+    /// HEALTHCHECKs: the runtime image has no curl).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The address to ask; default: server.listen (0.0.0.0 becomes 127.0.0.1).
+    #[arg(long)]
+    pub addr: Option<SocketAddr>,
 }
 
 /// Options the server-side subcommands share.
@@ -135,6 +147,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => import(args),
         Command::Train(args) => offline::train(args),
         Command::Predict(args) => offline::predict(args),
+        Command::Healthcheck(args) => healthcheck(args),
     }
 }
 
@@ -180,4 +193,28 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let mut addr = match args.addr {
+        Some(a) => a,
+        None => args.common.load(None)?.server.listen,
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let timeout = std::time::Duration::from_secs(2);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.write_all(b"GET /health/live HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head)?;
+    let status = String::from_utf8_lossy(&head[..n]);
+    if status.starts_with("HTTP/1.0 200") || status.starts_with("HTTP/1.1 200") {
+        Ok(())
+    } else {
+        anyhow::bail!("{addr} answered {:?}", status.lines().next().unwrap_or(""))
+    }
 }

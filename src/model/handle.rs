@@ -40,6 +40,7 @@ impl ActiveModel {
             self.metrics.model_swaps.inc();
         }
         self.metrics.set_active_version(&version);
+        self.metrics.ready.set(1);
         tracing::info!(version, "model version is now serving");
     }
 }

@@ -111,6 +111,7 @@ impl Worker {
             }),
         };
         if let Some(mut record) = record {
+            self.shared.metrics.train_job_finished(record.state.name());
             record.finished_at = Some(unix_now());
             record.eta_seconds = None;
             self.shared.update(&id, |r| {
