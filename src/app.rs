@@ -101,7 +101,7 @@ pub async fn run(
         draining: draining.clone(),
         store,
         models,
-        trainer,
+        trainer: trainer.clone(),
     };
     let drain_delay = Duration::from_millis(config.server.shutdown_drain_delay_ms);
     let ready_metric = state.metrics.ready.clone();
@@ -125,6 +125,8 @@ pub async fn run(
         .context("serving HTTP")?;
 
     // Every HTTP request has been answered, so the queue is empty: wind down.
+    // A training job still running is stopped and recorded as interrupted.
+    tokio::task::spawn_blocking(move || trainer.shutdown(Duration::from_secs(5))).await?;
     batcher.close();
     tasks.close();
     tasks.wait().await;

@@ -757,3 +757,26 @@ async fn bad_training_requests_get_a_clear_4xx_and_write_nothing() {
     );
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_records_a_running_job_as_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = train_config(dir.path());
+    // At idle priority a busy machine may not schedule the job within the grace.
+    config.training.low_priority = false;
+    let server = Server::start(config).await;
+    let running = submit(&server, long_job()).await;
+    let queued = submit(&server, long_job()).await;
+    wait_running(&server, &running).await;
+    server.stop().await.unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for (id, why) in [
+        (running, "while this job was running"),
+        (queued, "before this job ran"),
+    ] {
+        let record = store.read_job(&id).unwrap().unwrap();
+        assert_eq!(record["state"], "interrupted", "{record}");
+        assert!(record["error"].as_str().unwrap().contains(why), "{record}");
+    }
+    assert_eq!(versions(dir.path()).len(), 1, "only the default model");
+}

@@ -53,6 +53,8 @@ struct Shared {
     metrics: Metrics,
     owner: Owner,
     heartbeat_timeout_ms: u64,
+    /// Set at shutdown: a job stopped now is `interrupted`, not `cancelled`.
+    stopping: AtomicBool,
 }
 
 /// What the trainer thread needs besides the shared table.
@@ -101,6 +103,7 @@ impl Trainer {
             metrics: deps.metrics.clone(),
             owner,
             heartbeat_timeout_ms: deps.heartbeat_timeout_ms,
+            stopping: AtomicBool::new(false),
         });
         shared.prune();
         shared.count_states();
@@ -234,6 +237,41 @@ impl Trainer {
         }
         all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
         all
+    }
+
+    /// Stops this replica's jobs for shutdown: queued ones and the running one (within
+    /// one batch) are recorded as `interrupted`. Waits up to `grace` for the running
+    /// job to stop, so its record is written before the process exits.
+    pub fn shutdown(&self, grace: std::time::Duration) {
+        self.shared.stopping.store(true, Ordering::Relaxed);
+        let queued: Vec<JobRecord> = {
+            let mut jobs = self.shared.lock();
+            jobs.values_mut()
+                .filter(|j| !j.record.state.is_finished())
+                .filter_map(|j| {
+                    j.cancel.store(true, Ordering::Relaxed);
+                    (j.record.state == JobState::Queued).then(|| {
+                        j.record.state = JobState::Interrupted;
+                        j.record.finished_at = Some(unix_now());
+                        j.record.error = Some("the server shut down before this job ran".into());
+                        j.record.clone()
+                    })
+                })
+                .collect()
+        };
+        for record in &queued {
+            persist(&self.shared.store, record);
+        }
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline
+            && self
+                .shared
+                .lock()
+                .values()
+                .any(|j| j.record.state == JobState::Running)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     /// Cancels a job: a queued one at once, a running one within one batch.

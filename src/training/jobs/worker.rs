@@ -104,6 +104,12 @@ impl Worker {
         );
         let record = match result {
             Ok(outcome) => self.finish(&id, &submission.spec, &submission.rows, outcome),
+            Err(FitError::Cancelled) if self.shared.stopping.load(Ordering::Relaxed) => {
+                self.shared.update(&id, |r| {
+                    r.state = JobState::Interrupted;
+                    r.error = Some("the server shut down while this job was running".into());
+                })
+            }
             Err(FitError::Cancelled) => self.shared.update(&id, |r| r.state = JobState::Cancelled),
             Err(e) => self.shared.update(&id, |r| {
                 r.state = JobState::Failed;
