@@ -40,7 +40,7 @@ pub async fn run(
         .with_context(|| format!("opening the model store {}", config.store.dir.display()))?;
     let model = ActiveModel::new(metrics.clone());
 
-    // Capacity 1: the batcher prepares the next batch while one computes.
+    // One batch in flight: the batcher forms the next one when the executor is free.
     let (batch_tx, batch_rx) = mpsc::channel(1);
     let executor = executor::spawn(
         batch_rx,
