@@ -312,21 +312,11 @@ async fn training_isolation(
         .unwrap()
         .to_string();
     let job_url = format!("{}/train/{id}", proc.base);
-    loop {
-        let j: serde_json::Value = client
-            .get(&job_url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if j["epoch"].as_u64().unwrap_or(0) >= 1 {
-            break;
-        }
-        assert_eq!(j["state"], "running", "{j}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let j = common::poll_job(&client, &proc.base, &id, Duration::from_secs(60), |j| {
+        j["epoch"].as_u64().unwrap_or(0) >= 1 || common::finished(j)
+    })
+    .await;
+    assert_eq!(j["state"], "running", "{j}");
     let with = load(
         &format!("{}/predict", proc.base),
         "kiln c=16, training running",
@@ -336,14 +326,7 @@ async fn training_isolation(
         Some(&proc.base),
     )
     .await;
-    let j: serde_json::Value = client
-        .get(&job_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let j = common::get_json(&client, &job_url).await;
     assert_eq!(
         j["state"], "running",
         "the job must outlast the measurement"

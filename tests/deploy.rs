@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Server, data, python_env, test_config};
+use common::{Server, data, finished, poll_job, python_env, test_config};
 use serde_json::{Value, json};
 
 fn repo(path: &str) -> PathBuf {
@@ -185,21 +185,15 @@ async fn the_dashboard_and_the_rules_use_only_exported_metrics() {
         .as_str()
         .unwrap()
         .to_string();
-    for _ in 0..600 {
-        let job: Value = server
-            .client
-            .get(server.url(&format!("/train/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if job["state"] == "succeeded" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let job = poll_job(
+        &server.client,
+        &server.base,
+        &id,
+        Duration::from_secs(60),
+        finished,
+    )
+    .await;
+    assert_eq!(job["state"], "succeeded", "{job}");
     server.predict(&json!([[5.1, 3.5, 1.4, 0.2]])).await;
     let names = exported(&server.metrics().await);
     let known = |n: &str| {

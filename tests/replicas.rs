@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Process, data};
+use common::{Process, data, finished, get_json, poll_job};
 use serde_json::{Value, json};
 
 const POLL_MS: u64 = 200;
@@ -34,12 +34,8 @@ async fn replica(store: &std::path::Path, name: &str) -> Process {
     .await
 }
 
-async fn get(client: &reqwest::Client, url: String) -> Value {
-    client.get(url).send().await.unwrap().json().await.unwrap()
-}
-
 async fn serving(client: &reqwest::Client, p: &Process) -> String {
-    get(client, p.url("/health/ready")).await["model_version"]
+    get_json(client, &p.url("/health/ready")).await["model_version"]
         .as_str()
         .unwrap()
         .to_string()
@@ -78,20 +74,14 @@ async fn replicas_share_promotions_jobs_and_failures() {
         .as_str()
         .unwrap()
         .to_string();
-    let job = loop {
-        let job = get(&client, a.url(&format!("/train/{id}"))).await;
-        if job["state"] != "queued" && job["state"] != "running" {
-            break job;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let job = poll_job(&client, &a.base, &id, Duration::from_secs(60), finished).await;
     assert_eq!(job["state"], "succeeded", "{job}");
     let new = job["version"].as_str().unwrap().to_string();
     let took = wait_serving(&client, &b, &new).await;
     eprintln!("replica B served {new} {took:?} after A finished");
     assert!(took < Duration::from_millis(POLL_MS * 5), "{took:?}");
     // B answers for A's job from the shared store.
-    let seen_by_b = get(&client, b.url(&format!("/train/{id}"))).await;
+    let seen_by_b = get_json(&client, &b.url(&format!("/train/{id}"))).await;
     assert_eq!(seen_by_b["state"], "succeeded");
     assert_eq!(seen_by_b["version"], new.as_str());
     assert!(
@@ -124,28 +114,20 @@ async fn replicas_share_promotions_jobs_and_failures() {
         .unwrap()
         .to_string();
     let job_url = b.url(&format!("/train/{id}"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while get(&client, job_url.clone()).await["state"] != "running" {
-        assert!(Instant::now() < deadline, "B never saw the job running");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll_job(&client, &b.base, &id, Duration::from_secs(30), |j| {
+        j["state"] == "running"
+    })
+    .await;
     // Still running a few heartbeats later: the heartbeat keeps it alive.
     tokio::time::sleep(Duration::from_millis(TIMEOUT_MS + 500)).await;
-    assert_eq!(get(&client, job_url.clone()).await["state"], "running");
+    assert_eq!(get_json(&client, &job_url).await["state"], "running");
     a.child.kill().unwrap(); // SIGKILL
     a.child.wait().unwrap();
     let killed = Instant::now();
-    let job = loop {
-        let job = get(&client, job_url.clone()).await;
-        if job["state"] == "interrupted" {
-            break job;
-        }
-        assert!(
-            killed.elapsed() < Duration::from_secs(30),
-            "never interrupted: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let job = poll_job(&client, &b.base, &id, Duration::from_secs(30), |j| {
+        j["state"] == "interrupted"
+    })
+    .await;
     let took = killed.elapsed();
     eprintln!("B reported the job interrupted {took:?} after A died");
     assert!(
@@ -154,7 +136,7 @@ async fn replicas_share_promotions_jobs_and_failures() {
     );
     assert!(job["error"].as_str().unwrap().contains("replica-a"));
     assert_eq!(serving(&client, &b).await, "v1");
-    let models = get(&client, b.url("/models")).await;
+    let models = get_json(&client, &b.url("/models")).await;
     assert_eq!(models["active"], "v1");
     assert_eq!(
         models["versions"].as_array().unwrap().len(),

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Process, Server, data, sample, seed_small_model, test_config};
+use common::{
+    Process, Server, data, finished, get_json, poll_job, sample, seed_small_model, test_config,
+};
 use kiln::config::Config;
 use kiln::registry::Store;
 use serde_json::{Value, json};
@@ -31,27 +33,19 @@ async fn post(server: &Server, path: &str, body: Value) -> reqwest::Response {
 }
 
 async fn get(server: &Server, path: &str) -> Value {
-    server
-        .client
-        .get(server.url(path))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(&server.client, &server.url(path)).await
 }
 
 /// Polls a job until it has finished; returns its record.
 async fn wait_job(server: &Server, id: &str) -> Value {
-    for _ in 0..1200 {
-        let job = get(server, &format!("/train/{id}")).await;
-        if !["queued", "running"].contains(&job["state"].as_str().unwrap()) {
-            return job;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("job {id} did not finish");
+    poll_job(
+        &server.client,
+        &server.base,
+        id,
+        Duration::from_secs(60),
+        finished,
+    )
+    .await
 }
 
 async fn submit(server: &Server, body: Value) -> String {
@@ -353,14 +347,14 @@ fn long_job() -> Value {
 }
 
 async fn wait_running(server: &Server, id: &str) {
-    for _ in 0..3000 {
-        let job = get(server, &format!("/train/{id}")).await;
-        if job["state"] == "running" && job["epoch"].as_u64().unwrap() >= 1 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("job {id} never ran");
+    poll_job(
+        &server.client,
+        &server.base,
+        id,
+        Duration::from_secs(60),
+        |job| job["state"] == "running" && job["epoch"].as_u64().unwrap() >= 1,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -429,20 +423,10 @@ async fn kill_9_during_training_leaves_the_job_interrupted_and_the_version_uncha
         .as_str()
         .unwrap()
         .to_string();
-    for _ in 0..600 {
-        let job: Value = client
-            .get(proc.url(&format!("/train/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if job["state"] == "running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll_job(&client, &proc.base, &id, Duration::from_secs(30), |job| {
+        job["state"] == "running"
+    })
+    .await;
     proc.child.kill().unwrap(); // SIGKILL
     proc.child.wait().unwrap();
 

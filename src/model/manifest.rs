@@ -138,6 +138,32 @@ pub struct Standardize {
 }
 
 impl Standardize {
+    /// Per-column mean and standard deviation of row-major `rows` with `width`
+    /// columns; a constant column gets deviation 1, so it maps to 0 instead of
+    /// dividing by zero.
+    pub fn fit(rows: &[f32], width: usize) -> Self {
+        let n = (rows.len() / width) as f64;
+        let mut mean = vec![0f64; width];
+        for row in rows.chunks_exact(width) {
+            for (m, v) in mean.iter_mut().zip(row) {
+                *m += f64::from(*v) / n;
+            }
+        }
+        let mut var = vec![0f64; width];
+        for row in rows.chunks_exact(width) {
+            for ((s, v), m) in var.iter_mut().zip(row).zip(&mean) {
+                *s += (f64::from(*v) - m).powi(2) / n;
+            }
+        }
+        Self {
+            mean: mean.iter().map(|m| *m as f32).collect(),
+            std: var
+                .iter()
+                .map(|v| if *v > 1e-12 { v.sqrt() as f32 } else { 1.0 })
+                .collect(),
+        }
+    }
+
     /// Undoes [`apply`](Self::apply) in place.
     pub fn invert(&self, rows: &mut [f32]) {
         for row in rows.chunks_exact_mut(self.mean.len()) {

@@ -153,7 +153,7 @@ pub fn fit(
     let validation = data.select(&val_idx);
     let standardize = train.fit_standardize();
     let target_scale = match data.task {
-        Task::Regression => Some(fit_target(&train.y)),
+        Task::Regression => Some(Standardize::fit(&train.y, 1)),
         Task::Classification => None,
     };
     let prepare = |d: &Dataset| {
@@ -258,18 +258,4 @@ pub fn fit(
         stopped_early,
         validation,
     })
-}
-
-fn fit_target(y: &[f32]) -> Standardize {
-    let n = y.len() as f64;
-    let mean = y.iter().map(|v| f64::from(*v)).sum::<f64>() / n;
-    let var = y
-        .iter()
-        .map(|v| (f64::from(*v) - mean).powi(2))
-        .sum::<f64>()
-        / n;
-    Standardize {
-        mean: vec![mean as f32],
-        std: vec![if var > 1e-12 { var.sqrt() as f32 } else { 1.0 }],
-    }
 }

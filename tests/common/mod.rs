@@ -266,3 +266,34 @@ pub fn python_env(name: &str, packages: &[&str]) -> PathBuf {
     std::fs::write(&marker, &wanted).unwrap();
     python
 }
+
+/// `GET url` as JSON.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// Polls `GET {base}/train/{id}` until `done` holds for the record, which it
+/// returns; panics after `limit`.
+pub async fn poll_job(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    limit: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let url = format!("{base}/train/{id}");
+    let started = std::time::Instant::now();
+    loop {
+        let job = get_json(client, &url).await;
+        if done(&job) {
+            return job;
+        }
+        assert!(started.elapsed() < limit, "job {id} never got there: {job}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether a job record is in a final state.
+pub fn finished(job: &Value) -> bool {
+    !["queued", "running"].contains(&job["state"].as_str().unwrap_or_default())
+}

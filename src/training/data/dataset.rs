@@ -197,26 +197,7 @@ impl Dataset {
 
     /// Per-column mean and standard deviation (a constant column gets deviation 1).
     pub fn fit_standardize(&self) -> Standardize {
-        let (w, n) = (self.width(), self.len() as f64);
-        let mut mean = vec![0f64; w];
-        for row in self.x.chunks_exact(w) {
-            for (m, v) in mean.iter_mut().zip(row) {
-                *m += f64::from(*v) / n;
-            }
-        }
-        let mut var = vec![0f64; w];
-        for row in self.x.chunks_exact(w) {
-            for ((s, v), m) in var.iter_mut().zip(row).zip(&mean) {
-                *s += (f64::from(*v) - m).powi(2) / n;
-            }
-        }
-        Standardize {
-            mean: mean.iter().map(|m| *m as f32).collect(),
-            std: var
-                .iter()
-                .map(|v| if *v > 1e-12 { v.sqrt() as f32 } else { 1.0 })
-                .collect(),
-        }
+        Standardize::fit(&self.x, self.width())
     }
 }
 
