@@ -200,7 +200,7 @@ impl Trainer {
                 std::sync::mpsc::TrySendError::Disconnected(_) => JobError::Stopped,
             });
         }
-        persist(&self.shared.store, &record);
+        self.shared.update_persist(&id, |_| {});
         self.shared.prune();
         self.shared.count_states();
         Ok(record)
@@ -244,23 +244,17 @@ impl Trainer {
     /// job to stop, so its record is written before the process exits.
     pub fn shutdown(&self, grace: std::time::Duration) {
         self.shared.stopping.store(true, Ordering::Relaxed);
-        let queued: Vec<JobRecord> = {
-            let mut jobs = self.shared.lock();
-            jobs.values_mut()
-                .filter(|j| !j.record.state.is_finished())
-                .filter_map(|j| {
-                    j.cancel.store(true, Ordering::Relaxed);
-                    (j.record.state == JobState::Queued).then(|| {
-                        j.record.state = JobState::Interrupted;
-                        j.record.finished_at = Some(unix_now());
-                        j.record.error = Some("the server shut down before this job ran".into());
-                        j.record.clone()
-                    })
-                })
-                .collect()
-        };
-        for record in &queued {
-            persist(&self.shared.store, record);
+        for job in self.shared.lock().values_mut() {
+            if job.record.state.is_finished() {
+                continue;
+            }
+            job.cancel.store(true, Ordering::Relaxed);
+            if job.record.state == JobState::Queued {
+                job.record.state = JobState::Interrupted;
+                job.record.finished_at = Some(unix_now());
+                job.record.error = Some("the server shut down before this job ran".into());
+                persist(&self.shared.store, &job.record);
+            }
         }
         let deadline = std::time::Instant::now() + grace;
         while std::time::Instant::now() < deadline
@@ -290,9 +284,9 @@ impl Trainer {
                 job.record.state = JobState::Cancelled;
                 job.record.finished_at = Some(unix_now());
             }
+            persist(&self.shared.store, &job.record);
             job.record.clone()
         };
-        persist(&self.shared.store, &record);
         self.shared.count_states();
         Ok(record)
     }
@@ -333,18 +327,24 @@ impl Shared {
     /// Tells other replicas this process's unfinished jobs are alive.
     fn heartbeat(&self) {
         let now = now_ms();
-        let alive: Vec<JobRecord> = self
-            .lock()
-            .values_mut()
-            .filter(|j| !j.record.state.is_finished())
-            .map(|j| {
-                j.record.heartbeat_ms = now;
-                j.record.clone()
-            })
-            .collect();
-        for record in alive {
-            persist(&self.store, &record);
+        for job in self.lock().values_mut() {
+            if !job.record.state.is_finished() {
+                job.record.heartbeat_ms = now;
+                persist(&self.store, &job.record);
+            }
         }
+    }
+
+    /// Applies `f` to a job's record and writes it to the store. Every write of a
+    /// record happens under the table's lock, so a heartbeat can never write an
+    /// older copy over a newer one (the writes are small; the lock is held for
+    /// their fsync).
+    fn update_persist(&self, id: &str, f: impl FnOnce(&mut JobRecord)) -> Option<JobRecord> {
+        let mut jobs = self.lock();
+        let job = jobs.get_mut(id)?;
+        f(&mut job.record);
+        persist(&self.store, &job.record);
+        Some(job.record.clone())
     }
 
     /// Forgets the oldest finished jobs beyond `max_kept`, across the shared store

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use burn::prelude::Device;
 
 use super::record::{JobRecord, JobState};
-use super::{Queued, Shared, persist};
+use super::{Queued, Shared};
 use crate::model::{ActiveModel, LoadedModel};
 use crate::registry::{Models, unix_now};
 use crate::training::data::RowCounts;
@@ -76,13 +76,12 @@ impl Worker {
             self.shared.metrics.forget_train_job(&previous);
         }
         let started = unix_now();
-        let Some(record) = self.shared.update(&id, |r| {
+        let Some(record) = self.shared.update_persist(&id, |r| {
             r.state = JobState::Running;
             r.started_at = Some(started);
         }) else {
             return;
         };
-        persist(&self.shared.store, &record);
         self.shared.count_states();
         tracing::info!(job = id, task = ?record.task, rows = record.rows.train, "training started");
 
@@ -116,15 +115,15 @@ impl Worker {
                 r.error = Some(e.to_string());
             }),
         };
-        if let Some(mut record) = record {
-            self.shared.metrics.train_job_finished(record.state.name());
-            record.finished_at = Some(unix_now());
-            record.eta_seconds = None;
-            self.shared.update(&id, |r| {
-                r.finished_at = record.finished_at;
+        let finished_at = unix_now();
+        let record = record.and_then(|_| {
+            self.shared.update_persist(&id, |r| {
+                r.finished_at = Some(finished_at);
                 r.eta_seconds = None;
-            });
-            persist(&self.shared.store, &record);
+            })
+        });
+        if let Some(record) = record {
+            self.shared.metrics.train_job_finished(record.state.name());
             tracing::info!(job = id, state = record.state.name(), version = ?record.version, "training finished");
         }
         self.shared.count_states();
@@ -222,7 +221,7 @@ impl fit::Observer for JobObserver<'_> {
     fn epoch(&mut self, report: &EpochReport) {
         let elapsed = self.clock.elapsed().as_secs_f64();
         let eta = elapsed / report.epoch as f64 * (self.epochs - report.epoch) as f64;
-        let record = self.shared.update(self.id, |r| {
+        self.shared.update(self.id, |r| {
             r.epoch = report.epoch;
             r.samples_per_second = Some(report.samples_per_second);
             r.eta_seconds = Some(eta);
@@ -232,10 +231,8 @@ impl fit::Observer for JobObserver<'_> {
             r.history.push(report.clone());
         });
         self.shared.metrics.observe_train_epoch(self.id, report);
-        if let Some(record) = record
-            && self.last_persist.elapsed() >= PERSIST_EVERY
-        {
-            persist(&self.shared.store, &record);
+        if self.last_persist.elapsed() >= PERSIST_EVERY {
+            self.shared.update_persist(self.id, |_| {});
             self.last_persist = Instant::now();
         }
     }
