@@ -8,16 +8,20 @@ use std::path::Path;
 
 use burn::prelude::Device;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use kiln::model::{LoadedModel, Manifest, NetConfig, import};
+use kiln::model::{LoadedModel, NetConfig, import};
 
 fn seed_mlp() -> LoadedModel {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let cfg = NetConfig::from_file(&root.join("config/seed-mlp.toml")).unwrap();
+    let cfg = NetConfig::from_file(&root.join("config/models/seed-mlp.toml")).unwrap();
     let device = Device::flex();
-    let net =
-        import::pytorch_sequential(&root.join("tests/data/seed_mlp.safetensors"), &cfg, &device)
-            .unwrap();
-    LoadedModel::new("bench", Manifest::new(cfg, "bench"), net, device)
+    let (manifest, net) = import::import(
+        &root.join("tests/data/seed_mlp.safetensors"),
+        &cfg,
+        "bench",
+        &device,
+    )
+    .unwrap();
+    LoadedModel::new("bench", manifest, net, device)
 }
 
 fn forward(c: &mut Criterion) {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use burn::prelude::Device;
-use kiln::model::{LoadedModel, Manifest, NetConfig, import};
+use kiln::model::{LoadedModel, NetConfig, import};
 
 const ROLE: &str = "KILN_BENCH_ROLE";
 
@@ -279,10 +279,11 @@ async fn training_isolation(
     }
     std::fs::write(data_dir.path().join("synthetic.csv"), csv).unwrap();
     let config_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let models_dir = config_dir.join("models");
     let env = [
         ("KILN_TELEMETRY__LEVEL", "warn,kiln::app=info"),
         ("KILN_TRAINING__DATA_DIR", data_dir.path().to_str().unwrap()),
-        ("KILN_TRAINING__CONFIG_DIR", config_dir.to_str().unwrap()),
+        ("KILN_TRAINING__CONFIG_DIR", models_dir.to_str().unwrap()),
     ];
     let proc = common::Process::serve(store, &env).await;
     let without = load(
@@ -358,11 +359,16 @@ async fn training_isolation(
 /// Rows/s of in-process forward passes at `batch`.
 fn compute_ceiling(batch: usize, duration: Duration) -> f64 {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let cfg = NetConfig::from_file(&root.join("config/seed-mlp.toml")).unwrap();
+    let cfg = NetConfig::from_file(&root.join("config/models/seed-mlp.toml")).unwrap();
     let device = Device::flex();
-    let net =
-        import::pytorch_sequential(&common::data("seed_mlp.safetensors"), &cfg, &device).unwrap();
-    let model = LoadedModel::new("bench", Manifest::new(cfg, "bench"), net, device);
+    let (manifest, net) = import::import(
+        &common::data("seed_mlp.safetensors"),
+        &cfg,
+        "bench",
+        &device,
+    )
+    .unwrap();
+    let model = LoadedModel::new("bench", manifest, net, device);
     let input: Vec<f32> = (0..batch * 1000)
         .map(|i| ((i % 97) as f32) / 97.0)
         .collect();

@@ -1,7 +1,7 @@
 //! Process wiring: build the subsystems, serve HTTP until told to stop, then drain.
 //!
 //! Startup order: metrics, device, store, executor thread, batcher task, model
-//! manager, trainer, HTTP. The
+//! manager, explainer thread, trainer, HTTP. The
 //! listener answers at once (`/health/live` 200, `/health/ready` 503) while the
 //! active version loads in the background. Shutdown order: readiness turns 503,
 //! `server.shutdown_drain_delay_ms` passes, the listener closes, in-flight requests
@@ -21,6 +21,7 @@ use crate::api::{self, AppState};
 use crate::batching::Batcher;
 use crate::config::Config;
 use crate::executor;
+use crate::explainer::Explainer;
 use crate::metrics::Metrics;
 use crate::model::ActiveModel;
 use crate::registry::{Models, Store};
@@ -54,6 +55,8 @@ pub async fn run(
 
     let models = Models::spawn(store.clone(), device.clone(), model.clone())
         .context("starting the model manager")?;
+    let explainer = Explainer::spawn(config.explain.queue_capacity, batcher.clone())
+        .context("starting the explainer thread")?;
     let busy = batcher.clone();
     let trainer = Trainer::start(TrainerDeps {
         serving_busy: Arc::new(move || busy.rows_in_flight() > 0),
@@ -102,6 +105,7 @@ pub async fn run(
         store,
         models,
         trainer: trainer.clone(),
+        explainer,
     };
     let drain_delay = Duration::from_millis(config.server.shutdown_drain_delay_ms);
     let ready_metric = state.metrics.ready.clone();

@@ -26,6 +26,7 @@ pub struct Config {
     pub model: ModelConfig,
     pub store: StoreConfig,
     pub training: TrainingConfig,
+    pub explain: ExplainConfig,
     pub auth: AuthConfig,
     pub telemetry: TelemetryConfig,
 }
@@ -38,6 +39,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Largest request body accepted, in bytes; larger bodies get 413.
     pub max_body_bytes: usize,
+    /// Largest `POST /models` upload (weights and config), in bytes; larger get 413.
+    pub max_upload_bytes: usize,
     /// After SIGTERM, how long kiln keeps accepting new connections while
     /// `/health/ready` already answers 503 (lets a load balancer notice first).
     pub shutdown_drain_delay_ms: u64,
@@ -48,6 +51,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 8 * 1024 * 1024,
+            max_upload_bytes: 256 * 1024 * 1024,
             shutdown_drain_delay_ms: 0,
         }
     }
@@ -165,13 +169,35 @@ impl Default for TrainingConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("examples/data"),
-            config_dir: PathBuf::from("config"),
+            config_dir: PathBuf::from("config/models"),
             threads: 1,
             low_priority: true,
             max_queued_jobs: 4,
             max_jobs_kept: 100,
             heartbeat_interval_ms: 1000,
             heartbeat_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// `POST /explain`: attributions, computed on their own thread.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExplainConfig {
+    /// Most instances one request may explain; beyond it, 413.
+    pub max_rows: usize,
+    /// Most integration steps (`integrated_gradients`) one request may ask for.
+    pub max_steps: usize,
+    /// Requests waiting for the explainer thread; beyond it, 429.
+    pub queue_capacity: usize,
+}
+
+impl Default for ExplainConfig {
+    fn default() -> Self {
+        Self {
+            max_rows: 64,
+            max_steps: 256,
+            queue_capacity: 4,
         }
     }
 }
@@ -294,6 +320,19 @@ impl Config {
         }
         if self.server.max_body_bytes < 64 {
             return invalid("server.max_body_bytes", "must be at least 64".into());
+        }
+        if self.server.max_upload_bytes < 1024 {
+            return invalid("server.max_upload_bytes", "must be at least 1024".into());
+        }
+        let e = &self.explain;
+        if e.max_rows == 0 || e.max_rows > 65_536 {
+            return invalid("explain.max_rows", "must be between 1 and 65536".into());
+        }
+        if e.max_steps == 0 || e.max_steps > 65_536 {
+            return invalid("explain.max_steps", "must be between 1 and 65536".into());
+        }
+        if e.queue_capacity == 0 {
+            return invalid("explain.queue_capacity", "must be at least 1".into());
         }
         if self.model.name.is_empty()
             || !self

@@ -14,7 +14,11 @@
 //!   table.
 //! - [`batching`]: admission (row permits), the batcher task, pure batch assembly.
 //! - [`executor`]: the thread that runs forward passes, one version per batch.
-//! - [`model`]: the Burn network, a loaded version, the hot-swap seam, import.
+//! - [`explainer`]: the thread that computes `/explain` attributions (autodiff),
+//!   yielding to serving between passes.
+//! - [`model`]: the networks (`mlp`, and the PyTorch-shaped `sequential` stack of
+//!   CNN, recurrent and Transformer layers), a loaded version, the hot-swap seam,
+//!   PyTorch import (`.pth` and safetensors), attributions.
 //! - [`registry`]: the model store on disk (atomic writes, the active record, job
 //!   records) and the model manager that owns promotion, rollback and deletion.
 //! - [`training`]: data preparation, the recipe, the training loop, background jobs,
@@ -27,6 +31,7 @@ pub mod batching;
 pub mod cli;
 pub mod config;
 pub mod executor;
+pub mod explainer;
 pub mod metrics;
 pub mod model;
 pub mod registry;

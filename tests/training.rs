@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 fn train_config(store: &Path) -> Config {
     let mut c = test_config(store);
     c.training.data_dir = data("");
-    c.training.config_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    c.training.config_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/models");
     c
 }
 

@@ -9,7 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::{health, models, predict, train, v2};
+use super::{explain, health, import, models, predict, train, v2};
 
 /// Swagger UI 5 (swagger-ui-dist, Apache-2.0; see assets/swagger-ui/LICENSE).
 const SWAGGER_JS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js");
@@ -25,6 +25,7 @@ const SWAGGER_CSS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui.cs
     ),
     paths(
         predict::predict,
+        explain::explain,
         health::live,
         health::ready,
         health::metrics,
@@ -33,6 +34,7 @@ const SWAGGER_CSS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui.cs
         train::get,
         train::cancel,
         models::list,
+        import::upload,
         models::promote,
         models::rollback,
         models::delete,
@@ -52,7 +54,7 @@ const SWAGGER_CSS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui.cs
     components(schemas(ErrorBody)),
     modifiers(&Bearer),
     tags(
-        (name = "predict", description = "Predictions"),
+        (name = "predict", description = "Predictions and their explanations"),
         (name = "training", description = "Background training jobs"),
         (name = "models", description = "Versions, promotion, rollback"),
         (name = "health", description = "Liveness, readiness, metrics"),

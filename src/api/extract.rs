@@ -102,3 +102,18 @@ pub(super) async fn read_limited(req: Request, limit: usize) -> Result<BytesMut,
     }
     Ok(buf)
 }
+
+/// Reads and discards a body the server will refuse, up to [`DRAIN_LIMIT_FACTOR`]
+/// times `limit`, so the client is not reset before it reads the answer.
+pub(super) async fn drain(req: Request, limit: usize) {
+    let mut body = req.into_body();
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen > limit.saturating_mul(DRAIN_LIMIT_FACTOR) {
+                break;
+            }
+        }
+    }
+}

@@ -6,8 +6,10 @@
 mod auth;
 pub mod docs;
 pub mod error;
+mod explain;
 mod extract;
 mod health;
+mod import;
 mod models;
 mod predict;
 mod train;
@@ -17,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderName;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -30,6 +32,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::batching::Batcher;
 use crate::config::Config;
+use crate::explainer::Explainer;
 use crate::metrics::Metrics;
 use crate::model::ActiveModel;
 use crate::registry::{Models, Store};
@@ -53,6 +56,7 @@ pub struct AppState {
     pub store: Store,
     pub models: Models,
     pub trainer: Trainer,
+    pub explainer: Explainer,
 }
 
 /// Every route, with the middleware stack.
@@ -60,12 +64,18 @@ pub fn router(state: AppState) -> Router {
     let request_id = REQUEST_ID_HEADER;
     Router::new()
         .route("/predict", post(predict::predict))
+        .route("/explain", post(explain::explain))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
         .route("/train", post(train::submit).get(train::list))
         .route("/train/{id}", get(train::get).delete(train::cancel))
-        .route("/models", get(models::list))
+        .route(
+            "/models",
+            get(models::list)
+                .post(import::upload)
+                .layer(DefaultBodyLimit::max(state.config.server.max_upload_bytes)),
+        )
         .route("/models/rollback", post(models::rollback))
         .route("/models/{version}", delete(models::delete))
         .route("/models/{version}/promote", post(models::promote))

@@ -175,7 +175,7 @@ fn prepare(state: &AppState, body: Value) -> Result<Submission, ApiError> {
             NetConfig::named(&state.config.training.config_dir, name)
                 .map_err(|e| ApiError::Unprocessable(e.to_string()))?,
         ),
-        ModelChoice::Mlp(_) => None,
+        ModelChoice::Mlp(_) | ModelChoice::Sequential(_) => None,
     };
     let net = fit::resolve_net(&spec, &data, file).map_err(bad)?;
     let (train, validation) = data

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 mod offline;
 
 use crate::config::{Config, Overrides};
-use crate::model::{Manifest, NetConfig, import};
+use crate::model::{NetConfig, import};
 use crate::registry::Store;
 
 /// kiln: an inference server with an embedded trainer.
@@ -27,7 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve predictions over HTTP from the model store's active version.
     Serve(ServeArgs),
-    /// Import PyTorch `nn.Sequential` weights (safetensors) as a new model version.
+    /// Import PyTorch weights (`torch.save` .pth/.pt, or safetensors) as a new model
+    /// version, for the network a model config describes.
     Import(ImportArgs),
     /// Train a model offline from a CSV file and write it as a new version.
     Train(TrainArgs),
@@ -109,10 +110,11 @@ pub struct ServeArgs {
 pub struct ImportArgs {
     #[command(flatten)]
     pub common: Common,
-    /// The weights: a safetensors file of a PyTorch `nn.Sequential` state_dict.
+    /// The weights: a PyTorch state_dict saved by `torch.save` (.pth, .pt) or as
+    /// safetensors, in PyTorch's names and layouts.
     #[arg(long)]
     pub weights: PathBuf,
-    /// The network the weights belong to, e.g. config/seed-mlp.toml.
+    /// The network the weights belong to, e.g. config/models/seed-mlp.toml.
     #[arg(long)]
     pub model_config: PathBuf,
     /// Write the version without making it the active one.
@@ -172,13 +174,8 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
     crate::telemetry::init(&config.telemetry);
     let net_config = NetConfig::from_file(&args.model_config)?;
     let device = config.model.backend.device()?;
-    let net = import::pytorch_sequential(&args.weights, &net_config, &device)?;
+    let (manifest, net) = import::import(&args.weights, &net_config, "import", &device)?;
     let store = Store::open(&config.store.dir)?;
-    let file_name = args
-        .weights
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let manifest = Manifest::new(net_config, format!("import: {file_name}"));
     let version = store.create_version(&manifest, &net)?;
     if args.no_activate {
         println!(

@@ -31,7 +31,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let data = Dataset::prepare(RawTable::from_csv(&text, &spec.target)?, spec.task)?;
     let file = match &spec.model {
         ModelChoice::File(name) => Some(NetConfig::named(&config.training.config_dir, name)?),
-        ModelChoice::Mlp(_) => None,
+        ModelChoice::Mlp(_) | ModelChoice::Sequential(_) => None,
     };
     let net = fit::resolve_net(&spec, &data, file).map_err(anyhow::Error::msg)?;
     let (train_idx, val_idx) = data.split(spec.validation_split, spec.seed)?;

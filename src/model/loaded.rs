@@ -8,7 +8,7 @@ use burn::tensor::activation::{sigmoid, softmax};
 use serde::Serialize;
 
 use super::manifest::Manifest;
-use super::net::{Net, Task};
+use super::net::{Head, Net, Task};
 
 /// A version in memory, ready for forward passes.
 #[derive(Debug)]
@@ -18,6 +18,9 @@ pub struct LoadedModel {
     labels: Vec<String>,
     net: Net,
     device: Device,
+    input_width: usize,
+    net_outputs: usize,
+    head: Head,
 }
 
 /// One row's answer, shaped by the task.
@@ -69,11 +72,33 @@ impl LoadedModel {
         let labels = manifest.label_names();
         Self {
             version: version.into(),
+            input_width: manifest.net.input_width(),
+            net_outputs: manifest.net.output_width(),
+            head: manifest.net.head(),
             manifest,
             labels,
             net,
             device,
         }
+    }
+
+    /// The network (inference mode, on [`device`](Self::device)).
+    pub fn net(&self) -> &Net {
+        &self.net
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Checks a request's row-major values against the model's input domain
+    /// (finite; integer ids in range for an embedding); the error names the
+    /// instance and value.
+    pub fn check_values(&self, values: &[f32]) -> Result<(), String> {
+        self.manifest.net.check_values(values).map_err(|(k, why)| {
+            let w = self.input_width.max(1);
+            format!("instance {}, value {} {why}", k / w, k % w)
+        })
     }
 
     pub fn version(&self) -> &str {
@@ -86,7 +111,7 @@ impl LoadedModel {
 
     /// Features each row must have.
     pub fn input_width(&self) -> usize {
-        self.manifest.net.input_width()
+        self.input_width
     }
 
     /// Values [`forward`](Self::forward) gives per row: one probability per class
@@ -94,7 +119,7 @@ impl LoadedModel {
     pub fn output_width(&self) -> usize {
         match self.manifest.net.task {
             Task::Classification => self.manifest.class_count(),
-            Task::Regression => self.manifest.net.output_width(),
+            Task::Regression => self.net_outputs,
         }
     }
 
@@ -109,14 +134,16 @@ impl LoadedModel {
         let x =
             Tensor::<2>::from_data(TensorData::new(rows, [n, self.input_width()]), &self.device);
         let y = self.net.forward(x);
-        let y = match self.manifest.net.task {
-            // One sigmoid output is P(second class): answer both classes.
-            Task::Classification if self.manifest.net.output_width() == 1 => {
-                let p = sigmoid(y);
-                Tensor::cat(vec![p.clone().neg().add_scalar(1.0), p], 1)
+        let y = match (self.manifest.net.task, self.head) {
+            (Task::Regression, _) => y,
+            // One output is P(second class): answer both classes.
+            (Task::Classification, Head::Logits) if self.net_outputs == 1 => {
+                two_classes(sigmoid(y))
             }
-            Task::Classification => softmax(y, 1),
-            Task::Regression => y,
+            (Task::Classification, Head::Sigmoid) => two_classes(y),
+            (Task::Classification, Head::Logits) => softmax(y, 1),
+            (Task::Classification, Head::Softmax) => y,
+            (Task::Classification, Head::LogSoftmax) => y.exp(),
         };
         let mut out = y
             .into_data()
@@ -170,4 +197,9 @@ impl LoadedModel {
         let n = 2;
         let _ = self.forward(vec![0.0; n * self.input_width()], n);
     }
+}
+
+/// `[n, 1]` probabilities of the second class -> `[n, 2]`.
+fn two_classes(p: Tensor<2>) -> Tensor<2> {
+    Tensor::cat(vec![p.clone().neg().add_scalar(1.0), p], 1)
 }

@@ -69,6 +69,11 @@ impl Manifest {
                 self.format
             )));
         }
+        if self.standardize.is_some() && self.net.ids().is_some() {
+            return Err(NetConfigError(
+                "the inputs of an embedding are ids and are never standardised".into(),
+            ));
+        }
         if let Some(s) = &self.standardize {
             let width = self.net.input_width();
             if s.mean.len() != width || s.std.len() != width {
@@ -119,7 +124,7 @@ impl Manifest {
 
     /// Number of classes: one per output, or two for a single sigmoid output.
     pub fn class_count(&self) -> usize {
-        self.net.output_width().max(2)
+        self.net.class_count()
     }
 
     /// Class names: the saved ones, else the class indices as text.

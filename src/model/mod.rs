@@ -1,15 +1,19 @@
-//! Models: the network definition, a version loaded for serving, the hot-swap
-//! seam, device selection and import of foreign weights.
+//! Models: the network definition (`mlp` and the PyTorch-shaped `sequential`
+//! stack), a version loaded for serving, the hot-swap seam, device selection,
+//! import of foreign weights, and explanations.
 
 mod backend;
+pub mod explain;
 mod handle;
 pub mod import;
 mod loaded;
 mod manifest;
+mod mlp;
 pub mod net;
+pub mod sequential;
 
 pub use backend::BackendUnavailable;
 pub use handle::ActiveModel;
 pub use loaded::{LoadedModel, Prediction, Probabilities};
 pub use manifest::{Manifest, Standardize};
-pub use net::{Net, NetConfig, Task};
+pub use net::{Head, Net, NetConfig, Task};

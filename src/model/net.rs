@@ -3,12 +3,18 @@
 //!
 //! A [`NetConfig`] is plain data, saved next to every version's weights, so a saved
 //! model rebuilds itself with [`NetConfig::init`]. [`Net`] is an enum of
-//! architectures; the MLP is the first, and later ones slot in as new variants.
+//! architectures: `mlp` (the shorthand) and `sequential` (a PyTorch-shaped layer
+//! stack: CNNs, recurrent nets, Transformer encoders).
 
-use burn::nn::{Initializer, Linear, LinearConfig};
+use std::collections::{BTreeMap, BTreeSet};
+
+use burn::nn::{Initializer, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation;
 use serde::{Deserialize, Serialize};
+
+pub use super::mlp::{ActivationKind, Mlp, MlpConfig};
+use super::sequential::torch::{FileTensors, match_tensors};
+pub use super::sequential::{Head, Sequential, SequentialConfig};
 
 /// What the network's outputs mean.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -16,18 +22,22 @@ use serde::{Deserialize, Serialize};
 pub enum Task {
     /// One real value per output.
     Regression,
-    /// One logit per class (softmax), or one logit for two classes (sigmoid);
-    /// answered as label + probabilities.
+    /// One score per class (softmax), or one for two classes (sigmoid); answered
+    /// as label + probabilities.
     Classification,
 }
 
 /// A network description: the contents of a model-config file such as
-/// `config/seed-mlp.toml`.
+/// `config/models/seed-mlp.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NetConfig {
     pub task: Task,
     pub architecture: Architecture,
+    /// Preprocessing and labels of an imported model (`[preprocess]`). A version
+    /// keeps them in its manifest instead; trained versions fit their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<Preprocess>,
 }
 
 /// The supported architectures, tagged by `kind`.
@@ -36,44 +46,43 @@ pub struct NetConfig {
 pub enum Architecture {
     /// Fully connected layers with one activation between them.
     Mlp(MlpConfig),
+    /// A PyTorch-shaped layer stack.
+    Sequential(SequentialConfig),
 }
 
-/// A multi-layer perceptron: `input -> hidden[0] -> ... -> output`.
+/// `[preprocess]`: applied to every instance before the first layer, and class
+/// names.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct MlpConfig {
-    /// Number of input features.
-    pub input: usize,
-    /// Widths of the hidden layers, in order (may be empty).
+pub struct Preprocess {
+    /// Subtracted first: one number, or one per input value.
     #[serde(default)]
-    pub hidden: Vec<usize>,
-    /// Number of outputs (classes, for classification).
-    pub output: usize,
-    /// Activation after every hidden layer.
+    pub mean: Option<PerFeature>,
+    /// Then divided by: one number, or one per input value.
     #[serde(default)]
-    pub activation: ActivationKind,
+    pub std: Option<PerFeature>,
+    /// Class names, index-aligned with the outputs; else `"0"`, `"1"`, ...
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
 }
 
-/// Activation applied after each hidden layer.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ActivationKind {
-    #[default]
-    Relu,
-    Gelu,
-    Tanh,
-    Sigmoid,
-    LeakyRelu,
+/// One number for every feature, or one number each.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum PerFeature {
+    All(f32),
+    Each(Vec<f32>),
 }
 
-impl ActivationKind {
-    fn apply<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
+impl PerFeature {
+    fn expand(&self, width: usize, what: &str) -> Result<Vec<f32>, NetConfigError> {
         match self {
-            Self::Relu => activation::relu(x),
-            Self::Gelu => activation::gelu(x),
-            Self::Tanh => activation::tanh(x),
-            Self::Sigmoid => activation::sigmoid(x),
-            Self::LeakyRelu => activation::leaky_relu(x, 0.01),
+            PerFeature::All(v) => Ok(vec![*v; width]),
+            PerFeature::Each(v) if v.len() == width => Ok(v.clone()),
+            PerFeature::Each(v) => Err(NetConfigError(format!(
+                "preprocess.{what} has {} values; the model takes {width} inputs (give one number, or one per input)",
+                v.len()
+            ))),
         }
     }
 }
@@ -88,11 +97,16 @@ impl NetConfig {
     pub fn from_file(path: &std::path::Path) -> Result<Self, NetConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| NetConfigError(format!("cannot read {}: {e}", path.display())))?;
-        let config: Self = if path.extension().is_some_and(|e| e == "json") {
-            serde_json::from_str(&text)
-                .map_err(|e| NetConfigError(format!("{}: {e}", path.display())))?
+        let json = path.extension().is_some_and(|e| e == "json");
+        Self::parse(&text, json).map_err(|e| NetConfigError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    /// Parses and validates model-config text: JSON, or TOML.
+    pub fn parse(text: &str, json: bool) -> Result<Self, NetConfigError> {
+        let config: Self = if json {
+            serde_json::from_str(text).map_err(|e| NetConfigError(e.to_string()))?
         } else {
-            toml::from_str(&text).map_err(|e| NetConfigError(format!("{}: {e}", path.display())))?
+            toml::from_str(text).map_err(|e| NetConfigError(e.to_string()))?
         };
         config.validate()?;
         Ok(config)
@@ -105,37 +119,161 @@ impl NetConfig {
         } else {
             config_dir.join(format!("{name}.toml"))
         };
-        Self::from_file(&file).map_err(|e| NetConfigError(format!("model {name:?}: {e}")))
+        Self::from_file(&file).map_err(|e| NetConfigError(format!("model {name:?}: {}", e.0)))
     }
 
-    /// Checks the shape of the description.
+    /// Checks the description: every layer's arguments and shapes, the head, the
+    /// preprocessing.
     pub fn validate(&self) -> Result<(), NetConfigError> {
-        let Architecture::Mlp(mlp) = &self.architecture;
-        if mlp.input == 0 || mlp.output == 0 || mlp.hidden.contains(&0) {
-            return Err(NetConfigError("layer widths must be at least 1".into()));
+        let err = NetConfigError;
+        match &self.architecture {
+            Architecture::Mlp(mlp) => mlp.validate().map_err(err)?,
+            Architecture::Sequential(seq) => {
+                let plan = seq.plan().map_err(err)?;
+                let head = seq.head();
+                if self.task == Task::Classification {
+                    if plan.output.len() != 1 {
+                        return Err(err(format!(
+                            "a classifier's output must be one vector of class scores per instance; this stack gives {:?} (add a flatten)",
+                            plan.output
+                        )));
+                    }
+                    if head == Head::Sigmoid && plan.output[0] != 1 {
+                        return Err(err(format!(
+                            "a trailing sigmoid makes a two-class classifier with 1 output, this one has {}",
+                            plan.output[0]
+                        )));
+                    }
+                    if matches!(head, Head::Softmax | Head::LogSoftmax) && plan.output[0] < 2 {
+                        return Err(err("a softmax head needs at least 2 classes".into()));
+                    }
+                }
+            }
         }
-
+        if let Some(p) = &self.preprocess {
+            self.preprocess_stats(p)?;
+            match (&p.labels, self.task) {
+                (Some(_), Task::Regression) => {
+                    return Err(err(
+                        "preprocess.labels: a regression model has no labels".into()
+                    ));
+                }
+                (Some(labels), Task::Classification) if labels.len() != self.class_count() => {
+                    return Err(err(format!(
+                        "preprocess.labels has {} names for {} classes",
+                        labels.len(),
+                        self.class_count()
+                    )));
+                }
+                _ => {}
+            }
+        }
         Ok(())
     }
 
-    /// Number of input features the network expects.
+    /// `[preprocess]` as per-feature statistics (`None` when it sets neither).
+    pub fn preprocess_stats(
+        &self,
+        p: &Preprocess,
+    ) -> Result<Option<super::Standardize>, NetConfigError> {
+        if p.mean.is_none() && p.std.is_none() {
+            return Ok(None);
+        }
+        let width = self.input_width();
+        let mean = match &p.mean {
+            Some(m) => m.expand(width, "mean")?,
+            None => vec![0.0; width],
+        };
+        let std = match &p.std {
+            Some(s) => s.expand(width, "std")?,
+            None => vec![1.0; width],
+        };
+        if mean.iter().any(|m| !m.is_finite()) || std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(NetConfigError(
+                "preprocess: mean must be finite and std finite and > 0".into(),
+            ));
+        }
+        if self.ids().is_some() {
+            return Err(NetConfigError(
+                "preprocess: the inputs of an embedding are ids and are never standardised".into(),
+            ));
+        }
+        Ok(Some(super::Standardize { mean, std }))
+    }
+
+    /// Number of classes: one per output, or two for a single output.
+    pub fn class_count(&self) -> usize {
+        self.output_width().max(2)
+    }
+
+    /// Number of input values per instance (`prod(input_shape)`).
     pub fn input_width(&self) -> usize {
         match &self.architecture {
             Architecture::Mlp(m) => m.input,
+            Architecture::Sequential(s) => s.input_width(),
         }
     }
 
-    /// Number of values the network produces per row.
+    /// One instance's shape (`[input]` for an MLP).
+    pub fn input_shape(&self) -> Vec<usize> {
+        match &self.architecture {
+            Architecture::Mlp(m) => vec![m.input],
+            Architecture::Sequential(s) => s.input_shape.clone(),
+        }
+    }
+
+    /// Number of values the network produces per instance (its output, flattened).
     pub fn output_width(&self) -> usize {
         match &self.architecture {
             Architecture::Mlp(m) => m.output,
+            Architecture::Sequential(s) => s.plan().map(|p| p.output.iter().product()).unwrap_or(0),
         }
     }
 
-    /// Builds the network with fresh weights from `init` on `device`.
+    /// How a classifier's outputs are turned into probabilities.
+    pub fn head(&self) -> Head {
+        match &self.architecture {
+            Architecture::Mlp(_) => Head::Logits,
+            Architecture::Sequential(s) => s.head(),
+        }
+    }
+
+    /// `Some(n)` when the inputs are embedding ids in `[0, n)`.
+    pub fn ids(&self) -> Option<usize> {
+        match &self.architecture {
+            Architecture::Mlp(_) => None,
+            Architecture::Sequential(s) => s.ids(),
+        }
+    }
+
+    /// Checks one request's values against the input domain: ids must be integers
+    /// in range; returns the offending index and a reason.
+    pub fn check_values(&self, values: &[f32]) -> Result<(), (usize, String)> {
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err((i, "is not a finite number".into()));
+        }
+        if let Some(n) = self.ids()
+            && let Some(i) = values
+                .iter()
+                .position(|v| v.fract() != 0.0 || *v < 0.0 || *v >= n as f32)
+        {
+            return Err((
+                i,
+                format!("is not an id: the embedding takes integers in [0, {n})"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Builds the network with fresh weights from `init` on `device`. The config
+    /// must be valid ([`validate`](Self::validate)).
     pub fn init(&self, init: &Initializer, device: &Device) -> Net {
         match &self.architecture {
             Architecture::Mlp(cfg) => Net::Mlp(Mlp::new(cfg, init, device)),
+            Architecture::Sequential(cfg) => Net::Sequential(
+                cfg.init(init, device)
+                    .expect("configs are validated before they are built"),
+            ),
         }
     }
 
@@ -144,113 +282,52 @@ impl NetConfig {
         let init = LinearConfig::new(1, 1).initializer;
         self.init(&init, device)
     }
+
+    /// Builds the network from a PyTorch `state_dict` (or safetensors in the same
+    /// naming): every tensor must be present with PyTorch's shape and the file must
+    /// hold nothing else; errors name tensors as PyTorch does.
+    pub fn from_torch(&self, file: FileTensors, device: &Device) -> Result<Net, String> {
+        match &self.architecture {
+            Architecture::Mlp(cfg) => {
+                let keys: BTreeSet<String> = file.keys().cloned().collect();
+                let tensors: BTreeMap<String, Vec<f32>> =
+                    match_tensors(file, &cfg.torch_tensors(&keys))?;
+                Ok(Net::Mlp(cfg.from_torch(tensors, &keys, device)?))
+            }
+            Architecture::Sequential(cfg) => {
+                let tensors = match_tensors(file, &cfg.torch_tensors())?;
+                Ok(Net::Sequential(cfg.from_torch(tensors, device)?))
+            }
+        }
+    }
 }
 
 /// The network: one variant per architecture.
 #[derive(Module, Debug)]
 pub enum Net {
     Mlp(Mlp),
+    Sequential(Sequential),
 }
 
 impl Net {
-    /// Raw outputs: `[batch, input] -> [batch, output]` (logits for classifiers).
+    /// Raw outputs: `[batch, input] -> [batch, output]`, after the whole network
+    /// (a trailing softmax included).
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         match self {
             Net::Mlp(m) => m.forward(x),
-        }
-    }
-}
-
-/// A multi-layer perceptron.
-#[derive(Module, Debug)]
-pub struct Mlp {
-    layers: Vec<Linear>,
-    #[module(skip)]
-    activation: ActivationKind,
-}
-
-impl Mlp {
-    fn new(cfg: &MlpConfig, init: &Initializer, device: &Device) -> Self {
-        let widths: Vec<usize> = std::iter::once(cfg.input)
-            .chain(cfg.hidden.iter().copied())
-            .chain(std::iter::once(cfg.output))
-            .collect();
-        let layers = widths
-            .windows(2)
-            .map(|w| {
-                LinearConfig::new(w[0], w[1])
-                    .with_initializer(init.clone())
-                    .init(device)
-            })
-            .collect();
-        Self {
-            layers,
-            activation: cfg.activation,
+            Net::Sequential(s) => s.forward(x),
         }
     }
 
-    /// `[batch, input] -> [batch, output]`; the activation follows every layer but
-    /// the last.
-    pub fn forward(&self, mut x: Tensor<2>) -> Tensor<2> {
-        let last = self.layers.len() - 1;
-        for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x);
-            if i < last {
-                x = self.activation.apply(x);
-            }
+    /// The scores before a classifier's softmax / log_softmax / sigmoid head (the
+    /// same as [`forward`](Self::forward) without one).
+    pub fn forward_logits(&self, x: Tensor<2>) -> Tensor<2> {
+        match self {
+            Net::Mlp(m) => m.forward(x),
+            Net::Sequential(s) => s.forward_logits(x),
         }
-        x
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn seed_config_parses() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/seed-mlp.toml");
-        let cfg = NetConfig::from_file(&path).unwrap();
-        assert_eq!(cfg.task, Task::Regression);
-        assert_eq!(
-            cfg.architecture,
-            Architecture::Mlp(MlpConfig {
-                input: 1000,
-                hidden: vec![500, 100],
-                output: 1,
-                activation: ActivationKind::Relu
-            })
-        );
-    }
-
-    #[test]
-    fn forward_shapes() {
-        let cfg = NetConfig {
-            task: Task::Classification,
-            architecture: Architecture::Mlp(MlpConfig {
-                input: 4,
-                hidden: vec![8],
-                output: 3,
-                activation: ActivationKind::Tanh,
-            }),
-        };
-        let device = Device::flex();
-        let net = cfg.init_default(&device);
-        let out = net.forward(Tensor::zeros([5, 4], &device));
-        assert_eq!(out.dims(), [5, 3]);
-    }
-
-    #[test]
-    fn rejects_degenerate_configs() {
-        let cfg = NetConfig {
-            task: Task::Classification,
-            architecture: Architecture::Mlp(MlpConfig {
-                input: 4,
-                hidden: vec![0],
-                output: 3,
-                activation: ActivationKind::Relu,
-            }),
-        };
-        assert!(cfg.validate().is_err());
-    }
-}
+mod tests;

@@ -11,6 +11,7 @@ fn tiny() -> (Manifest, Net) {
             output: 1,
             activation: ActivationKind::Relu,
         }),
+        preprocess: None,
     };
     let net = cfg.init_default(&Device::flex());
     (Manifest::new(cfg, "test"), net)

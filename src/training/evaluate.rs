@@ -4,9 +4,9 @@
 use burn::prelude::*;
 
 use super::data::Dataset;
-use super::parts::data_loss;
+use super::parts::loss_of;
 use super::spec::LossKind;
-use crate::model::{LoadedModel, Net, Standardize, Task};
+use crate::model::{Head, LoadedModel, Net, Standardize, Task};
 
 /// The metric's name for a task.
 pub fn metric_name(task: Task) -> &'static str {
@@ -16,38 +16,56 @@ pub fn metric_name(task: Task) -> &'static str {
     }
 }
 
+/// How a trained network is judged: its task, loss and head, and (regression) the
+/// target's standardisation.
+pub struct Judge<'a> {
+    pub task: Task,
+    pub loss: LossKind,
+    pub head: Head,
+    pub target_scale: Option<&'a Standardize>,
+}
+
+/// Rows per forward pass when evaluating, so memory stays bounded for any split.
+const EVAL_CHUNK: usize = 1024;
+
 /// Validation loss, metric and (regression) RMSE in target units.
 pub fn evaluate(
     net: &Net,
     device: &Device,
     x: &[f32],
     y: &[f32],
-    task: Task,
-    loss: LossKind,
-    target_scale: Option<&Standardize>,
+    judge: &Judge,
 ) -> (f64, f64, Option<f64>) {
     let n = y.len();
     let width = x.len() / n;
-    let xt = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [n, width]), device);
-    let val_loss =
-        f64::from(data_loss(net, xt.clone(), y.to_vec(), loss, device).into_scalar::<f32>());
-    let out: Vec<f32> = net
-        .forward(xt)
-        .into_data()
-        .try_into_vec()
-        .expect("f32 outputs");
-    match task {
+    let mut loss_sum = 0.0;
+    let mut out: Vec<f32> = Vec::with_capacity(n);
+    for (xs, ys) in x.chunks(EVAL_CHUNK * width).zip(y.chunks(EVAL_CHUNK)) {
+        let m = ys.len();
+        let xt = Tensor::<2>::from_data(TensorData::new(xs.to_vec(), [m, width]), device);
+        let o = net.forward(xt);
+        let l = loss_of(o.clone(), ys.to_vec(), judge.loss, judge.head, device);
+        loss_sum += f64::from(l.into_scalar::<f32>()) * m as f64;
+        out.extend(o.into_data().try_into_vec::<f32>().expect("f32 outputs"));
+    }
+    let val_loss = loss_sum / n as f64;
+    let threshold = if judge.head == Head::Sigmoid {
+        0.5
+    } else {
+        0.0
+    };
+    match judge.task {
         Task::Classification => {
             let k = out.len() / n;
             let correct = out
                 .chunks_exact(k)
                 .zip(y)
-                .filter(|(row, y)| predicted_class(row) == **y as usize)
+                .filter(|(row, y)| predicted_class(row, threshold) == **y as usize)
                 .count();
             (val_loss, correct as f64 / n as f64, None)
         }
         Task::Regression => {
-            let s = target_scale.expect("regression has a target scale");
+            let s = judge.target_scale.expect("regression has a target scale");
             let unscale = |v: f32| f64::from(v * s.std[0] + s.mean[0]);
             let truth: Vec<f64> = y.iter().map(|v| unscale(*v)).collect();
             let pred: Vec<f64> = out.iter().map(|v| unscale(*v)).collect();
@@ -57,11 +75,11 @@ pub fn evaluate(
     }
 }
 
-/// The class a row of outputs picks: argmax of logits, or `p > 0.5` for one sigmoid
-/// output.
-pub fn predicted_class(row: &[f32]) -> usize {
+/// The class a row of outputs picks: the argmax, or for one output whether it is
+/// above `threshold` (0 for a logit, 0.5 for a probability).
+pub fn predicted_class(row: &[f32], threshold: f32) -> usize {
     if row.len() == 1 {
-        return usize::from(row[0] > 0.0);
+        return usize::from(row[0] > threshold);
     }
     row.iter()
         .enumerate()
@@ -89,11 +107,18 @@ pub fn r2_rmse(pred: &[f64], truth: &[f64]) -> (f64, f64) {
 /// them): accuracy by label name, or R^2. `None` when it cannot score them at all
 /// (other width, other task, labels it does not know, several outputs).
 pub fn score(model: &LoadedModel, data: &Dataset) -> Option<f64> {
-    if model.input_width() != data.width() || model.manifest().net.task != data.task {
+    if model.input_width() != data.width()
+        || model.manifest().net.task != data.task
+        || model.check_values(&data.x).is_err()
+    {
         return None;
     }
     let n = data.len();
-    let out = model.forward(data.x.clone(), n);
+    let width = data.width();
+    let mut out = Vec::with_capacity(n * model.output_width());
+    for rows in data.x.chunks(EVAL_CHUNK * width) {
+        out.extend(model.forward(rows.to_vec(), rows.len() / width));
+    }
     match data.task {
         Task::Classification => {
             let names = model.manifest().label_names();
@@ -104,7 +129,7 @@ pub fn score(model: &LoadedModel, data: &Dataset) -> Option<f64> {
             let correct = out
                 .chunks_exact(k)
                 .zip(&data.y)
-                .filter(|(row, y)| names[predicted_class(row)] == data.labels[**y as usize])
+                .filter(|(row, y)| names[predicted_class(row, 0.5)] == data.labels[**y as usize])
                 .count();
             Some(correct as f64 / n as f64)
         }

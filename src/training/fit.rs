@@ -9,11 +9,11 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::data::{Dataset, SplitMix64};
-use super::evaluate::evaluate;
+use super::evaluate::{Judge, evaluate};
 use super::parts::{data_loss, initializer, optimizer, penalty};
-use super::spec::{LossKind, TrainSpec};
+use super::spec::{LossKind, ModelChoice, TrainSpec};
 use crate::model::net::{Architecture, MlpConfig};
-use crate::model::{Manifest, Net, NetConfig, Standardize, Task};
+use crate::model::{Head, Manifest, Net, NetConfig, Standardize, Task};
 
 /// One epoch's figures.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -61,8 +61,9 @@ pub fn loss_for(spec: &TrainSpec, task: Task) -> LossKind {
     })
 }
 
-/// The network for `data`: the spec's MLP shape sized to the data, or a model-config
-/// file, which must agree with the data's width, task and classes.
+/// The network for `data`: the spec's MLP shape sized to the data, a layer stack, or
+/// a model-config file; a stack or a file must agree with the data's width, task and
+/// classes. A file's `[preprocess]` is dropped: trained versions fit their own.
 pub fn resolve_net(
     spec: &TrainSpec,
     data: &Dataset,
@@ -83,8 +84,19 @@ pub fn resolve_net(
             return Err(format!("loss {loss:?} does not fit task {task:?}").to_lowercase());
         }
     };
-    let net = match file {
-        Some(cfg) => {
+    let given = match (file, &spec.model) {
+        (Some(cfg), _) => Some(cfg),
+        (None, ModelChoice::Sequential(seq)) => Some(NetConfig {
+            task: data.task,
+            architecture: Architecture::Sequential(seq.clone()),
+            preprocess: None,
+        }),
+        (None, ModelChoice::Mlp(_)) => None,
+        (None, ModelChoice::File(_)) => return Err("a model file was named but not loaded".into()),
+    };
+    let net = match given {
+        Some(mut cfg) => {
+            cfg.preprocess = None;
             if cfg.task != data.task {
                 return Err(format!(
                     "the model config is for {:?}, the data is {:?}",
@@ -92,10 +104,12 @@ pub fn resolve_net(
                 )
                 .to_lowercase());
             }
+            cfg.validate().map_err(|e| e.to_string())?;
             if cfg.input_width() != data.width() || cfg.output_width() != output {
                 return Err(format!(
-                    "the model config takes {} inputs and gives {} outputs; the data needs {} and {output}",
+                    "the model takes {} inputs (input shape {:?}) and gives {} outputs; the data has {} feature columns and needs {output} outputs",
                     cfg.input_width(),
+                    cfg.input_shape(),
                     cfg.output_width(),
                     data.width()
                 ));
@@ -103,8 +117,8 @@ pub fn resolve_net(
             cfg
         }
         None => {
-            let super::spec::ModelChoice::Mlp(shape) = &spec.model else {
-                return Err("a model file was named but not loaded".into());
+            let ModelChoice::Mlp(shape) = &spec.model else {
+                unreachable!("handled above");
             };
             NetConfig {
                 task: data.task,
@@ -114,10 +128,29 @@ pub fn resolve_net(
                     output,
                     activation: shape.activation,
                 }),
+                preprocess: None,
             }
         }
     };
     net.validate().map_err(|e| e.to_string())?;
+    match (loss, net.head()) {
+        (LossKind::Bce, Head::Softmax | Head::LogSoftmax) => {
+            return Err("loss bce needs one logit or a sigmoid head, not a softmax".into());
+        }
+        (LossKind::CrossEntropy, Head::Sigmoid) => {
+            return Err("loss cross_entropy needs logits or a softmax head, not a sigmoid".into());
+        }
+        _ => {}
+    }
+    if let Err((k, why)) = net.check_values(&data.x) {
+        let w = data.width();
+        return Err(format!(
+            "row {}, column {:?}: {} {why}",
+            k / w,
+            data.features[k % w],
+            data.x[k]
+        ));
+    }
     Ok(net)
 }
 
@@ -151,14 +184,17 @@ pub fn fit(
         .map_err(|e| FitError::Invalid(e.to_string()))?;
     let train = data.select(&train_idx);
     let validation = data.select(&val_idx);
-    let standardize = train.fit_standardize();
+    // Embedding ids are never standardised.
+    let standardize = net_config.ids().is_none().then(|| train.fit_standardize());
     let target_scale = match data.task {
         Task::Regression => Some(Standardize::fit(&train.y, 1)),
         Task::Classification => None,
     };
     let prepare = |d: &Dataset| {
         let mut x = d.x.clone();
-        standardize.apply(&mut x);
+        if let Some(s) = &standardize {
+            s.apply(&mut x);
+        }
         let y: Vec<f32> = match &target_scale {
             Some(s) => d.y.iter().map(|v| (v - s.mean[0]) / s.std[0]).collect(),
             None => d.y.clone(),
@@ -174,6 +210,7 @@ pub fn fit(
     let mut net = net_config.init(&initializer(&spec.init), &device);
     let mut optim = optimizer(&spec.optimizer);
     let loss_kind = loss_for(spec, data.task);
+    let head = net_config.head();
     let lr = spec.optimizer.lr();
     let width = data.width();
     let mut rng = SplitMix64(spec.seed ^ 0x5EED);
@@ -197,7 +234,7 @@ pub fn fit(
             }
             let yb: Vec<f32> = batch.iter().map(|&i| train_y[i]).collect();
             let x = Tensor::<2>::from_data(TensorData::new(xb, [batch.len(), width]), &device);
-            let loss = data_loss(&net, x, yb, loss_kind, &device);
+            let loss = data_loss(&net, x, yb, loss_kind, head, &device);
             loss_sum += f64::from(loss.clone().into_scalar::<f32>()) * batch.len() as f64;
             let loss = loss + penalty(&net, spec.l1, spec.l2, &device);
             let grads = GradientsParams::from_grads(loss.backward(), &net);
@@ -208,15 +245,14 @@ pub fn fit(
             return Err(FitError::Diverged(epoch));
         }
         let valid = net.valid();
-        let (val_loss, val_metric, val_rmse) = evaluate(
-            &valid,
-            &eval_device,
-            &val_x,
-            &val_y,
-            data.task,
-            loss_kind,
-            target_scale.as_ref(),
-        );
+        let judge = Judge {
+            task: data.task,
+            loss: loss_kind,
+            head,
+            target_scale: target_scale.as_ref(),
+        };
+        let (val_loss, val_metric, val_rmse) =
+            evaluate(&valid, &eval_device, &val_x, &val_y, &judge);
         let seconds = started.elapsed().as_secs_f64();
         let report = EpochReport {
             epoch,
@@ -244,7 +280,7 @@ pub fn fit(
     let (best, net) = best.expect("at least one epoch ran");
 
     let mut manifest = Manifest::new(net_config, "train");
-    manifest.standardize = Some(standardize);
+    manifest.standardize = standardize;
     manifest.target_standardize = target_scale;
     manifest.feature_names = Some(data.features.clone());
     if data.task == Task::Classification {

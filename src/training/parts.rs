@@ -9,7 +9,7 @@ use burn::optim::{AdaGradConfig, AdamConfig, AdamWConfig, RmsPropConfig, SgdConf
 use burn::prelude::*;
 
 use super::spec::{InitSpec, LossKind, OptimizerSpec};
-use crate::model::Net;
+use crate::model::{Head, Net};
 
 pub fn initializer(spec: &InitSpec) -> Initializer {
     match *spec {
@@ -82,28 +82,62 @@ pub fn optimizer(spec: &OptimizerSpec) -> burn::optim::ModuleOptimizer {
     }
 }
 
-/// The mean data loss of `net` on one batch.
+/// Smallest probability a log is taken of (a softmax or sigmoid head can give 0).
+const MIN_PROBABILITY: f64 = 1e-7;
+
+/// The mean data loss of `net` on one batch. A classifier's head decides the form:
+/// logits take the usual cross-entropy; a `log_softmax` head takes the negative
+/// log-likelihood of its outputs as they are, a `softmax` or `sigmoid` head that of
+/// their logarithm (never a second softmax).
 pub fn data_loss(
     net: &Net,
     x: Tensor<2>,
     y: Vec<f32>,
     loss: LossKind,
+    head: Head,
+    device: &Device,
+) -> Tensor<1> {
+    let out = net.forward(x);
+    loss_of(out, y, loss, head, device)
+}
+
+/// The mean loss of outputs `out` against targets `y` (see [`data_loss`]).
+pub fn loss_of(
+    out: Tensor<2>,
+    y: Vec<f32>,
+    loss: LossKind,
+    head: Head,
     device: &Device,
 ) -> Tensor<1> {
     let n = y.len();
-    let out = net.forward(x);
-    match loss {
-        LossKind::Mse => {
+    match (loss, head) {
+        (LossKind::Mse, _) => {
             let target = Tensor::<2>::from_data(TensorData::new(y, [n, 1]), device);
             MseLoss::new().forward(out, target, Reduction::Mean)
         }
-        LossKind::CrossEntropy => {
+        (LossKind::CrossEntropy, Head::LogSoftmax | Head::Softmax) => {
+            let log_p = match head {
+                Head::Softmax => out.clamp_min(MIN_PROBABILITY).log(),
+                _ => out,
+            };
+            let target = class_tensor(&y, [n], device).reshape([n, 1]);
+            log_p.gather(1, target).mean().neg()
+        }
+        (LossKind::CrossEntropy, _) => {
             let target = class_tensor(&y, [n], device);
             CrossEntropyLossConfig::new()
                 .init(device)
                 .forward(out, target)
         }
-        LossKind::Bce => {
+        (LossKind::Bce, Head::Sigmoid) => {
+            let p = out.clamp(MIN_PROBABILITY, 1.0 - MIN_PROBABILITY);
+            let t = Tensor::<2>::from_data(TensorData::new(y, [n, 1]), device);
+            let one_minus = |v: Tensor<2>| v.neg().add_scalar(1.0);
+            (t.clone() * p.clone().log() + one_minus(t) * one_minus(p).log())
+                .mean()
+                .neg()
+        }
+        (LossKind::Bce, _) => {
             let target = Tensor::<2, Int>::from_data(
                 TensorData::new(y.iter().map(|v| *v as i64).collect::<Vec<_>>(), [n, 1]),
                 device,

@@ -2,15 +2,17 @@
 //! accept, with documented defaults, validated before a job is queued.
 //!
 //! Choices may be written as a name (`"adam"`, `"xavier"`) or as an object with a
-//! `kind` and the knobs (`{"kind": "adam", "lr": 0.01}`); a model is either a file
-//! in the config directory (`"seed-mlp"`) or an MLP shape (`{"hidden": [64]}`).
+//! `kind` and the knobs (`{"kind": "adam", "lr": 0.01}`); a model is a file in the
+//! model-config directory (`"seed-mlp"`), an MLP shape (`{"hidden": [64]}`), or a
+//! layer stack written as a model config's `[architecture]` is
+//! (`{"kind": "sequential", "input_shape": [1, 8, 8], "layers": [...]}`).
 
 use serde::de::{DeserializeOwned, Error as _};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use super::optimizer::OptimizerSpec;
 use crate::model::Task;
-use crate::model::net::ActivationKind;
+use crate::model::net::{ActivationKind, SequentialConfig};
 
 /// A full training recipe. Every field has a default.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -20,8 +22,9 @@ pub struct TrainSpec {
     pub target: String,
     /// `regression` or `classification`; inferred from the targets when absent.
     pub task: Option<Task>,
-    /// The network: an MLP shape, or the name of a model-config file.
+    /// The network: an MLP shape, a layer stack, or the name of a model-config file.
     #[serde(deserialize_with = "model_choice")]
+    #[schema(value_type = Object)]
     pub model: ModelChoice,
     #[serde(deserialize_with = "name_or_object")]
     pub init: InitSpec,
@@ -72,20 +75,38 @@ impl Default for TrainSpec {
 }
 
 /// Where the network comes from.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ModelChoice {
     /// A model-config file in the config directory (`seed-mlp` or `seed-mlp.toml`).
     File(String),
     /// An MLP whose input and output widths follow the data.
     Mlp(MlpShape),
+    /// A layer stack (`kind = "sequential"`): `input_shape` must hold the data's
+    /// feature columns, and the output the task's width.
+    Sequential(SequentialConfig),
+}
+
+impl Serialize for ModelChoice {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ModelChoice::File(name) => name.serialize(s),
+            ModelChoice::Mlp(shape) => shape.serialize(s),
+            ModelChoice::Sequential(cfg) => {
+                let mut v = serde_json::to_value(cfg).map_err(serde::ser::Error::custom)?;
+                if let serde_json::Value::Object(m) = &mut v {
+                    m.insert("kind".into(), "sequential".into());
+                }
+                v.serialize(s)
+            }
+        }
+    }
 }
 
 /// The hidden part of an MLP; input and output widths come from the data.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct MlpShape {
-    /// Always `mlp` for now (CNN and sequence models come later).
+    /// `mlp` (a layer stack is `{"kind": "sequential", ...}`).
     pub kind: String,
     pub hidden: Vec<usize>,
     pub activation: ActivationKind,
@@ -202,7 +223,7 @@ impl TrainSpec {
         if let ModelChoice::Mlp(m) = &self.model {
             if m.kind != "mlp" {
                 return Err(format!(
-                    "model.kind {:?} is not supported (only \"mlp\")",
+                    "model.kind {:?} is not supported (\"mlp\" or \"sequential\")",
                     m.kind
                 ));
             }
@@ -210,6 +231,9 @@ impl TrainSpec {
             {
                 return Err("model.hidden: between 0 and 64 layers of 1 to 65536 units".into());
             }
+        }
+        if let ModelChoice::Sequential(cfg) = &self.model {
+            cfg.plan().map_err(|e| format!("model: {e}"))?;
         }
         if let ModelChoice::File(name) = &self.model
             && (name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.'))
@@ -240,10 +264,19 @@ fn name_or_object<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Resul
     serde_json::from_value(value).map_err(D::Error::custom)
 }
 
-/// A string names a model-config file; an object is an MLP shape.
+/// A string names a model-config file; an object is an MLP shape, or a layer stack
+/// when its `kind` is `sequential`.
 fn model_choice<'de, D: Deserializer<'de>>(d: D) -> Result<ModelChoice, D::Error> {
     match serde_json::Value::deserialize(d)? {
         serde_json::Value::String(name) => Ok(ModelChoice::File(name)),
+        serde_json::Value::Object(mut m)
+            if m.get("kind").and_then(|k| k.as_str()) == Some("sequential") =>
+        {
+            m.remove("kind");
+            serde_json::from_value(serde_json::Value::Object(m))
+                .map(ModelChoice::Sequential)
+                .map_err(D::Error::custom)
+        }
         other => serde_json::from_value(other)
             .map(ModelChoice::Mlp)
             .map_err(D::Error::custom),
@@ -319,5 +352,29 @@ mod tests {
         );
         assert_eq!(s.epochs, 100);
         assert_eq!(s.loss, Some(LossKind::Mse));
+    }
+
+    #[test]
+    fn an_inline_layer_stack_parses_and_round_trips() {
+        let s: TrainSpec = serde_json::from_str(
+            r#"{"model": {"kind": "sequential", "input_shape": [4], "layers": [
+                {"type": "linear", "in_features": 4, "out_features": 3}]}}"#,
+        )
+        .unwrap();
+        s.validate().unwrap();
+        let ModelChoice::Sequential(cfg) = &s.model else {
+            panic!("{:?}", s.model)
+        };
+        assert_eq!(cfg.input_shape, [4]);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["model"]["kind"], "sequential");
+        let back: TrainSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(back, s);
+        let bad: TrainSpec = serde_json::from_str(
+            r#"{"model": {"kind": "sequential", "input_shape": [4], "layers": [
+                {"type": "linear", "in_features": 5, "out_features": 3}]}}"#,
+        )
+        .unwrap();
+        assert!(bad.validate().unwrap_err().contains("in_features = 5"));
     }
 }

@@ -40,6 +40,7 @@ pub fn seed_small_model(store: &Path, width: usize) -> LoadedModel {
             output: 2,
             activation: ActivationKind::Tanh,
         }),
+        preprocess: None,
     };
     let device = Device::flex();
     let net = cfg.init_default(&device);
@@ -57,7 +58,7 @@ pub fn import_seed_mlp(store: &Path) -> String {
         .args(["import", "--weights"])
         .arg(data("seed_mlp.safetensors"))
         .arg("--model-config")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/seed-mlp.toml"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/models/seed-mlp.toml"))
         .arg("--store")
         .arg(store)
         .output()

@@ -1,0 +1,122 @@
+//! `POST /explain`: which input values drove each prediction, by the version that
+//! serves (gradient x input, or integrated gradients), computed on the explainer
+//! thread.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::predict::Instances;
+use super::{ApiError, ApiJson, AppState, MODEL_VERSION_HEADER, auth};
+use crate::explainer::ExplainFailure;
+use crate::model::explain::{Explanation, Method, Request};
+
+fn default_steps() -> usize {
+    32
+}
+
+/// The request body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainRequest {
+    /// Instances as for `/predict` (flat, or nested in the model's input shape).
+    #[schema(value_type = Vec<Vec<f32>>)]
+    pub instances: Instances,
+    pub method: Method,
+    /// Integration points for `integrated_gradients` (default 32).
+    #[serde(default = "default_steps")]
+    #[schema(minimum = 1)]
+    pub steps: usize,
+    /// The reference input, one raw value per input (default: all zeros).
+    #[serde(default)]
+    pub baseline: Option<Vec<f32>>,
+    /// The class to explain (classifiers; default: the predicted one), or the
+    /// output index (multi-output regression; default 0).
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+/// The response body.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExplainResponse {
+    pub explanations: Vec<Explanation>,
+    pub model_version: String,
+}
+
+/// Explains each instance's prediction.
+#[utoipa::path(post, path = "/explain", tag = "predict",
+    request_body = ExplainRequest,
+    responses(
+        (status = 200, description = "One explanation per instance", body = ExplainResponse,
+            headers(("x-model-version" = String, description = "The version explained"))),
+        (status = 400, description = "Not valid JSON", body = crate::api::error::ErrorBody),
+        (status = 401, description = "auth.protect_predict is on and the token is missing or wrong", body = crate::api::error::ErrorBody),
+        (status = 413, description = "More instances than explain.max_rows", body = crate::api::error::ErrorBody),
+        (status = 415, description = "Not JSON", body = crate::api::error::ErrorBody),
+        (status = 422, description = "Wrong widths, a bad baseline, target or steps, or a model whose inputs are ids", body = crate::api::error::ErrorBody),
+        (status = 429, description = "Too many explanations waiting (Retry-After)", body = crate::api::error::ErrorBody),
+        (status = 503, description = "Loading or shutting down", body = crate::api::error::ErrorBody),
+    ),
+    security((), ("bearer" = [])))]
+pub async fn explain(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<ApiJson<ExplainRequest>, ApiError>,
+) -> Result<Response, ApiError> {
+    auth::check_predict(&headers, &state)?;
+    let ApiJson(body) = body?;
+    let limits = &state.config.explain;
+    let n = body.instances.rows;
+    if n == 0 {
+        return Err(ApiError::Unprocessable(
+            "\"instances\" must hold at least one row".into(),
+        ));
+    }
+    if n > limits.max_rows {
+        return Err(ApiError::TooLarge(format!(
+            "{n} instances in one request; the limit is {} (explain.max_rows)",
+            limits.max_rows
+        )));
+    }
+    if body.steps == 0 || body.steps > limits.max_steps {
+        return Err(ApiError::Unprocessable(format!(
+            "steps must be between 1 and {} (explain.max_steps), got {}",
+            limits.max_steps, body.steps
+        )));
+    }
+    let model = state
+        .model
+        .current()
+        .ok_or_else(|| ApiError::NotReady("no model is loaded yet".into()))?;
+    let values = body.instances.check(&model)?;
+    let request = Request {
+        rows: values,
+        n,
+        method: body.method,
+        steps: body.steps,
+        baseline: body.baseline,
+        target: body.target,
+    };
+    let version = model.version().to_string();
+    let explanations = state
+        .explainer
+        .explain(model, request)
+        .await
+        .map_err(|e| match e {
+            ExplainFailure::Invalid(e) => ApiError::Unprocessable(e.to_string()),
+            ExplainFailure::QueueFull => ApiError::QueueFull,
+            ExplainFailure::Stopped => ApiError::NotReady(e.to_string()),
+            ExplainFailure::Compute => ApiError::Internal(e.to_string()),
+        })?;
+    let mut response = Json(ExplainResponse {
+        explanations,
+        model_version: version.clone(),
+    })
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&version) {
+        response.headers_mut().insert(MODEL_VERSION_HEADER, v);
+    }
+    Ok(response)
+}

@@ -1,0 +1,258 @@
+//! Attributions: which input values drove one prediction, computed with Burn's
+//! autodiff on the version that serves, in inference mode.
+//!
+//! The network is taken in `.valid()` form (dropout off, batch norm on its running
+//! statistics, which nothing here writes) and forked onto an autodiff device; only
+//! the input requires a gradient. Preprocessing is part of the differentiated
+//! function, so attributions, baselines and outputs are all in the raw units the
+//! client sent. Classifiers explain the logit (the score before softmax) of the
+//! predicted class or of `target`; regression explains the output in target units.
+//!
+//! - `gradient_x_input`: `(x - baseline) * df/dx` at `x` (the baseline defaults to
+//!   zeros, giving the classic gradient times input).
+//! - `integrated_gradients`: `(x - baseline) * mean of df/dx` over `steps` points on
+//!   the straight line from the baseline to `x` (midpoints), so the attributions
+//!   add up to `f(x) - f(baseline)` up to the integration error.
+
+use burn::module::Module;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::{LoadedModel, Task};
+
+/// The attribution method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    GradientXInput,
+    IntegratedGradients,
+}
+
+/// What to explain, checked against the model by [`explain`].
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Row-major instances, `n` x the model's input width, raw (unstandardised).
+    pub rows: Vec<f32>,
+    pub n: usize,
+    pub method: Method,
+    /// Integration points (integrated gradients).
+    pub steps: usize,
+    /// One raw value per input; zeros when absent.
+    pub baseline: Option<Vec<f32>>,
+    /// A class label (classifiers) or an output index (multi-output regression).
+    pub target: Option<String>,
+}
+
+/// One instance's explanation.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Explanation {
+    /// One number per input value, in the instance's flat order.
+    pub attributions: Vec<f32>,
+    /// The class (label) or output index explained.
+    pub target: String,
+    /// The explained quantity at the instance: the class's logit, or the output.
+    pub output: f32,
+    /// The same at the baseline (integrated gradients).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_output: Option<f32>,
+}
+
+/// Why an explanation cannot be computed (the client's mistake: a 422).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct ExplainError(pub String);
+
+/// Rows per forward-and-backward pass; larger requests run as several passes.
+pub const CHUNK_ROWS: usize = 256;
+
+/// Explains every instance of `req` with `model`; `pace` runs before each pass
+/// (the caller yields to serving there).
+pub fn explain(
+    model: &LoadedModel,
+    req: &Request,
+    pace: &mut dyn FnMut(),
+) -> Result<Vec<Explanation>, ExplainError> {
+    let bad = |m: String| Err(ExplainError(m));
+    let manifest = model.manifest();
+    let net_cfg = &manifest.net;
+    let width = model.input_width();
+    if net_cfg.ids().is_some() {
+        return bad(
+            "this model's first layer is an embedding: its inputs are ids, which have no gradient to explain".into(),
+        );
+    }
+    if req.rows.len() != req.n * width {
+        return bad(format!("instances must have {width} values each"));
+    }
+    let baseline = match &req.baseline {
+        Some(b) if b.len() != width => {
+            return bad(format!(
+                "baseline has {} values; the model takes {width}",
+                b.len()
+            ));
+        }
+        Some(b) if b.iter().any(|v| !v.is_finite()) => {
+            return bad("baseline values must be finite numbers".into());
+        }
+        Some(b) => b.clone(),
+        None => vec![0.0; width],
+    };
+    let outputs = net_cfg.output_width();
+    let names = manifest.label_names();
+    let fixed_target = match (net_cfg.task, &req.target) {
+        // One output: its logit is the second class's.
+        (Task::Classification, Some(label)) if outputs == 1 && *label != names[1] => {
+            return bad(format!(
+                "this classifier has one output, the logit of {:?}; target must be that class",
+                names[1]
+            ));
+        }
+        (Task::Classification, _) if outputs == 1 => Some(0),
+        (Task::Classification, Some(label)) => match names.iter().position(|n| n == label) {
+            Some(i) => Some(i),
+            None => {
+                return bad(format!(
+                    "target {label:?} is not a class; the classes are {names:?}"
+                ));
+            }
+        },
+        (Task::Regression, Some(t)) => match t.parse::<usize>() {
+            Ok(i) if i < outputs => Some(i),
+            _ => {
+                return bad(format!(
+                    "target {t:?} must be an output index below {outputs} for this regression model"
+                ));
+            }
+        },
+        (Task::Regression, None) => Some(0),
+        (Task::Classification, None) => None,
+    };
+
+    let device = model.device().clone().autodiff();
+    let net = model.net().valid().fork(&device);
+    let (mean, std) = match &manifest.standardize {
+        Some(s) => (s.mean.clone(), s.std.clone()),
+        None => (vec![0.0; width], vec![1.0; width]),
+    };
+    let target_scale = match (net_cfg.task, &manifest.target_standardize) {
+        (Task::Regression, Some(t)) => (t.std[0], t.mean[0]),
+        _ => (1.0, 0.0),
+    };
+    // f(rows) per row, and d f / d rows, for the chosen output of each row.
+    let grad = |rows: Vec<f32>, targets: &[Option<usize>]| -> (Vec<f32>, Vec<f32>, Vec<usize>) {
+        let m = targets.len();
+        let x = Tensor::<2>::from_data(TensorData::new(rows, [m, width]), &device).require_grad();
+        let mean_t = Tensor::<2>::from_data(TensorData::new(mean.clone(), [1, width]), &device);
+        let std_t = Tensor::<2>::from_data(TensorData::new(std.clone(), [1, width]), &device);
+        let z = x.clone().sub(mean_t).div(std_t);
+        let out = net.forward_logits(z);
+        let k = out.dims()[1];
+        let values: Vec<f32> = out.clone().into_data().try_into_vec().unwrap_or_default();
+        let chosen: Vec<usize> = targets
+            .iter()
+            .enumerate()
+            .map(|(r, t)| t.unwrap_or_else(|| predicted(&values[r * k..(r + 1) * k])))
+            .collect();
+        let idx = Tensor::<2, Int>::from_data(
+            TensorData::new(chosen.iter().map(|c| *c as i64).collect::<Vec<_>>(), [m, 1]),
+            &device,
+        );
+        let picked = out.gather(1, idx).mul_scalar(target_scale.0);
+        let f: Vec<f32> = picked
+            .clone()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v + target_scale.1)
+            .collect();
+        let grads = picked.sum().backward();
+        let g: Vec<f32> = x
+            .grad(&grads)
+            .map(|g| g.into_data().try_into_vec().unwrap_or_default())
+            .unwrap_or_else(|| vec![0.0; m * width]);
+        (f, g, chosen)
+    };
+
+    let label = |c: usize| match net_cfg.task {
+        Task::Classification if outputs == 1 => names[1].clone(),
+        Task::Classification => names[c.min(names.len() - 1)].clone(),
+        Task::Regression => c.to_string(),
+    };
+    let mut out = Vec::with_capacity(req.n);
+    match req.method {
+        Method::GradientXInput => {
+            for chunk in req.rows.chunks(CHUNK_ROWS * width) {
+                pace();
+                let m = chunk.len() / width;
+                let (f, g, chosen) = grad(chunk.to_vec(), &vec![fixed_target; m]);
+                for r in 0..m {
+                    let x = &chunk[r * width..(r + 1) * width];
+                    out.push(Explanation {
+                        attributions: (0..width)
+                            .map(|j| (x[j] - baseline[j]) * g[r * width + j])
+                            .collect(),
+                        target: label(chosen[r]),
+                        output: f[r],
+                        baseline_output: None,
+                    });
+                }
+            }
+        }
+        Method::IntegratedGradients => {
+            let steps = req.steps.max(1);
+            let per_pass = (CHUNK_ROWS / steps).max(1);
+            for group in req.rows.chunks(per_pass * width) {
+                pace();
+                let m = group.len() / width;
+                // The class of each instance is chosen at the instance itself.
+                let (f_x, _, chosen) = grad(group.to_vec(), &vec![fixed_target; m]);
+                let targets: Vec<Option<usize>> = chosen.iter().map(|c| Some(*c)).collect();
+                let (f_b, _, _) = grad(baseline.repeat(m), &targets);
+                let mut path = Vec::with_capacity(m * steps * width);
+                let mut path_targets = Vec::with_capacity(m * steps);
+                for r in 0..m {
+                    let x = &group[r * width..(r + 1) * width];
+                    for s in 0..steps {
+                        let alpha = (s as f32 + 0.5) / steps as f32;
+                        path.extend((0..width).map(|j| baseline[j] + alpha * (x[j] - baseline[j])));
+                        path_targets.push(Some(chosen[r]));
+                    }
+                }
+                let (_, g, _) = grad(path, &path_targets);
+                for r in 0..m {
+                    let x = &group[r * width..(r + 1) * width];
+                    let mut avg = vec![0f64; width];
+                    for s in 0..steps {
+                        let row = (r * steps + s) * width;
+                        for j in 0..width {
+                            avg[j] += f64::from(g[row + j]);
+                        }
+                    }
+                    out.push(Explanation {
+                        attributions: (0..width)
+                            .map(|j| ((x[j] - baseline[j]) as f64 * avg[j] / steps as f64) as f32)
+                            .collect(),
+                        target: label(chosen[r]),
+                        output: f_x[r],
+                        baseline_output: Some(f_b[r]),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The index of the largest score (the first on ties); 0 when there is one.
+fn predicted(row: &[f32]) -> usize {
+    if row.len() == 1 {
+        return 0;
+    }
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |acc, (i, v)| {
+            if *v > acc.1 { (i, *v) } else { acc }
+        })
+        .0
+}

@@ -1,0 +1,425 @@
+//! Convolutions and pooling over 1-D (`[C, L]`) and 2-D (`[C, H, W]`) inputs.
+
+use burn::nn::Initializer;
+use burn::nn::PaddingConfig1d;
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig};
+use burn::prelude::*;
+use burn::tensor::module::{
+    adaptive_avg_pool1d, adaptive_avg_pool2d, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d,
+};
+use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
+use serde::{Deserialize, Serialize};
+
+use super::args::{Dims, MAX_DIM, Padding, PaddingMode, positive, window_out, yes};
+use super::torch::{Source, TorchShape, param};
+
+fn one() -> Dims {
+    Dims::One(1)
+}
+fn one_usize() -> usize {
+    1
+}
+fn zeros() -> String {
+    "zeros".into()
+}
+
+/// `nn.Conv1d` / `nn.Conv2d`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConvArgs {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel_size: Dims,
+    #[serde(default = "one")]
+    pub stride: Dims,
+    #[serde(default)]
+    pub padding: Padding,
+    #[serde(default = "one")]
+    pub dilation: Dims,
+    #[serde(default = "one_usize")]
+    pub groups: usize,
+    #[serde(default = "yes")]
+    pub bias: bool,
+    /// Only PyTorch's default, `"zeros"`.
+    #[serde(default = "zeros")]
+    pub padding_mode: String,
+}
+
+/// The resolved geometry of a convolution or pooling window over `n` dimensions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    pub kernel: Vec<usize>,
+    pub stride: Vec<usize>,
+    pub dilation: Vec<usize>,
+    /// (before, after) per dimension.
+    pub padding: Vec<(usize, usize)>,
+}
+
+fn expand(d: &Dims, n: usize, what: &str) -> Result<Vec<usize>, String> {
+    let v = match n {
+        1 => d.expand::<1>(what)?.to_vec(),
+        _ => d.expand::<2>(what)?.to_vec(),
+    };
+    if v.iter().any(|x| *x == 0 || *x > MAX_DIM) {
+        return Err(format!("{what} must be between 1 and {MAX_DIM}, got {d:?}"));
+    }
+    Ok(v)
+}
+
+impl ConvArgs {
+    fn window(&self, n: usize) -> Result<Window, String> {
+        let kernel = expand(&self.kernel_size, n, "kernel_size")?;
+        let stride = expand(&self.stride, n, "stride")?;
+        let dilation = expand(&self.dilation, n, "dilation")?;
+        let padding = match &self.padding {
+            Padding::Size(p) => {
+                let p = match n {
+                    1 => p.expand::<1>("padding")?.to_vec(),
+                    _ => p.expand::<2>("padding")?.to_vec(),
+                };
+                if p.iter().any(|x| *x > MAX_DIM) {
+                    return Err(format!("padding must be at most {MAX_DIM}"));
+                }
+                p.into_iter().map(|p| (p, p)).collect()
+            }
+            Padding::Mode(PaddingMode::Valid) => vec![(0, 0); n],
+            Padding::Mode(PaddingMode::Same) => {
+                if stride.iter().any(|s| *s != 1) {
+                    return Err("padding = \"same\" needs stride 1 (as in PyTorch)".into());
+                }
+                // PyTorch pads the odd one out after.
+                kernel
+                    .iter()
+                    .zip(&dilation)
+                    .map(|(k, d)| {
+                        let total = d * (k - 1);
+                        (total / 2, total - total / 2)
+                    })
+                    .collect()
+            }
+        };
+        Ok(Window {
+            kernel,
+            stride,
+            dilation,
+            padding,
+        })
+    }
+
+    /// Checks the arguments against an input of `n` spatial dimensions.
+    pub fn output_shape(&self, n: usize, input: &[usize]) -> Result<Vec<usize>, String> {
+        positive("in_channels", self.in_channels)?;
+        positive("out_channels", self.out_channels)?;
+        positive("groups", self.groups)?;
+        if self.padding_mode != "zeros" {
+            return Err(format!(
+                "padding_mode {:?} is not supported (only \"zeros\")",
+                self.padding_mode
+            ));
+        }
+        if self.in_channels % self.groups != 0 || self.out_channels % self.groups != 0 {
+            return Err(format!(
+                "in_channels ({}) and out_channels ({}) must both be divisible by groups ({})",
+                self.in_channels, self.out_channels, self.groups
+            ));
+        }
+        if input.len() != n + 1 {
+            return Err(format!(
+                "takes [channels, {}] inputs, got shape {input:?}",
+                if n == 1 { "length" } else { "height, width" }
+            ));
+        }
+        if input[0] != self.in_channels {
+            return Err(format!(
+                "in_channels = {} but the input has {} channels (input shape {input:?})",
+                self.in_channels, input[0]
+            ));
+        }
+        let w = self.window(n)?;
+        let mut out = vec![self.out_channels];
+        for i in 0..n {
+            out.push(window_out(
+                input[i + 1],
+                w.kernel[i],
+                w.stride[i],
+                w.padding[i],
+                w.dilation[i],
+                false,
+            )?);
+        }
+        Ok(out)
+    }
+
+    pub fn parameters(&self, n: usize) -> u64 {
+        let k: u64 = self
+            .window(n)
+            .map(|w| w.kernel.iter().map(|k| *k as u64).product())
+            .unwrap_or(0);
+        let o = self.out_channels as u64;
+        o * (self.in_channels / self.groups.max(1)) as u64 * k + if self.bias { o } else { 0 }
+    }
+
+    fn weight_shape(&self, n: usize) -> Vec<usize> {
+        let w = self.window(n).expect("validated");
+        let mut s = vec![self.out_channels, self.in_channels / self.groups];
+        s.extend(w.kernel);
+        s
+    }
+
+    pub fn init1d(&self, init: &Initializer, device: &Device) -> Conv1d {
+        let w = self.window(1).expect("validated");
+        let mut conv = Conv1dConfig::new(self.in_channels, self.out_channels, w.kernel[0])
+            .with_stride(w.stride[0])
+            .with_dilation(w.dilation[0])
+            .with_groups(self.groups)
+            .with_bias(false)
+            .with_padding(PaddingConfig1d::Explicit(w.padding[0].0, w.padding[0].1))
+            .with_initializer(init.clone())
+            .init(device);
+        // Burn's Conv1d gives its bias no fan_out, which Xavier needs (a panic at
+        // first use): make the bias here, with both fans.
+        if self.bias {
+            let k = w.kernel[0];
+            let fan_in = self.in_channels / self.groups * k;
+            let fan_out = self.out_channels / self.groups * k;
+            conv.bias =
+                Some(init.init_with([self.out_channels], Some(fan_in), Some(fan_out), device));
+        }
+        conv
+    }
+
+    pub fn init2d(&self, init: &Initializer, device: &Device) -> Conv2d {
+        let w = self.window(2).expect("validated");
+        Conv2dConfig::new(
+            [self.in_channels, self.out_channels],
+            [w.kernel[0], w.kernel[1]],
+        )
+        .with_stride([w.stride[0], w.stride[1]])
+        .with_dilation([w.dilation[0], w.dilation[1]])
+        .with_groups(self.groups)
+        .with_bias(self.bias)
+        .with_padding(PaddingConfig2d::Explicit(
+            w.padding[0].0,
+            w.padding[1].0,
+            w.padding[0].1,
+            w.padding[1].1,
+        ))
+        .with_initializer(init.clone())
+        .init(device)
+    }
+
+    pub fn torch_tensors(&self, n: usize) -> Vec<(String, TorchShape)> {
+        let mut t = vec![("weight".to_string(), self.weight_shape(n))];
+        if self.bias {
+            t.push(("bias".into(), vec![self.out_channels]));
+        }
+        t
+    }
+
+    pub fn from_torch1d(&self, src: &mut Source, device: &Device) -> Result<Conv1d, String> {
+        let mut conv = self.init1d(&Initializer::Zeros, device);
+        let s = self.weight_shape(1);
+        conv.weight = param(src.take("weight")?, [s[0], s[1], s[2]], device);
+        if self.bias {
+            conv.bias = Some(param(src.take("bias")?, [self.out_channels], device));
+        }
+        Ok(conv)
+    }
+
+    pub fn from_torch2d(&self, src: &mut Source, device: &Device) -> Result<Conv2d, String> {
+        let mut conv = self.init2d(&Initializer::Zeros, device);
+        let s = self.weight_shape(2);
+        conv.weight = param(src.take("weight")?, [s[0], s[1], s[2], s[3]], device);
+        if self.bias {
+            conv.bias = Some(param(src.take("bias")?, [self.out_channels], device));
+        }
+        Ok(conv)
+    }
+}
+
+/// `nn.MaxPool1d/2d`, `nn.AvgPool1d/2d`: `stride` defaults to `kernel_size`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolArgs {
+    pub kernel_size: Dims,
+    #[serde(default)]
+    pub stride: Option<Dims>,
+    #[serde(default)]
+    pub padding: Option<Dims>,
+    /// Max pooling only.
+    #[serde(default)]
+    pub dilation: Option<Dims>,
+    #[serde(default)]
+    pub ceil_mode: bool,
+    /// Average pooling only (PyTorch's default: true).
+    #[serde(default)]
+    pub count_include_pad: Option<bool>,
+}
+
+/// Max or average pooling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolKind {
+    Max,
+    Avg,
+}
+
+impl PoolArgs {
+    /// The resolved window (validated by [`output_shape`](Self::output_shape)).
+    pub fn window(&self, kind: PoolKind, n: usize) -> Result<Window, String> {
+        let kernel = expand(&self.kernel_size, n, "kernel_size")?;
+        let stride = match &self.stride {
+            Some(s) => expand(s, n, "stride")?,
+            None => kernel.clone(),
+        };
+        let dilation = match (&self.dilation, kind) {
+            (Some(_), PoolKind::Avg) => {
+                return Err("average pooling has no dilation".into());
+            }
+            (Some(d), PoolKind::Max) => expand(d, n, "dilation")?,
+            (None, _) => vec![1; n],
+        };
+        if kind == PoolKind::Max && self.count_include_pad.is_some() {
+            return Err("count_include_pad is for average pooling".into());
+        }
+        let padding = match &self.padding {
+            None => vec![0; n],
+            Some(p) => match n {
+                1 => p.expand::<1>("padding")?.to_vec(),
+                _ => p.expand::<2>("padding")?.to_vec(),
+            },
+        };
+        for (p, k) in padding.iter().zip(&kernel) {
+            if *p > k / 2 {
+                return Err(format!(
+                    "padding ({p}) must be at most half of kernel_size ({k}), as in PyTorch"
+                ));
+            }
+        }
+        Ok(Window {
+            kernel,
+            stride,
+            dilation,
+            padding: padding.into_iter().map(|p| (p, p)).collect(),
+        })
+    }
+
+    pub fn output_shape(
+        &self,
+        kind: PoolKind,
+        n: usize,
+        input: &[usize],
+    ) -> Result<Vec<usize>, String> {
+        if input.len() != n + 1 {
+            return Err(format!(
+                "takes [channels, {}] inputs, got shape {input:?}",
+                if n == 1 { "length" } else { "height, width" }
+            ));
+        }
+        let w = self.window(kind, n)?;
+        let mut out = vec![input[0]];
+        for i in 0..n {
+            out.push(window_out(
+                input[i + 1],
+                w.kernel[i],
+                w.stride[i],
+                w.padding[i],
+                w.dilation[i],
+                self.ceil_mode,
+            )?);
+        }
+        Ok(out)
+    }
+}
+
+/// `nn.AdaptiveAvgPool1d/2d(output_size)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveArgs {
+    pub output_size: Dims,
+}
+
+impl AdaptiveArgs {
+    pub fn sizes(&self, n: usize) -> Result<Vec<usize>, String> {
+        expand(&self.output_size, n, "output_size")
+    }
+
+    pub fn output_shape(&self, n: usize, input: &[usize]) -> Result<Vec<usize>, String> {
+        if input.len() != n + 1 {
+            return Err(format!(
+                "takes [channels, {}] inputs, got shape {input:?}",
+                if n == 1 { "length" } else { "height, width" }
+            ));
+        }
+        let mut out = vec![input[0]];
+        out.extend(self.sizes(n)?);
+        Ok(out)
+    }
+}
+
+/// A pooling step with its geometry resolved (what the stateless layer keeps).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pool {
+    Max1d(Window, bool),
+    Max2d(Window, bool),
+    Avg1d(Window, bool, bool),
+    Avg2d(Window, bool, bool),
+    Adaptive1d(usize),
+    Adaptive2d([usize; 2]),
+}
+
+impl Pool {
+    pub fn forward3(&self, x: Tensor<3>) -> Tensor<3> {
+        match self {
+            Pool::Max1d(w, ceil) => max_pool1d(
+                x,
+                MaxPoolOptions {
+                    kernel_size: [w.kernel[0]],
+                    stride: [w.stride[0]],
+                    padding: [w.padding[0]],
+                    dilation: [w.dilation[0]],
+                    ceil_mode: *ceil,
+                },
+            ),
+            Pool::Avg1d(w, include_pad, ceil) => avg_pool1d(
+                x,
+                AvgPoolOptions {
+                    kernel_size: [w.kernel[0]],
+                    stride: [w.stride[0]],
+                    padding: [w.padding[0]],
+                    count_include_pad: *include_pad,
+                    ceil_mode: *ceil,
+                },
+            ),
+            Pool::Adaptive1d(n) => adaptive_avg_pool1d(x, *n),
+            other => unreachable!("{other:?} takes a 4-D input (checked at load)"),
+        }
+    }
+
+    pub fn forward4(&self, x: Tensor<4>) -> Tensor<4> {
+        match self {
+            Pool::Max2d(w, ceil) => max_pool2d(
+                x,
+                MaxPoolOptions {
+                    kernel_size: [w.kernel[0], w.kernel[1]],
+                    stride: [w.stride[0], w.stride[1]],
+                    padding: [w.padding[0], w.padding[1]],
+                    dilation: [w.dilation[0], w.dilation[1]],
+                    ceil_mode: *ceil,
+                },
+            ),
+            Pool::Avg2d(w, include_pad, ceil) => avg_pool2d(
+                x,
+                AvgPoolOptions {
+                    kernel_size: [w.kernel[0], w.kernel[1]],
+                    stride: [w.stride[0], w.stride[1]],
+                    padding: [w.padding[0], w.padding[1]],
+                    count_include_pad: *include_pad,
+                    ceil_mode: *ceil,
+                },
+            ),
+            Pool::Adaptive2d(s) => adaptive_avg_pool2d(x, *s),
+            other => unreachable!("{other:?} takes a 3-D input (checked at load)"),
+        }
+    }
+}

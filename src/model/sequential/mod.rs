@@ -1,0 +1,415 @@
+//! The `sequential` architecture: a stack of layers described in the model config,
+//! mirroring PyTorch (`nn.Sequential`, or a custom module's layers in order), so a
+//! PyTorch definition translates line by line and its `state_dict` imports as is.
+//!
+//! [`SequentialConfig`] is plain data; [`SequentialConfig::plan`] checks every
+//! argument and every layer's input shape before anything is built, so a bad config
+//! is an error naming the layer and both shapes, never a Burn panic at the first
+//! request. [`Sequential`] is the Burn module: it reshapes the flat rows it is
+//! given to `[batch, ..input_shape]`, runs the layers, and flattens the result per
+//! instance.
+//!
+//! Layers are named as PyTorch names a module's children: by position (`0`, `2`,
+//! ...) unless the config gives a `name` (`conv1` -> `conv1.weight`).
+
+macro_rules! each_rank {
+    ($x:expr, $t:ident => $e:expr) => {
+        match $x {
+            Act::R2($t) => Act::R2($e),
+            Act::R3($t) => Act::R3($e),
+            Act::R4($t) => Act::R4($e),
+        }
+    };
+}
+
+mod args;
+mod attention;
+mod conv;
+mod dense;
+mod layer;
+mod norm;
+mod ops;
+mod recurrent;
+pub mod torch;
+
+use std::collections::{BTreeMap, HashSet};
+
+use burn::nn::Initializer;
+use burn::prelude::*;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub use layer::{Layer, LayerKind};
+use torch::{Expected, Source};
+
+/// Most values a model may store (parameters and running statistics): 1 GiB of f32.
+pub const MAX_PARAMETERS: u64 = 1 << 28;
+/// Most values one instance may have after any layer.
+pub const MAX_ACTIVATION: u64 = 1 << 24;
+/// Most layers in one stack.
+pub const MAX_LAYERS: usize = 256;
+
+/// `[architecture] kind = "sequential"`: the shape of one instance and the layers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SequentialConfig {
+    /// One instance's shape without the batch dimension, e.g. `[1, 28, 28]`.
+    pub input_shape: Vec<usize>,
+    #[serde(deserialize_with = "parse_layers")]
+    pub layers: Vec<LayerEntry>,
+}
+
+/// One entry of `layers`: an optional `name` and the layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerEntry {
+    pub name: Option<String>,
+    pub kind: LayerKind,
+}
+
+impl Serialize for LayerEntry {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut v = serde_json::to_value(&self.kind).map_err(serde::ser::Error::custom)?;
+        if let (Some(name), serde_json::Value::Object(m)) = (&self.name, &mut v) {
+            m.insert("name".into(), name.clone().into());
+        }
+        v.serialize(s)
+    }
+}
+
+/// Reads `layers` entry by entry, so an error names the entry.
+fn parse_layers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<LayerEntry>, D::Error> {
+    let raw = Vec::<serde_json::Value>::deserialize(d)?;
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, v)| parse_entry(i, v).map_err(D::Error::custom))
+        .collect()
+}
+
+fn parse_entry(i: usize, v: serde_json::Value) -> Result<LayerEntry, String> {
+    let serde_json::Value::Object(mut m) = v else {
+        return Err(format!(
+            "layers[{i}] must be a table with a `type`, got {v}"
+        ));
+    };
+    let name = match m.remove("name") {
+        None => None,
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(other) => return Err(format!("layers[{i}]: name must be a string, got {other}")),
+    };
+    let ty = m
+        .get("type")
+        .and_then(|t| t.as_str())
+        .unwrap_or("?")
+        .to_string();
+    let kind = serde_json::from_value::<LayerKind>(serde_json::Value::Object(m))
+        .map_err(|e| format!("layers[{i}] ({ty}): {e}"))?;
+    Ok(LayerEntry { name, kind })
+}
+
+/// The checked shapes of a stack.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The instance shape each layer receives.
+    pub inputs: Vec<Vec<usize>>,
+    /// The instance shape the stack gives.
+    pub output: Vec<usize>,
+    /// Values stored by all layers.
+    pub parameters: u64,
+}
+
+/// How a classifier's last layer shapes its outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// Raw scores: kiln applies softmax (or sigmoid for one output).
+    Logits,
+    /// A trailing `softmax`: outputs are probabilities already.
+    Softmax,
+    /// A trailing `log_softmax`: outputs are log-probabilities.
+    LogSoftmax,
+    /// A trailing `sigmoid` on one output: the probability of the second class.
+    Sigmoid,
+}
+
+impl SequentialConfig {
+    /// The name of layer `i` in PyTorch's `state_dict`: its `name`, else its position.
+    pub fn layer_name(&self, i: usize) -> String {
+        self.layers[i].name.clone().unwrap_or_else(|| i.to_string())
+    }
+
+    /// `layer 2 (conv2d "conv1")`, for messages.
+    pub fn label(&self, i: usize) -> String {
+        let entry = &self.layers[i];
+        match &entry.name {
+            Some(n) => format!("layer {i} ({} {n:?})", entry.kind.type_name()),
+            None => format!("layer {i} ({})", entry.kind.type_name()),
+        }
+    }
+
+    /// Checks the input shape, every layer's arguments and input, the names and the
+    /// size limits.
+    pub fn plan(&self) -> Result<Plan, String> {
+        let s = &self.input_shape;
+        if s.is_empty() || s.len() > 3 || s.iter().any(|d| *d == 0) {
+            return Err(format!(
+                "input_shape must have 1 to 3 dimensions, each at least 1, got {s:?}"
+            ));
+        }
+        let volume = |shape: &[usize]| -> u64 {
+            shape
+                .iter()
+                .fold(1u64, |acc, d| acc.saturating_mul(*d as u64))
+        };
+        if volume(s) > MAX_ACTIVATION {
+            return Err(format!(
+                "input_shape {s:?} has more than {MAX_ACTIVATION} values"
+            ));
+        }
+        if self.layers.is_empty() || self.layers.len() > MAX_LAYERS {
+            return Err(format!(
+                "layers must hold between 1 and {MAX_LAYERS} layers, got {}",
+                self.layers.len()
+            ));
+        }
+        self.check_names()?;
+        let mut inputs = Vec::with_capacity(self.layers.len());
+        let mut shape = s.clone();
+        let mut parameters = 0u64;
+        for (i, entry) in self.layers.iter().enumerate() {
+            let out = entry
+                .kind
+                .output_shape(i, &shape)
+                .map_err(|e| format!("{}: {e}", self.label(i)))?;
+            if out.len() > 3 {
+                return Err(format!(
+                    "{}: its output {out:?} has more than 3 dimensions per instance",
+                    self.label(i)
+                ));
+            }
+            if volume(&out) > MAX_ACTIVATION {
+                return Err(format!(
+                    "{}: its output {out:?} has more than {MAX_ACTIVATION} values per instance",
+                    self.label(i)
+                ));
+            }
+            parameters = parameters.saturating_add(entry.kind.parameters());
+            if parameters > MAX_PARAMETERS {
+                return Err(format!(
+                    "{}: the model would store more than {MAX_PARAMETERS} values",
+                    self.label(i)
+                ));
+            }
+            inputs.push(std::mem::replace(&mut shape, out));
+        }
+        Ok(Plan {
+            inputs,
+            output: shape,
+            parameters,
+        })
+    }
+
+    fn check_names(&self) -> Result<(), String> {
+        let mut seen = HashSet::new();
+        let names: Vec<String> = (0..self.layers.len()).map(|i| self.layer_name(i)).collect();
+        for (i, name) in names.iter().enumerate() {
+            let ok = !name.is_empty()
+                && name.len() <= 128
+                && name.split('.').all(|p| {
+                    !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                });
+            if !ok {
+                return Err(format!(
+                    "{}: name must be dot-separated ASCII letters, digits and '_', got {name:?}",
+                    self.label(i)
+                ));
+            }
+            if !seen.insert(name.clone()) {
+                return Err(format!(
+                    "{}: another layer is also named {name:?}",
+                    self.label(i)
+                ));
+            }
+        }
+        for a in &names {
+            if let Some(b) = names.iter().find(|b| b.starts_with(&format!("{a}."))) {
+                return Err(format!(
+                    "layer names {a:?} and {b:?} overlap: PyTorch's keys could not tell them apart"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Values per instance the network takes.
+    pub fn input_width(&self) -> usize {
+        self.input_shape.iter().product()
+    }
+
+    /// How the last layer shapes a classifier's outputs.
+    pub fn head(&self) -> Head {
+        match self.layers.last().map(|l| &l.kind) {
+            Some(LayerKind::Softmax(_)) => Head::Softmax,
+            Some(LayerKind::LogSoftmax(_)) => Head::LogSoftmax,
+            Some(LayerKind::Sigmoid(_)) => Head::Sigmoid,
+            _ => Head::Logits,
+        }
+    }
+
+    /// `Some(num_embeddings)` when the first layer is an embedding: the inputs are
+    /// integer ids in `[0, num_embeddings)`.
+    pub fn ids(&self) -> Option<usize> {
+        match self.layers.first().map(|l| &l.kind) {
+            Some(LayerKind::Embedding(e)) => Some(e.num_embeddings),
+            _ => None,
+        }
+    }
+
+    /// Builds the stack with fresh weights; the config must have a [`plan`](Self::plan).
+    pub fn init(&self, init: &Initializer, device: &Device) -> Result<Sequential, String> {
+        let plan = self.plan()?;
+        let layers = self
+            .layers
+            .iter()
+            .zip(&plan.inputs)
+            .map(|(entry, input)| entry.kind.init(input, init, device))
+            .collect();
+        Ok(self.module(layers))
+    }
+
+    fn module(&self, layers: Vec<Layer>) -> Sequential {
+        Sequential {
+            layers,
+            input_shape: self.input_shape.clone(),
+            head_layer: self.head() != Head::Logits,
+        }
+    }
+
+    /// Every tensor the stack has in a PyTorch `state_dict`, in PyTorch's names and
+    /// shapes, each with the layer that wants it.
+    pub fn torch_tensors(&self) -> Vec<Expected> {
+        (0..self.layers.len())
+            .flat_map(|i| {
+                let prefix = self.layer_name(i);
+                let label = self.label(i);
+                self.layers[i]
+                    .kind
+                    .torch_tensors()
+                    .into_iter()
+                    .map(move |(suffix, shape)| Expected {
+                        name: format!("{prefix}.{suffix}"),
+                        shape,
+                        layer: label.clone(),
+                    })
+            })
+            .collect()
+    }
+
+    /// Builds the stack from PyTorch tensors already matched against
+    /// [`torch_tensors`](Self::torch_tensors).
+    pub fn from_torch(
+        &self,
+        mut tensors: BTreeMap<String, Vec<f32>>,
+        device: &Device,
+    ) -> Result<Sequential, String> {
+        let plan = self.plan()?;
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for (i, (entry, input)) in self.layers.iter().zip(&plan.inputs).enumerate() {
+            let mut src = Source {
+                tensors: &mut tensors,
+                prefix: self.layer_name(i),
+            };
+            layers.push(
+                entry
+                    .kind
+                    .from_torch(input, &mut src, device)
+                    .map_err(|e| format!("{}: {e}", self.label(i)))?,
+            );
+        }
+        Ok(self.module(layers))
+    }
+}
+
+/// An activation between layers, by rank (batch included).
+pub enum Act {
+    R2(Tensor<2>),
+    R3(Tensor<3>),
+    R4(Tensor<4>),
+}
+
+impl Act {
+    pub fn rank(&self) -> usize {
+        match self {
+            Act::R2(_) => 2,
+            Act::R3(_) => 3,
+            Act::R4(_) => 4,
+        }
+    }
+
+    fn batch(&self) -> usize {
+        match self {
+            Act::R2(t) => t.dims()[0],
+            Act::R3(t) => t.dims()[0],
+            Act::R4(t) => t.dims()[0],
+        }
+    }
+
+    /// Reshapes every instance to `instance` (a shape without the batch dimension).
+    pub fn reshape(self, instance: &[usize]) -> Act {
+        let b = self.batch();
+        let mut dims = vec![b];
+        dims.extend_from_slice(instance);
+        fn to<const D: usize>(t: Tensor<D>, dims: &[usize]) -> Act {
+            match *dims {
+                [a, b] => Act::R2(t.reshape([a, b])),
+                [a, b, c] => Act::R3(t.reshape([a, b, c])),
+                [a, b, c, d] => Act::R4(t.reshape([a, b, c, d])),
+                _ => unreachable!("instance ranks are 1 to 3 (checked at load)"),
+            }
+        }
+        match self {
+            Act::R2(t) => to(t, &dims),
+            Act::R3(t) => to(t, &dims),
+            Act::R4(t) => to(t, &dims),
+        }
+    }
+
+    /// `[batch, ...]` -> `[batch, values]`.
+    pub fn flatten(self) -> Tensor<2> {
+        match self {
+            Act::R2(t) => t,
+            Act::R3(t) => t.flatten(1, 2),
+            Act::R4(t) => t.flatten(1, 3),
+        }
+    }
+}
+
+/// The Burn module of a `sequential` config.
+#[derive(Module, Debug)]
+pub struct Sequential {
+    layers: Vec<Layer>,
+    #[module(skip)]
+    input_shape: Vec<usize>,
+    /// The last layer is a softmax / log_softmax / sigmoid head.
+    #[module(skip)]
+    head_layer: bool,
+}
+
+impl Sequential {
+    /// `[batch, prod(input_shape)]` -> `[batch, prod(output shape)]`.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.run(x, self.layers.len())
+    }
+
+    /// [`forward`](Self::forward) without a trailing softmax / log_softmax /
+    /// sigmoid head: the logits.
+    pub fn forward_logits(&self, x: Tensor<2>) -> Tensor<2> {
+        self.run(x, self.layers.len() - usize::from(self.head_layer))
+    }
+
+    fn run(&self, x: Tensor<2>, upto: usize) -> Tensor<2> {
+        let mut a = Act::R2(x).reshape(&self.input_shape);
+        for layer in &self.layers[..upto] {
+            a = layer.forward(a);
+        }
+        a.flatten()
+    }
+}
