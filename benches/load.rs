@@ -7,8 +7,14 @@
 //!
 //! The target (issue 2): at c=64, served >= 0.6 x 1 / (1/http + 1/compute).
 //!
+//! It then serves the other architectures the same way (one instance per request,
+//! c=1 and c=64, batching on and off): the digits CNN, the ab_order LSTM and
+//! Transformer encoder of `config/models/`, next to the seed MLP, with the
+//! mean batch size formed; the target (issue 8) is a CNN batched at c=64 serving at
+//! least 2x its unbatched throughput.
+//!
 //! `cargo bench --bench load` (env: `KILN_BENCH_SECS`, default 5 per scenario;
-//! `KILN_BENCH_ONLY=training` or `=protocol` runs only that part).
+//! `KILN_BENCH_ONLY=training`, `=protocol` or `=architectures` runs only that part).
 //! kiln runs as the real release binary in its own process, with its peak RSS
 //! (VmHWM) reported; the load generator shares the machine's cores, as it would on a
 //! 2-core box.
@@ -65,6 +71,12 @@ async fn run(duration: Duration) {
             p.v2,
             p.predict
         );
+        return;
+    }
+    if std::env::var("KILN_BENCH_ONLY").as_deref() == Ok("architectures") {
+        let rows = architectures(duration).await;
+        print_rows(&rows);
+        report_architectures(&rows);
         return;
     }
     if std::env::var("KILN_BENCH_ONLY").as_deref() == Ok("training") {
@@ -145,22 +157,11 @@ async fn run(duration: Duration) {
     }
     let protocol = protocol_overhead(dir.path(), duration, &mut rows).await;
     let training = training_isolation(dir.path(), &body, duration, &mut rows).await;
+    let architecture_rows = architectures(duration).await;
+    rows.extend(architecture_rows);
 
-    println!();
-    println!("| target | concurrency | requests/s | p50 ms | p99 ms | errors | rows/batch |");
-    println!("|---|---|---|---|---|---|---|");
-    for r in &rows {
-        println!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} |",
-            r.target,
-            r.concurrency,
-            r.rps,
-            r.p50_ms,
-            r.p99_ms,
-            r.errors,
-            r.mean_batch.map_or("-".into(), |b| format!("{b:.1}"))
-        );
-    }
+    print_rows(&rows);
+    report_architectures(&rows);
     for (name, kib) in rss {
         println!("peak RSS {name}: {:.1} MiB", kib as f64 / 1024.0);
     }
@@ -202,6 +203,104 @@ async fn run(duration: Duration) {
             "served / compute ceiling at the batch size formed ({b:.1} rows): {:.2} ({at_formed:.0} rows/s in-process)",
             served.rps / at_formed
         );
+    }
+}
+
+fn print_rows(rows: &[Row]) {
+    println!();
+    println!("| target | concurrency | requests/s | p50 ms | p99 ms | errors | rows/batch |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} |",
+            r.target,
+            r.concurrency,
+            r.rps,
+            r.p50_ms,
+            r.p99_ms,
+            r.errors,
+            r.mean_batch.map_or("-".into(), |b| format!("{b:.1}"))
+        );
+    }
+}
+
+/// The model configs served by [`architectures`], with one instance's width.
+const ARCHITECTURES: [(&str, &str); 4] = [
+    ("seed MLP", "seed-mlp"),
+    ("digits CNN", "digits-cnn"),
+    ("ab_order LSTM", "ab-order-lstm"),
+    ("ab_order Transformer", "ab-order-transformer"),
+];
+
+/// Each architecture of `config/models/` (random weights: the cost is the same)
+/// served with batching on and off at c=1 and c=64, one instance per request.
+async fn architectures(duration: Duration) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/models");
+    for (name, file) in ARCHITECTURES {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = NetConfig::named(&models, file).unwrap();
+        let device = Device::flex();
+        let net = cfg.init_default(&device);
+        let store = kiln::registry::Store::open(dir.path()).unwrap();
+        let version = store
+            .create_version(&kiln::model::Manifest::new(cfg.clone(), "bench"), &net)
+            .unwrap();
+        store.set_active(&version).unwrap();
+        let instance: Vec<f32> = (0..cfg.input_width()).map(|i| (i % 2) as f32).collect();
+        let body =
+            Arc::new(serde_json::to_vec(&serde_json::json!({"instances": [instance]})).unwrap());
+        for (mode, env) in [
+            ("batched", vec![]),
+            ("unbatched", vec![("KILN_BATCHING__MAX_BATCH_SIZE", "1")]),
+        ] {
+            let mut env = env;
+            env.push(("KILN_TELEMETRY__LEVEL", "warn,kiln::app=info"));
+            let proc = common::Process::serve(dir.path(), &env).await;
+            for c in [1, 64] {
+                rows.push(
+                    load(
+                        &format!("{}/predict", proc.base),
+                        &format!("{name} {mode}"),
+                        c,
+                        &body,
+                        duration,
+                        Some(&proc.base),
+                    )
+                    .await,
+                );
+            }
+            eprintln!(
+                "peak RSS {name} {mode}: {:.1} MiB",
+                peak_rss_kib(proc.child.id()) as f64 / 1024.0
+            );
+        }
+    }
+    rows
+}
+
+fn report_architectures(rows: &[Row]) {
+    let rps = |target: String, c: usize| {
+        rows.iter()
+            .find(|r| r.target == target && r.concurrency == c)
+            .map(|r| r.rps)
+    };
+    println!();
+    for (name, _) in ARCHITECTURES {
+        if let (Some(on), Some(off)) = (
+            rps(format!("{name} batched"), 64),
+            rps(format!("{name} unbatched"), 64),
+        ) {
+            println!(
+                "{name}: c=64 batched / unbatched {:.2} ({on:.0} vs {off:.0} req/s){}",
+                on / off,
+                if name == "digits CNN" {
+                    "; target >= 2"
+                } else {
+                    ""
+                }
+            );
+        }
     }
 }
 

@@ -9,51 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{
-    Process, Server, data, finished, get_json, poll_job, sample, seed_small_model, test_config,
+    Process, Server, data, get, poll_job, post, sample, seed_small_model, submit, train_config,
+    wait_job,
 };
-use kiln::config::Config;
 use kiln::registry::Store;
 use serde_json::{Value, json};
-
-fn train_config(store: &Path) -> Config {
-    let mut c = test_config(store);
-    c.training.data_dir = data("");
-    c.training.config_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/models");
-    c
-}
-
-async fn post(server: &Server, path: &str, body: Value) -> reqwest::Response {
-    server
-        .client
-        .post(server.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn get(server: &Server, path: &str) -> Value {
-    get_json(&server.client, &server.url(path)).await
-}
-
-/// Polls a job until it has finished; returns its record.
-async fn wait_job(server: &Server, id: &str) -> Value {
-    poll_job(
-        &server.client,
-        &server.base,
-        id,
-        Duration::from_secs(60),
-        finished,
-    )
-    .await
-}
-
-async fn submit(server: &Server, body: Value) -> String {
-    let r = post(server, "/train", body).await;
-    assert_eq!(r.status(), 202);
-    let b: Value = r.json().await.unwrap();
-    b["job_id"].as_str().unwrap().to_string()
-}
 
 fn versions(store: &Path) -> Vec<String> {
     Store::open(store).unwrap().list().unwrap()

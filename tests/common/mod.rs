@@ -298,3 +298,48 @@ pub async fn poll_job(
 pub fn finished(job: &Value) -> bool {
     !["queued", "running"].contains(&job["state"].as_str().unwrap_or_default())
 }
+
+/// [`test_config`] with the bundled datasets and model configs for `/train`.
+pub fn train_config(store: &Path) -> Config {
+    let mut c = test_config(store);
+    c.training.data_dir = data("");
+    c.training.config_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/models");
+    c
+}
+
+/// `POST path` with a JSON body.
+pub async fn post(server: &Server, path: &str, body: Value) -> reqwest::Response {
+    server
+        .client
+        .post(server.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `GET path` as JSON.
+pub async fn get(server: &Server, path: &str) -> Value {
+    get_json(&server.client, &server.url(path)).await
+}
+
+/// Polls a job until it has finished (60 s at most); returns its record.
+pub async fn wait_job(server: &Server, id: &str) -> Value {
+    poll_job(
+        &server.client,
+        &server.base,
+        id,
+        Duration::from_secs(60),
+        finished,
+    )
+    .await
+}
+
+/// Submits a training job (202 expected); returns its id.
+pub async fn submit(server: &Server, body: Value) -> String {
+    let r = post(server, "/train", body).await;
+    let status = r.status();
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(status, 202, "{b}");
+    b["job_id"].as_str().unwrap().to_string()
+}

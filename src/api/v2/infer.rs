@@ -118,8 +118,11 @@ async fn run_infer(
             binary.len()
         )));
     }
-    let rows =
-        tensor::rows(input, model.input_width(), input_bytes).map_err(ApiError::BadRequest)?;
+    let rows = tensor::rows(input, &model.manifest().net.input_shape(), input_bytes)
+        .map_err(ApiError::BadRequest)?;
+    model
+        .check_values(&rows.values)
+        .map_err(|e| ApiError::BadRequest(format!("input {:?}: {e}", input.name)))?;
 
     let available = outputs_of(&model);
     let wanted: Vec<&str> = match &request.outputs {

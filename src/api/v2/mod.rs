@@ -4,8 +4,8 @@
 //! One model, named `model.name`; its versions are the store's. An unversioned
 //! request gets the active version; a versioned one gets that version, loaded on
 //! demand and then kept warm (a few at a time), or 404 if the store lacks it.
-//! Inputs: one tensor named `input`, `[N, features]`, FP32/FP64/integers, JSON
-//! (flat or nested) or the binary tensor extension. Outputs (always JSON):
+//! Inputs: one tensor named `input`, `[N, ..input_shape]` (or `[N, values]` flat),
+//! FP32/FP64/integers, JSON (flat or nested) or the binary tensor extension. Outputs (always JSON):
 //! `output` (FP32 `[N, outputs]`) for regression; `label` (BYTES `[N]`) and
 //! `probabilities` (FP32 `[N, classes]`) for classifiers.
 
@@ -98,13 +98,24 @@ pub(super) fn outputs_of(model: &LoadedModel) -> Vec<(&'static str, &'static str
     }
 }
 
+/// The input tensor's dimensions: `[-1, ..input_shape]` with the batch, or the
+/// instance shape alone (Triton's `dims`).
+fn input_dims(model: &LoadedModel, batch: bool) -> Vec<i64> {
+    let shape = model.manifest().net.input_shape();
+    batch
+        .then_some(-1)
+        .into_iter()
+        .chain(shape.iter().map(|d| *d as i64))
+        .collect()
+}
+
 fn metadata(state: &AppState, model: &LoadedModel) -> Value {
     let versions = state.store.list().unwrap_or_default();
     json!({
         "name": state.config.model.name,
         "versions": versions,
         "platform": "kiln_burn",
-        "inputs": [{"name": INPUT, "datatype": "FP32", "shape": [-1, model.input_width()]}],
+        "inputs": [{"name": INPUT, "datatype": "FP32", "shape": input_dims(model, true)}],
         "outputs": outputs_of(model)
             .into_iter()
             .map(|(name, datatype, shape)| json!({"name": name, "datatype": datatype, "shape": shape}))
@@ -192,7 +203,7 @@ pub async fn model_config(
         "platform": "kiln_burn",
         "backend": "kiln",
         "max_batch_size": state.config.batching.max_request_rows,
-        "input": [{"name": INPUT, "data_type": "TYPE_FP32", "dims": [model.input_width()]}],
+        "input": [{"name": INPUT, "data_type": "TYPE_FP32", "dims": input_dims(&model, false)}],
         "output": outputs_of(&model)
             .into_iter()
             .map(|(name, datatype, shape)| json!({

@@ -196,29 +196,44 @@ pub struct Rows {
     pub n: usize,
 }
 
-/// Checks `input` against a model taking `width` features and returns its rows.
-/// `binary` holds this input's bytes when it came through the binary extension.
-pub fn rows(input: &InferInput, width: usize, binary: Option<&[u8]>) -> Result<Rows, String> {
+/// Checks `input` against a model whose instances have shape `instance` and returns
+/// its rows. The tensor is `[N, ..instance]`, `[N, prod(instance)]` (flat rows), or
+/// one instance without the batch dimension. `binary` holds this input's bytes
+/// when it came through the binary extension.
+pub fn rows(input: &InferInput, instance: &[usize], binary: Option<&[u8]>) -> Result<Rows, String> {
     let datatype = Datatype::parse(&input.datatype)?;
-    let n = match input.shape.as_slice() {
-        [n, w] if *n >= 1 && *w >= 1 => {
-            if *w as u64 != width as u64 {
-                return Err(format!(
-                    "input {:?} has {w} features per row; the model expects {width}",
-                    input.name
-                ));
-            }
-            *n as usize
-        }
-        [w] if *w >= 1 && *w as u64 == width as u64 => 1,
-        shape if shape.iter().any(|d| *d <= 0) => {
+    let width: usize = instance.iter().product();
+    let shape = input.shape.as_slice();
+    if let Some(bad) = shape.iter().find(|d| **d <= 0) {
+        return Err(format!(
+            "shape {shape:?} has a dimension that is not positive ({bad})"
+        ));
+    }
+    let dims: Vec<u64> = shape.iter().map(|d| *d as u64).collect();
+    let inst: Vec<u64> = instance.iter().map(|d| *d as u64).collect();
+    let n = match dims.as_slice() {
+        [n, rest @ ..] if rest == inst.as_slice() => *n as usize,
+        [n, w] if *w == width as u64 => *n as usize,
+        one if one == inst.as_slice() || one == [width as u64] => 1,
+        [_, w] if instance.len() == 1 => {
             return Err(format!(
-                "shape {shape:?} has a dimension that is not positive"
+                "input {:?} has {w} features per row; the model expects {width}",
+                input.name
             ));
         }
-        shape => {
+        _ if instance.len() == 1 => {
             return Err(format!(
                 "shape {shape:?} must be [N, {width}] (or [{width}] for one row)"
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "shape {shape:?} must be [N, {}] or [N, {width}]",
+                instance
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
     };
@@ -284,8 +299,8 @@ mod tests {
 
     #[test]
     fn flat_and_nested_data_read_the_same() {
-        let flat = rows(&input(vec![2, 2], "FP32", "[1, 2, 3, 4]"), 2, None).unwrap();
-        let nested = rows(&input(vec![2, 2], "FP32", "[[1, 2], [3, 4]]"), 2, None).unwrap();
+        let flat = rows(&input(vec![2, 2], "FP32", "[1, 2, 3, 4]"), &[2], None).unwrap();
+        let nested = rows(&input(vec![2, 2], "FP32", "[[1, 2], [3, 4]]"), &[2], None).unwrap();
         assert_eq!(flat, nested);
         assert_eq!(
             flat,
@@ -294,14 +309,14 @@ mod tests {
                 n: 2
             }
         );
-        let ints = rows(&input(vec![1, 2], "INT64", "[[7, -8]]"), 2, None).unwrap();
+        let ints = rows(&input(vec![1, 2], "INT64", "[[7, -8]]"), &[2], None).unwrap();
         assert_eq!(ints.values, [7.0, -8.0]);
     }
 
     #[test]
     fn bad_tensors_are_refused_with_a_reason() {
         let err = |shape: Vec<i64>, dt: &str, data: &str| {
-            rows(&input(shape, dt, data), 2, None).unwrap_err()
+            rows(&input(shape, dt, data), &[2], None).unwrap_err()
         };
         assert!(err(vec![2, 2], "FP32", "[1, 2, 3]").contains("holds 4 elements"));
         assert!(err(vec![1, 2], "BYTES", "[1, 2]").contains("not supported"));
@@ -321,6 +336,20 @@ mod tests {
     }
 
     #[test]
+    fn instances_may_keep_their_shape() {
+        let image = [1, 2, 2];
+        let data = "[1, 2, 3, 4, 5, 6, 7, 8]";
+        let a = rows(&input(vec![2, 1, 2, 2], "FP32", data), &image, None).unwrap();
+        let b = rows(&input(vec![2, 4], "FP32", data), &image, None).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.n, 2);
+        let one = rows(&input(vec![1, 2, 2], "FP32", "[1, 2, 3, 4]"), &image, None).unwrap();
+        assert_eq!(one.n, 1);
+        let err = rows(&input(vec![2, 2, 2], "FP32", data), &image, None).unwrap_err();
+        assert!(err.contains("[N, 1, 2, 2] or [N, 4]"), "{err}");
+    }
+
+    #[test]
     fn binary_data_decodes_little_endian() {
         let mut i = input(vec![1, 2], "FP32", "null");
         i.data = None;
@@ -328,9 +357,9 @@ mod tests {
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect();
-        assert_eq!(rows(&i, 2, Some(&bytes)).unwrap().values, [1.5, -2.0]);
+        assert_eq!(rows(&i, &[2], Some(&bytes)).unwrap().values, [1.5, -2.0]);
         assert!(
-            rows(&i, 2, Some(&bytes[..4]))
+            rows(&i, &[2], Some(&bytes[..4]))
                 .unwrap_err()
                 .contains("bytes")
         );

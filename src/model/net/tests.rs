@@ -130,6 +130,18 @@ fn every_layer_kind_runs_with_the_planned_shapes() {
             Task::Regression,
             40,
         ),
+        (
+            "[5, 3]",
+            r#"layers = [
+                {type = "transpose", dim0 = 1, dim1 = 2},
+                {type = "conv1d", in_channels = 3, out_channels = 4, kernel_size = 3, padding = "same"},
+                {type = "transpose", dim0 = -1, dim1 = -2},
+                {type = "select", index = 0},
+                {type = "linear", in_features = 4, out_features = 1},
+            ]"#,
+            Task::Regression,
+            1,
+        ),
     ];
     let device = Device::flex();
     for (shape, layers, task, out) in cases {

@@ -17,6 +17,7 @@ use super::dense::{EmbeddingArgs, LinearArgs};
 use super::norm::{BatchNormArgs, DropoutArgs, LayerNormArgs};
 use super::ops::{
     DimArgs, FlattenArgs, GeluArgs, LeakyReluArgs, NoArgs, Op, OpKind, ReluArgs, SelectArgs,
+    TransposeArgs,
 };
 use super::recurrent::{Cell, Recurrent, RnnArgs};
 use super::torch::{Source, TorchShape};
@@ -52,6 +53,7 @@ pub enum LayerKind {
     TransformerEncoderLayer(EncoderArgs),
     PositionalEncoding(PositionalArgs),
     Select(SelectArgs),
+    Transpose(TransposeArgs),
 }
 
 impl LayerKind {
@@ -85,6 +87,7 @@ impl LayerKind {
             Self::TransformerEncoderLayer(_) => "transformer_encoder_layer",
             Self::PositionalEncoding(_) => "positional_encoding",
             Self::Select(_) => "select",
+            Self::Transpose(_) => "transpose",
         }
     }
 
@@ -115,6 +118,7 @@ impl LayerKind {
             Self::TransformerEncoderLayer(a) => a.output_shape(input),
             Self::PositionalEncoding(a) => a.output_shape(input),
             Self::Select(a) => a.output_shape(input),
+            Self::Transpose(a) => a.output_shape(input),
         }
     }
 
@@ -173,6 +177,10 @@ impl LayerKind {
             Self::Select(a) => {
                 let (dim, index) = a.resolve(input).expect(checked);
                 OpKind::Select { dim, index }
+            }
+            Self::Transpose(a) => {
+                let (x, y) = a.resolve(input).expect(checked);
+                OpKind::Transpose(x, y)
             }
             Self::MaxPool1d(a) => {
                 OpKind::Pool(Pool::Max1d(window(a, PoolKind::Max, 1), a.ceil_mode))

@@ -84,6 +84,31 @@ pub struct SelectArgs {
     pub index: i64,
 }
 
+/// `x.transpose(dim0, dim1)` (what a PyTorch `forward` writes to put a sequence's
+/// features first for `conv1d`, or back); dimensions count the batch as 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransposeArgs {
+    pub dim0: i64,
+    pub dim1: i64,
+}
+
+impl TransposeArgs {
+    pub fn resolve(&self, input: &[usize]) -> Result<(usize, usize), String> {
+        Ok((
+            instance_dim(self.dim0, input, "dim0")?,
+            instance_dim(self.dim1, input, "dim1")?,
+        ))
+    }
+
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+        let (a, b) = self.resolve(input)?;
+        let mut out = input.to_vec();
+        out.swap(a - 1, b - 1);
+        Ok(out)
+    }
+}
+
 impl GeluArgs {
     pub fn check(&self) -> Result<bool, String> {
         match self.approximate.as_str() {
@@ -197,6 +222,7 @@ pub enum OpKind {
         dim: usize,
         index: usize,
     },
+    Transpose(usize, usize),
     Pool(Pool),
 }
 
@@ -225,6 +251,7 @@ impl Op {
             OpKind::Softmax(d) => each_rank!(x, t => activation::softmax(t, *d)),
             OpKind::LogSoftmax(d) => each_rank!(x, t => activation::log_softmax(t, *d)),
             OpKind::Reshape(shape) => x.reshape(shape),
+            OpKind::Transpose(a, b) => each_rank!(x, t => t.swap_dims(*a, *b)),
             OpKind::Select { dim, index } => match x {
                 Act::R3(t) => Act::R2(t.narrow(*dim, *index, 1).squeeze_dim::<2>(*dim)),
                 Act::R4(t) => Act::R3(t.narrow(*dim, *index, 1).squeeze_dim::<3>(*dim)),
