@@ -33,6 +33,9 @@ fn timescale() -> usize {
     10_000
 }
 
+/// Longest sequence an encoder layer attends over (attention is quadratic in it).
+pub const MAX_TOKENS: usize = 2048;
+
 /// `nn.TransformerEncoderLayer` arguments.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +92,12 @@ impl EncoderArgs {
             return Err(format!(
                 "takes sequences [T, d_model = {}], got shape {input:?}",
                 self.d_model
+            ));
+        }
+        if input[0] > MAX_TOKENS {
+            return Err(format!(
+                "sequences of {} positions are longer than the {MAX_TOKENS} an encoder layer attends over",
+                input[0]
             ));
         }
         Ok(input.to_vec())

@@ -24,6 +24,8 @@ fn one() -> usize {
 
 /// Most stacked layers in one `lstm` / `gru`.
 const MAX_LAYERS: usize = 16;
+/// Longest sequence a recurrent layer steps through (one step at a time).
+pub const MAX_STEPS: usize = 4096;
 
 /// `nn.LSTM` / `nn.GRU` arguments.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +96,12 @@ impl RnnArgs {
         if input.len() != 2 {
             return Err(format!(
                 "takes sequences [T, input_size], got shape {input:?}"
+            ));
+        }
+        if input[0] > MAX_STEPS {
+            return Err(format!(
+                "sequences of {} steps are longer than the {MAX_STEPS} a recurrent layer takes",
+                input[0]
             ));
         }
         if input[1] != self.input_size {

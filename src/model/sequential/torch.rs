@@ -66,10 +66,21 @@ fn looks_like_safetensors(head: &[u8]) -> bool {
 }
 
 fn read_pytorch(path: &Path) -> Result<FileTensors, String> {
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read it: {e}"))?
+        .len();
     let reader =
         PytorchReader::new(path).map_err(|e| format!("not a readable PyTorch file: {e}"))?;
     let mut out = FileTensors::new();
     for (name, tensor) in reader.into_tensors() {
+        // torch.save stores tensors uncompressed: a tensor larger than the file is
+        // a lie, refused before anything is allocated for it.
+        if tensor.byte_len() as u64 > file_len {
+            return Err(format!(
+                "tensor {name} declares {} bytes, more than the file's {file_len}",
+                tensor.byte_len()
+            ));
+        }
         let bytes = tensor.read().map_err(|e| format!("tensor {name}: {e}"))?;
         let shape = tensor.shape().to_vec();
         let kind = match tensor.dtype() {
