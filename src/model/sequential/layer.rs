@@ -12,13 +12,14 @@ use serde::{Deserialize, Serialize};
 
 use super::Act;
 use super::attention::{EncoderArgs, PositionalArgs};
-use super::conv::{AdaptiveArgs, ConvArgs, Pool, PoolArgs, PoolKind};
+use super::conv::ConvArgs;
 use super::dense::{EmbeddingArgs, LinearArgs};
 use super::norm::{BatchNormArgs, DropoutArgs, LayerNormArgs};
 use super::ops::{
     DimArgs, FlattenArgs, GeluArgs, LeakyReluArgs, NoArgs, Op, OpKind, ReluArgs, SelectArgs,
     TransposeArgs,
 };
+use super::pool::{AdaptiveArgs, Pool, PoolArgs, PoolKind};
 use super::recurrent::{Cell, Recurrent, RnnArgs};
 use super::torch::{Source, TorchShape};
 

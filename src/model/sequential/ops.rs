@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Act;
 use super::args::resolve_dim;
-use super::conv::Pool;
+use super::pool::Pool;
 
 fn minus_one() -> i64 {
     -1
