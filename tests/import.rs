@@ -385,7 +385,7 @@ async fn post_models_imports_over_http_and_refuses_bad_uploads_with_422() {
     let resp = server
         .client
         .post(server.url("/models"))
-        .bearer_auth(token.unwrap())
+        .bearer_auth("import-secret-123")
         .json(&json!({"weights": "x"}))
         .send()
         .await

@@ -56,14 +56,13 @@ pub fn import_as(
         path: path.clone(),
         reason,
     })?;
-    let net = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        config.from_torch(file, device)
-    }))
-    .unwrap_or_else(|_| Err("building the network failed".into()))
-    .map_err(|reason| ImportError::Mismatch {
-        path: path.clone(),
-        reason,
-    })?;
+    let net =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.import(file, device)))
+            .unwrap_or_else(|_| Err("building the network failed".into()))
+            .map_err(|reason| ImportError::Mismatch {
+                path: path.clone(),
+                reason,
+            })?;
     Ok((manifest_for(config, source), net))
 }
 

@@ -123,7 +123,7 @@ impl MlpConfig {
     }
 
     /// Builds the MLP from matched PyTorch tensors.
-    pub fn from_torch(
+    pub fn import(
         &self,
         mut tensors: BTreeMap<String, Vec<f32>>,
         keys: &BTreeSet<String>,

@@ -286,17 +286,17 @@ impl NetConfig {
     /// Builds the network from a PyTorch `state_dict` (or safetensors in the same
     /// naming): every tensor must be present with PyTorch's shape and the file must
     /// hold nothing else; errors name tensors as PyTorch does.
-    pub fn from_torch(&self, file: FileTensors, device: &Device) -> Result<Net, String> {
+    pub fn import(&self, file: FileTensors, device: &Device) -> Result<Net, String> {
         match &self.architecture {
             Architecture::Mlp(cfg) => {
                 let keys: BTreeSet<String> = file.keys().cloned().collect();
                 let tensors: BTreeMap<String, Vec<f32>> =
                     match_tensors(file, &cfg.torch_tensors(&keys))?;
-                Ok(Net::Mlp(cfg.from_torch(tensors, &keys, device)?))
+                Ok(Net::Mlp(cfg.import(tensors, &keys, device)?))
             }
             Architecture::Sequential(cfg) => {
                 let tensors = match_tensors(file, &cfg.torch_tensors())?;
-                Ok(Net::Sequential(cfg.from_torch(tensors, device)?))
+                Ok(Net::Sequential(cfg.import(tensors, device)?))
             }
         }
     }

@@ -79,7 +79,7 @@ impl EncoderArgs {
         probability("dropout", self.dropout)?;
         epsilon("layer_norm_eps", self.layer_norm_eps)?;
         self.activation()?;
-        if self.d_model % self.nhead != 0 {
+        if !self.d_model.is_multiple_of(self.nhead) {
             return Err(format!(
                 "d_model ({}) must be divisible by nhead ({})",
                 self.d_model, self.nhead
@@ -140,7 +140,7 @@ impl EncoderArgs {
         .collect()
     }
 
-    pub fn from_torch(
+    pub fn import(
         &self,
         src: &mut Source,
         device: &Device,
@@ -208,7 +208,7 @@ impl PositionalArgs {
         if input.len() != 2 {
             return Err(format!("takes sequences [T, d_model], got shape {input:?}"));
         }
-        if input[1] % 2 != 0 {
+        if !input[1].is_multiple_of(2) {
             return Err(format!(
                 "needs an even d_model, got {} (input shape {input:?})",
                 input[1]

@@ -127,7 +127,9 @@ impl ConvArgs {
                 self.padding_mode
             ));
         }
-        if self.in_channels % self.groups != 0 || self.out_channels % self.groups != 0 {
+        if !self.in_channels.is_multiple_of(self.groups)
+            || !self.out_channels.is_multiple_of(self.groups)
+        {
             return Err(format!(
                 "in_channels ({}) and out_channels ({}) must both be divisible by groups ({})",
                 self.in_channels, self.out_channels, self.groups
@@ -221,7 +223,7 @@ impl ConvArgs {
         t
     }
 
-    pub fn from_torch1d(&self, src: &mut Source, device: &Device) -> Result<Conv1d, String> {
+    pub fn import1d(&self, src: &mut Source, device: &Device) -> Result<Conv1d, String> {
         let mut conv = self.init1d(&Initializer::Zeros, device);
         let s = self.weight_shape(1);
         conv.weight = param(src.take("weight")?, [s[0], s[1], s[2]], device);
@@ -231,7 +233,7 @@ impl ConvArgs {
         Ok(conv)
     }
 
-    pub fn from_torch2d(&self, src: &mut Source, device: &Device) -> Result<Conv2d, String> {
+    pub fn import2d(&self, src: &mut Source, device: &Device) -> Result<Conv2d, String> {
         let mut conv = self.init2d(&Initializer::Zeros, device);
         let s = self.weight_shape(2);
         conv.weight = param(src.take("weight")?, [s[0], s[1], s[2], s[3]], device);

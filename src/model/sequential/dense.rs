@@ -56,7 +56,7 @@ impl LinearArgs {
         t
     }
 
-    pub fn from_torch(&self, src: &mut Source, device: &Device) -> Result<Linear, String> {
+    pub fn import(&self, src: &mut Source, device: &Device) -> Result<Linear, String> {
         linear_from_torch(
             src,
             "weight",
@@ -143,7 +143,7 @@ impl EmbeddingArgs {
         )]
     }
 
-    pub fn from_torch(&self, src: &mut Source, device: &Device) -> Result<Embedding, String> {
+    pub fn import(&self, src: &mut Source, device: &Device) -> Result<Embedding, String> {
         let mut e = self.init(device);
         e.weight = param(
             src.take("weight")?,

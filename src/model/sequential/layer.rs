@@ -229,30 +229,31 @@ impl LayerKind {
 
     /// Builds the layer from PyTorch tensors (present and shaped as
     /// [`torch_tensors`](Self::torch_tensors) says).
-    pub fn from_torch(
+    pub fn import(
         &self,
         input: &[usize],
         src: &mut Source,
         device: &Device,
     ) -> Result<Layer, String> {
         Ok(match self {
-            Self::Linear(a) => Layer::Linear(a.from_torch(src, device)?),
-            Self::Conv1d(a) => Layer::Conv1d(a.from_torch1d(src, device)?),
-            Self::Conv2d(a) => Layer::Conv2d(a.from_torch2d(src, device)?),
-            Self::BatchNorm1d(a) | Self::BatchNorm2d(a) => {
-                Layer::BatchNorm(a.from_torch(src, device)?)
-            }
-            Self::LayerNorm(a) => Layer::LayerNorm(a.from_torch(src, device)?),
-            Self::Embedding(a) => Layer::Embedding(a.from_torch(src, device)?),
-            Self::Lstm(a) => Layer::Recurrent(a.from_torch(Cell::Lstm, src, device)?),
-            Self::Gru(a) => Layer::Recurrent(a.from_torch(Cell::Gru, src, device)?),
-            Self::TransformerEncoderLayer(a) => Layer::Encoder(a.from_torch(src, device)?),
+            Self::Linear(a) => Layer::Linear(a.import(src, device)?),
+            Self::Conv1d(a) => Layer::Conv1d(a.import1d(src, device)?),
+            Self::Conv2d(a) => Layer::Conv2d(a.import2d(src, device)?),
+            Self::BatchNorm1d(a) | Self::BatchNorm2d(a) => Layer::BatchNorm(a.import(src, device)?),
+            Self::LayerNorm(a) => Layer::LayerNorm(a.import(src, device)?),
+            Self::Embedding(a) => Layer::Embedding(a.import(src, device)?),
+            Self::Lstm(a) => Layer::Recurrent(a.import(Cell::Lstm, src, device)?),
+            Self::Gru(a) => Layer::Recurrent(a.import(Cell::Gru, src, device)?),
+            Self::TransformerEncoderLayer(a) => Layer::Encoder(a.import(src, device)?),
             other => other.init(input, &Initializer::Zeros, device),
         })
     }
 }
 
 /// A layer's Burn module.
+// A stack holds a handful of these, built once; boxing the large variants would only
+// add an indirection to every forward pass.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Layer {
     Linear(Linear),

@@ -152,7 +152,7 @@ impl SequentialConfig {
     /// size limits.
     pub fn plan(&self) -> Result<Plan, String> {
         let s = &self.input_shape;
-        if s.is_empty() || s.len() > 3 || s.iter().any(|d| *d == 0) {
+        if s.is_empty() || s.len() > 3 || s.contains(&0) {
             return Err(format!(
                 "input_shape must have 1 to 3 dimensions, each at least 1, got {s:?}"
             ));
@@ -308,7 +308,7 @@ impl SequentialConfig {
 
     /// Builds the stack from PyTorch tensors already matched against
     /// [`torch_tensors`](Self::torch_tensors).
-    pub fn from_torch(
+    pub fn import(
         &self,
         mut tensors: BTreeMap<String, Vec<f32>>,
         device: &Device,
@@ -323,7 +323,7 @@ impl SequentialConfig {
             layers.push(
                 entry
                     .kind
-                    .from_torch(input, &mut src, device)
+                    .import(input, &mut src, device)
                     .map_err(|e| format!("{}: {e}", self.label(i)))?,
             );
         }

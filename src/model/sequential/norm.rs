@@ -91,7 +91,7 @@ impl BatchNormArgs {
             .collect()
     }
 
-    pub fn from_torch(&self, src: &mut Source, device: &Device) -> Result<BatchNorm, String> {
+    pub fn import(&self, src: &mut Source, device: &Device) -> Result<BatchNorm, String> {
         let c = self.num_features;
         let mut bn = self.init(device);
         bn.gamma = param(src.take("weight")?, [c], device);
@@ -164,7 +164,7 @@ impl LayerNormArgs {
         t
     }
 
-    pub fn from_torch(&self, src: &mut Source, device: &Device) -> Result<LayerNorm, String> {
+    pub fn import(&self, src: &mut Source, device: &Device) -> Result<LayerNorm, String> {
         let d = self.width().expect("validated");
         let mut ln = self.init(device);
         ln.gamma = param(src.take("weight")?, [d], device);

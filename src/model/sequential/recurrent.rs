@@ -191,7 +191,7 @@ impl RnnArgs {
         }
     }
 
-    pub fn from_torch(
+    pub fn import(
         &self,
         cell: Cell,
         src: &mut Source,
@@ -273,6 +273,9 @@ fn set_gru(m: &mut Gru, gates: Vec<GateController>) {
 }
 
 /// One stacked layer of a recurrent net.
+// A few per layer, built once: boxing the bidirectional variants would only add an
+// indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum RnnLayer {
     Lstm(Lstm),
