@@ -438,3 +438,63 @@ async fn post_models_imports_over_http_and_refuses_bad_uploads_with_422() {
     }
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preprocess_and_labels_of_an_imported_classifier_apply_at_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    // The raw network: z -> 4 scores.
+    let raw = linear_config(dir.path(), "raw", linear_layers());
+    let raw_store = dir.path().join("raw");
+    assert!(
+        import(&raw_store, &pytorch("linear.pt"), &raw, true)
+            .status
+            .success()
+    );
+    // The same weights as a classifier whose inputs are x = 1 + 2 z.
+    let classifier = dir.path().join("classifier.json");
+    let cfg = json!({
+        "task": "classification",
+        "architecture": {"kind": "sequential", "input_shape": [2], "layers": linear_layers()},
+        "preprocess": {"mean": 1.0, "std": [2.0, 2.0], "labels": ["north", "east", "south", "west"]},
+    });
+    std::fs::write(&classifier, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let store = dir.path().join("classifier");
+    let out = import(&store, &pytorch("linear.pt"), &classifier, true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let z = [[0.3f32, -0.7], [1.1, 0.4]];
+    let x: Vec<[f32; 2]> = z
+        .iter()
+        .map(|r| [1.0 + 2.0 * r[0], 1.0 + 2.0 * r[1]])
+        .collect();
+    let server = Server::start(test_config(&raw_store)).await;
+    let scores: Value = server.predict(&json!(z)).await.json().await.unwrap();
+    server.stop().await.unwrap();
+    let server = Server::start(test_config(&store)).await;
+    let answer: Value = server.predict(&json!(x)).await.json().await.unwrap();
+    server.stop().await.unwrap();
+    let labels = ["north", "east", "south", "west"];
+    for (s, a) in scores["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(answer["predictions"].as_array().unwrap())
+    {
+        let s = flat(s);
+        let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let total: f64 = s.iter().map(|v| (v - max).exp()).sum();
+        for (i, label) in labels.iter().enumerate() {
+            let p = a["probabilities"][label].as_f64().unwrap();
+            assert!(
+                ((s[i] - max).exp() / total - p).abs() < 1e-5,
+                "{a} vs softmax {s:?}"
+            );
+        }
+        let best = (0..4).max_by(|i, j| s[*i].total_cmp(&s[*j])).unwrap();
+        assert_eq!(a["label"], labels[best]);
+    }
+}

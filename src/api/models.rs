@@ -32,6 +32,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
                         "task": m.net.task,
                         "architecture": m.net.architecture,
                         "inputs": m.net.input_width(),
+                        "input_shape": m.net.input_shape(),
                         "labels": m.labels,
                         "metrics": m.metrics,
                     }),

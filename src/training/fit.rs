@@ -295,3 +295,6 @@ pub fn fit(
         validation,
     })
 }
+
+#[cfg(test)]
+mod tests;
