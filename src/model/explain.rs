@@ -201,7 +201,7 @@ pub fn explain(
         }
         Method::IntegratedGradients => {
             let steps = req.steps.max(1);
-            let per_pass = (CHUNK_ROWS / steps).max(1);
+            let per_pass = (CHUNK_ROWS / steps).clamp(1, CHUNK_ROWS);
             for group in req.rows.chunks(per_pass * width) {
                 pace();
                 let m = group.len() / width;
@@ -219,7 +219,15 @@ pub fn explain(
                         path_targets.push(Some(chosen[r]));
                     }
                 }
-                let (_, g, _) = grad(path, &path_targets);
+                // The path runs in passes of at most CHUNK_ROWS rows.
+                let mut g = Vec::with_capacity(path.len());
+                for (rows, targets) in path
+                    .chunks(CHUNK_ROWS * width)
+                    .zip(path_targets.chunks(CHUNK_ROWS))
+                {
+                    pace();
+                    g.extend(grad(rows.to_vec(), targets).1);
+                }
                 for r in 0..m {
                     let x = &group[r * width..(r + 1) * width];
                     let mut avg = vec![0f64; width];

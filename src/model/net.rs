@@ -32,6 +32,8 @@ pub enum Task {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NetConfig {
+    /// `regression` (the default) or `classification`.
+    #[serde(default = "regression")]
     pub task: Task,
     pub architecture: Architecture,
     /// Preprocessing and labels of an imported model (`[preprocess]`). A version
@@ -87,17 +89,23 @@ impl PerFeature {
     }
 }
 
+fn regression() -> Task {
+    Task::Regression
+}
+
 /// A network description that cannot be built.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("invalid model config: {0}")]
 pub struct NetConfigError(pub String);
 
 impl NetConfig {
-    /// Parses a model-config file (TOML, or JSON when the name ends in `.json`).
+    /// Parses a model-config file (JSON when the name ends in `.json` or the text
+    /// starts with `{`, else TOML).
     pub fn from_file(path: &std::path::Path) -> Result<Self, NetConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| NetConfigError(format!("cannot read {}: {e}", path.display())))?;
-        let json = path.extension().is_some_and(|e| e == "json");
+        let json =
+            path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
         Self::parse(&text, json).map_err(|e| NetConfigError(format!("{}: {}", path.display(), e.0)))
     }
 

@@ -173,6 +173,12 @@ impl Store {
                 report.unused
             )));
         }
+        if !report.missing.is_empty() {
+            return Err(corrupt(format!(
+                "{WEIGHTS} lacks tensors {:?}",
+                report.missing
+            )));
+        }
         Ok(LoadedModel::new(version, manifest, net, device.clone()))
     }
 
