@@ -106,6 +106,7 @@ pub async fn run(
         models,
         trainer: trainer.clone(),
         explainer,
+        imports: Arc::new(tokio::sync::Semaphore::new(1)),
     };
     let drain_delay = Duration::from_millis(config.server.shutdown_drain_delay_ms);
     let ready_metric = state.metrics.ready.clone();

@@ -96,8 +96,10 @@ fn execute(requests: Vec<Request>, model: &LoadedModel, metrics: &Metrics, max_b
         let mut outputs = Vec::with_capacity(total_rows * out_width);
         let mut rest = input;
         while !rest.is_empty() {
-            // Passes of at most `max_batch_size` rows; a batch that fits is not copied.
-            let tail = rest.split_off(rest.len().min(max_batch_size * width));
+            // Passes of at most `max_batch_size` rows (fewer for a model whose widest
+            // activation would not fit); a batch that fits is not copied.
+            let pass = max_batch_size.min(model.max_pass_rows());
+            let tail = rest.split_off(rest.len().min(pass * width));
             let chunk = std::mem::replace(&mut rest, tail);
             let n = chunk.len() / width;
             let started = StdInstant::now();

@@ -497,6 +497,22 @@ async fn bad_layer_stacks_get_422_and_the_old_version_serves_on() {
             "{words}: {body}"
         );
     }
+    // A batch whose widest activation would not fit: lower batch_size.
+    let wide = json!({"kind": "sequential", "input_shape": [4], "layers": [
+        {"type": "linear", "in_features": 4, "out_features": 65536},
+        {"type": "linear", "in_features": 65536, "out_features": 3}]});
+    let r = post(
+        &server,
+        "/train",
+        json!({"dataset": iris, "model": wide, "batch_size": 65536}),
+    )
+    .await;
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("lower batch_size"),
+        "{body}"
+    );
     assert_eq!(get(&server, "/health/ready").await, ready);
     assert_eq!(
         server

@@ -45,6 +45,7 @@ pub struct ImportQuery {
         (status = 413, description = "The body is over server.max_upload_bytes", body = crate::api::error::ErrorBody),
         (status = 415, description = "Not multipart/form-data", body = crate::api::error::ErrorBody),
         (status = 422, description = "A bad config, a missing part, or weights that do not fit the config", body = crate::api::error::ErrorBody),
+        (status = 429, description = "Another import is running (Retry-After)", body = crate::api::error::ErrorBody),
         (status = 503, description = "The model manager has stopped", body = crate::api::error::ErrorBody),
     ),
     security((), ("bearer" = [])))]
@@ -80,6 +81,11 @@ pub async fn upload(
         drain(req, limit).await;
         return Err(too_large());
     }
+    // One import at a time: a second one waits its turn on the client (429).
+    let Ok(_slot) = state.imports.clone().try_acquire_owned() else {
+        drain(req, limit).await;
+        return Err(ApiError::QueueFull);
+    };
     let mut multipart = Multipart::from_request(req, &state)
         .await
         .map_err(|e| ApiError::BadRequest(e.body_text()))?;

@@ -57,6 +57,8 @@ pub struct AppState {
     pub models: Models,
     pub trainer: Trainer,
     pub explainer: Explainer,
+    /// One `POST /models` import at a time (each holds a whole model in memory).
+    pub imports: Arc<tokio::sync::Semaphore>,
 }
 
 /// Every route, with the middleware stack.

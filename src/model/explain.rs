@@ -62,7 +62,8 @@ pub struct Explanation {
 #[error("{0}")]
 pub struct ExplainError(pub String);
 
-/// Rows per forward-and-backward pass; larger requests run as several passes.
+/// Most rows per forward-and-backward pass (fewer for a wide model); larger
+/// requests run as several passes.
 pub const CHUNK_ROWS: usize = 256;
 
 /// Explains every instance of `req` with `model`; `pace` runs before each pass
@@ -128,6 +129,7 @@ pub fn explain(
         (Task::Classification, None) => None,
     };
 
+    let chunk = CHUNK_ROWS.min(model.max_pass_rows());
     let device = model.device().clone().autodiff();
     let net = model.net().valid().fork(&device);
     let (mean, std) = match &manifest.standardize {
@@ -182,12 +184,12 @@ pub fn explain(
     let mut out = Vec::with_capacity(req.n);
     match req.method {
         Method::GradientXInput => {
-            for chunk in req.rows.chunks(CHUNK_ROWS * width) {
+            for rows in req.rows.chunks(chunk * width) {
                 pace();
-                let m = chunk.len() / width;
-                let (f, g, chosen) = grad(chunk.to_vec(), &vec![fixed_target; m]);
+                let m = rows.len() / width;
+                let (f, g, chosen) = grad(rows.to_vec(), &vec![fixed_target; m]);
                 for r in 0..m {
-                    let x = &chunk[r * width..(r + 1) * width];
+                    let x = &rows[r * width..(r + 1) * width];
                     out.push(Explanation {
                         attributions: (0..width)
                             .map(|j| (x[j] - baseline[j]) * g[r * width + j])
@@ -201,7 +203,7 @@ pub fn explain(
         }
         Method::IntegratedGradients => {
             let steps = req.steps.max(1);
-            let per_pass = (CHUNK_ROWS / steps).clamp(1, CHUNK_ROWS);
+            let per_pass = (chunk / steps).clamp(1, chunk);
             for group in req.rows.chunks(per_pass * width) {
                 pace();
                 let m = group.len() / width;
@@ -221,10 +223,7 @@ pub fn explain(
                 }
                 // The path runs in passes of at most CHUNK_ROWS rows.
                 let mut g = Vec::with_capacity(path.len());
-                for (rows, targets) in path
-                    .chunks(CHUNK_ROWS * width)
-                    .zip(path_targets.chunks(CHUNK_ROWS))
-                {
+                for (rows, targets) in path.chunks(chunk * width).zip(path_targets.chunks(chunk)) {
                     pace();
                     g.extend(grad(rows.to_vec(), targets).1);
                 }

@@ -21,6 +21,7 @@ pub struct LoadedModel {
     input_width: usize,
     net_outputs: usize,
     head: Head,
+    max_pass_rows: usize,
 }
 
 /// One row's answer, shaped by the task.
@@ -75,6 +76,7 @@ impl LoadedModel {
             input_width: manifest.net.input_width(),
             net_outputs: manifest.net.output_width(),
             head: manifest.net.head(),
+            max_pass_rows: manifest.net.max_pass_rows(),
             manifest,
             labels,
             net,
@@ -89,6 +91,12 @@ impl LoadedModel {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Most rows one forward pass of this model may take (its widest activation
+    /// bounded; see [`NetConfig::max_pass_rows`](super::NetConfig::max_pass_rows)).
+    pub fn max_pass_rows(&self) -> usize {
+        self.max_pass_rows
     }
 
     /// Checks a request's row-major values against the model's input domain

@@ -89,6 +89,9 @@ impl PerFeature {
     }
 }
 
+/// Most values one activation tensor of a forward pass may hold (256 MiB of f32).
+pub const MAX_PASS_VALUES: u64 = 1 << 26;
+
 fn regression() -> Task {
     Task::Regression
 }
@@ -236,6 +239,25 @@ impl NetConfig {
             Architecture::Mlp(m) => m.output,
             Architecture::Sequential(s) => s.plan().map(|p| p.output.iter().product()).unwrap_or(0),
         }
+    }
+
+    /// The most values one instance holds at once in any layer.
+    pub fn widest(&self) -> u64 {
+        match &self.architecture {
+            Architecture::Mlp(m) => std::iter::once(m.input)
+                .chain(m.hidden.iter().copied())
+                .chain(std::iter::once(m.output))
+                .max()
+                .unwrap_or(1) as u64,
+            Architecture::Sequential(s) => s.plan().map(|p| p.widest).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Most rows one forward pass may take so that no activation tensor holds more
+    /// than [`MAX_PASS_VALUES`] values (at least 1): serving, evaluation and
+    /// explanations split larger batches into passes of this many rows.
+    pub fn max_pass_rows(&self) -> usize {
+        (MAX_PASS_VALUES / self.widest().max(1)).clamp(1, usize::MAX as u64) as usize
     }
 
     /// How a classifier's outputs are turned into probabilities.

@@ -1,7 +1,7 @@
 use super::*;
-use burn::module::Module;
 use crate::model::net::{ActivationKind, Architecture, MlpConfig};
 use crate::model::{NetConfig, Task};
+use burn::module::Module;
 
 fn tiny() -> (Manifest, Net) {
     let cfg = NetConfig {

@@ -23,6 +23,8 @@ pub struct Judge<'a> {
     pub loss: LossKind,
     pub head: Head,
     pub target_scale: Option<&'a Standardize>,
+    /// Most rows per forward pass (the model's bound).
+    pub pass_rows: usize,
 }
 
 /// Rows per forward pass when evaluating, so memory stays bounded for any split.
@@ -40,7 +42,8 @@ pub fn evaluate(
     let width = x.len() / n;
     let mut loss_sum = 0.0;
     let mut out: Vec<f32> = Vec::with_capacity(n);
-    for (xs, ys) in x.chunks(EVAL_CHUNK * width).zip(y.chunks(EVAL_CHUNK)) {
+    let chunk = EVAL_CHUNK.min(judge.pass_rows).max(1);
+    for (xs, ys) in x.chunks(chunk * width).zip(y.chunks(chunk)) {
         let m = ys.len();
         let xt = Tensor::<2>::from_data(TensorData::new(xs.to_vec(), [m, width]), device);
         let o = net.forward(xt);
@@ -116,7 +119,7 @@ pub fn score(model: &LoadedModel, data: &Dataset) -> Option<f64> {
     let n = data.len();
     let width = data.width();
     let mut out = Vec::with_capacity(n * model.output_width());
-    for rows in data.x.chunks(EVAL_CHUNK * width) {
+    for rows in data.x.chunks(EVAL_CHUNK.min(model.max_pass_rows()) * width) {
         out.extend(model.forward(rows.to_vec(), rows.len() / width));
     }
     match data.task {

@@ -142,6 +142,15 @@ pub fn resolve_net(
         }
         _ => {}
     }
+    let values = (spec.batch_size as u64).saturating_mul(net.widest());
+    if values > crate::model::net::MAX_PASS_VALUES {
+        return Err(format!(
+            "batch_size {} x {} values per instance in the widest layer = {values} values in one activation; the limit is {} (lower batch_size)",
+            spec.batch_size,
+            net.widest(),
+            crate::model::net::MAX_PASS_VALUES
+        ));
+    }
     if let Err((k, why)) = net.check_values(&data.x) {
         let w = data.width();
         return Err(format!(
@@ -211,6 +220,7 @@ pub fn fit(
     let mut optim = optimizer(&spec.optimizer);
     let loss_kind = loss_for(spec, data.task);
     let head = net_config.head();
+    let pass_rows = net_config.max_pass_rows();
     let lr = spec.optimizer.lr();
     let width = data.width();
     let mut rng = SplitMix64(spec.seed ^ 0x5EED);
@@ -250,6 +260,7 @@ pub fn fit(
             loss: loss_kind,
             head,
             target_scale: target_scale.as_ref(),
+            pass_rows,
         };
         let (val_loss, val_metric, val_rmse) =
             evaluate(&valid, &eval_device, &val_x, &val_y, &judge);

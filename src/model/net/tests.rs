@@ -287,3 +287,25 @@ fn layer_entries_round_trip_through_json() {
     let back: NetConfig = serde_json::from_str(&json).unwrap();
     assert_eq!(back, cfg);
 }
+
+#[test]
+fn wide_layers_bound_the_rows_of_one_pass() {
+    // Attention scores: 8 heads x 2048 x 2048 values per instance is too many.
+    let e = seq(
+        Task::Regression,
+        r#"layers = [{type = "transformer_encoder_layer", d_model = 8, nhead = 8, dim_feedforward = 8}]"#,
+        "[2048, 8]",
+    )
+    .unwrap_err()
+    .0;
+    assert!(e.contains("values per instance"), "{e}");
+    // A conv whose output holds 2^22 values per instance: 16 rows per pass.
+    let cfg = seq(
+        Task::Regression,
+        r#"layers = [{type = "conv2d", in_channels = 1, out_channels = 64, kernel_size = 1}, {type = "flatten"}]"#,
+        "[1, 256, 256]",
+    )
+    .unwrap();
+    assert_eq!(cfg.widest(), 1 << 22);
+    assert_eq!(cfg.max_pass_rows(), 16);
+}

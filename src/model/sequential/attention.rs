@@ -103,6 +103,12 @@ impl EncoderArgs {
         Ok(input.to_vec())
     }
 
+    /// Attention scores (`nhead x T x T`) and the feed-forward block (`T x ff`).
+    pub fn inner_values(&self, input: &[usize]) -> u64 {
+        let t = input.first().copied().unwrap_or(0) as u64;
+        (self.nhead as u64 * t * t).max(t * self.dim_feedforward as u64)
+    }
+
     pub fn parameters(&self) -> u64 {
         let (d, f) = (self.d_model as u64, self.dim_feedforward as u64);
         (4 * d * d + 4 * d) + (2 * d * f + f + d) + 4 * d

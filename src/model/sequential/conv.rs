@@ -53,6 +53,30 @@ pub struct Window {
     pub padding: Vec<(usize, usize)>,
 }
 
+impl Window {
+    /// `[channels, ..spatial]` after sliding this window over `input`
+    /// (`[_, ..spatial]`), or why it does not fit.
+    pub fn output_shape(
+        &self,
+        channels: usize,
+        input: &[usize],
+        ceil_mode: bool,
+    ) -> Result<Vec<usize>, String> {
+        let mut out = vec![channels];
+        for (i, len) in input[1..].iter().enumerate() {
+            out.push(window_out(
+                *len,
+                self.kernel[i],
+                self.stride[i],
+                self.padding[i],
+                self.dilation[i],
+                ceil_mode,
+            )?);
+        }
+        Ok(out)
+    }
+}
+
 /// Checks `input` is `[channels, ..n spatial dimensions]`.
 pub fn spatial_input(n: usize, input: &[usize]) -> Result<(), String> {
     if input.len() != n + 1 {
@@ -142,19 +166,8 @@ impl ConvArgs {
                 self.in_channels, input[0]
             ));
         }
-        let w = self.window(n)?;
-        let mut out = vec![self.out_channels];
-        for i in 0..n {
-            out.push(window_out(
-                input[i + 1],
-                w.kernel[i],
-                w.stride[i],
-                w.padding[i],
-                w.dilation[i],
-                false,
-            )?);
-        }
-        Ok(out)
+        self.window(n)?
+            .output_shape(self.out_channels, input, false)
     }
 
     pub fn parameters(&self, n: usize) -> u64 {

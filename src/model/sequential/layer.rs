@@ -123,6 +123,21 @@ impl LayerKind {
         }
     }
 
+    /// Values one instance holds inside the layer beyond its input and output
+    /// (attention scores, a feed-forward block, gates); 0 for most layers.
+    pub fn inner_values(&self, input: &[usize]) -> u64 {
+        match self {
+            Self::TransformerEncoderLayer(a) => a.inner_values(input),
+            Self::Lstm(a) | Self::Gru(a) => {
+                // Every step's gates: T x 4H.
+                input
+                    .first()
+                    .map_or(0, |t| *t as u64 * 4 * a.hidden_size as u64)
+            }
+            _ => 0,
+        }
+    }
+
     /// Number of values the layer stores (parameters and running statistics).
     pub fn parameters(&self) -> u64 {
         match self {

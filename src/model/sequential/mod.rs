@@ -118,6 +118,9 @@ pub struct Plan {
     pub output: Vec<usize>,
     /// Values stored by all layers.
     pub parameters: u64,
+    /// The most values one instance holds at once in any layer (its input, output,
+    /// or inside it: attention scores, a feed-forward block).
+    pub widest: u64,
 }
 
 /// How a classifier's last layer shapes its outputs.
@@ -177,6 +180,7 @@ impl SequentialConfig {
         let mut inputs = Vec::with_capacity(self.layers.len());
         let mut shape = s.clone();
         let mut parameters = 0u64;
+        let mut widest = 0u64;
         for (i, entry) in self.layers.iter().enumerate() {
             let out = entry
                 .kind
@@ -195,6 +199,14 @@ impl SequentialConfig {
                 ));
             }
             parameters = parameters.saturating_add(entry.kind.parameters());
+            let inside = entry.kind.inner_values(&shape);
+            if inside > MAX_ACTIVATION {
+                return Err(format!(
+                    "{}: it holds {inside} values per instance (more than {MAX_ACTIVATION})",
+                    self.label(i)
+                ));
+            }
+            widest = widest.max(volume(&shape)).max(volume(&out)).max(inside);
             if parameters > MAX_PARAMETERS {
                 return Err(format!(
                     "{}: the model would store more than {MAX_PARAMETERS} values",
@@ -207,6 +219,7 @@ impl SequentialConfig {
             inputs,
             output: shape,
             parameters,
+            widest,
         })
     }
 

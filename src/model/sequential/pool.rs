@@ -8,7 +8,7 @@ use burn::tensor::module::{
 use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 use serde::{Deserialize, Serialize};
 
-use super::args::{Dims, window_out};
+use super::args::Dims;
 use super::conv::{Window, expand, spatial_input};
 
 /// `nn.MaxPool1d/2d`, `nn.AvgPool1d/2d`: `stride` defaults to `kernel_size`.
@@ -84,19 +84,8 @@ impl PoolArgs {
         input: &[usize],
     ) -> Result<Vec<usize>, String> {
         spatial_input(n, input)?;
-        let w = self.window(kind, n)?;
-        let mut out = vec![input[0]];
-        for i in 0..n {
-            out.push(window_out(
-                input[i + 1],
-                w.kernel[i],
-                w.stride[i],
-                w.padding[i],
-                w.dilation[i],
-                self.ceil_mode,
-            )?);
-        }
-        Ok(out)
+        self.window(kind, n)?
+            .output_shape(input[0], input, self.ceil_mode)
     }
 }
 
