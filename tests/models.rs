@@ -381,6 +381,26 @@ async fn explain_finds_the_features_that_matter_with_both_methods() {
             413,
             "explain.max_rows",
         ),
+        (
+            json!({"instances": [[1e39, 1, 1, 1, 1, 1]], "method": "gradient_x_input"}),
+            422,
+            "finite",
+        ),
+        (
+            json!({"instances": probe[..1], "method": "integrated_gradients", "baseline": [1e39, 0, 0, 0, 0, 1e-50]}),
+            422,
+            "finite",
+        ),
+        (
+            json!({"instances": [], "method": "gradient_x_input"}),
+            422,
+            "at least one",
+        ),
+        (
+            json!({"instances": probe[..1], "method": "integrated_gradients", "steps": -1}),
+            422,
+            "steps",
+        ),
     ];
     for (body, status, words) in bad {
         let r = post(&server, "/explain", body.clone()).await;

@@ -126,7 +126,8 @@ impl LoadedModel {
     /// for classifiers, the network's outputs for regression.
     pub fn output_width(&self) -> usize {
         match self.manifest.net.task {
-            Task::Classification => self.manifest.class_count(),
+            // One label per class (cached: this runs for every batch).
+            Task::Classification => self.labels.len(),
             Task::Regression => self.net_outputs,
         }
     }

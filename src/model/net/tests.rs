@@ -213,6 +213,16 @@ fn bad_stacks_are_errors_naming_the_layer_and_shapes() {
         "[4]",
     );
     assert!(e.contains("also named"), "{e}");
+    let e = bad(
+        r#"layers = [{type = "layer_norm", normalized_shape = 4, eps = 1e-50}]"#,
+        "[4]",
+    );
+    assert!(e.contains("eps must be between 1e-12 and 1"), "{e}");
+    let e = bad(
+        r#"layers = [{type = "conv1d", in_channels = 1, out_channels = 1, kernel_size = 2, stride = 0}]"#,
+        "[1, 4]",
+    );
+    assert!(e.contains("stride must be between 1"), "{e}");
     let e = bad(r#"layers = [{type = "dropout", p = 1.5}]"#, "[4]");
     assert!(e.contains("[0, 1)"), "{e}");
     let e = bad(r#"layers = [{type = "relu"}]"#, "[0, 4]");
