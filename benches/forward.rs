@@ -26,7 +26,7 @@ fn seed_mlp() -> LoadedModel {
 
 fn forward(c: &mut Criterion) {
     let model = seed_mlp();
-    model.warm_up();
+    model.warm_up(256);
     let mut group = c.benchmark_group("seed_mlp_forward");
     for batch in [1usize, 16, 64, 256] {
         let rows: Vec<f32> = (0..batch * 1000)

@@ -5,7 +5,9 @@
 //! - `http`: a bench-only axum server (a child process) that parses the same body
 //!   into the same type and answers a constant.
 //!
-//! The target (issue 2): at c=64, served >= 0.6 x 1 / (1/http + 1/compute).
+//! The target (issue 9): at c=64, served >= 0.85 x 1 / (1/http + 1/compute), p99 <=
+//! 5 ms. `KILN_BENCH_BASELINE_BIN=path/to/kiln` also serves another build at c=64
+//! (e.g. the previous commit's) for a before/after from the same run.
 //!
 //! It then serves the other architectures the same way (one instance per request,
 //! c=1 and c=64, batching on and off): the digits CNN, the ab_order LSTM and
@@ -14,7 +16,8 @@
 //! least 2x its unbatched throughput.
 //!
 //! `cargo bench --bench load` (env: `KILN_BENCH_SECS`, default 5 per scenario;
-//! `KILN_BENCH_ONLY=training`, `=protocol` or `=architectures` runs only that part).
+//! `KILN_BENCH_ONLY=training`, `=protocol`, `=architectures` or `=serving` (only
+//! the c=64 ratio to the limit) runs only that part).
 //! kiln runs as the real release binary in its own process, with its peak RSS
 //! (VmHWM) reported; the load generator shares the machine's cores, as it would on a
 //! 2-core box.
@@ -26,6 +29,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::response::IntoResponse;
 use burn::prelude::Device;
 use kiln::model::{LoadedModel, NetConfig, import};
 
@@ -72,6 +76,9 @@ async fn run(duration: Duration) {
             p.predict
         );
         return;
+    }
+    if std::env::var("KILN_BENCH_ONLY").as_deref() == Ok("serving") {
+        return serving_limit(&body, duration).await;
     }
     if std::env::var("KILN_BENCH_ONLY").as_deref() == Ok("architectures") {
         let rows = architectures(duration).await;
@@ -155,6 +162,24 @@ async fn run(duration: Duration) {
         }
         rss.push((name, peak_rss_kib(proc.child.id())));
     }
+    // The same at c=64 with a baseline build (e.g. the previous commit), for a
+    // before/after from one run.
+    let baseline = std::env::var("KILN_BENCH_BASELINE_BIN").ok();
+    if let Some(bin) = &baseline {
+        let env = [("KILN_TELEMETRY__LEVEL", "warn,kiln::app=info")];
+        let proc = common::Process::serve_bin(Path::new(bin), dir.path(), &env).await;
+        rows.push(
+            load(
+                &format!("{}/predict", proc.base),
+                "baseline batching on",
+                64,
+                &body,
+                duration,
+                Some(&proc.base),
+            )
+            .await,
+        );
+    }
     let protocol = protocol_overhead(dir.path(), duration, &mut rows).await;
     let training = training_isolation(dir.path(), &body, duration, &mut rows).await;
     let architecture_rows = architectures(duration).await;
@@ -197,11 +222,89 @@ async fn run(duration: Duration) {
         served.rps,
         served.rps / limit
     );
+    if let Some(before) = rows
+        .iter()
+        .find(|r| r.target == "baseline batching on" && r.concurrency == 64)
+    {
+        println!(
+            "c=64 before (baseline build): {:.0} req/s, ratio {:.2}, p99 {:.2} ms; after: {:.0} req/s, ratio {:.2}, p99 {:.2} ms (target >= 0.85, p99 <= 5 ms)",
+            before.rps,
+            before.rps / limit,
+            before.p99_ms,
+            served.rps,
+            served.rps / limit,
+            served.p99_ms
+        );
+    }
     if let Some(b) = served.mean_batch {
         let at_formed = compute_ceiling(b.round().max(1.0) as usize, Duration::from_secs(2));
         println!(
             "served / compute ceiling at the batch size formed ({b:.1} rows): {:.2} ({at_formed:.0} rows/s in-process)",
             served.rps / at_formed
+        );
+    }
+}
+
+/// Only the c=64 figures against the limit: compute ceiling, HTTP ceiling, kiln, and
+/// the baseline build when `KILN_BENCH_BASELINE_BIN` names one, interleaved.
+async fn serving_limit(body: &Arc<Vec<u8>>, duration: Duration) {
+    let compute = compute_ceiling(64, Duration::from_secs(3));
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(ROLE, "http-ceiling")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let http = load(
+        &format!("http://{}/predict", line.trim()),
+        "http-ceiling",
+        64,
+        body,
+        duration,
+        None,
+    )
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let limit = 1.0 / (1.0 / http.rps + 1.0 / compute);
+    println!(
+        "c=64 limit 1/(1/{:.0} + 1/{compute:.0}) = {limit:.0} req/s",
+        http.rps
+    );
+    let dir = tempfile::tempdir().unwrap();
+    common::import_seed_mlp(dir.path());
+    let env = [("KILN_TELEMETRY__LEVEL", "warn,kiln::app=info")];
+    let mut bins = vec![(
+        "after (this build)",
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_kiln")),
+    )];
+    if let Ok(bin) = std::env::var("KILN_BENCH_BASELINE_BIN") {
+        bins.insert(0, ("before (baseline build)", bin.into()));
+    }
+    for (name, bin) in bins {
+        let proc = common::Process::serve_bin(&bin, dir.path(), &env).await;
+        let r = load(
+            &format!("{}/predict", proc.base),
+            name,
+            64,
+            body,
+            duration,
+            Some(&proc.base),
+        )
+        .await;
+        println!(
+            "{name}: {:.0} req/s, ratio to the limit {:.2}, p50 {:.2} ms, p99 {:.2} ms, {:.1} rows/batch, peak RSS {:.1} MiB",
+            r.rps,
+            r.rps / limit,
+            r.p50_ms,
+            r.p99_ms,
+            r.mean_batch.unwrap_or(0.0),
+            peak_rss_kib(proc.child.id()) as f64 / 1024.0
         );
     }
 }
@@ -471,7 +574,7 @@ fn compute_ceiling(batch: usize, duration: Duration) -> f64 {
     let input: Vec<f32> = (0..batch * 1000)
         .map(|i| ((i % 97) as f32) / 97.0)
         .collect();
-    model.warm_up();
+    model.warm_up(batch);
     let started = Instant::now();
     let mut passes = 0u64;
     while started.elapsed() < duration {
@@ -594,19 +697,21 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// The HTTP ceiling: parses the same body into the same type, answers a constant.
+/// The HTTP ceiling: parses the same body into the same type the same way kiln does
+/// (its own JSON parser), answers a constant.
 fn http_ceiling_server() {
-    #[derive(serde::Deserialize)]
-    struct Body {
-        #[allow(dead_code)]
-        instances: Vec<Vec<f32>>,
-    }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let app = axum::Router::new().route(
             "/predict",
-            axum::routing::post(|axum::Json(_b): axum::Json<Body>| async {
-                axum::Json(serde_json::json!({"predictions": [0.0], "model_version": "ceiling"}))
+            axum::routing::post(|body: axum::body::Bytes| async move {
+                match kiln::api::parse_json::<kiln::api::PredictRequest>(&body) {
+                    Ok(_) => axum::Json(
+                        serde_json::json!({"predictions": [0.0], "model_version": "ceiling"}),
+                    )
+                    .into_response(),
+                    Err(e) => e.into_response(),
+                }
             }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

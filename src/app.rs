@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Shared};
 use crate::batching::Batcher;
 use crate::config::Config;
 use crate::executor;
@@ -36,25 +36,36 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let metrics = Metrics::new();
-    let device = config.model.backend.device()?;
+    let device = config.serving_device()?;
     let store = Store::open(&config.store.dir)
         .with_context(|| format!("opening the model store {}", config.store.dir.display()))?;
     let model = ActiveModel::new(metrics.clone());
 
     // One batch in flight: the batcher forms the next one when the executor is free.
     let (batch_tx, batch_rx) = mpsc::channel(1);
+    let cost = Arc::new(crate::batching::cost::CostModel::default());
     let executor = executor::spawn(
         batch_rx,
         model.clone(),
+        cost.clone(),
         metrics.clone(),
         config.batching.max_batch_size,
+        config.batching.compute_threads,
     )
     .context("starting the executor thread")?;
     let tasks = TaskTracker::new();
-    let batcher = Batcher::spawn(&config.batching, batch_tx, metrics.clone(), &tasks);
+    let batcher = Batcher::spawn(&config.batching, batch_tx, cost, metrics.clone(), &tasks);
 
-    let models = Models::spawn(store.clone(), device.clone(), model.clone())
-        .context("starting the model manager")?;
+    let models = Models::spawn(
+        store.clone(),
+        device.clone(),
+        crate::registry::swap::WarmUp {
+            max_rows: config.batching.max_batch_size,
+            buckets: config.batching.shape_buckets,
+        },
+        model.clone(),
+    )
+    .context("starting the model manager")?;
     let explainer = Explainer::spawn(config.explain.queue_capacity, batcher.clone())
         .context("starting the explainer thread")?;
     let busy = batcher.clone();
@@ -64,7 +75,8 @@ pub async fn run(
         metrics: metrics.clone(),
         models: models.clone(),
         active: model.clone(),
-        device: device.clone(),
+        device: config.training_device()?,
+        backend: config.training_backend().name(),
         threads: config.training.threads,
         low_priority: config.training.low_priority,
         max_queued: config.training.max_queued_jobs,
@@ -96,7 +108,7 @@ pub async fn run(
         Duration::from_millis(config.store.poll_interval_ms),
         draining.clone(),
     );
-    let state = AppState {
+    let state = AppState::new(Shared {
         config: config.clone(),
         batcher: batcher.clone(),
         model,
@@ -107,7 +119,7 @@ pub async fn run(
         trainer: trainer.clone(),
         explainer,
         imports: Arc::new(tokio::sync::Semaphore::new(1)),
-    };
+    });
     let drain_delay = Duration::from_millis(config.server.shutdown_drain_delay_ms);
     let ready_metric = state.metrics.ready.clone();
     state

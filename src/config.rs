@@ -69,6 +69,18 @@ pub struct BatchingConfig {
     pub queue_capacity: usize,
     /// Most rows (instances) one request may carry; beyond it, 413.
     pub max_request_rows: usize,
+    /// A prediction request's deadline when it names none (`x-kiln-timeout-ms`, OIP
+    /// v2 `parameters.timeout`); past it the answer is 504 and its rows are not
+    /// computed.
+    pub default_timeout_ms: u64,
+    /// GPU backends: pad each forward pass to a power-of-two row count and tune
+    /// every such shape before a version serves, so no request pays for kernel
+    /// autotuning. Off: passes run at their exact size (tuned on first use).
+    pub shape_buckets: bool,
+    /// CPU threads one forward pass may use (the executor's own pool). 1 keeps the
+    /// other cores for HTTP and JSON, which is what batching wants on small
+    /// machines; more helps large passes on many cores.
+    pub compute_threads: usize,
 }
 
 impl Default for BatchingConfig {
@@ -78,11 +90,19 @@ impl Default for BatchingConfig {
             max_queue_delay_ms: 0.0,
             queue_capacity: 2048,
             max_request_rows: 1024,
+            default_timeout_ms: 30_000,
+            shape_buckets: true,
+            compute_threads: 1,
         }
     }
 }
 
 impl BatchingConfig {
+    /// `default_timeout_ms` as a [`Duration`].
+    pub fn default_timeout(&self) -> Duration {
+        Duration::from_millis(self.default_timeout_ms)
+    }
+
     /// `max_queue_delay_ms` as a [`Duration`].
     pub fn max_queue_delay(&self) -> Duration {
         Duration::from_secs_f64(self.max_queue_delay_ms / 1000.0)
@@ -97,6 +117,15 @@ pub struct ModelConfig {
     pub name: String,
     /// Compute backend: `cpu`, `wgpu` or `cuda`.
     pub backend: BackendKind,
+    /// Which device of the backend: `default`, an index `N` (CUDA ordinal, wgpu's
+    /// N-th discrete GPU), or for wgpu `discrete:N`, `integrated:N`, `virtual:N`,
+    /// `cpu` (a CPU adapter such as Mesa's lavapipe).
+    pub device: String,
+    /// GPU backends: where tuned kernel choices are kept across restarts (a local
+    /// directory; not the shared store, replicas may run on different GPUs). Unset:
+    /// the runtime's default (`target/environment` in a Cargo checkout, else the
+    /// user's cache directory).
+    pub autotune_cache_dir: Option<PathBuf>,
 }
 
 impl Default for ModelConfig {
@@ -104,6 +133,8 @@ impl Default for ModelConfig {
         Self {
             name: "kiln".into(),
             backend: BackendKind::Cpu,
+            device: "default".into(),
+            autotune_cache_dir: None,
         }
     }
 }
@@ -149,6 +180,12 @@ pub struct TrainingConfig {
     pub data_dir: PathBuf,
     /// Model-config files named by `"model": "<name>"` are read from here.
     pub config_dir: PathBuf,
+    /// The backend training runs on; unset, the serving backend (`model.backend`).
+    /// A GPU can serve while the CPU trains, or the other way round.
+    pub backend: Option<BackendKind>,
+    /// The device training runs on (as `model.device`); unset, the serving device
+    /// when the backend is the same, else the backend's default.
+    pub device: Option<String>,
     /// CPU threads training may use; serving keeps the rest.
     pub threads: usize,
     /// Run training threads at idle scheduling priority (Linux `SCHED_IDLE`): they
@@ -170,6 +207,8 @@ impl Default for TrainingConfig {
         Self {
             data_dir: PathBuf::from("examples/data"),
             config_dir: PathBuf::from("config/models"),
+            backend: None,
+            device: None,
             threads: 1,
             low_priority: true,
             max_queued_jobs: 4,
@@ -290,6 +329,31 @@ impl Config {
         Ok(config)
     }
 
+    /// The backend training runs on.
+    pub fn training_backend(&self) -> BackendKind {
+        self.training.backend.unwrap_or(self.model.backend)
+    }
+
+    /// The serving device, created now.
+    pub fn serving_device(&self) -> Result<burn::prelude::Device, crate::model::BackendError> {
+        crate::model::backend::device(
+            self.model.backend,
+            &self.model.device,
+            self.model.autotune_cache_dir.as_deref(),
+        )
+    }
+
+    /// The training device, created now (the serving one when they agree).
+    pub fn training_device(&self) -> Result<burn::prelude::Device, crate::model::BackendError> {
+        let backend = self.training_backend();
+        let selector = match &self.training.device {
+            Some(s) => s.as_str(),
+            None if backend == self.model.backend => &self.model.device,
+            None => "default",
+        };
+        crate::model::backend::device(backend, selector, self.model.autotune_cache_dir.as_deref())
+    }
+
     /// Checks the values serde cannot: ranges and relations between keys.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let b = &self.batching;
@@ -301,6 +365,21 @@ impl Config {
             return invalid(
                 "batching.max_queue_delay_ms",
                 format!("must be a finite number >= 0, got {}", b.max_queue_delay_ms),
+            );
+        }
+        if b.compute_threads == 0 || b.compute_threads > 1024 {
+            return invalid(
+                "batching.compute_threads",
+                "must be between 1 and 1024".into(),
+            );
+        }
+        if b.default_timeout_ms == 0 || b.default_timeout_ms > 3_600_000 {
+            return invalid(
+                "batching.default_timeout_ms",
+                format!(
+                    "must be between 1 and 3600000, got {}",
+                    b.default_timeout_ms
+                ),
             );
         }
         if b.max_request_rows == 0 {
@@ -348,6 +427,25 @@ impl Config {
                     self.model.name
                 ),
             );
+        }
+        for (key, backend, selector) in [
+            (
+                "model.device",
+                self.model.backend,
+                Some(self.model.device.as_str()),
+            ),
+            (
+                "training.device",
+                self.training_backend(),
+                self.training.device.as_deref(),
+            ),
+        ] {
+            let Some(selector) = selector else { continue };
+            let checked = crate::model::backend::Selector::parse(selector)
+                .and_then(|s| s.check(backend, selector).map_err(|e| e.to_string()));
+            if let Err(why) = checked {
+                return invalid(key, why);
+            }
         }
         if self.training.threads == 0 || self.training.threads > 1024 {
             return invalid("training.threads", "must be between 1 and 1024".into());

@@ -15,6 +15,7 @@ use std::time::Instant as StdInstant;
 
 use tokio::sync::mpsc;
 
+use crate::batching::cost::CostModel;
 use crate::batching::{Answer, Batch, PredictError, Request};
 use crate::metrics::{Metrics, RejectReason};
 use crate::model::{ActiveModel, LoadedModel};
@@ -23,17 +24,28 @@ use crate::model::{ActiveModel, LoadedModel};
 pub fn spawn(
     rx: mpsc::Receiver<Batch>,
     model: ActiveModel,
+    cost: Arc<CostModel>,
     metrics: Metrics,
     max_batch_size: usize,
+    threads: usize,
 ) -> std::io::Result<JoinHandle<()>> {
+    // Forward passes run in a pool of their own: the CPU backend's matmuls use the
+    // current rayon pool, and the global one would have idle workers spinning
+    // against the HTTP runtime.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .thread_name(|i| format!("kiln-compute-{i}"))
+        .build()
+        .map_err(std::io::Error::other)?;
     std::thread::Builder::new()
         .name("kiln-executor".into())
-        .spawn(move || run(rx, model, metrics, max_batch_size))
+        .spawn(move || pool.install(|| run(rx, model, cost, metrics, max_batch_size)))
 }
 
 fn run(
     mut rx: mpsc::Receiver<Batch>,
     active: ActiveModel,
+    cost: Arc<CostModel>,
     metrics: Metrics,
     max_batch_size: usize,
 ) {
@@ -54,21 +66,32 @@ fn run(
             }
         }
         for (model, requests) in groups {
-            execute(requests, &model, &metrics, max_batch_size);
+            execute(requests, &model, &cost, &metrics, max_batch_size);
         }
         // Dropping `batch` (its busy permit) lets the batcher form the next one.
     }
 }
 
 /// Runs requests with one model version and answers every one of them.
-fn execute(requests: Vec<Request>, model: &LoadedModel, metrics: &Metrics, max_batch_size: usize) {
+fn execute(
+    requests: Vec<Request>,
+    model: &LoadedModel,
+    cost: &CostModel,
+    metrics: &Metrics,
+    max_batch_size: usize,
+) {
     let version: Arc<str> = model.version().into();
     let width = model.input_width();
     let now = tokio::time::Instant::now();
     let mut live: Vec<Request> = Vec::with_capacity(requests.len());
     for r in requests {
         if r.reply.is_closed() {
-            metrics.reject(RejectReason::ClientGone, r.work.n_rows as u64);
+            if r.work.deadline > now {
+                metrics.reject(RejectReason::ClientGone, r.work.n_rows as u64);
+            }
+        } else if r.work.deadline <= now {
+            // Counted as `deadline` by the handler that answers 504.
+            let _ = r.reply.send(Err(PredictError::DeadlineExceeded));
         } else if r.work.width != width {
             let _ = r.reply.send(Err(PredictError::WidthMismatch {
                 version: version.clone(),
@@ -104,9 +127,9 @@ fn execute(requests: Vec<Request>, model: &LoadedModel, metrics: &Metrics, max_b
             let n = chunk.len() / width;
             let started = StdInstant::now();
             outputs.extend(model.forward(chunk, n));
-            metrics
-                .batch_compute
-                .observe(started.elapsed().as_secs_f64());
+            let took = started.elapsed();
+            cost.record(n, took);
+            metrics.batch_compute.observe(took.as_secs_f64());
             metrics.batch_size.observe(n as f64);
         }
         outputs

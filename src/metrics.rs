@@ -4,6 +4,8 @@
 //! atomic), held by the HTTP layer, the batcher and the executor. Each process owns
 //! its own registry, so tests running several servers in one process do not mix.
 
+use std::sync::Arc;
+
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -33,6 +35,9 @@ pub enum RejectReason {
     TooLarge,
     /// The client went away while its rows waited; they were skipped.
     ClientGone,
+    /// The request's deadline passed (or was predicted to) before it was computed
+    /// (504).
+    Deadline,
 }
 
 impl RejectReason {
@@ -43,13 +48,25 @@ impl RejectReason {
             Self::InvalidInput => "invalid_input",
             Self::TooLarge => "too_large",
             Self::ClientGone => "client_gone",
+            Self::Deadline => "deadline",
         }
     }
 }
 
-/// The collectors, registered in one registry.
+/// The collectors, registered in one registry. One `Arc`: a clone per request is
+/// one reference count, not a struct of handles.
 #[derive(Clone)]
-pub struct Metrics {
+pub struct Metrics(Arc<Collectors>);
+
+impl std::ops::Deref for Metrics {
+    type Target = Collectors;
+    fn deref(&self) -> &Collectors {
+        &self.0
+    }
+}
+
+/// What [`Metrics`] shares.
+pub struct Collectors {
     registry: Registry,
     requests: IntCounterVec,
     request_duration: HistogramVec,
@@ -204,13 +221,14 @@ impl Metrics {
             RejectReason::InvalidInput,
             RejectReason::TooLarge,
             RejectReason::ClientGone,
+            RejectReason::Deadline,
         ] {
             rejected.with_label_values(&[r.label()]);
         }
         for state in ["succeeded", "failed", "cancelled"] {
             train_results.with_label_values(&[state]);
         }
-        Self {
+        Self(Arc::new(Collectors {
             registry,
             requests,
             request_duration,
@@ -228,7 +246,7 @@ impl Metrics {
             train_epoch,
             train_loss,
             train_samples_per_second,
-        }
+        }))
     }
 
     /// Counts a job that finished in `state`.

@@ -42,6 +42,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The request's deadline passed before its answer was ready.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// A server fault; the message is logged, the client sees a generic text.
     #[error("internal error: {0}")]
     Internal(String),
@@ -68,6 +71,7 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -78,6 +82,7 @@ impl ApiError {
             Self::QueueFull => Some(RejectReason::QueueFull),
             Self::NotReady(_) => Some(RejectReason::NotReady),
             Self::TooLarge(_) => Some(RejectReason::TooLarge),
+            Self::DeadlineExceeded(_) => Some(RejectReason::Deadline),
             Self::BadRequest(_) | Self::Unprocessable(_) | Self::UnsupportedMediaType(_) => {
                 Some(RejectReason::InvalidInput)
             }
@@ -131,6 +136,7 @@ impl From<PredictError> for ApiError {
             PredictError::WidthMismatch { .. } => Self::Unprocessable(e.to_string()),
             PredictError::NoModel => Self::NotReady(e.to_string()),
             PredictError::Compute => Self::Internal(e.to_string()),
+            PredictError::DeadlineExceeded => Self::DeadlineExceeded(e.to_string()),
         }
     }
 }

@@ -144,9 +144,7 @@ pub async fn upload(
         .map_err(|e| ApiError::Unprocessable(format!("config: {}", e.0)))?;
     let device = state
         .config
-        .model
-        .backend
-        .device()
+        .serving_device()
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let store = state.store.clone();
     let name = if file_name.is_empty() {

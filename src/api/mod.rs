@@ -4,6 +4,7 @@
 //! Handlers live one concern per module; [`error::ApiError`] is the one status table.
 
 mod auth;
+pub mod deadline;
 pub mod docs;
 pub mod error;
 mod explain;
@@ -38,15 +39,33 @@ use crate::model::ActiveModel;
 use crate::registry::{Models, Store};
 use crate::training::jobs::Trainer;
 pub use error::ApiError;
-pub use extract::ApiJson;
+pub use extract::{ApiJson, parse_json};
+pub use predict::PredictRequest;
 
 /// Header naming the model version that computed a response.
 pub const MODEL_VERSION_HEADER: HeaderName = HeaderName::from_static("x-model-version");
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Handles shared by every handler; cheap to clone.
+/// Handles shared by every handler: one `Arc`, so the clone each request makes is
+/// one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What every handler reaches through [`AppState`].
+pub struct Shared {
     pub config: Arc<Config>,
     pub batcher: Batcher,
     pub model: ActiveModel,

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiJson, AppState, MODEL_VERSION_HEADER, auth};
+use super::{ApiError, ApiJson, AppState, MODEL_VERSION_HEADER, auth, deadline};
 use crate::batching::Work;
 use crate::model::{LoadedModel, Prediction};
 
@@ -44,7 +44,9 @@ pub struct PredictResponse {
         (status = 422, description = "Valid JSON with the wrong content", body = crate::api::error::ErrorBody),
         (status = 429, description = "The queue is full (Retry-After)", body = crate::api::error::ErrorBody),
         (status = 503, description = "Loading or shutting down", body = crate::api::error::ErrorBody),
+        (status = 504, description = "The deadline (x-kiln-timeout-ms, else batching.default_timeout_ms) passed first", body = crate::api::error::ErrorBody),
     ),
+    params(("x-kiln-timeout-ms" = Option<u64>, Header, description = "Answer within this many milliseconds or 504")),
     security((), ("bearer" = [])))]
 pub async fn predict(
     State(state): State<AppState>,
@@ -53,6 +55,7 @@ pub async fn predict(
 ) -> Result<Response, ApiError> {
     auth::check_predict(&headers, &state)?;
     let result: Result<Response, ApiError> = async {
+        let deadline = deadline::deadline(&headers, state.config.batching.default_timeout())?;
         let ApiJson(body) = body?;
         let top_k = body.top_k;
         if top_k == Some(0) {
@@ -65,10 +68,9 @@ pub async fn predict(
             width,
             top_k,
             model: None,
+            deadline,
         })?;
-        let answer = answer
-            .await
-            .map_err(|_| ApiError::NotReady("the server is shutting down".into()))??;
+        let answer = deadline::answer(answer, deadline).await?;
         tracing::Span::current().record("model_version", &*answer.version);
         let mut response = Json(PredictResponse {
             predictions: answer.predictions,

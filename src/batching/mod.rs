@@ -5,8 +5,12 @@
 //! is turned away at once (429), and gives them back when it is answered, so rows
 //! queued plus rows computing never exceed the bound. The batcher task alone owns the
 //! [`queue::Queue`]; it waits until the executor is free, then asks the queue
-//! for one (row budget, deadline, skipping abandoned requests) and hands it over.
+//! for one (row budget, deadlines, skipping abandoned requests) and hands it over.
+//! A request whose deadline passes while it waits, or would pass before a pass of
+//! its rows could finish ([`cost::CostModel`], measured by the executor), is
+//! answered [`PredictError::DeadlineExceeded`] and never computed.
 
+pub mod cost;
 pub mod queue;
 
 use std::sync::Arc;
@@ -20,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::BatchingConfig;
 use crate::metrics::{Metrics, RejectReason};
 use crate::model::{LoadedModel, Prediction};
+use cost::CostModel;
 use queue::{Next, Policy, Queue, Queued};
 
 /// A request's answer: the version that computed it and one prediction per row.
@@ -45,6 +50,9 @@ pub enum PredictError {
     /// The forward pass failed (details are logged, not returned).
     #[error("the model failed to compute this batch")]
     Compute,
+    /// The request's deadline passed, or would have before its answer was ready.
+    #[error("the request's deadline passed before it could be computed")]
+    DeadlineExceeded,
 }
 
 /// Why a request was not admitted.
@@ -68,6 +76,8 @@ pub struct Work {
     /// A specific version to compute with; `None` means whichever version is
     /// active when the batch runs.
     pub model: Option<Arc<LoadedModel>>,
+    /// When the answer is due; past it the rows are not computed.
+    pub deadline: Instant,
 }
 
 /// One admitted request waiting for (or inside) a batch.
@@ -89,6 +99,9 @@ impl Queued for Request {
     }
     fn is_abandoned(&self) -> bool {
         self.reply.is_closed()
+    }
+    fn deadline(&self) -> Instant {
+        self.work.deadline
     }
 }
 
@@ -115,6 +128,7 @@ impl Batcher {
     pub fn spawn(
         config: &BatchingConfig,
         executor: mpsc::Sender<Batch>,
+        cost: Arc<CostModel>,
         metrics: Metrics,
         tracker: &TaskTracker,
     ) -> Self {
@@ -127,7 +141,15 @@ impl Batcher {
             max_delay: config.max_queue_delay(),
         };
         let idle = Arc::new(Semaphore::new(1));
-        tracker.spawn(run(rx, executor, idle, policy, metrics, cancel.clone()));
+        tracker.spawn(run(
+            rx,
+            executor,
+            idle,
+            policy,
+            cost,
+            metrics,
+            cancel.clone(),
+        ));
         Self {
             tx,
             permits: Arc::new(Semaphore::new(config.queue_capacity)),
@@ -180,9 +202,11 @@ async fn run(
     executor: mpsc::Sender<Batch>,
     idle: Arc<Semaphore>,
     policy: Policy,
+    cost: Arc<CostModel>,
     metrics: Metrics,
     cancel: CancellationToken,
 ) {
+    let cost = |rows: usize| cost.estimate(rows.min(policy.max_rows.max(1)));
     let mut queue: Queue<Request> = Queue::default();
     let mut closing = false;
     loop {
@@ -198,12 +222,17 @@ async fn run(
             while let Ok(r) = rx.try_recv() {
                 queue.push(r);
             }
-            let gone = queue.remove_abandoned();
+            let now = Instant::now();
+            let gone = queue.remove_abandoned(now);
             if gone > 0 {
                 metrics.reject(RejectReason::ClientGone, gone as u64);
             }
+            // Counted as `deadline` by the handler that answers 504.
+            for late in queue.remove_expired(now, &cost) {
+                let _ = late.reply.send(Err(PredictError::DeadlineExceeded));
+            }
             metrics.queue_depth.set(queue.rows() as i64);
-            match queue.next(Instant::now(), policy, closing) {
+            match queue.next(now, policy, closing, &cost) {
                 Next::Batch(batch) => break Some(batch),
                 Next::Empty if closing => break None,
                 Next::Empty => tokio::select! {
@@ -248,13 +277,14 @@ mod tests {
             max_queue_delay_ms: delay_ms,
             queue_capacity: 16,
             max_request_rows: 16,
+            ..BatchingConfig::default()
         }
     }
 
     fn start(config: &BatchingConfig) -> (Batcher, mpsc::Receiver<Batch>, TaskTracker) {
         let (tx, rx) = mpsc::channel(1);
         let tracker = TaskTracker::new();
-        let batcher = Batcher::spawn(config, tx, Metrics::new(), &tracker);
+        let batcher = Batcher::spawn(config, tx, Arc::default(), Metrics::new(), &tracker);
         (batcher, rx, tracker)
     }
 
@@ -269,6 +299,7 @@ mod tests {
             width,
             top_k: None,
             model: None,
+            deadline: Instant::now() + Duration::from_secs(60),
         }
     }
 
@@ -326,6 +357,43 @@ mod tests {
         assert!(
             rx.recv().await.is_none(),
             "the batcher ended and dropped its sender"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_whose_deadline_passes_in_the_queue_is_answered_and_never_computed() {
+        let (batcher, mut rx, _t) = start(&config(4, 0.0));
+        // The executor takes the first batch and holds it (busy) for 100 ms.
+        let _first = batcher.submit(work(1, 1)).unwrap();
+        let busy = rx.recv().await.unwrap();
+        let late = batcher
+            .submit(Work {
+                deadline: Instant::now() + Duration::from_millis(50),
+                ..work(2, 1)
+            })
+            .unwrap();
+        let on_time = batcher.submit(work(1, 1)).unwrap();
+        tokio::time::advance(Duration::from_millis(100)).await;
+        drop(busy); // the executor is free again
+        let next = rx.recv().await.unwrap();
+        assert_eq!(
+            rows_of(&next),
+            [1],
+            "only the request still in time (2 + 1 rows fit)"
+        );
+        assert!(
+            matches!(late.await.unwrap(), Err(PredictError::DeadlineExceeded)),
+            "answered with the deadline error"
+        );
+        // The batch it would have joined holds only the request still in time.
+        drop(next);
+        assert!(
+            on_time.await.is_err(),
+            "the other request was handed over (and dropped here)"
+        );
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing else was ever sent to compute"
         );
     }
 }

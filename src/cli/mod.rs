@@ -173,7 +173,7 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
     let config = args.common.load(None)?;
     crate::telemetry::init(&config.telemetry);
     let net_config = NetConfig::from_file(&args.model_config)?;
-    let device = config.model.backend.device()?;
+    let device = config.serving_device()?;
     let (manifest, net) = import::import(&args.weights, &net_config, "import", &device)?;
     let store = Store::open(&config.store.dir)?;
     let version = store.create_version(&manifest, &net)?;

@@ -56,7 +56,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             .expect("a valid template"),
     );
     let metric = evaluate::metric_name(data.task);
-    let device = config.model.backend.device()?;
+    let device = config.training_device()?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.training.threads)
         .build()?;
@@ -139,7 +139,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
             ),
         },
     };
-    let model = store.load(&version, &config.model.backend.device()?)?;
+    let model = store.load(&version, &config.serving_device()?)?;
     let text = std::fs::read_to_string(&args.data)
         .with_context(|| format!("reading {}", args.data.display()))?;
     let mut reader = csv::ReaderBuilder::new()

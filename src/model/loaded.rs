@@ -22,6 +22,9 @@ pub struct LoadedModel {
     net_outputs: usize,
     head: Head,
     max_pass_rows: usize,
+    /// GPU backends: passes are padded to a power-of-two row count, so kernels are
+    /// tuned for a few shapes only, all at warm-up.
+    buckets: bool,
 }
 
 /// One row's answer, shaped by the task.
@@ -77,11 +80,18 @@ impl LoadedModel {
             net_outputs: manifest.net.output_width(),
             head: manifest.net.head(),
             max_pass_rows: manifest.net.max_pass_rows(),
+            buckets: !super::backend::is_flex(&device),
             manifest,
             labels,
             net,
             device,
         }
+    }
+
+    /// Runs passes at their exact row count, even on a GPU (no shape buckets).
+    pub fn without_buckets(mut self) -> Self {
+        self.buckets = false;
+        self
     }
 
     /// The network (inference mode, on [`device`](Self::device)).
@@ -140,8 +150,12 @@ impl LoadedModel {
         if let Some(s) = &self.manifest.standardize {
             s.apply(&mut rows);
         }
-        let x =
-            Tensor::<2>::from_data(TensorData::new(rows, [n, self.input_width()]), &self.device);
+        let padded = self.bucket(n);
+        rows.resize(padded * self.input_width(), 0.0);
+        let x = Tensor::<2>::from_data(
+            TensorData::new(rows, [padded, self.input_width()]),
+            &self.device,
+        );
         let y = self.net.forward(x);
         let y = match (self.manifest.net.task, self.head) {
             (Task::Regression, _) => y,
@@ -158,6 +172,7 @@ impl LoadedModel {
             .into_data()
             .try_into_vec::<f32>()
             .expect("the network's output is f32");
+        out.truncate(n * self.output_width());
         if let Some(t) = &self.manifest.target_standardize {
             t.invert(&mut out);
         }
@@ -200,11 +215,36 @@ impl LoadedModel {
         }
     }
 
-    /// Runs one small batch so the first real request pays no first-use costs
-    /// (allocations, kernel selection, autotuning on GPU backends).
-    pub fn warm_up(&self) {
-        let n = 2;
-        let _ = self.forward(vec![0.0; n * self.input_width()], n);
+    /// The rows a pass of `n` rows computes: `n` on the CPU; on a GPU the next
+    /// power of two (a shape bucket), unless that is over the pass limit.
+    pub fn bucket(&self, n: usize) -> usize {
+        match n.checked_next_power_of_two() {
+            Some(b) if self.buckets && b <= self.max_pass_rows => b,
+            _ => n,
+        }
+    }
+
+    /// Runs warm-up passes so no request pays first-use costs (allocations, kernel
+    /// selection): on the CPU one small batch; on a GPU every shape bucket a pass of
+    /// up to `max_rows` rows can use, so kernel autotuning happens here, before the
+    /// version serves. Returns the row counts warmed.
+    pub fn warm_up(&self, max_rows: usize) -> Vec<usize> {
+        let sizes: Vec<usize> = if self.buckets {
+            let top = self.bucket(max_rows.clamp(1, self.max_pass_rows.max(1)));
+            let mut sizes: Vec<usize> = std::iter::successors(Some(1usize), |b| Some(b * 2))
+                .take_while(|&b| b <= top)
+                .collect();
+            if !top.is_power_of_two() {
+                sizes.push(top); // the pass limit itself, unpadded
+            }
+            sizes
+        } else {
+            vec![2]
+        };
+        for &n in &sizes {
+            let _ = self.forward(vec![0.0; n * self.input_width()], n);
+        }
+        sizes
     }
 }
 

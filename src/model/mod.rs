@@ -2,7 +2,7 @@
 //! stack), a version loaded for serving, the hot-swap seam, device selection,
 //! import of foreign weights, and explanations.
 
-mod backend;
+pub mod backend;
 pub mod explain;
 mod handle;
 pub mod import;
@@ -12,7 +12,7 @@ mod mlp;
 pub mod net;
 pub mod sequential;
 
-pub use backend::BackendUnavailable;
+pub use backend::{BackendError, BackendUnavailable};
 pub use handle::ActiveModel;
 pub use loaded::{LoadedModel, Prediction, Probabilities};
 pub use manifest::{Manifest, Standardize};

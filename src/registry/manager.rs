@@ -15,6 +15,7 @@ use std::sync::Arc;
 use burn::prelude::Device;
 use tokio::sync::{mpsc, oneshot};
 
+use super::swap::WarmUp;
 use super::{ActiveRecord, Store, StoreError, swap};
 use crate::model::{ActiveModel, LoadedModel};
 
@@ -68,8 +69,14 @@ pub struct Models {
 }
 
 impl Models {
-    /// Starts the manager thread; it stops when every handle is dropped.
-    pub fn spawn(store: Store, device: Device, active: ActiveModel) -> std::io::Result<Self> {
+    /// Starts the manager thread; it stops when every handle is dropped. Versions
+    /// are warmed up as `warm` says before they serve.
+    pub fn spawn(
+        store: Store,
+        device: Device,
+        warm: WarmUp,
+        active: ActiveModel,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(16);
         std::thread::Builder::new()
             .name("kiln-models".into())
@@ -77,6 +84,7 @@ impl Models {
                 Manager {
                     store,
                     device,
+                    warm_up: warm,
                     active,
                     warm: HashMap::new(),
                 }
@@ -146,6 +154,7 @@ impl Models {
 struct Manager {
     store: Store,
     device: Device,
+    warm_up: WarmUp,
     active: ActiveModel,
     /// Loaded versions kept warm: the active one and the previous one.
     warm: HashMap<String, Arc<LoadedModel>>,
@@ -178,7 +187,7 @@ impl Manager {
     }
 
     fn load_initial(&mut self) -> Result<String, ManageError> {
-        let model = Arc::new(swap::load_active(&self.store, &self.device)?);
+        let model = Arc::new(swap::load_active(&self.store, &self.device, self.warm_up)?);
         let version = model.version().to_owned();
         self.warm.insert(version.clone(), model.clone());
         self.active.publish(model);
@@ -195,7 +204,12 @@ impl Manager {
         }
         let model = match self.warm.get(version) {
             Some(m) => m.clone(),
-            None => Arc::new(swap::load_warm(&self.store, version, &self.device)?),
+            None => Arc::new(swap::load_warm(
+                &self.store,
+                version,
+                &self.device,
+                self.warm_up,
+            )?),
         };
         let record = self.store.set_active(version)?;
         self.active.publish(model.clone());
@@ -210,7 +224,12 @@ impl Manager {
         if let Some(m) = self.warm.get(version) {
             return Ok(m.clone());
         }
-        let model = Arc::new(swap::load_warm(&self.store, version, &self.device)?);
+        let model = Arc::new(swap::load_warm(
+            &self.store,
+            version,
+            &self.device,
+            self.warm_up,
+        )?);
         // Keep the active and previous versions, and a few others on demand.
         if self.warm.len() >= MAX_WARM {
             let keep = self.store.active()?;

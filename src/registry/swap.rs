@@ -9,7 +9,11 @@ use crate::training;
 
 /// Loads the store's active version; an empty store first gets the default model,
 /// and a store with versions but no active record activates its newest.
-pub fn load_active(store: &Store, device: &Device) -> Result<LoadedModel, StoreError> {
+pub fn load_active(
+    store: &Store,
+    device: &Device,
+    warm: WarmUp,
+) -> Result<LoadedModel, StoreError> {
     let version = match store.active()? {
         Some(record) => record.version,
         None => {
@@ -33,12 +37,32 @@ pub fn load_active(store: &Store, device: &Device) -> Result<LoadedModel, StoreE
             version
         }
     };
-    load_warm(store, &version, device)
+    load_warm(store, &version, device, warm)
 }
 
-/// Loads `version` and runs a warm-up batch through it.
-pub fn load_warm(store: &Store, version: &str, device: &Device) -> Result<LoadedModel, StoreError> {
-    let model = store.load(version, device)?;
-    model.warm_up();
+/// How versions are warmed up before they serve.
+#[derive(Debug, Clone, Copy)]
+pub struct WarmUp {
+    /// The largest pass the executor runs (`batching.max_batch_size`).
+    pub max_rows: usize,
+    /// Pad passes to shape buckets on GPU backends (`batching.shape_buckets`).
+    pub buckets: bool,
+}
+
+/// Loads `version` and warms it up for passes of up to `warm.max_rows` rows (on a
+/// GPU, every shape bucket, so no request pays for kernel tuning).
+pub fn load_warm(
+    store: &Store,
+    version: &str,
+    device: &Device,
+    warm: WarmUp,
+) -> Result<LoadedModel, StoreError> {
+    let mut model = store.load(version, device)?;
+    if !warm.buckets {
+        model = model.without_buckets();
+    }
+    let started = std::time::Instant::now();
+    let buckets = model.warm_up(warm.max_rows);
+    tracing::info!(version, ?buckets, took = ?started.elapsed(), "warmed up");
     Ok(model)
 }

@@ -27,7 +27,9 @@ pub struct EpochReport {
     /// Root mean squared error in target units (regression only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_rmse: Option<f64>,
+    /// Training rows per second of the epoch's training steps (validation excluded).
     pub samples_per_second: f64,
+    /// The whole epoch, validation included.
     pub seconds: f64,
 }
 
@@ -217,7 +219,7 @@ pub fn fit(
     let device = device.clone().autodiff();
     device.seed(spec.seed);
     let mut net = net_config.init(&initializer(&spec.init), &device);
-    let mut optim = optimizer(&spec.optimizer);
+    let mut optim = optimizer(&spec.optimizer, &eval_device);
     let loss_kind = loss_for(spec, data.task);
     let head = net_config.head();
     let pass_rows = net_config.max_pass_rows();
@@ -250,6 +252,7 @@ pub fn fit(
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             net = optim.step(lr, net, grads);
         }
+        let train_seconds = started.elapsed().as_secs_f64();
         let train_loss = loss_sum / train.len() as f64;
         if !train_loss.is_finite() {
             return Err(FitError::Diverged(epoch));
@@ -271,7 +274,7 @@ pub fn fit(
             val_loss,
             val_metric,
             val_rmse,
-            samples_per_second: train.len() as f64 / seconds.max(1e-9),
+            samples_per_second: train.len() as f64 / train_seconds.max(1e-9),
             seconds,
         };
         observer.epoch(&report);

@@ -4,6 +4,7 @@
 pub mod data;
 pub mod evaluate;
 pub mod fit;
+mod fused;
 pub mod jobs;
 mod optimizer;
 mod parts;

@@ -5,9 +5,12 @@ use burn::module::{ModuleVisitor, Param};
 use burn::nn::Initializer;
 use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLossConfig, MseLoss, Reduction};
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdaGradConfig, AdamConfig, AdamWConfig, RmsPropConfig, SgdConfig};
+use burn::optim::{
+    AdaGradConfig, AdamConfig, AdamWConfig, GradientsParams, RmsPropConfig, SgdConfig,
+};
 use burn::prelude::*;
 
+use super::fused::FusedAdam;
 use super::spec::{InitSpec, LossKind, OptimizerSpec};
 use crate::model::{Head, Net};
 
@@ -23,7 +26,48 @@ pub fn initializer(spec: &InitSpec) -> Initializer {
     }
 }
 
-pub fn optimizer(spec: &OptimizerSpec) -> burn::optim::ModuleOptimizer {
+/// The optimizer that applies a recipe's updates.
+pub enum Stepper {
+    /// Burn's generic optimizer (every backend, every kind).
+    Burn(burn::optim::ModuleOptimizer),
+    /// Adam / AdamW in one fused pass per parameter (CPU only).
+    Fused(FusedAdam),
+}
+
+impl Stepper {
+    pub fn step(&mut self, lr: f64, net: Net, grads: GradientsParams) -> Net {
+        match self {
+            Self::Burn(optim) => optim.step(lr, net, grads),
+            Self::Fused(optim) => optim.step(lr, net, grads),
+        }
+    }
+}
+
+/// The optimizer for `spec` on `device`: Adam and AdamW are fused on the CPU.
+pub fn optimizer(spec: &OptimizerSpec, device: &Device) -> Stepper {
+    if crate::model::backend::is_flex(device) {
+        match *spec {
+            OptimizerSpec::Adam {
+                beta1,
+                beta2,
+                epsilon,
+                ..
+            } => return Stepper::Fused(FusedAdam::new(beta1, beta2, epsilon, 0.0)),
+            OptimizerSpec::Adamw {
+                beta1,
+                beta2,
+                epsilon,
+                weight_decay,
+                ..
+            } => return Stepper::Fused(FusedAdam::new(beta1, beta2, epsilon, weight_decay)),
+            _ => {}
+        }
+    }
+    Stepper::Burn(generic_optimizer(spec))
+}
+
+/// Burn's optimizer for `spec`.
+pub fn generic_optimizer(spec: &OptimizerSpec) -> burn::optim::ModuleOptimizer {
     match *spec {
         OptimizerSpec::Sgd { .. } => SgdConfig::new().init(),
         OptimizerSpec::Momentum {

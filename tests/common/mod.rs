@@ -136,9 +136,10 @@ impl Server {
     }
 }
 
-/// Polls `/health/ready` until it answers 200 (30 s at most).
+/// Polls `/health/ready` until it answers 200 (120 s at most: a GPU backend on a
+/// software driver tunes its kernels before it is ready).
 pub async fn wait_ready(client: &reqwest::Client, base: &str) {
-    for _ in 0..600 {
+    for _ in 0..2400 {
         if let Ok(r) = client.get(format!("{base}/health/ready")).send().await
             && r.status() == 200
         {
@@ -166,7 +167,12 @@ pub struct Process {
 impl Process {
     /// Runs `kiln serve` on port 0 with `store` and extra env; waits for readiness.
     pub async fn serve(store: &Path, env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        Self::serve_bin(Path::new(env!("CARGO_BIN_EXE_kiln")), store, env).await
+    }
+
+    /// [`serve`](Self::serve) with another kiln binary (a bench's baseline build).
+    pub async fn serve_bin(bin: &Path, store: &Path, env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(bin);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--store"])
             .arg(store)
             .env("KILN_TELEMETRY__FORMAT", "json")

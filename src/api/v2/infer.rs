@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use super::tensor::{self, InferRequest, InferResponse, OutputData, OutputTensor};
 use super::{INPUT, outputs_of, resolve};
 use crate::api::extract::read_limited;
-use crate::api::{ApiError, AppState};
+use crate::api::{ApiError, AppState, deadline};
 use crate::batching::Work;
 use crate::model::Prediction;
 
@@ -62,6 +62,7 @@ async fn run_infer(
     crate::api::auth::check_predict(req.headers(), &state)?;
     let model = resolve(&state, &name, version.as_deref()).await?;
     let header_length = header_length(req.headers())?;
+    let headers = req.headers().clone();
     let body = read_limited(req, state.config.server.max_body_bytes).await?;
     let (json_part, mut binary) = match header_length {
         Some(n) if n <= body.len() => (&body[..n], &body[n..]),
@@ -75,6 +76,9 @@ async fn run_infer(
     };
     let request: InferRequest = serde_json::from_slice(json_part)
         .map_err(|e| ApiError::BadRequest(format!("invalid inference request: {e}")))?;
+    let timeout = deadline::v2_timeout(request.parameters.as_ref())?
+        .unwrap_or_else(|| state.config.batching.default_timeout());
+    let deadline = deadline::deadline(&headers, timeout)?;
 
     let [input] = request.inputs.as_slice() else {
         return Err(ApiError::BadRequest(format!(
@@ -158,10 +162,9 @@ async fn run_infer(
         width: model.input_width(),
         top_k: None,
         model: pinned,
+        deadline,
     })?;
-    let answer = answer
-        .await
-        .map_err(|_| ApiError::NotReady("the server is shutting down".into()))??;
+    let answer = deadline::answer(answer, deadline).await?;
     let outputs = wanted
         .into_iter()
         .map(|name| output_tensor(name, &answer.predictions, model.output_width()))

@@ -115,3 +115,73 @@ fn each_loss_trains_with_its_head() {
     let out = train(&data, &spec(model, serde_json::json!({"epochs": 40})));
     assert!(out.best.val_metric > 0.2, "{:?}", out.best);
 }
+
+/// Every parameter value of `net`, in visiting order.
+fn weights(net: &Net) -> Vec<f32> {
+    struct All(Vec<f32>);
+    impl burn::module::ModuleVisitor for All {
+        fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
+            self.0
+                .extend(p.val().into_data().try_into_vec::<f32>().unwrap());
+        }
+    }
+    let mut all = All(Vec::new());
+    net.visit(&mut all);
+    all.0
+}
+
+#[test]
+fn the_fused_adam_step_matches_burns_adam_and_adamw() {
+    use crate::training::parts::{Stepper, data_loss, generic_optimizer, initializer, optimizer};
+    let data = Dataset::prepare(RawTable::from_csv(IRIS, "target").unwrap(), None).unwrap();
+    let mlp = serde_json::json!({"kind": "sequential", "input_shape": [4], "layers": [
+        {"type": "linear", "in_features": 4, "out_features": 8},
+        {"type": "relu"},
+        {"type": "linear", "in_features": 8, "out_features": 3},
+    ]});
+    for kind in ["adam", "adamw"] {
+        let s = spec(mlp.clone(), serde_json::json!({"optimizer": kind}));
+        let cfg = resolve_net(&s, &data, None).unwrap();
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let net = cfg.init(&initializer(&s.init), &device);
+        let mut fused = optimizer(&s.optimizer, &Device::flex());
+        assert!(
+            matches!(fused, Stepper::Fused(_)),
+            "{kind} is fused on the CPU"
+        );
+        let mut generic = Stepper::Burn(generic_optimizer(&s.optimizer));
+        let x = Tensor::<2>::from_data(TensorData::new(data.x[..64].to_vec(), [16, 4]), &device);
+        let y = data.y[..16].to_vec();
+        let (mut a, mut b) = (net.clone(), net);
+        let start = weights(&a);
+        for _ in 0..5 {
+            for (net, optim) in [(&mut a, &mut fused), (&mut b, &mut generic)] {
+                let loss = data_loss(
+                    net,
+                    x.clone(),
+                    y.clone(),
+                    LossKind::CrossEntropy,
+                    Head::Logits,
+                    &device,
+                );
+                let grads = GradientsParams::from_grads(loss.backward(), &*net);
+                *net = optim.step(0.05, net.clone(), grads);
+            }
+        }
+        let (wa, wb) = (weights(&a), weights(&b));
+        assert_eq!(wa.len(), wb.len());
+        let moved = wa
+            .iter()
+            .zip(&start)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(moved > 0.05, "{kind}: the weights moved ({moved})");
+        for (i, (x, y)) in wa.iter().zip(&wb).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5,
+                "{kind}: weight {i}: fused {x} vs Burn {y}"
+            );
+        }
+    }
+}

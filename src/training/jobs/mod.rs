@@ -53,6 +53,8 @@ struct Shared {
     metrics: Metrics,
     owner: Owner,
     heartbeat_timeout_ms: u64,
+    /// The backend jobs train on.
+    backend: &'static str,
     /// Set at shutdown: a job stopped now is `interrupted`, not `cancelled`.
     stopping: AtomicBool,
 }
@@ -64,6 +66,8 @@ pub struct TrainerDeps {
     pub models: Models,
     pub active: ActiveModel,
     pub device: Device,
+    /// The backend `device` belongs to, as job records name it.
+    pub backend: &'static str,
     /// True while `/predict` rows are in flight: training steps wait for it (briefly).
     pub serving_busy: ServingBusy,
     pub threads: usize,
@@ -103,6 +107,7 @@ impl Trainer {
             metrics: deps.metrics.clone(),
             owner,
             heartbeat_timeout_ms: deps.heartbeat_timeout_ms,
+            backend: deps.backend,
             stopping: AtomicBool::new(false),
         });
         shared.prune();
@@ -177,6 +182,7 @@ impl Trainer {
             spec: submission.spec.clone(),
             owner: self.shared.owner.tag(),
             heartbeat_ms: now_ms(),
+            backend: self.shared.backend.into(),
         };
         let cancel = Arc::new(AtomicBool::new(false));
         self.shared.lock().insert(

@@ -86,6 +86,9 @@ pub struct JobRecord {
     /// `training.heartbeat_interval_ms` while the job is queued or running.
     #[serde(default)]
     pub heartbeat_ms: u64,
+    /// The backend the job trains on (`training.backend`, else `model.backend`).
+    #[serde(default)]
+    pub backend: String,
 }
 
 /// This process, as job records name it.

@@ -1,0 +1,127 @@
+//! Training speed on the CPU: the seed recipe (`config/seed-train.toml`: MLP
+//! 1000-500-100-1, normal init std 0.1, Adam 1e-3, MSE, batch 32) on a synthetic
+//! 2000 x 1000 regression CSV (1,600 training rows), at `training.threads` 1 and 2.
+//! Reports training rows/s over the epochs after the first (validation excluded),
+//! the same measure as the JAX anchor.
+//!
+//! `cargo bench --bench train` (env: `KILN_BENCH_EPOCHS`, default 6). The CSV is
+//! written to `target/bench-data/seed-2000x1000.csv`, so the JAX anchor can read the
+//! very same file; with `KILN_BENCH_JAX="python3 path/to/jax_seed_train.py"` the
+//! bench runs it on one core (`taskset -c 0`) right after kiln and prints both.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::Device;
+use kiln::model::NetConfig;
+use kiln::training::data::{Dataset, RawTable};
+use kiln::training::fit::{self, EpochReport, Observer};
+use kiln::training::spec::TrainSpec;
+
+fn main() {
+    let epochs: usize = std::env::var("KILN_BENCH_EPOCHS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6)
+        .max(2);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let csv = synthetic_csv(root);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut spec: TrainSpec =
+        toml::from_str(&std::fs::read_to_string(root.join("config/seed-train.toml")).unwrap())
+            .unwrap();
+    spec.epochs = epochs;
+    let data = Dataset::prepare(RawTable::from_csv(&text, "target").unwrap(), spec.task).unwrap();
+    let model = NetConfig::from_file(&root.join("config/models/seed-mlp.toml")).unwrap();
+    let mut rates = Vec::new();
+    for threads in [1usize, 2] {
+        let net = fit::resolve_net(&spec, &data, Some(model.clone())).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut seen = Reports(Vec::new());
+        pool.install(|| fit::fit(&data, &spec, net, &Device::flex(), &mut seen))
+            .unwrap();
+        let after_first = &seen.0[1..];
+        let rate = after_first
+            .iter()
+            .map(|r| r.samples_per_second)
+            .sum::<f64>()
+            / after_first.len() as f64;
+        let last = seen.0.last().unwrap();
+        println!(
+            "kiln train, seed recipe, {threads} thread(s): {rate:.0} rows/s (epochs 2-{epochs}; val loss {:.4})",
+            last.val_loss
+        );
+        rates.push(rate);
+    }
+    println!("2 threads / 1 thread: {:.2}", rates[1] / rates[0]);
+    if let Ok(command) = std::env::var("KILN_BENCH_JAX") {
+        let mut words = command.split_whitespace();
+        let out = std::process::Command::new("taskset")
+            .args(["-c", "0"])
+            .args(words.by_ref())
+            .arg(&csv)
+            .arg(epochs.to_string())
+            .env("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+            .output()
+            .expect("running the JAX anchor");
+        let text = String::from_utf8_lossy(&out.stdout);
+        println!("JAX anchor (1 core): {}", text.trim());
+        let jax = text
+            .split("rows/s after epoch 1:")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .and_then(|n| n.trim().parse::<f64>().ok());
+        if let Some(jax) = jax {
+            println!("kiln 1 thread / JAX 1 core: {:.2}", rates[0] / jax);
+        }
+    }
+}
+
+struct Reports(Vec<EpochReport>);
+
+impl Observer for Reports {
+    fn epoch(&mut self, report: &EpochReport) {
+        self.0.push(report.clone());
+    }
+}
+
+/// `y = x . w + noise` with x ~ N(0, 1), 2000 rows of 1000 features, written once.
+fn synthetic_csv(root: &Path) -> PathBuf {
+    let path = root.join("target/bench-data/seed-2000x1000.csv");
+    if path.exists() {
+        return path;
+    }
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut state = 0x5EED_u64;
+    let mut normal = move || {
+        // Box-Muller on a SplitMix64 stream.
+        let mut next = || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (u, v) = (next().max(1e-12), next());
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    };
+    let w: Vec<f64> = (0..1000).map(|_| normal() / 30.0).collect();
+    let mut out = String::with_capacity(2000 * 1000 * 8);
+    let header: Vec<String> = (0..1000).map(|i| format!("x{i}")).collect();
+    out.push_str(&header.join(","));
+    out.push_str(",target\n");
+    for _ in 0..2000 {
+        let x: Vec<f64> = (0..1000).map(|_| normal()).collect();
+        let y: f64 = x.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() + 0.05 * normal();
+        for v in &x {
+            out.push_str(&format!("{v:.4},"));
+        }
+        out.push_str(&format!("{y:.5}\n"));
+    }
+    let tmp = path.with_extension("csv.tmp");
+    std::fs::write(&tmp, out).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    path
+}
