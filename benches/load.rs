@@ -278,7 +278,6 @@ async fn serving_limit(body: &Arc<Vec<u8>>, duration: Duration) {
     );
     let dir = tempfile::tempdir().unwrap();
     common::import_seed_mlp(dir.path());
-    let env = [("KILN_TELEMETRY__LEVEL", "warn,kiln::app=info")];
     let mut bins = vec![(
         "after (this build)",
         std::path::PathBuf::from(env!("CARGO_BIN_EXE_kiln")),
@@ -286,7 +285,14 @@ async fn serving_limit(body: &Arc<Vec<u8>>, duration: Duration) {
     if let Ok(bin) = std::env::var("KILN_BENCH_BASELINE_BIN") {
         bins.insert(0, ("before (baseline build)", bin.into()));
     }
+    // A baseline build reads its own config file (`KILN_BENCH_BASELINE_CONFIG`): an
+    // older kiln refuses keys it does not know.
+    let baseline_config = std::env::var("KILN_BENCH_BASELINE_CONFIG").unwrap_or_default();
     for (name, bin) in bins {
+        let mut env = vec![("KILN_TELEMETRY__LEVEL", "warn,kiln::app=info")];
+        if name.starts_with("before") && !baseline_config.is_empty() {
+            env.push(("KILN_CONFIG", baseline_config.as_str()));
+        }
         let proc = common::Process::serve_bin(&bin, dir.path(), &env).await;
         let r = load(
             &format!("{}/predict", proc.base),

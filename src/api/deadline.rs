@@ -4,7 +4,9 @@
 //! `parameters.timeout` in microseconds (as Triton reads it); otherwise
 //! `batching.default_timeout_ms` applies. The batcher skips a request whose deadline
 //! passes while it waits (it is never computed), and the handler answers 504 at the
-//! deadline whatever the request is doing.
+//! deadline whatever the request is doing. The clock starts when the request's head
+//! arrives, and the batcher plans to finish computing with a tenth of the timeout to
+//! spare for the reply, so answers reach the client inside its deadline.
 
 use std::time::Duration;
 
@@ -21,9 +23,35 @@ pub const TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-kiln-timeout-m
 /// The longest timeout a request may ask for.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// The deadline of a request received now: the header's timeout, else `fallback`
-/// (the protocol's own field, or the configured default).
-pub fn deadline(headers: &HeaderMap, fallback: Duration) -> Result<Instant, ApiError> {
+/// The part of a timeout kept for what follows the compute (the reply's way back
+/// to the client): the batcher plans to finish by 90% of it, at least 1 ms early.
+fn reply_margin(timeout: Duration) -> Duration {
+    (timeout / 10)
+        .max(Duration::from_millis(1))
+        .min(timeout / 2)
+}
+
+/// When the request arrived (its head, before the body was read): the clock every
+/// deadline starts from. Set by the router's outermost middleware.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival(pub Instant);
+
+/// A request's two deadlines.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    /// Its rows must be computed by then, or they are not computed at all.
+    pub compute_by: Instant,
+    /// The client gets its answer by then, or a 504.
+    pub answer_by: Instant,
+}
+
+/// The deadline of a request that arrived at `arrival`: the header's timeout, else
+/// `fallback` (the protocol's own field, or the configured default).
+pub fn deadline(
+    headers: &HeaderMap,
+    arrival: Arrival,
+    fallback: Duration,
+) -> Result<Deadline, ApiError> {
     let timeout = match headers.get(&TIMEOUT_HEADER) {
         None => fallback,
         Some(v) => {
@@ -39,7 +67,10 @@ pub fn deadline(headers: &HeaderMap, fallback: Duration) -> Result<Instant, ApiE
             checked(Duration::from_millis(ms), TIMEOUT_HEADER.as_str())?
         }
     };
-    Ok(Instant::now() + timeout)
+    Ok(Deadline {
+        compute_by: arrival.0 + (timeout - reply_margin(timeout)),
+        answer_by: arrival.0 + timeout,
+    })
 }
 
 /// OIP v2's `parameters.timeout` (microseconds), if the request has one.
@@ -65,12 +96,12 @@ fn checked(timeout: Duration, name: &str) -> Result<Duration, ApiError> {
     Ok(timeout)
 }
 
-/// Waits for a queued request's answer until `deadline`; past it, 504.
+/// Waits for a queued request's answer until its deadline; past it, 504.
 pub async fn answer(
     rx: oneshot::Receiver<Result<Answer, PredictError>>,
-    deadline: Instant,
+    deadline: Deadline,
 ) -> Result<Answer, ApiError> {
-    match tokio::time::timeout_at(deadline, rx).await {
+    match tokio::time::timeout_at(deadline.answer_by, rx).await {
         Ok(Ok(answer)) => Ok(answer?),
         Ok(Err(_)) => Err(ApiError::NotReady("the server is shutting down".into())),
         Err(_) => Err(PredictError::DeadlineExceeded.into()),

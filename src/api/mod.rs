@@ -152,7 +152,9 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Counts every answered request by matched route and status, and its duration.
-async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    req.extensions_mut()
+        .insert(deadline::Arrival(tokio::time::Instant::now()));
     let route = req
         .extensions()
         .get::<MatchedPath>()

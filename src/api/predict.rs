@@ -1,10 +1,10 @@
 //! `POST /predict`: validate the instances, queue them for a batch, answer with the
 //! predictions and the version that computed them.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiJson, AppState, MODEL_VERSION_HEADER, auth, deadline};
@@ -50,12 +50,14 @@ pub struct PredictResponse {
     security((), ("bearer" = [])))]
 pub async fn predict(
     State(state): State<AppState>,
+    Extension(arrival): Extension<deadline::Arrival>,
     headers: HeaderMap,
     body: Result<ApiJson<PredictRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     auth::check_predict(&headers, &state)?;
     let result: Result<Response, ApiError> = async {
-        let deadline = deadline::deadline(&headers, state.config.batching.default_timeout())?;
+        let deadline =
+            deadline::deadline(&headers, arrival, state.config.batching.default_timeout())?;
         let ApiJson(body) = body?;
         let top_k = body.top_k;
         if top_k == Some(0) {
@@ -68,7 +70,7 @@ pub async fn predict(
             width,
             top_k,
             model: None,
-            deadline,
+            deadline: deadline.compute_by,
         })?;
         let answer = deadline::answer(answer, deadline).await?;
         tracing::Span::current().record("model_version", &*answer.version);

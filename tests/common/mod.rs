@@ -183,28 +183,37 @@ impl Process {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
-        // The "listening" log line carries the bound address.
+        // The "listening" log line carries the bound address; if the process ends
+        // without it, its output is the panic message.
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
             let mut tx = Some(tx);
+            let mut seen = String::new();
             for line in std::io::BufReader::new(stderr)
                 .lines()
                 .map_while(Result::ok)
             {
-                if let Some(t) = tx.as_ref()
-                    && let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && v["message"] == "listening"
-                {
-                    let _ = t.send(v["addr"].as_str().unwrap().to_string());
-                    tx = None;
+                if let Some(t) = tx.as_ref() {
+                    match serde_json::from_str::<Value>(&line) {
+                        Ok(v) if v["message"] == "listening" => {
+                            let _ = t.send(Ok(v["addr"].as_str().unwrap().to_string()));
+                            tx = None;
+                        }
+                        _ => seen.push_str(&format!("{line}\n")),
+                    }
                 }
             }
+            if let Some(t) = tx {
+                let _ = t.send(Err(seen));
+            }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("kiln printed its address");
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(addr)) => addr,
+            Ok(Err(output)) => panic!("kiln exited before listening:\n{output}"),
+            Err(e) => panic!("kiln printed no address: {e}"),
+        };
         let base = format!("http://{addr}");
         wait_ready(&reqwest::Client::new(), &base).await;
         Self { child, base }

@@ -63,6 +63,11 @@ async fn run_infer(
     let model = resolve(&state, &name, version.as_deref()).await?;
     let header_length = header_length(req.headers())?;
     let headers = req.headers().clone();
+    let arrival = req
+        .extensions()
+        .get::<deadline::Arrival>()
+        .copied()
+        .unwrap_or(deadline::Arrival(tokio::time::Instant::now()));
     let body = read_limited(req, state.config.server.max_body_bytes).await?;
     let (json_part, mut binary) = match header_length {
         Some(n) if n <= body.len() => (&body[..n], &body[n..]),
@@ -78,7 +83,7 @@ async fn run_infer(
         .map_err(|e| ApiError::BadRequest(format!("invalid inference request: {e}")))?;
     let timeout = deadline::v2_timeout(request.parameters.as_ref())?
         .unwrap_or_else(|| state.config.batching.default_timeout());
-    let deadline = deadline::deadline(&headers, timeout)?;
+    let deadline = deadline::deadline(&headers, arrival, timeout)?;
 
     let [input] = request.inputs.as_slice() else {
         return Err(ApiError::BadRequest(format!(
@@ -162,7 +167,7 @@ async fn run_infer(
         width: model.input_width(),
         top_k: None,
         model: pinned,
-        deadline,
+        deadline: deadline.compute_by,
     })?;
     let answer = deadline::answer(answer, deadline).await?;
     let outputs = wanted
