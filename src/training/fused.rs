@@ -70,7 +70,7 @@ impl FusedAdam {
         let step_size = lr / (1.0 - b1.powi(moments.t));
         let bc2_sqrt = (1.0 - b2.powi(moments.t)).sqrt();
         let decay = 1.0 - lr * self.weight_decay;
-        let kernel = |(((w, g), m), v): (((&mut [f32], &[f32]), &mut [f32]), &mut [f32])| {
+        let kernel = |(((w, g), m), v): Chunks| {
             for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
                 *m = b1 * *m + (1.0 - b1) * g;
                 *v = b2 * *v + (1.0 - b2) * g * g;
@@ -93,6 +93,9 @@ impl FusedAdam {
         }
     }
 }
+
+/// One chunk of a parameter, its gradient and its two moments, as zipped.
+type Chunks<'a> = (((&'a mut [f32], &'a [f32]), &'a mut [f32]), &'a mut [f32]);
 
 /// The module walk of one step.
 struct Step<'a> {
