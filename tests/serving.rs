@@ -561,3 +561,93 @@ async fn rows_of_a_client_that_went_away_are_skipped() {
     assert_eq!(sample(&m, "kiln_batch_size_count"), 0.0);
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_answer_504_uncomputed_and_bad_timeouts_get_400() {
+    let dir = tempfile::tempdir().unwrap();
+    import_seed_mlp(dir.path());
+    let mut config = test_config(dir.path());
+    config.batching.max_batch_size = 1024;
+    config.server.max_body_bytes = 32 << 20;
+    let server = Server::start(config).await;
+    let post = |body: Value, timeout: Option<&str>| {
+        let mut r = server.client.post(server.url("/predict")).json(&body);
+        if let Some(t) = timeout {
+            r = r.header("x-kiln-timeout-ms", t);
+        }
+        r.send()
+    };
+    let one = json!({"instances": rows(1, 1, 1000)});
+    for bad in ["0", "-5", "1e39", "abc", "3600001", "18446744073709551616"] {
+        let r = post(one.clone(), Some(bad)).await.unwrap();
+        assert_eq!(r.status(), 400, "x-kiln-timeout-ms: {bad}");
+        let b: Value = r.json().await.unwrap();
+        assert!(
+            b["error"].as_str().unwrap().contains("x-kiln-timeout-ms"),
+            "{b}"
+        );
+    }
+    for bad in [json!(0), json!(-1), json!(1.5), json!("10"), json!(1e30)] {
+        let r = server
+            .client
+            .post(server.url("/v2/models/kiln/infer"))
+            .json(&json!({"parameters": {"timeout": bad},
+                "inputs": [{"name": "input", "shape": [1, 1000], "datatype": "FP32", "data": rows(2, 1, 1000).concat()}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "parameters.timeout: {bad}");
+    }
+
+    // Big requests (256 rows) keep the executor busy; 2 ms deadlines behind them expire in the
+    // queue. Every answer is a 200 or a 504, and every 504 is counted.
+    let big = json!({"instances": rows(3, 256, 1000)});
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let (body, timeout) = if i % 4 == 0 {
+            (big.clone(), None)
+        } else {
+            (one.clone(), Some("2"))
+        };
+        tasks.push(post(body, timeout));
+    }
+    let (mut ok, mut late) = (0, 0);
+    for r in futures_join(tasks).await {
+        let r = r.unwrap();
+        match r.status().as_u16() {
+            200 => ok += 1,
+            504 => {
+                let b: Value = r.json().await.unwrap();
+                assert!(b["error"].as_str().unwrap().contains("deadline"), "{b}");
+                late += 1;
+            }
+            other => panic!("status {other}"),
+        }
+    }
+    assert!(
+        ok >= 6,
+        "the big requests (no deadline of their own) were answered"
+    );
+    assert!(late >= 1, "a 2 ms deadline behind a 256-row pass expired");
+    let m = server.metrics().await;
+    assert_eq!(
+        sample(&m, "kiln_rejected_total{reason=\"deadline\"}"),
+        late as f64
+    );
+    // The server serves on.
+    assert_eq!(post(one, None).await.unwrap().status(), 200);
+    server.stop().await.unwrap();
+}
+
+/// Awaits every future, concurrently.
+async fn futures_join<F: std::future::Future + Send + 'static>(fs: Vec<F>) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = fs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
