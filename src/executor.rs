@@ -5,8 +5,11 @@
 //! ([`ActiveModel::current`]), so every row of the batch, and every pass of an
 //! oversized request, is computed by the same version; a swap published meanwhile
 //! applies from the next batch on. Requests pinned to a specific version run in
-//! passes of their own. Requests whose client has gone are skipped before
-//! compute. A panic inside Burn fails that batch (500) and the thread carries on.
+//! passes of their own. Requests whose client has gone, or whose deadline has
+//! passed, are skipped before compute; each pass's duration feeds the batcher's
+//! [`CostModel`]. Passes run in a rayon pool of the executor's own
+//! (`batching.compute_threads`). A panic inside Burn fails that batch (500) and the
+//! thread carries on.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
