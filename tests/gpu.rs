@@ -16,10 +16,16 @@ use common::{Server, data, post, submit, test_config, train_config, wait_job};
 use kiln::config::{BackendKind, Config};
 use serde_json::{Value, json};
 
+/// The autotune cache of this test process: a GPU runtime is configured once per
+/// process, so every test shares it (and reuses what the others tuned).
+fn cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("gpu-autotune")
+}
+
 /// Whether a wgpu adapter exists; without one the tests fail under
 /// `KILN_REQUIRE_VULKAN=1` and are skipped (loudly) otherwise.
 fn vulkan() -> bool {
-    match kiln::model::backend::device(BackendKind::Wgpu, "default", None) {
+    match kiln::model::backend::device(BackendKind::Wgpu, "default", Some(&cache())) {
         Ok(_) => true,
         Err(e) if std::env::var("KILN_REQUIRE_VULKAN").as_deref() == Ok("1") => {
             panic!("KILN_REQUIRE_VULKAN=1 but no wgpu device: {e}")
@@ -32,9 +38,9 @@ fn vulkan() -> bool {
 }
 
 /// Serves `store` on wgpu, with small shape buckets (lavapipe tunes slowly).
-fn on_gpu(mut c: Config, cache: &Path) -> Config {
+fn on_gpu(mut c: Config) -> Config {
     c.model.backend = BackendKind::Wgpu;
-    c.model.autotune_cache_dir = Some(cache.to_path_buf());
+    c.model.autotune_cache_dir = Some(cache());
     c.batching.max_batch_size = 2;
     c
 }
@@ -131,12 +137,11 @@ async fn every_architecture_predicts_on_wgpu_as_on_the_cpu() {
         json!(seed_input),
     ));
     assert!(cases.len() >= 10, "the MLP and every fixture architecture");
-    let cache = dir.path().join("autotune");
     for (name, weights, config, input) in &cases {
         let store = dir.path().join(format!("store-{}", name.replace(' ', "-")));
         import(&store, weights, config);
         let cpu = Server::start(test_config(&store)).await;
-        let gpu = Server::start(on_gpu(test_config(&store), &cache)).await;
+        let gpu = Server::start(on_gpu(test_config(&store))).await;
         let want = outputs(&cpu, input).await;
         // One instance at a time too: a padded shape bucket changes nothing.
         let got = outputs(&gpu, input).await;
@@ -150,11 +155,11 @@ async fn every_architecture_predicts_on_wgpu_as_on_the_cpu() {
         cpu.stop().await.unwrap();
         gpu.stop().await.unwrap();
     }
-    let entries = walk_files(&cache);
+    let entries = walk_files(&cache());
     assert!(
         entries > 0,
         "the autotune cache was written under {}",
-        cache.display()
+        cache().display()
     );
 }
 
@@ -177,18 +182,25 @@ async fn training_hot_swap_and_oip_binary_on_wgpu() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("autotune");
-    let server = Server::start(on_gpu(train_config(dir.path()), &cache)).await;
+    let server = Server::start(on_gpu(train_config(dir.path()))).await;
     let first = get_active(&server).await;
 
     // A training job on wgpu, promoted.
     let id = submit(
         &server,
-        json!({"dataset": {"path": "iris.csv"}, "target": "target", "epochs": 20,
-               "promote": "always"}),
+        // Whole batches (120 training rows): fewer shapes for lavapipe to tune.
+        json!({"dataset": {"path": "iris.csv"}, "target": "target", "epochs": 4,
+               "batch_size": 40, "promote": "always"}),
     )
     .await;
-    let job = wait_job(&server, &id).await;
+    let job = common::poll_job(
+        &server.client,
+        &server.base,
+        &id,
+        Duration::from_secs(600),
+        common::finished,
+    )
+    .await;
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(job["backend"], "wgpu");
     let trained = job["version"].as_str().unwrap().to_string();
@@ -301,7 +313,7 @@ async fn model_device_and_training_backend_are_honoured() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut config = on_gpu(train_config(dir.path()), &dir.path().join("autotune"));
+    let mut config = on_gpu(train_config(dir.path()));
     // lavapipe is a CPU-type adapter; on a machine with only a real GPU, use it.
     if kiln::model::backend::device(BackendKind::Wgpu, "cpu", None).is_ok() {
         config.model.device = "cpu".into();
