@@ -1,0 +1,128 @@
+//! [`Config::validate`]: the checks serde cannot make (ranges, relations between
+//! keys, device selectors), each error naming the key at fault.
+
+use super::{Config, ConfigError};
+
+impl Config {
+    /// Checks the values serde cannot: ranges and relations between keys.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let b = &self.batching;
+        let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
+        if b.max_batch_size == 0 {
+            return invalid("batching.max_batch_size", "must be at least 1".into());
+        }
+        if !(b.max_queue_delay_ms.is_finite() && b.max_queue_delay_ms >= 0.0) {
+            return invalid(
+                "batching.max_queue_delay_ms",
+                format!("must be a finite number >= 0, got {}", b.max_queue_delay_ms),
+            );
+        }
+        if b.compute_threads == 0 || b.compute_threads > 1024 {
+            return invalid(
+                "batching.compute_threads",
+                "must be between 1 and 1024".into(),
+            );
+        }
+        if b.default_timeout_ms == 0 || b.default_timeout_ms > 3_600_000 {
+            return invalid(
+                "batching.default_timeout_ms",
+                format!(
+                    "must be between 1 and 3600000, got {}",
+                    b.default_timeout_ms
+                ),
+            );
+        }
+        if b.max_request_rows == 0 {
+            return invalid("batching.max_request_rows", "must be at least 1".into());
+        }
+        if b.queue_capacity < b.max_request_rows {
+            return invalid(
+                "batching.queue_capacity",
+                format!(
+                    "must be at least batching.max_request_rows ({}), got {}",
+                    b.max_request_rows, b.queue_capacity
+                ),
+            );
+        }
+        if b.queue_capacity > u32::MAX as usize {
+            return invalid("batching.queue_capacity", "must fit in 32 bits".into());
+        }
+        if self.server.max_body_bytes < 64 {
+            return invalid("server.max_body_bytes", "must be at least 64".into());
+        }
+        if self.server.max_upload_bytes < 1024 {
+            return invalid("server.max_upload_bytes", "must be at least 1024".into());
+        }
+        let e = &self.explain;
+        if e.max_rows == 0 || e.max_rows > 65_536 {
+            return invalid("explain.max_rows", "must be between 1 and 65536".into());
+        }
+        if e.max_steps == 0 || e.max_steps > 65_536 {
+            return invalid("explain.max_steps", "must be between 1 and 65536".into());
+        }
+        if e.queue_capacity == 0 {
+            return invalid("explain.queue_capacity", "must be at least 1".into());
+        }
+        if self.model.name.is_empty()
+            || !self
+                .model
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return invalid(
+                "model.name",
+                format!(
+                    "must be non-empty ASCII letters, digits, '-', '_' or '.', got {:?}",
+                    self.model.name
+                ),
+            );
+        }
+        for (key, backend, selector) in [
+            (
+                "model.device",
+                self.model.backend,
+                Some(self.model.device.as_str()),
+            ),
+            (
+                "training.device",
+                self.training_backend(),
+                self.training.device.as_deref(),
+            ),
+        ] {
+            let Some(selector) = selector else { continue };
+            let checked = crate::model::backend::Selector::parse(selector)
+                .and_then(|s| s.check(backend, selector).map_err(|e| e.to_string()));
+            if let Err(why) = checked {
+                return invalid(key, why);
+            }
+        }
+        if self.training.threads == 0 || self.training.threads > 1024 {
+            return invalid("training.threads", "must be between 1 and 1024".into());
+        }
+        if self.training.heartbeat_interval_ms == 0
+            || self.training.heartbeat_timeout_ms < 2 * self.training.heartbeat_interval_ms
+        {
+            return invalid(
+                "training.heartbeat_timeout_ms",
+                format!(
+                    "must be at least twice training.heartbeat_interval_ms ({}), which must be > 0",
+                    self.training.heartbeat_interval_ms
+                ),
+            );
+        }
+        if self.training.max_queued_jobs == 0 {
+            return invalid("training.max_queued_jobs", "must be at least 1".into());
+        }
+        if self.auth.token.as_deref().is_some_and(|t| t.len() < 8) {
+            return invalid("auth.token", "must be at least 8 characters".into());
+        }
+        if self.auth.protect_predict && self.auth.token.is_none() {
+            return invalid("auth.protect_predict", "needs auth.token".into());
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.level) {
+            return invalid("telemetry.level", e.to_string());
+        }
+        Ok(())
+    }
+}
