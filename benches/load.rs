@@ -105,18 +105,7 @@ async fn run(duration: Duration) {
     let mut rows = Vec::new();
     // HTTP ceiling.
     {
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .env(ROLE, "http-ceiling")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        let base = format!("http://{}", line.trim());
+        let (mut child, base) = spawn_http_ceiling();
         for c in [1, 16, 64] {
             rows.push(
                 load(
@@ -249,19 +238,9 @@ async fn run(duration: Duration) {
 /// the baseline build when `KILN_BENCH_BASELINE_BIN` names one, interleaved.
 async fn serving_limit(body: &Arc<Vec<u8>>, duration: Duration) {
     let compute = compute_ceiling(64, Duration::from_secs(3));
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .env(ROLE, "http-ceiling")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    let (mut child, base) = spawn_http_ceiling();
     let http = load(
-        &format!("http://{}/predict", line.trim()),
+        &format!("{base}/predict"),
         "http-ceiling",
         64,
         body,
@@ -701,6 +680,22 @@ fn peak_rss_kib(pid: u32) -> u64 {
             })
         })
         .unwrap_or(0)
+}
+
+/// Starts the HTTP ceiling as a child process; returns it and its base URL.
+fn spawn_http_ceiling() -> (std::process::Child, String) {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(ROLE, "http-ceiling")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    (child, format!("http://{}", line.trim()))
 }
 
 /// The HTTP ceiling: parses the same body into the same type the same way kiln does

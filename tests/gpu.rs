@@ -264,21 +264,8 @@ async fn training_hot_swap_and_oip_binary_on_wgpu() {
 
     // OIP v2 with a binary input tensor.
     let x: Vec<f32> = vec![5.1, 3.5, 1.4, 0.2];
-    let header = json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
-        "parameters": {"binary_data_size": 16}}]})
-    .to_string();
-    let mut body = header.clone().into_bytes();
-    body.extend(x.iter().flat_map(|v| v.to_le_bytes()));
-    let r = server
-        .client
-        .post(server.url("/v2/models/kiln/infer"))
-        .header("inference-header-content-length", header.len().to_string())
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let b: Value = r.json().await.unwrap();
+    let (status, b) = common::infer_binary(&server, &[1, 4], &x).await;
+    assert_eq!(status, 200, "{b}");
     let probs = b["outputs"]
         .as_array()
         .unwrap()

@@ -399,21 +399,8 @@ async fn versions_metadata_binary_tensors_and_docs() {
     }
 
     // The binary tensor extension: JSON header, then little-endian FP32 data.
-    let header = json!({"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32",
-        "parameters": {"binary_data_size": 12}}]})
-    .to_string();
-    let mut body = header.clone().into_bytes();
-    body.extend(x.iter().flat_map(|v| v.to_le_bytes()));
-    let r = server
-        .client
-        .post(server.url("/v2/models/kiln/infer"))
-        .header("inference-header-content-length", header.len().to_string())
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let b: Value = r.json().await.unwrap();
+    let (status, b) = common::infer_binary(&server, &[1, 3], &x).await;
+    assert_eq!(status, 200, "{b}");
     let want = v2.forward(x.to_vec(), 1);
     assert!(close(
         b["outputs"][0]["data"][0].as_f64().unwrap(),

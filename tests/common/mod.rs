@@ -358,3 +358,22 @@ pub async fn submit(server: &Server, body: Value) -> String {
     assert_eq!(status, 202, "{b}");
     b["job_id"].as_str().unwrap().to_string()
 }
+
+/// `POST /v2/models/kiln/infer` with one FP32 input of `shape` sent as a binary
+/// tensor (JSON header, then little-endian data); returns the status and body.
+pub async fn infer_binary(server: &Server, shape: &[usize], x: &[f32]) -> (u16, Value) {
+    let header = json!({"inputs": [{"name": "input", "shape": shape, "datatype": "FP32",
+        "parameters": {"binary_data_size": x.len() * 4}}]})
+    .to_string();
+    let mut body = header.clone().into_bytes();
+    body.extend(x.iter().flat_map(|v| v.to_le_bytes()));
+    let r = server
+        .client
+        .post(server.url("/v2/models/kiln/infer"))
+        .header("inference-header-content-length", header.len().to_string())
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
