@@ -10,6 +10,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Server, data, post, submit, test_config, train_config, wait_job};
@@ -214,14 +216,17 @@ async fn training_hot_swap_and_oip_binary_on_wgpu() {
         expected.insert(v.clone(), outputs(&server, &rows).await);
     }
 
-    // Swaps under load: every answer is whole and from one version.
+    // Swaps under load: every answer is whole and from one version. After each
+    // promotion the driver waits until the load has been answered by the new
+    // version, however slow the machine.
+    let answers = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let done = Arc::new(AtomicBool::new(false));
     let load: Vec<_> = (0..4)
         .map(|_| {
             let (client, url, rows) = (server.client.clone(), server.url("/predict"), rows.clone());
+            let (answers, done) = (answers.clone(), done.clone());
             tokio::spawn(async move {
-                let mut answers = Vec::new();
-                let until = std::time::Instant::now() + Duration::from_secs(3);
-                while std::time::Instant::now() < until {
+                while !done.load(Ordering::Relaxed) {
                     let r = client
                         .post(&url)
                         .json(&json!({"instances": rows}))
@@ -229,36 +234,49 @@ async fn training_hot_swap_and_oip_binary_on_wgpu() {
                         .await
                         .unwrap();
                     assert_eq!(r.status(), 200);
-                    answers.push(r.json::<Value>().await.unwrap());
+                    let answer = r.json::<Value>().await.unwrap();
+                    answers.lock().unwrap().push(answer);
                 }
-                answers
             })
         })
         .collect();
     for v in [&first, &trained, &first, &trained] {
-        tokio::time::sleep(Duration::from_millis(500)).await;
         promote(&server, v).await;
+        let seen_from = answers.lock().unwrap().len();
+        let until = std::time::Instant::now() + Duration::from_secs(300);
+        while !answers.lock().unwrap()[seen_from..]
+            .iter()
+            .any(|a| a["model_version"] == v.as_str())
+        {
+            assert!(
+                std::time::Instant::now() < until,
+                "no answer from {v} under load"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
     }
     let mut seen = std::collections::HashSet::new();
-    for task in load {
-        for answer in task.await.unwrap() {
-            let version = answer["model_version"].as_str().unwrap().to_string();
-            let mut got = Vec::new();
-            for p in answer["predictions"].as_array().unwrap() {
-                got.extend(
-                    p["probabilities"]
-                        .as_object()
-                        .unwrap()
-                        .values()
-                        .map(|v| v.as_f64().unwrap()),
-                );
-                got.push(p["probability"].as_f64().unwrap());
-            }
-            let want = &expected[&version];
-            assert_eq!(got.len(), want.len());
-            assert_close(&got, want, &version);
-            seen.insert(version);
+    for answer in answers.lock().unwrap().iter() {
+        let version = answer["model_version"].as_str().unwrap().to_string();
+        let mut got = Vec::new();
+        for p in answer["predictions"].as_array().unwrap() {
+            got.extend(
+                p["probabilities"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .map(|v| v.as_f64().unwrap()),
+            );
+            got.push(p["probability"].as_f64().unwrap());
         }
+        let want = &expected[&version];
+        assert_eq!(got.len(), want.len());
+        assert_close(&got, want, &version);
+        seen.insert(version);
     }
     assert_eq!(seen.len(), 2, "both versions answered during the swaps");
 
