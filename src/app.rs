@@ -68,21 +68,14 @@ pub async fn run(
     .context("starting the model manager")?;
     let explainer = Explainer::spawn(config.explain.queue_capacity, batcher.clone())
         .context("starting the explainer thread")?;
-    let busy = batcher.clone();
+    // Jobs train in worker processes; a device that cannot be made fails here, at
+    // start, rather than in every job.
+    config.training_device()?;
     let trainer = Trainer::start(TrainerDeps {
-        serving_busy: Arc::new(move || busy.rows_in_flight() > 0),
         store: store.clone(),
         metrics: metrics.clone(),
         models: models.clone(),
-        active: model.clone(),
-        device: config.training_device()?,
-        backend: config.training_backend().name(),
-        threads: config.training.threads,
-        low_priority: config.training.low_priority,
-        max_queued: config.training.max_queued_jobs,
-        max_kept: config.training.max_jobs_kept,
-        heartbeat_interval_ms: config.training.heartbeat_interval_ms,
-        heartbeat_timeout_ms: config.training.heartbeat_timeout_ms,
+        config: (*config).clone(),
     })
     .context("starting the trainer")?;
 

@@ -200,6 +200,23 @@ pub struct TrainingConfig {
     /// A queued or running job whose heartbeat is older than this reads
     /// `interrupted` (its replica is gone).
     pub heartbeat_timeout_ms: u64,
+    /// Each job runs in its own worker process; on the CPU backend the OS caps its
+    /// address space at this many MiB (`RLIMIT_AS`), and a job past it fails with
+    /// "out of memory" while serving goes on.
+    pub max_memory_mb: u64,
+    /// After a cancel's SIGTERM, the worker gets this long before SIGKILL.
+    pub cancel_grace_ms: u64,
+    /// Budget checked at submission (422 over it): parameters, gradients and
+    /// optimizer state, in MiB of `f32`.
+    pub max_model_mb: u64,
+    /// Budget: the largest activation of one training batch, in MiB of `f32`.
+    pub max_activation_mb: u64,
+    /// Budget: classes a classifier may have.
+    pub max_classes: usize,
+    /// Budget: rows x features of a dataset.
+    pub max_dataset_values: u64,
+    /// The kiln executable that runs jobs (`kiln worker`); default: this one.
+    pub worker_exe: Option<PathBuf>,
 }
 
 impl Default for TrainingConfig {
@@ -215,6 +232,13 @@ impl Default for TrainingConfig {
             max_jobs_kept: 100,
             heartbeat_interval_ms: 1000,
             heartbeat_timeout_ms: 10_000,
+            max_memory_mb: 4096,
+            cancel_grace_ms: 5000,
+            max_model_mb: 1024,
+            max_activation_mb: 512,
+            max_classes: 1000,
+            max_dataset_values: 50_000_000,
+            worker_exe: None,
         }
     }
 }
@@ -250,6 +274,9 @@ pub struct AuthConfig {
     pub token: Option<String>,
     /// Protect `/predict` with the same token.
     pub protect_predict: bool,
+    /// Let `serve` listen on a non-loopback address without a token (protected mode
+    /// is off). Only for networks where every client is trusted.
+    pub allow_unauthenticated: bool,
 }
 
 /// Logging.

@@ -669,10 +669,24 @@ async fn bad_training_requests_get_a_clear_4xx_and_write_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    // A job that diverges fails with a readable reason and writes nothing.
+    // A learning rate out of range is refused; one in range that diverges fails
+    // the job with a readable reason; neither writes anything.
+    let r = post(
+        &server,
+        "/train",
+        json!({"dataset": {"path": "diabetes.csv"}, "optimizer": {"kind": "sgd", "lr": 1e30}}),
+    )
+    .await;
+    assert_eq!(r.status(), 422);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("optimizer.lr must be between")
+    );
     let id = submit(
         &server,
-        json!({"dataset": {"path": "diabetes.csv"}, "optimizer": {"kind": "sgd", "lr": 1e30}, "epochs": 5}),
+        json!({"dataset": {"path": "diabetes.csv"}, "optimizer": {"kind": "sgd", "lr": 10.0}, "epochs": 5}),
     )
     .await;
     let job = wait_job(&server, &id).await;

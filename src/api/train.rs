@@ -15,13 +15,10 @@ use serde_json::{Value, json};
 use super::auth::Authorized;
 use super::{ApiError, ApiJson, AppState};
 use crate::model::NetConfig;
-use crate::training::data::{Dataset, RawTable, RowCounts};
-use crate::training::fit;
+use crate::training::budget::Budget;
+use crate::training::input::{DataSource, JobInput, TrainError};
 use crate::training::jobs::{JobRecord, Submission};
 use crate::training::spec::{ModelChoice, TrainSpec};
-
-/// Largest dataset file read from the data directory.
-const MAX_DATASET_FILE: u64 = 512 * 1024 * 1024;
 
 /// Where the training rows come from.
 #[derive(Debug, Deserialize)]
@@ -157,40 +154,39 @@ fn prepare(state: &AppState, body: Value) -> Result<Submission, ApiError> {
     let dataset: DatasetSpec = serde_json::from_value(dataset).map_err(|_| {
         bad(r#"dataset must be {"csv": "<csv text>"}, {"path": "<file in the data directory>"} or {"instances": [[...]], "targets": [...]}"#.into())
     })?;
-    let raw = match dataset {
-        DatasetSpec::Csv(CsvSource { csv }) => RawTable::from_csv(&csv, &spec.target),
+    let data = match dataset {
+        DatasetSpec::Csv(CsvSource { csv }) => DataSource::Csv(csv),
         DatasetSpec::Path(PathSource { path }) => {
-            let file = resolve_data_path(&state.config.training.data_dir, &path)?;
-            let text = read_dataset(&file, &path)?;
-            RawTable::from_csv(&text, &spec.target)
+            DataSource::File(resolve_data_path(&state.config.training.data_dir, &path)?)
         }
         DatasetSpec::Instances(InstancesSource { instances, targets }) => {
-            RawTable::from_instances(&instances, &targets)
+            DataSource::Instances { instances, targets }
         }
-    }
-    .map_err(|e| bad(e.to_string()))?;
-    let data = Dataset::prepare(raw, spec.task).map_err(|e| bad(e.to_string()))?;
-    let file = match &spec.model {
+    };
+    let model_file = match &spec.model {
         ModelChoice::File(name) => Some(
             NetConfig::named(&state.config.training.config_dir, name)
                 .map_err(|e| ApiError::Unprocessable(e.to_string()))?,
         ),
         ModelChoice::Mlp(_) | ModelChoice::Sequential(_) => None,
     };
-    let net = fit::resolve_net(&spec, &data, file).map_err(bad)?;
-    let (train, validation) = data
-        .split(spec.validation_split, spec.seed)
-        .map_err(|e| bad(e.to_string()))?;
-    Ok(Submission {
-        rows: RowCounts {
-            input: data.rows_in,
-            dropped: data.rows_dropped,
-            train: train.len(),
-            validation: validation.len(),
-        },
-        data,
+    let input = JobInput {
         spec,
-        net,
+        data,
+        model_file,
+    };
+    // Every check the worker would make, now: a bad job never reaches the queue.
+    let prepared = input
+        .prepare(&Budget::from(&state.config.training))
+        .map_err(|e| match e {
+            TrainError::Invalid(e) => ApiError::Unprocessable(e),
+            TrainError::TooLarge(e) => ApiError::TooLarge(e),
+        })?;
+    Ok(Submission {
+        task: prepared.data.task,
+        task_reason: prepared.data.task_reason.clone(),
+        rows: prepared.rows,
+        input,
     })
 }
 
@@ -222,15 +218,4 @@ fn resolve_data_path(data_dir: &Path, path: &str) -> Result<PathBuf, ApiError> {
         return Err(outside());
     }
     Ok(file)
-}
-
-fn read_dataset(file: &Path, name: &str) -> Result<String, ApiError> {
-    let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
-    if size > MAX_DATASET_FILE {
-        return Err(ApiError::TooLarge(format!(
-            "dataset {name:?} is {size} bytes; the limit is {MAX_DATASET_FILE}"
-        )));
-    }
-    std::fs::read_to_string(file)
-        .map_err(|e| ApiError::Unprocessable(format!("cannot read dataset {name:?}: {e}")))
 }

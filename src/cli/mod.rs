@@ -37,6 +37,9 @@ pub enum Command {
     /// Exit 0 if the local server answers `GET /health/live` (for container
     /// HEALTHCHECKs: the runtime image has no curl).
     Healthcheck(HealthcheckArgs),
+    /// Run one training job for a server (started by the server itself).
+    #[command(hide = true)]
+    Worker(crate::training::jobs::process::WorkerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -150,6 +153,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => offline::train(args),
         Command::Predict(args) => offline::predict(args),
         Command::Healthcheck(args) => healthcheck(args),
+        Command::Worker(args) => std::process::exit(crate::training::jobs::process::main(&args)),
     }
 }
 

@@ -9,9 +9,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::{PredictArgs, TrainArgs};
 use crate::model::NetConfig;
 use crate::registry::Store;
-use crate::training::data::{Dataset, RawTable, RowCounts};
+use crate::training::budget::Budget;
+use crate::training::input::{DataSource, JobInput};
 use crate::training::spec::{ModelChoice, TrainSpec};
-use crate::training::{evaluate, fit, promote};
+use crate::training::{evaluate, fit, run};
 
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let config = args.offline.load()?;
@@ -26,36 +27,40 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         None => TrainSpec::default(),
     };
     spec.validate().map_err(anyhow::Error::msg)?;
-    let text = std::fs::read_to_string(&args.data)
-        .with_context(|| format!("reading {}", args.data.display()))?;
-    let data = Dataset::prepare(RawTable::from_csv(&text, &spec.target)?, spec.task)?;
-    let file = match &spec.model {
+    let model_file = match &spec.model {
         ModelChoice::File(name) => Some(NetConfig::named(&config.training.config_dir, name)?),
         ModelChoice::Mlp(_) | ModelChoice::Sequential(_) => None,
     };
-    let net = fit::resolve_net(&spec, &data, file).map_err(anyhow::Error::msg)?;
-    let (train_idx, val_idx) = data.split(spec.validation_split, spec.seed)?;
-    let rows = RowCounts {
-        input: data.rows_in,
-        dropped: data.rows_dropped,
-        train: train_idx.len(),
-        validation: val_idx.len(),
+    let input = JobInput {
+        spec,
+        data: DataSource::File(args.data.clone()),
+        model_file,
     };
+    let budget = Budget::from(&config.training);
+    // Checked once before the device is made, so a bad recipe fails at once.
+    let prepared = input.prepare(&budget)?;
+    let rows = &prepared.rows;
+    let metric = evaluate::metric_name(prepared.data.task);
     eprintln!(
         "{} rows ({} dropped for missing or non-finite values): {} train, {} validation; task {:?} ({})",
-        rows.input, rows.dropped, rows.train, rows.validation, data.task, data.task_reason
+        rows.input,
+        rows.dropped,
+        rows.train,
+        rows.validation,
+        prepared.data.task,
+        prepared.data.task_reason
     );
+    drop(prepared);
 
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
-        ProgressBar::new(spec.epochs as u64)
+        ProgressBar::new(input.spec.epochs as u64)
     };
     bar.set_style(
         ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg} [{elapsed} < {eta}]")
             .expect("a valid template"),
     );
-    let metric = evaluate::metric_name(data.task);
     let device = config.training_device()?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.training.threads)
@@ -70,57 +75,41 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             ));
         }
     }
-    let outcome = pool.install(|| fit::fit(&data, &spec, net, &device, &mut Bar(&bar, metric)))?;
-    bar.finish();
-
     let store = Store::open(&config.store.dir)?;
-    let mut manifest = outcome.manifest;
     let source = format!(
         "kiln train: {}",
         args.data
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
     );
-    promote::annotate(
-        &mut manifest,
-        source,
-        "cli",
-        &spec,
-        &rows,
-        &outcome.best,
-        outcome.stopped_early,
-        &outcome.validation,
-    );
-    let version = store.create_version(&manifest, &outcome.net)?;
-    let active = match store.active()? {
-        Some(record) => Some(store.load(&record.version, &device)?),
-        None => None,
-    };
-    let candidate = store.load(&version, &device)?;
-    let (promoted, why) = promote::decide(
-        spec.promote,
-        active.as_ref(),
-        &candidate,
-        &outcome.validation,
-    );
-    if promoted {
-        store.set_active(&version)?;
+    // The same job code the server's worker processes run.
+    let done = pool.install(|| {
+        run::run(
+            &input,
+            "cli",
+            source,
+            &store,
+            &device,
+            &budget,
+            &mut Bar(&bar, metric),
+        )
+    })?;
+    bar.finish();
+    if done.promote {
+        store.set_active(&done.version)?;
     }
-    let speed = outcome
-        .history
-        .iter()
-        .map(|r| r.samples_per_second)
-        .sum::<f64>()
-        / outcome.history.len() as f64;
     println!(
-        "version {version}: validation {metric} {:.4} (epoch {}, {speed:.0} training rows/s); {} ({why})",
-        outcome.best.val_metric,
-        outcome.best.epoch,
-        if promoted {
+        "version {}: validation {metric} {:.4} (epoch {}, {:.0} training rows/s); {} ({})",
+        done.version,
+        done.best.val_metric,
+        done.best.epoch,
+        done.samples_per_second,
+        if done.promote {
             "now active"
         } else {
             "not promoted"
-        }
+        },
+        done.promotion
     );
     Ok(())
 }

@@ -114,6 +114,29 @@ impl Config {
         if self.training.max_queued_jobs == 0 {
             return invalid("training.max_queued_jobs", "must be at least 1".into());
         }
+        let t = &self.training;
+        for (key, v, lo, hi) in [
+            ("training.max_memory_mb", t.max_memory_mb, 64, 1 << 24),
+            ("training.cancel_grace_ms", t.cancel_grace_ms, 1, 600_000),
+            ("training.max_model_mb", t.max_model_mb, 1, 1 << 24),
+            (
+                "training.max_activation_mb",
+                t.max_activation_mb,
+                1,
+                1 << 24,
+            ),
+            ("training.max_classes", t.max_classes as u64, 2, 1 << 20),
+            (
+                "training.max_dataset_values",
+                t.max_dataset_values,
+                1,
+                1 << 40,
+            ),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return invalid(key, format!("must be between {lo} and {hi}, got {v}"));
+            }
+        }
         if self.auth.token.as_deref().is_some_and(|t| t.len() < 8) {
             return invalid("auth.token", "must be at least 8 characters".into());
         }

@@ -241,6 +241,20 @@ impl NetConfig {
         }
     }
 
+    /// Number of values the network stores (weights, biases, running statistics).
+    pub fn parameters(&self) -> u64 {
+        match &self.architecture {
+            Architecture::Mlp(m) => std::iter::once(m.input)
+                .chain(m.hidden.iter().copied())
+                .chain(std::iter::once(m.output))
+                .collect::<Vec<_>>()
+                .windows(2)
+                .map(|w| (w[0] as u64 + 1).saturating_mul(w[1] as u64))
+                .fold(0u64, u64::saturating_add),
+            Architecture::Sequential(s) => s.plan().map(|p| p.parameters).unwrap_or(u64::MAX),
+        }
+    }
+
     /// The most values one instance holds at once in any layer.
     pub fn widest(&self) -> u64 {
         match &self.architecture {

@@ -40,8 +40,16 @@ pub fn evaluate(
 ) -> (f64, f64, Option<f64>) {
     let n = y.len();
     let width = x.len() / n;
+    let threshold = if judge.head == Head::Sigmoid {
+        0.5
+    } else {
+        0.0
+    };
+    // Chunk by chunk: a classifier's outputs are counted and dropped, so memory
+    // stays bounded by one chunk whatever the rows and classes.
     let mut loss_sum = 0.0;
-    let mut out: Vec<f32> = Vec::with_capacity(n);
+    let mut correct = 0usize;
+    let mut predictions: Vec<f32> = Vec::new();
     let chunk = EVAL_CHUNK.min(judge.pass_rows).max(1);
     for (xs, ys) in x.chunks(chunk * width).zip(y.chunks(chunk)) {
         let m = ys.len();
@@ -49,29 +57,27 @@ pub fn evaluate(
         let o = net.forward(xt);
         let l = loss_of(o.clone(), ys.to_vec(), judge.loss, judge.head, device);
         loss_sum += f64::from(l.into_scalar::<f32>()) * m as f64;
-        out.extend(o.into_data().try_into_vec::<f32>().expect("f32 outputs"));
+        let out = o.into_data().try_into_vec::<f32>().expect("f32 outputs");
+        match judge.task {
+            Task::Classification => {
+                let k = out.len() / m;
+                correct += out
+                    .chunks_exact(k)
+                    .zip(ys)
+                    .filter(|(row, y)| predicted_class(row, threshold) == **y as usize)
+                    .count();
+            }
+            Task::Regression => predictions.extend(out),
+        }
     }
     let val_loss = loss_sum / n as f64;
-    let threshold = if judge.head == Head::Sigmoid {
-        0.5
-    } else {
-        0.0
-    };
     match judge.task {
-        Task::Classification => {
-            let k = out.len() / n;
-            let correct = out
-                .chunks_exact(k)
-                .zip(y)
-                .filter(|(row, y)| predicted_class(row, threshold) == **y as usize)
-                .count();
-            (val_loss, correct as f64 / n as f64, None)
-        }
+        Task::Classification => (val_loss, correct as f64 / n as f64, None),
         Task::Regression => {
             let s = judge.target_scale.expect("regression has a target scale");
             let unscale = |v: f32| f64::from(v * s.std[0] + s.mean[0]);
             let truth: Vec<f64> = y.iter().map(|v| unscale(*v)).collect();
-            let pred: Vec<f64> = out.iter().map(|v| unscale(*v)).collect();
+            let pred: Vec<f64> = predictions.iter().map(|v| unscale(*v)).collect();
             let (r2, rmse) = r2_rmse(&pred, &truth);
             (val_loss, r2, Some(rmse))
         }
@@ -118,10 +124,7 @@ pub fn score(model: &LoadedModel, data: &Dataset) -> Option<f64> {
     }
     let n = data.len();
     let width = data.width();
-    let mut out = Vec::with_capacity(n * model.output_width());
-    for rows in data.x.chunks(EVAL_CHUNK.min(model.max_pass_rows()) * width) {
-        out.extend(model.forward(rows.to_vec(), rows.len() / width));
-    }
+    let chunk = EVAL_CHUNK.min(model.max_pass_rows()).max(1);
     match data.task {
         Task::Classification => {
             let names = model.manifest().label_names();
@@ -129,18 +132,28 @@ pub fn score(model: &LoadedModel, data: &Dataset) -> Option<f64> {
                 return None;
             }
             let k = model.output_width();
-            let correct = out
-                .chunks_exact(k)
-                .zip(&data.y)
-                .filter(|(row, y)| names[predicted_class(row, 0.5)] == data.labels[**y as usize])
-                .count();
+            let mut correct = 0;
+            for (rows, ys) in data.x.chunks(chunk * width).zip(data.y.chunks(chunk)) {
+                let out = model.forward(rows.to_vec(), ys.len());
+                correct += out
+                    .chunks_exact(k)
+                    .zip(ys)
+                    .filter(|(row, y)| {
+                        names[predicted_class(row, 0.5)] == data.labels[**y as usize]
+                    })
+                    .count();
+            }
             Some(correct as f64 / n as f64)
         }
         Task::Regression => {
             if model.output_width() != 1 {
                 return None;
             }
-            let pred: Vec<f64> = out.iter().map(|v| f64::from(*v)).collect();
+            let mut pred = Vec::with_capacity(n);
+            for rows in data.x.chunks(chunk * width) {
+                let out = model.forward(rows.to_vec(), rows.len() / width);
+                pred.extend(out.iter().map(|v| f64::from(*v)));
+            }
             let truth: Vec<f64> = data.y.iter().map(|v| f64::from(*v)).collect();
             Some(r2_rmse(&pred, &truth).0)
         }

@@ -1,14 +1,19 @@
-//! Training: data preparation ([`data`]), the recipe ([`spec`]), the loop ([`fit`]),
-//! and background jobs ([`jobs`]). Also the default model an empty store starts with.
+//! Training: data preparation ([`data`]), the recipe ([`spec`]) and its input
+//! ([`input`]), the resource budget ([`budget`]), the loop ([`fit`]), one job from
+//! input to version ([`run`]), and background jobs in worker processes ([`jobs`]).
+//! Also the default model an empty store starts with.
 
+pub mod budget;
 pub mod data;
 pub mod evaluate;
 pub mod fit;
 mod fused;
+pub mod input;
 pub mod jobs;
 mod optimizer;
 mod parts;
 pub mod promote;
+pub mod run;
 pub mod spec;
 
 use burn::prelude::Device;

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::spec::within;
+
 /// The optimizer and its knobs; defaults follow PyTorch's.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -92,7 +94,65 @@ fn weight_decay() -> f64 {
     0.01
 }
 
+/// Largest value below 1 that `beta`, `alpha` and `momentum` may take.
+const BELOW_ONE: f64 = 0.999_999;
+
 impl OptimizerSpec {
+    /// Range checks of every knob (see [`within`]).
+    pub fn validate(&self) -> Result<(), String> {
+        within("optimizer.lr", self.lr(), 1e-10, 10.0)?;
+        let eps = |v| within("optimizer.epsilon", v, 1e-12, 1.0);
+        match *self {
+            Self::Sgd { .. } => Ok(()),
+            Self::Momentum {
+                momentum,
+                dampening,
+                ..
+            } => {
+                within("optimizer.momentum", momentum, 0.0, BELOW_ONE)?;
+                within("optimizer.dampening", dampening, 0.0, 1.0)
+            }
+            Self::Adagrad {
+                lr_decay, epsilon, ..
+            } => {
+                within("optimizer.lr_decay", lr_decay, 0.0, 1.0)?;
+                eps(epsilon)
+            }
+            Self::Rmsprop {
+                alpha,
+                epsilon,
+                momentum,
+                ..
+            } => {
+                within("optimizer.alpha", alpha, 0.0, BELOW_ONE)?;
+                within("optimizer.momentum", momentum, 0.0, BELOW_ONE)?;
+                eps(epsilon)
+            }
+            Self::Adam {
+                beta1,
+                beta2,
+                epsilon,
+                ..
+            } => {
+                within("optimizer.beta1", beta1, 0.0, BELOW_ONE)?;
+                within("optimizer.beta2", beta2, 0.0, BELOW_ONE)?;
+                eps(epsilon)
+            }
+            Self::Adamw {
+                beta1,
+                beta2,
+                epsilon,
+                weight_decay,
+                ..
+            } => {
+                within("optimizer.beta1", beta1, 0.0, BELOW_ONE)?;
+                within("optimizer.beta2", beta2, 0.0, BELOW_ONE)?;
+                within("optimizer.weight_decay", weight_decay, 0.0, 1.0)?;
+                eps(epsilon)
+            }
+        }
+    }
+
     /// The learning rate.
     pub fn lr(&self) -> f64 {
         match self {

@@ -200,25 +200,16 @@ impl TrainSpec {
                 self.validation_split
             ));
         }
-        for (name, v) in [("l1", self.l1), ("l2", self.l2)] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(format!("{name} must be a finite number >= 0, got {v}"));
-            }
-        }
-        let lr = self.optimizer.lr();
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(format!("optimizer.lr must be > 0, got {lr}"));
-        }
+        within("l1", self.l1, 0.0, 100.0)?;
+        within("l2", self.l2, 0.0, 100.0)?;
+        self.optimizer.validate()?;
         match &self.init {
-            InitSpec::Normal { std, mean }
-                if !(std.is_finite() && *std > 0.0 && mean.is_finite()) =>
-            {
-                return Err(format!("init.std must be > 0, got {std}"));
+            InitSpec::Normal { std, mean } => {
+                within("init.std", *std, 1e-6, 100.0)?;
+                within("init.mean", *mean, -100.0, 100.0)?;
             }
-            InitSpec::Uniform { a } if !(a.is_finite() && *a > 0.0) => {
-                return Err(format!("init.a must be > 0, got {a}"));
-            }
-            _ => {}
+            InitSpec::Uniform { a } => within("init.a", *a, 1e-6, 100.0)?,
+            InitSpec::Xavier | InitSpec::Kaiming => {}
         }
         if let ModelChoice::Mlp(m) = &self.model {
             if m.kind != "mlp" {
@@ -251,6 +242,31 @@ impl TrainSpec {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// `Ok` when `lo <= v <= hi` (so never NaN or infinite), else a message naming the
+/// field: every number of a recipe is checked, so no value reaches Burn that could
+/// make it panic or overflow `f32`.
+pub(super) fn within(name: &str, v: f64, lo: f64, hi: f64) -> Result<(), String> {
+    if v >= lo && v <= hi {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name} must be between {} and {}, got {}",
+            number(lo),
+            number(hi),
+            number(v)
+        ))
+    }
+}
+
+/// `1e-10` rather than `0.0000000001`.
+fn number(v: f64) -> String {
+    if v != 0.0 && v.is_finite() && !(1e-3..1e6).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
     }
 }
 

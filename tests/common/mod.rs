@@ -26,6 +26,8 @@ pub fn test_config(store: &Path) -> Config {
     c.server.listen = "127.0.0.1:0".parse().unwrap();
     c.store.dir = store.to_path_buf();
     c.telemetry.level = "warn".into();
+    // Jobs run in worker processes of the real binary (this test binary is not one).
+    c.training.worker_exe = Some(PathBuf::from(env!("CARGO_BIN_EXE_kiln")));
     c
 }
 

@@ -1,28 +1,32 @@
 //! Background training jobs: the queue, the trainer thread, job records.
 //!
 //! [`Trainer`] is a cheap `Clone` handle. Jobs wait in a bounded queue (full: 429)
-//! and run one at a time on the `kiln-trainer` thread, inside a rayon pool of
-//! `training.threads` threads, so training never runs on the async runtime or the
-//! executor and cannot take the serving threads' cores. Every state change (and
-//! progress, at most once a second) is written to `<store>/jobs/<id>.json`; at
-//! startup, records left `queued` or `running` by a dead process read `interrupted`.
+//! and run one at a time, each in its own worker process (`kiln worker`, see
+//! [`process`]) that the `kiln-trainer` thread supervises: a job that exhausts
+//! memory, panics or hangs ends as a `failed` record while serving goes on. Every
+//! state change (and progress, at most once a second) is written to
+//! `<store>/jobs/<id>.json` by this process alone; at startup, records left
+//! `queued` or `running` by a dead process read `interrupted`.
 
+pub mod process;
+mod protocol;
 mod record;
-mod worker;
+mod supervisor;
+mod trainer;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use burn::prelude::Device;
-
 use super::evaluate;
+use super::input::JobInput;
+use crate::config::{BackendKind, Config};
 use crate::metrics::Metrics;
-use crate::model::ActiveModel;
 use crate::registry::{Models, Store, unix_now};
 pub use record::{JobError, JobRecord, JobState, Owner, Submission};
 use record::{me_started_ms, now_ms};
-use worker::{ServingBusy, Worker};
+use supervisor::Spawner;
+use trainer::Runner;
 
 struct Job {
     record: JobRecord,
@@ -31,7 +35,7 @@ struct Job {
 
 struct Queued {
     id: String,
-    submission: Submission,
+    input: JobInput,
     cancel: Arc<AtomicBool>,
 }
 
@@ -64,25 +68,30 @@ pub struct TrainerDeps {
     pub store: Store,
     pub metrics: Metrics,
     pub models: Models,
-    pub active: ActiveModel,
-    pub device: Device,
-    /// The backend `device` belongs to, as job records name it.
-    pub backend: &'static str,
-    /// True while `/predict` rows are in flight: training steps wait for it (briefly).
-    pub serving_busy: ServingBusy,
-    pub threads: usize,
-    pub low_priority: bool,
-    pub max_queued: usize,
-    pub max_kept: usize,
-    pub heartbeat_interval_ms: u64,
-    pub heartbeat_timeout_ms: u64,
+    /// The server's configuration: `training.*`, and what workers are handed.
+    pub config: Config,
 }
 
 impl Trainer {
     /// Reads the job records (marking those a dead process left behind as
     /// interrupted) and starts the trainer thread.
     pub fn start(deps: TrainerDeps) -> std::io::Result<Self> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(deps.max_queued);
+        let t = &deps.config.training;
+        let exe = match &t.worker_exe {
+            Some(exe) => exe.clone(),
+            None => std::env::current_exe()?,
+        };
+        let spawner = Spawner {
+            exe,
+            max_memory_mb: t.max_memory_mb,
+            cap_memory: deps.config.training_backend() == BackendKind::Cpu,
+            low_priority: t.low_priority,
+            grace: std::time::Duration::from_millis(t.cancel_grace_ms),
+        };
+        let (max_queued, max_kept) = (t.max_queued_jobs, t.max_jobs_kept);
+        let heartbeat_timeout_ms = t.heartbeat_timeout_ms;
+        let interval = std::time::Duration::from_millis(t.heartbeat_interval_ms);
+        let (tx, rx) = std::sync::mpsc::sync_channel(max_queued);
         let owner = Owner::me();
         me_started_ms();
         // Records of jobs whose process died (here or on another replica) are marked
@@ -92,8 +101,8 @@ impl Trainer {
             let Ok(record) = serde_json::from_value::<JobRecord>(value) else {
                 continue;
             };
-            if record.orphaned(now, deps.heartbeat_timeout_ms, &owner) {
-                let mut record = record.observed(now, deps.heartbeat_timeout_ms, &owner);
+            if record.orphaned(now, heartbeat_timeout_ms, &owner) {
+                let mut record = record.observed(now, heartbeat_timeout_ms, &owner);
                 record.finished_at.get_or_insert_with(unix_now);
                 persist(&deps.store, &record);
             }
@@ -101,38 +110,25 @@ impl Trainer {
         let shared = Arc::new(Shared {
             jobs: Mutex::new(BTreeMap::new()),
             queue: tx,
-            max_queued: deps.max_queued,
-            max_kept: deps.max_kept,
+            max_queued,
+            max_kept,
             store: deps.store.clone(),
             metrics: deps.metrics.clone(),
             owner,
-            heartbeat_timeout_ms: deps.heartbeat_timeout_ms,
-            backend: deps.backend,
+            heartbeat_timeout_ms,
+            backend: deps.config.training_backend().name(),
             stopping: AtomicBool::new(false),
         });
         shared.prune();
         shared.count_states();
-        let low_priority = deps.low_priority;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(deps.threads.max(1))
-            .thread_name(|i| format!("kiln-train-{i}"))
-            .start_handler(move |_| {
-                if low_priority {
-                    worker::lower_current_thread_priority();
-                }
-            })
-            .build()
-            .map_err(std::io::Error::other)?;
-        let worker = Worker {
+        let mut runner = Runner {
             shared: shared.clone(),
             models: deps.models,
-            active: deps.active,
-            device: deps.device,
-            serving_busy: deps.serving_busy,
+            spawner,
+            config: deps.config,
             last_metrics_job: None,
         };
         let beat = Arc::downgrade(&shared);
-        let interval = std::time::Duration::from_millis(deps.heartbeat_interval_ms);
         std::thread::Builder::new()
             .name("kiln-heartbeat".into())
             .spawn(move || {
@@ -146,9 +142,8 @@ impl Trainer {
         std::thread::Builder::new()
             .name("kiln-trainer".into())
             .spawn(move || {
-                let mut worker = worker;
                 while let Ok(job) = rx.recv() {
-                    pool.install(|| worker.run(job));
+                    runner.run(job);
                 }
             })?;
         Ok(Self { shared })
@@ -163,11 +158,11 @@ impl Trainer {
             created_at: unix_now(),
             started_at: None,
             finished_at: None,
-            task: submission.data.task,
-            task_reason: submission.data.task_reason.clone(),
-            metric: evaluate::metric_name(submission.data.task).into(),
+            task: submission.task,
+            task_reason: submission.task_reason.clone(),
+            metric: evaluate::metric_name(submission.task).into(),
             rows: submission.rows.clone(),
-            epochs: submission.spec.epochs,
+            epochs: submission.input.spec.epochs,
             epoch: 0,
             history: Vec::new(),
             best: None,
@@ -179,7 +174,7 @@ impl Trainer {
             promotion: None,
             error: None,
             cancel_requested: false,
-            spec: submission.spec.clone(),
+            spec: submission.input.spec.clone(),
             owner: self.shared.owner.tag(),
             heartbeat_ms: now_ms(),
             backend: self.shared.backend.into(),
@@ -194,7 +189,7 @@ impl Trainer {
         );
         let queued = Queued {
             id: id.clone(),
-            submission,
+            input: submission.input,
             cancel,
         };
         if let Err(e) = self.shared.queue.try_send(queued) {

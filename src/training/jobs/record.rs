@@ -3,9 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{NetConfig, Task};
-use crate::training::data::{Dataset, RowCounts};
+use crate::model::Task;
+use crate::training::data::RowCounts;
 use crate::training::fit::EpochReport;
+use crate::training::input::JobInput;
 use crate::training::spec::TrainSpec;
 
 /// Where a job is in its life.
@@ -175,11 +176,12 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// A job ready to run: clean data, a validated recipe and the network to build.
+/// A job ready to queue: its input (checked by preparing it once) and what its
+/// record says of the data.
 pub struct Submission {
-    pub data: Dataset,
-    pub spec: TrainSpec,
-    pub net: NetConfig,
+    pub input: JobInput,
+    pub task: Task,
+    pub task_reason: String,
     pub rows: RowCounts,
 }
 

@@ -1,0 +1,102 @@
+//! One training job from its input to a written version: prepare the data, fit,
+//! write the version (atomically), and judge it against the active version under
+//! the recipe's `promote` policy. The worker process runs this for the server's
+//! jobs and `kiln train` runs it for its own; neither promotes here (the server's
+//! model manager does, or the CLI writes the active record).
+
+use burn::prelude::Device;
+use serde::{Deserialize, Serialize};
+
+use super::budget::Budget;
+use super::data::RowCounts;
+use super::fit::{self, EpochReport, FitError, FitOutcome};
+use super::input::{JobInput, TrainError};
+use super::promote;
+use crate::model::LoadedModel;
+use crate::registry::Store;
+
+/// A job that wrote its version.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Finished {
+    pub version: String,
+    pub best: EpochReport,
+    pub stopped_early: bool,
+    pub epochs_run: usize,
+    /// Mean training rows per second over the epochs.
+    pub samples_per_second: f64,
+    /// Whether the `promote` policy wants the version active, and why.
+    pub promote: bool,
+    pub promotion: String,
+    pub rows: RowCounts,
+}
+
+/// Why a job ended without a version.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Input(#[from] TrainError),
+    #[error(transparent)]
+    Fit(#[from] FitError),
+    #[error("writing the version failed: {0}")]
+    Store(String),
+}
+
+/// Runs `input` to a written version. `run` names the job in the version's
+/// training summary, `source` says where the version came from.
+pub fn run(
+    input: &JobInput,
+    run: &str,
+    source: String,
+    store: &Store,
+    device: &Device,
+    budget: &Budget,
+    observer: &mut dyn fit::Observer,
+) -> Result<Finished, RunError> {
+    let prepared = input.prepare(budget)?;
+    let spec = &input.spec;
+    let FitOutcome {
+        net,
+        mut manifest,
+        history,
+        best,
+        stopped_early,
+        validation,
+    } = fit::fit(&prepared.data, spec, prepared.net, device, observer)?;
+    drop(prepared.data);
+    promote::annotate(
+        &mut manifest,
+        source,
+        run,
+        spec,
+        &prepared.rows,
+        &best,
+        stopped_early,
+        &validation,
+    );
+    let version = store
+        .create_version(&manifest, &net)
+        .map_err(|e| RunError::Store(e.to_string()))?;
+    // The active version, as the store names it now (the server re-reads it when
+    // it promotes); one that cannot be loaded here is judged as absent.
+    let active = store.active().ok().flatten().and_then(|record| {
+        store
+            .load(&record.version, device)
+            .inspect_err(|e| tracing::warn!(version = record.version, error = %e, "cannot load the active version to compare"))
+            .ok()
+    });
+    let candidate = LoadedModel::new(&version, manifest, net, device.clone());
+    let (promote, promotion) =
+        promote::decide(spec.promote, active.as_ref(), &candidate, &validation);
+    let samples_per_second =
+        history.iter().map(|r| r.samples_per_second).sum::<f64>() / history.len().max(1) as f64;
+    Ok(Finished {
+        version,
+        epochs_run: history.len(),
+        best,
+        stopped_early,
+        samples_per_second,
+        promote,
+        promotion,
+        rows: prepared.rows,
+    })
+}
