@@ -3,9 +3,13 @@
 # Cargo.lock change (a dummy crate with the real manifests is built first).
 #
 #   docker build -t kiln .
-#   docker run -p 8080:8080 -v kiln-models:/var/lib/kiln/models kiln
+#   docker run -p 8080:8080 -e KILN_AUTH__TOKEN=$(openssl rand -hex 24) \
+#     -v kiln-models:/var/lib/kiln/models kiln
 #   docker build --target gpu -t kiln:gpu .
-#   docker run --gpus all -p 8080:8080 -v kiln-models:/var/lib/kiln/models kiln:gpu
+#   docker run --gpus all -p 8080:8080 -e KILN_AUTH__TOKEN=$(openssl rand -hex 24) \
+#     -v kiln-models:/var/lib/kiln/models kiln:gpu
+# kiln serves on 0.0.0.0 here, so it refuses to start without a token (protected
+# mode); KILN_AUTH__ALLOW_UNAUTHENTICATED=true opts out, for trusted networks only.
 #   docker build -t kiln:cuda --build-arg FEATURES=cuda \
 #     --build-arg RUNTIME_IMAGE=nvidia/cuda:13.0.0-runtime-ubuntu24.04 .
 #

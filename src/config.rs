@@ -235,7 +235,7 @@ impl Default for TrainingConfig {
             max_memory_mb: 4096,
             cancel_grace_ms: 5000,
             max_model_mb: 1024,
-            max_activation_mb: 512,
+            max_activation_mb: 256,
             max_classes: 1000,
             max_dataset_values: 50_000_000,
             worker_exe: None,

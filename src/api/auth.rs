@@ -20,6 +20,19 @@ impl FromRequestParts<AppState> for Authorized {
     }
 }
 
+/// [`check_predict`] as an extractor: listed before the body, it refuses a request
+/// before a byte of the body is read.
+pub struct PredictAuthorized;
+
+impl FromRequestParts<AppState> for PredictAuthorized {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        check_predict(&parts.headers, state)?;
+        Ok(PredictAuthorized)
+    }
+}
+
 /// The `/predict` check: only when `auth.protect_predict` is set.
 pub fn check_predict(headers: &HeaderMap, state: &AppState) -> Result<(), ApiError> {
     if state.config.auth.protect_predict {
@@ -35,7 +48,13 @@ fn check(headers: &HeaderMap, token: Option<&str>) -> Result<(), ApiError> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            // The scheme is case-insensitive (RFC 9110 section 11.1).
+            let (scheme, credentials) = v.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| credentials.trim_start())
+        })
         .unwrap_or("");
     if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
         Ok(())

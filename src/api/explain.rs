@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
@@ -61,11 +61,10 @@ pub struct ExplainResponse {
     ),
     security((), ("bearer" = [])))]
 pub async fn explain(
+    _: auth::PredictAuthorized,
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: Result<ApiJson<ExplainRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
-    auth::check_predict(&headers, &state)?;
     let ApiJson(body) = body?;
     let limits = &state.config.explain;
     let n = body.instances.rows;

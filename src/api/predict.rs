@@ -49,12 +49,12 @@ pub struct PredictResponse {
     params(("x-kiln-timeout-ms" = Option<u64>, Header, description = "Answer within this many milliseconds or 504")),
     security((), ("bearer" = [])))]
 pub async fn predict(
+    _: auth::PredictAuthorized,
     State(state): State<AppState>,
     Extension(arrival): Extension<deadline::Arrival>,
     headers: HeaderMap,
     body: Result<ApiJson<PredictRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
-    auth::check_predict(&headers, &state)?;
     let result: Result<Response, ApiError> = async {
         let deadline =
             deadline::deadline(&headers, arrival, state.config.batching.default_timeout())?;

@@ -159,6 +159,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.common.load(args.listen)?;
+    config.check_exposure(config.server.listen)?;
     crate::telemetry::init(&config.telemetry);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -149,3 +149,23 @@ impl Config {
         Ok(())
     }
 }
+
+impl Config {
+    /// Protected mode (as Redis has it): serving on a non-loopback address needs
+    /// `auth.token`, unless `auth.allow_unauthenticated` says every client there is
+    /// trusted. The error says how to fix it.
+    pub fn check_exposure(&self, addr: std::net::SocketAddr) -> Result<(), ConfigError> {
+        if addr.ip().is_loopback() || self.auth.token.is_some() || self.auth.allow_unauthenticated {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid {
+            key: "auth.token",
+            reason: format!(
+                "kiln will not serve on {addr} without a token (protected mode): anyone who can reach it could train, promote and delete models. \
+                 Set a token of at least 8 characters (KILN_AUTH__TOKEN=<secret>, or token under [auth] in the config file) \
+                 and send it as \"Authorization: Bearer <secret>\"; or listen on 127.0.0.1; \
+                 or, only if every client on that network is trusted, set KILN_AUTH__ALLOW_UNAUTHENTICATED=true"
+            ),
+        })
+    }
+}

@@ -70,7 +70,7 @@ impl Budget {
         let activation_mb = activation.saturating_mul(VALUE).div_ceil(MIB);
         if activation_mb > self.max_activation_mb {
             return Err(format!(
-                "batch_size {} x {} values in the widest layer is {activation_mb} MiB in one activation; the limit is {} MiB (training.max_activation_mb)",
+                "batch_size {} x {} values in the widest layer is {activation_mb} MiB in one activation; the limit is {} MiB (training.max_activation_mb): lower batch_size",
                 spec.batch_size,
                 net.widest(),
                 self.max_activation_mb

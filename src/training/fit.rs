@@ -144,15 +144,6 @@ pub fn resolve_net(
         }
         _ => {}
     }
-    let values = (spec.batch_size as u64).saturating_mul(net.widest());
-    if values > crate::model::net::MAX_PASS_VALUES {
-        return Err(format!(
-            "batch_size {} x {} values per instance in the widest layer = {values} values in one activation; the limit is {} (lower batch_size)",
-            spec.batch_size,
-            net.widest(),
-            crate::model::net::MAX_PASS_VALUES
-        ));
-    }
     if let Err((k, why)) = net.check_values(&data.x) {
         let w = data.width();
         return Err(format!(

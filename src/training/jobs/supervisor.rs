@@ -159,10 +159,18 @@ impl Spawner {
     /// Why a worker that sent no verdict ended.
     fn reason(&self, status: ExitStatus, tail: &[String]) -> String {
         use std::os::unix::process::ExitStatusExt;
-        let last = tail
-            .iter()
-            .rev()
-            .find(|l| !l.trim().is_empty())
+        // The telling line: the allocation failure, else the last line that is not
+        // backtrace noise.
+        let allocation = tail.iter().find(|l| l.contains("memory allocation of"));
+        let last = allocation
+            .or_else(|| {
+                tail.iter().rev().find(|l| {
+                    !l.trim().is_empty()
+                        && !l.starts_with(' ')
+                        && !l.starts_with("note:")
+                        && !l.contains("backtrace")
+                })
+            })
             .map(|l| format!(": {l}"))
             .unwrap_or_default();
         match (status.code(), status.signal()) {
@@ -170,8 +178,7 @@ impl Spawner {
                 let name = nix::sys::signal::Signal::try_from(sig)
                     .map(|s| s.as_str().to_owned())
                     .unwrap_or_else(|_| format!("signal {sig}"));
-                let allocation = tail.iter().any(|l| l.contains("memory allocation of"));
-                if name == "SIGABRT" && allocation {
+                if name == "SIGABRT" && allocation.is_some() {
                     format!(
                         "out of memory: the job needed more than training.max_memory_mb ({} MiB){last}",
                         self.max_memory_mb

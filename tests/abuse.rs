@@ -1,0 +1,321 @@
+//! Hostile and careless requests against the real binary, with serving checked
+//! after each: every one gets a 422 or a `failed` job with its reason, the server
+//! still answers `/predict`, and later jobs succeed. Also: a job past
+//! `training.max_memory_mb` fails with "out of memory", a worker never outlives
+//! its server, and protected mode refuses an open public listener.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Process, poll_job};
+use serde_json::{Value, json};
+
+/// The server answers a prediction, whole.
+async fn still_serving(server: &Process, client: &reqwest::Client, after: &str) {
+    let r = client
+        .post(server.url("/predict"))
+        .json(&json!({"instances": [[5.1, 3.5, 1.4, 0.2]]}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("the server is gone after {after}: {e}"));
+    assert_eq!(r.status(), 200, "after {after}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["predictions"].as_array().unwrap().len(), 1, "{body}");
+}
+
+async fn train(server: &Process, client: &reqwest::Client, body: &Value) -> reqwest::Response {
+    client
+        .post(server.url("/train"))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Submits a job that must be accepted and waits for it to end.
+async fn run_job(server: &Process, client: &reqwest::Client, body: Value) -> Value {
+    let r = train(server, client, &body).await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let id = r.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    poll_job(
+        client,
+        &server.base,
+        &id,
+        Duration::from_secs(300),
+        common::finished,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn hostile_recipes_and_data_get_a_422_and_nothing_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::serve(
+        dir.path(),
+        &[("KILN_TRAINING__MAX_DATASET_VALUES", "50000")],
+    )
+    .await;
+    let client = reqwest::Client::new();
+
+    let many_labels: String = std::iter::once("x,target".to_string())
+        .chain((0..20_000).map(|i| format!("{i},label{i}")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let wide: String = {
+        let header: Vec<String> = (0..100)
+            .map(|c| format!("c{c}"))
+            .chain(["target".into()])
+            .collect();
+        let rows = (0..1000).map(|r| {
+            (0..101)
+                .map(|c| ((r * 7 + c) % 13).to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        std::iter::once(header.join(","))
+            .chain(rows)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let iris = json!({"path": "iris.csv"});
+    let cases = [
+        // The audit's three: a 16 GiB layer, 20,000 classes, an init Burn panics on.
+        (
+            json!({"dataset": iris, "model": {"hidden": [65536, 65536]}}),
+            "parameters; the limit is",
+        ),
+        // Within the structural limit, over the memory budget (134M parameters).
+        (
+            json!({"dataset": iris, "model": {"hidden": [16384, 8192]}}),
+            "training.max_model_mb",
+        ),
+        (
+            json!({"dataset": {"csv": many_labels}, "epochs": 1}),
+            "training.max_classes",
+        ),
+        (
+            json!({"dataset": iris, "init": {"kind": "uniform", "a": 1e-50}}),
+            "init.a must be between",
+        ),
+        (
+            json!({"dataset": iris, "init": {"kind": "uniform", "a": 1e39}}),
+            "init.a must be between",
+        ),
+        (
+            json!({"dataset": iris, "init": {"kind": "normal", "std": 1e-50}}),
+            "init.std must be between",
+        ),
+        (
+            json!({"dataset": iris, "optimizer": {"kind": "adam", "beta1": 1.0}}),
+            "optimizer.beta1 must be between",
+        ),
+        (
+            json!({"dataset": iris, "optimizer": {"kind": "adamw", "epsilon": 0.0}}),
+            "optimizer.epsilon must be between",
+        ),
+        (
+            json!({"dataset": iris, "optimizer": {"kind": "momentum", "momentum": 1e39}}),
+            "optimizer.momentum must be between",
+        ),
+        (
+            json!({"dataset": iris, "optimizer": {"kind": "sgd", "lr": 1e-50}}),
+            "optimizer.lr must be between",
+        ),
+        (json!({"dataset": iris, "l2": 1e39}), "l2 must be between"),
+        // One batch's activation: 65,536 rows x 65,536 units.
+        (
+            json!({"dataset": iris, "model": {"hidden": [65536]}, "batch_size": 65536}),
+            "training.max_activation_mb",
+        ),
+        // Rows x features over training.max_dataset_values (50,000 here).
+        (
+            json!({"dataset": {"csv": wide}}),
+            "training.max_dataset_values",
+        ),
+        // A CSV with only the target column.
+        (
+            json!({"dataset": {"csv": "target\n1\n2\n1\n2\n"}}),
+            "no feature columns",
+        ),
+    ];
+    for (body, expected) in cases {
+        let what = format!("{:.120}", body.to_string());
+        let r = train(&server, &client, &body).await;
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 422, "{what}: {text}");
+        let error: Value = serde_json::from_str(&text).unwrap();
+        let error = error["error"].as_str().unwrap();
+        assert!(error.contains(expected), "{what}: {error}");
+        still_serving(&server, &client, &what).await;
+    }
+
+    // A job that diverges in range fails with its reason, and the next one trains.
+    let job = run_job(
+        &server,
+        &client,
+        json!({"dataset": {"path": "diabetes.csv"}, "optimizer": {"kind": "sgd", "lr": 10.0}, "epochs": 5}),
+    )
+    .await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(
+        job["version"].is_null(),
+        "a failed job leaves no version: {job}"
+    );
+    still_serving(&server, &client, "a diverged job").await;
+    let job = run_job(&server, &client, json!({"dataset": iris, "epochs": 5})).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    still_serving(&server, &client, "a good job").await;
+}
+
+#[tokio::test]
+async fn a_job_past_its_memory_cap_fails_out_of_memory_and_serving_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // The budget lets the job through; the worker's address-space cap stops it.
+    let server = Process::serve(
+        dir.path(),
+        &[
+            ("KILN_TRAINING__MAX_MEMORY_MB", "400"),
+            ("KILN_TRAINING__MAX_MODEL_MB", "100000"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    // 67M parameters: 268 MB of weights, over 1 GB with gradients and Adam's state.
+    let job = run_job(
+        &server,
+        &client,
+        json!({"dataset": {"path": "iris.csv"}, "model": {"hidden": [8192, 8192]}, "epochs": 2}),
+    )
+    .await;
+    assert_eq!(job["state"], "failed", "{job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(error.contains("out of memory"), "{error}");
+    assert!(error.contains("400 MiB"), "{error}");
+    assert!(job["version"].is_null(), "{job}");
+    still_serving(&server, &client, "an out-of-memory job").await;
+    let job = run_job(
+        &server,
+        &client,
+        json!({"dataset": {"path": "iris.csv"}, "epochs": 5}),
+    )
+    .await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+}
+
+/// The pids whose parent is `parent`.
+fn children(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+                    let rest = &s[s.rfind(')')? + 2..];
+                    rest.split(' ').nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
+
+/// Whether `pid` is gone or a zombie (dead, waiting to be reaped).
+fn dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rfind(')')
+            .and_then(|i| s[i + 2..].chars().next())
+            .is_none_or(|state| state == 'Z' || state == 'X'),
+    }
+}
+
+#[tokio::test]
+async fn a_worker_dies_with_its_server() {
+    if !Path::new("/proc/self/stat").exists() {
+        return; // Linux only
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Process::serve(dir.path(), &[]).await;
+    let client = reqwest::Client::new();
+    let r = train(
+        &server,
+        &client,
+        &json!({"dataset": {"path": "digits.csv"}, "epochs": 100000, "early_stopping_patience": 0}),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    poll_job(&client, &server.base, &id, Duration::from_secs(60), |j| {
+        j["state"] == "running" && j["epoch"].as_u64().unwrap_or(0) >= 1
+    })
+    .await;
+    let workers = children(server.child.id());
+    assert_eq!(workers.len(), 1, "one worker process: {workers:?}");
+    server.child.kill().unwrap(); // SIGKILL: nothing of the server runs after it
+    server.child.wait().unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while !dead(workers[0]) {
+        assert!(
+            std::time::Instant::now() < until,
+            "worker {} outlived its server",
+            workers[0]
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn protected_mode_refuses_a_public_listener_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        cmd.args(["serve", "--listen", "0.0.0.0:0", "--store"])
+            .arg(dir.path())
+            .env_remove("KILN_AUTH__TOKEN")
+            .env_remove("KILN_AUTH__ALLOW_UNAUTHENTICATED")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().unwrap()
+    };
+    let refused = serve(&[]).wait_with_output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    for fix in [
+        "protected mode",
+        "KILN_AUTH__TOKEN",
+        "127.0.0.1",
+        "KILN_AUTH__ALLOW_UNAUTHENTICATED=true",
+    ] {
+        assert!(message.contains(fix), "{message}");
+    }
+    assert!(!message.contains("panicked"), "{message}");
+    // With a token, or the explicit opt-out, it starts (and is stopped here).
+    for env in [
+        [("KILN_AUTH__TOKEN", "a-long-enough-token")],
+        [("KILN_AUTH__ALLOW_UNAUTHENTICATED", "true")],
+    ] {
+        let mut child = serve(&env);
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "kiln exited with {env:?}"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
