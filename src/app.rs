@@ -112,6 +112,9 @@ pub async fn run(
         trainer: trainer.clone(),
         explainer,
         imports: Arc::new(tokio::sync::Semaphore::new(1)),
+        train_parses: Arc::new(tokio::sync::Semaphore::new(
+            crate::api::train::MAX_CONCURRENT_SUBMISSIONS,
+        )),
     });
     let drain_delay = Duration::from_millis(config.server.shutdown_drain_delay_ms);
     let ready_metric = state.metrics.ready.clone();

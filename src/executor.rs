@@ -156,9 +156,18 @@ fn execute(
 
     let mut rows = outputs.chunks_exact(out_width);
     for r in live {
-        let predictions = rows
-            .by_ref()
-            .take(r.work.n_rows)
+        let mine: Vec<&[f32]> = rows.by_ref().take(r.work.n_rows).collect();
+        // Finite inputs far outside the training range can overflow inside the
+        // network: that is the client's input, answered as such, never a null.
+        if let Some(instance) = mine.iter().position(|o| o.iter().any(|v| !v.is_finite())) {
+            let _ = r.reply.send(Err(PredictError::NotFinite {
+                version: version.clone(),
+                instance,
+            }));
+            continue;
+        }
+        let predictions = mine
+            .into_iter()
             .map(|o| model.interpret(o, r.work.top_k))
             .collect();
         let _ = r.reply.send(Ok(Answer {

@@ -319,3 +319,108 @@ fn protected_mode_refuses_a_public_listener_without_a_token() {
         child.wait().unwrap();
     }
 }
+
+#[tokio::test]
+async fn overflowing_inputs_and_queue_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::serve(dir.path(), &[("KILN_TRAINING__MAX_QUEUED_JOBS", "1")]).await;
+    let client = reqwest::Client::new();
+
+    // Finite inputs that overflow inside the model: a 422 naming the instance,
+    // never a 200 with nulls; the other instances' requests are unaffected.
+    let r = client
+        .post(server.url("/predict"))
+        .json(&json!({"instances": [[5.1, 3.5, 1.4, 0.2], [3e38, 3e38, 3e38, 3e38]]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("instance 1"),
+        "{body}"
+    );
+    still_serving(&server, &client, "an overflowing instance").await;
+
+    // One job runs, one waits (max_queued_jobs = 1): the next gets a 429 before
+    // its body is read (8 MiB of garbage would otherwise be a 400 or a 413).
+    let long =
+        json!({"dataset": {"path": "digits.csv"}, "epochs": 100000, "early_stopping_patience": 0});
+    let running = run_until_running(&server, &client, &long).await;
+    let r = train(&server, &client, &long).await;
+    assert_eq!(r.status(), 202);
+    let queued = r.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let garbage = vec![b'x'; 8 << 20];
+    let r = client
+        .post(server.url("/train"))
+        .header("content-type", "application/json")
+        .body(garbage)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    // Cancelling the queued job frees its slot at once.
+    let r = client
+        .delete(server.url(&format!("/train/{queued}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = train(
+        &server,
+        &client,
+        &json!({"dataset": {"path": "iris.csv"}, "epochs": 3}),
+    )
+    .await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let r = client
+        .delete(server.url(&format!("/train/{running}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    still_serving(&server, &client, "cancels").await;
+}
+
+/// Submits `body` and waits until the job is running.
+async fn run_until_running(server: &Process, client: &reqwest::Client, body: &Value) -> String {
+    let r = train(server, client, body).await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    poll_job(client, &server.base, &id, Duration::from_secs(60), |j| {
+        j["state"] == "running"
+    })
+    .await;
+    id
+}
+
+#[test]
+fn absurd_durations_are_config_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    for (section, key, value) in [
+        ("batching", "max_queue_delay_ms", "1e30"),
+        ("store", "poll_interval_ms", "9223372036854775807"),
+        ("server", "shutdown_drain_delay_ms", "9223372036854775807"),
+        ("training", "max_memory_mb", "1"),
+    ] {
+        let file = dir.path().join("kiln.toml");
+        std::fs::write(&file, format!("[{section}]\n{key} = {value}\n")).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&file)
+            .arg("--store")
+            .arg(dir.path().join("store"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{key}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{key}: {stderr}");
+        assert!(stderr.contains(&format!("{section}.{key}")), "{stderr}");
+    }
+}

@@ -133,7 +133,9 @@ impl From<SubmitError> for ApiError {
 impl From<PredictError> for ApiError {
     fn from(e: PredictError) -> Self {
         match e {
-            PredictError::WidthMismatch { .. } => Self::Unprocessable(e.to_string()),
+            PredictError::WidthMismatch { .. } | PredictError::NotFinite { .. } => {
+                Self::Unprocessable(e.to_string())
+            }
             PredictError::NoModel => Self::NotReady(e.to_string()),
             PredictError::Compute => Self::Internal(e.to_string()),
             PredictError::DeadlineExceeded => Self::DeadlineExceeded(e.to_string()),

@@ -13,7 +13,7 @@ mod health;
 mod import;
 mod models;
 mod predict;
-mod train;
+pub(crate) mod train;
 pub mod v2;
 
 use std::sync::Arc;
@@ -78,6 +78,8 @@ pub struct Shared {
     pub explainer: Explainer,
     /// One `POST /models` import at a time (each holds a whole model in memory).
     pub imports: Arc<tokio::sync::Semaphore>,
+    /// `POST /train` bodies read and checked at once (each may hold a large CSV).
+    pub train_parses: Arc<tokio::sync::Semaphore>,
 }
 
 /// Every route, with the middleware stack.

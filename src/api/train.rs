@@ -20,6 +20,34 @@ use crate::training::input::{DataSource, JobInput, TrainError};
 use crate::training::jobs::{JobRecord, Submission};
 use crate::training::spec::{ModelChoice, TrainSpec};
 
+/// `POST /train` bodies read and checked at once; more wait their turn as 429s.
+pub const MAX_CONCURRENT_SUBMISSIONS: usize = 2;
+
+/// Admission to `POST /train`, taken before the body is read: the queue has a
+/// free slot, and one of [`MAX_CONCURRENT_SUBMISSIONS`] parse permits is held
+/// until the job is queued. So rejected bodies are never read, and concurrent
+/// large bodies cannot add up.
+pub struct Admission(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+
+impl axum::extract::FromRequestParts<AppState> for Admission {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        _: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        if !state.trainer.has_room() {
+            return Err(ApiError::QueueFull);
+        }
+        state
+            .train_parses
+            .clone()
+            .try_acquire_owned()
+            .map(Admission)
+            .map_err(|_| ApiError::QueueFull)
+    }
+}
+
 /// Where the training rows come from.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -64,6 +92,7 @@ struct InstancesSource {
     security((), ("bearer" = [])))]
 pub async fn submit(
     _: Authorized,
+    _admission: Admission,
     State(state): State<AppState>,
     body: Result<ApiJson<Value>, ApiError>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {

@@ -47,6 +47,12 @@ pub enum PredictError {
     /// No model is loaded.
     #[error("no model is loaded yet")]
     NoModel,
+    /// The outputs for an instance overflowed (its values are finite but far outside
+    /// what the model was trained on).
+    #[error(
+        "model version {version} gives a non-finite output for instance {instance}: its values are far outside the range the model was trained on"
+    )]
+    NotFinite { version: Arc<str>, instance: usize },
     /// The forward pass failed (details are logged, not returned).
     #[error("the model failed to compute this batch")]
     Compute,

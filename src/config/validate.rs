@@ -11,11 +11,31 @@ impl Config {
         if b.max_batch_size == 0 {
             return invalid("batching.max_batch_size", "must be at least 1".into());
         }
-        if !(b.max_queue_delay_ms.is_finite() && b.max_queue_delay_ms >= 0.0) {
+        // Every duration is bounded (an hour at most), so none overflows a timer.
+        if !(0.0..=60_000.0).contains(&b.max_queue_delay_ms) {
             return invalid(
                 "batching.max_queue_delay_ms",
-                format!("must be a finite number >= 0, got {}", b.max_queue_delay_ms),
+                format!("must be between 0 and 60000, got {}", b.max_queue_delay_ms),
             );
+        }
+        for (key, v) in [
+            (
+                "server.shutdown_drain_delay_ms",
+                self.server.shutdown_drain_delay_ms,
+            ),
+            ("store.poll_interval_ms", self.store.poll_interval_ms),
+            (
+                "training.heartbeat_interval_ms",
+                self.training.heartbeat_interval_ms,
+            ),
+            (
+                "training.heartbeat_timeout_ms",
+                self.training.heartbeat_timeout_ms,
+            ),
+        ] {
+            if v > 3_600_000 {
+                return invalid(key, format!("must be at most 3600000 (an hour), got {v}"));
+            }
         }
         if b.compute_threads == 0 || b.compute_threads > 1024 {
             return invalid(

@@ -14,9 +14,9 @@ mod record;
 mod supervisor;
 mod trainer;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::evaluate;
 use super::input::JobInput;
@@ -50,7 +50,10 @@ struct Shared {
     /// field updates, never held across an await or a training step, and both the
     /// HTTP handlers and the trainer thread need it synchronously.
     jobs: Mutex<BTreeMap<String, Job>>,
-    queue: std::sync::mpsc::SyncSender<Queued>,
+    /// Jobs waiting to run, in order. A cancelled job leaves it at once (its input
+    /// is dropped and its slot is free); `None` once the trainer is closed.
+    queue: Mutex<Option<VecDeque<Queued>>>,
+    queued: Condvar,
     max_queued: usize,
     max_kept: usize,
     store: Store,
@@ -91,7 +94,6 @@ impl Trainer {
         let (max_queued, max_kept) = (t.max_queued_jobs, t.max_jobs_kept);
         let heartbeat_timeout_ms = t.heartbeat_timeout_ms;
         let interval = std::time::Duration::from_millis(t.heartbeat_interval_ms);
-        let (tx, rx) = std::sync::mpsc::sync_channel(max_queued);
         let owner = Owner::me();
         me_started_ms();
         // Records of jobs whose process died (here or on another replica) are marked
@@ -109,7 +111,8 @@ impl Trainer {
         }
         let shared = Arc::new(Shared {
             jobs: Mutex::new(BTreeMap::new()),
-            queue: tx,
+            queue: Mutex::new(Some(VecDeque::new())),
+            queued: Condvar::new(),
             max_queued,
             max_kept,
             store: deps.store.clone(),
@@ -142,11 +145,20 @@ impl Trainer {
         std::thread::Builder::new()
             .name("kiln-trainer".into())
             .spawn(move || {
-                while let Ok(job) = rx.recv() {
+                while let Some(job) = runner.shared.next_job() {
                     runner.run(job);
                 }
             })?;
         Ok(Self { shared })
+    }
+
+    /// Whether a job would be admitted now (checked before a body is read; the
+    /// submission checks again).
+    pub fn has_room(&self) -> bool {
+        self.shared
+            .queue_lock()
+            .as_ref()
+            .is_some_and(|q| q.len() < self.shared.max_queued)
     }
 
     /// Queues a job; returns its record.
@@ -192,15 +204,21 @@ impl Trainer {
             input: submission.input,
             cancel,
         };
-        if let Err(e) = self.shared.queue.try_send(queued) {
+        let admitted = match self.shared.queue_lock().as_mut() {
+            None => Err(JobError::Stopped),
+            Some(q) if q.len() >= self.shared.max_queued => {
+                Err(JobError::QueueFull(self.shared.max_queued))
+            }
+            Some(q) => {
+                q.push_back(queued);
+                Ok(())
+            }
+        };
+        if let Err(e) = admitted {
             self.shared.lock().remove(&id);
-            return Err(match e {
-                std::sync::mpsc::TrySendError::Full(_) => {
-                    JobError::QueueFull(self.shared.max_queued)
-                }
-                std::sync::mpsc::TrySendError::Disconnected(_) => JobError::Stopped,
-            });
+            return Err(e);
         }
+        self.shared.queued.notify_one();
         self.shared.update_persist(&id, |_| {});
         self.shared.prune();
         self.shared.count_states();
@@ -245,6 +263,9 @@ impl Trainer {
     /// job to stop, so its record is written before the process exits.
     pub fn shutdown(&self, grace: std::time::Duration) {
         self.shared.stopping.store(true, Ordering::Relaxed);
+        // The trainer thread ends after the running job.
+        *self.shared.queue_lock() = None;
+        self.shared.queued.notify_all();
         for job in self.shared.lock().values_mut() {
             if job.record.state.is_finished() {
                 continue;
@@ -284,6 +305,10 @@ impl Trainer {
             if job.record.state == JobState::Queued {
                 job.record.state = JobState::Cancelled;
                 job.record.finished_at = Some(unix_now());
+                // Its slot and its input are freed now, not when its turn comes.
+                if let Some(q) = self.shared.queue_lock().as_mut() {
+                    q.retain(|queued| queued.id != id);
+                }
             }
             persist(&self.shared.store, &job.record);
             job.record.clone()
@@ -294,6 +319,23 @@ impl Trainer {
 }
 
 impl Shared {
+    fn queue_lock(&self) -> MutexGuard<'_, Option<VecDeque<Queued>>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for the next job; `None` once the trainer is closed.
+    fn next_job(&self) -> Option<Queued> {
+        let mut queue = self.queue_lock();
+        loop {
+            match queue.as_mut()?.pop_front() {
+                Some(job) => return Some(job),
+                None => {
+                    queue = self.queued.wait(queue).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Job>> {
         // A panic while holding the lock leaves plain data behind; keep using it.
         self.jobs.lock().unwrap_or_else(|e| e.into_inner())
