@@ -123,19 +123,21 @@ pub async fn run(
         .queue_capacity
         .set(config.batching.queue_capacity as i64);
     tracing::info!(addr = %listener.local_addr()?, backend = config.model.backend.name(), "listening");
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                () = shutdown => {}
-                () = load_failed.cancelled() => {}
-            }
-            draining.cancel();
-            ready_metric.set(0);
-            tracing::info!(?drain_delay, "shutting down: readiness is 503; draining");
-            tokio::time::sleep(drain_delay).await;
-        })
-        .await
-        .context("serving HTTP")?;
+    let timeouts = crate::server::Timeouts {
+        header: config.server.header_timeout(),
+        shutdown: config.server.shutdown_timeout(),
+    };
+    crate::server::serve(listener, api::router(state), timeouts, async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = load_failed.cancelled() => {}
+        }
+        draining.cancel();
+        ready_metric.set(0);
+        tracing::info!(?drain_delay, "shutting down: readiness is 503; draining");
+        tokio::time::sleep(drain_delay).await;
+    })
+    .await;
 
     // Every HTTP request has been answered, so the queue is empty: wind down.
     // A training job still running is stopped and recorded as interrupted.

@@ -31,32 +31,6 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
 }
 
-/// The HTTP listener and its limits.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServerConfig {
-    /// Address to bind, e.g. `127.0.0.1:8080` (port 0 picks a free port).
-    pub listen: SocketAddr,
-    /// Largest request body accepted, in bytes; larger bodies get 413.
-    pub max_body_bytes: usize,
-    /// Largest `POST /models` upload (weights and config), in bytes; larger get 413.
-    pub max_upload_bytes: usize,
-    /// After SIGTERM, how long kiln keeps accepting new connections while
-    /// `/health/ready` already answers 503 (lets a load balancer notice first).
-    pub shutdown_drain_delay_ms: u64,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            max_body_bytes: 8 * 1024 * 1024,
-            max_upload_bytes: 256 * 1024 * 1024,
-            shutdown_drain_delay_ms: 0,
-        }
-    }
-}
-
 /// The dynamic batching queue.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -265,20 +239,6 @@ impl Default for ExplainConfig {
     }
 }
 
-/// Bearer-token protection of the mutating endpoints.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthConfig {
-    /// When set, `/train`, promote, rollback and delete need
-    /// `Authorization: Bearer <token>`.
-    pub token: Option<String>,
-    /// Protect `/predict` with the same token.
-    pub protect_predict: bool,
-    /// Let `serve` listen on a non-loopback address without a token (protected mode
-    /// is off). Only for networks where every client is trusted.
-    pub allow_unauthenticated: bool,
-}
-
 /// Logging.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -382,7 +342,10 @@ impl Config {
     }
 }
 
+mod server;
 mod validate;
+
+pub use server::{AuthConfig, ServerConfig};
 
 #[cfg(test)]
 mod tests;

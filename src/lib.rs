@@ -9,6 +9,7 @@
 //!   calls it.
 //! - [`config`]: one [`config::Config`] from file, environment and flags, validated.
 //! - [`app`]: wires the subsystems, serves HTTP, shuts down in order.
+//! - [`server`]: the accept loop (header timeouts, bounded graceful shutdown).
 //! - [`api`]: the axum router, handlers (`/predict`, `/train`, `/models`, health, the
 //!   Open Inference Protocol v2), the OpenAPI document, and the one error-to-status
 //!   table.
@@ -21,8 +22,9 @@
 //!   PyTorch import (`.pth` and safetensors), attributions.
 //! - [`registry`]: the model store on disk (atomic writes, the active record, job
 //!   records) and the model manager that owns promotion, rollback and deletion.
-//! - [`training`]: data preparation, the recipe, the training loop, background jobs,
-//!   promotion decisions, and the default model.
+//! - [`training`]: data preparation, the recipe and its budget, the training loop,
+//!   background jobs in supervised worker processes, promotion decisions, and the
+//!   default model.
 //! - [`metrics`], [`telemetry`]: Prometheus collectors and the log subscriber.
 
 pub mod api;
@@ -35,5 +37,6 @@ pub mod explainer;
 pub mod metrics;
 pub mod model;
 pub mod registry;
+pub mod server;
 pub mod telemetry;
 pub mod training;

@@ -343,7 +343,8 @@ async fn overflowing_inputs_and_queue_slots() {
     still_serving(&server, &client, "an overflowing instance").await;
 
     // One job runs, one waits (max_queued_jobs = 1): the next gets a 429 before
-    // its body is read (8 MiB of garbage would otherwise be a 400 or a 413).
+    // its body is read (garbage would otherwise be a 400). The body is small enough
+    // to be sent whole before the early answer closes the connection.
     let long =
         json!({"dataset": {"path": "digits.csv"}, "epochs": 100000, "early_stopping_patience": 0});
     let running = run_until_running(&server, &client, &long).await;
@@ -353,7 +354,7 @@ async fn overflowing_inputs_and_queue_slots() {
         .as_str()
         .unwrap()
         .to_string();
-    let garbage = vec![b'x'; 8 << 20];
+    let garbage = vec![b'x'; 32 << 10];
     let r = client
         .post(server.url("/train"))
         .header("content-type", "application/json")

@@ -12,10 +12,13 @@ use super::{ApiError, AppState};
 pub struct Authorized;
 
 impl FromRequestParts<AppState> for Authorized {
-    type Rejection = ApiError;
+    type Rejection = axum::response::Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        check(&parts.headers, state.config.auth.token.as_deref())?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        check(&parts.headers, state.config.auth.token.as_deref()).map_err(ApiError::before_body)?;
         Ok(Authorized)
     }
 }
@@ -25,10 +28,13 @@ impl FromRequestParts<AppState> for Authorized {
 pub struct PredictAuthorized;
 
 impl FromRequestParts<AppState> for PredictAuthorized {
-    type Rejection = ApiError;
+    type Rejection = axum::response::Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        check_predict(&parts.headers, state)?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        check_predict(&parts.headers, state).map_err(ApiError::before_body)?;
         Ok(PredictAuthorized)
     }
 }

@@ -95,6 +95,20 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The answer to a request refused before its body was read: it says
+    /// `Connection: close`, since the unread body leaves the connection unusable
+    /// (a client must not send its next request there).
+    pub fn before_body(self) -> Response {
+        let mut response = self.into_response();
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        response
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();

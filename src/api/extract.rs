@@ -33,7 +33,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                 "expected a JSON body with `Content-Type: application/json`".into(),
             ));
         }
-        let bytes = read_limited(req, state.config.server.max_body_bytes).await?;
+        let bytes = read_limited(req, &state.config.server).await?;
         let value = parse_json(&bytes)?;
         Ok(ApiJson(value))
     }
@@ -76,8 +76,25 @@ fn is_json(content_type: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Reads the body up to `limit` bytes; past it, drains and answers 413.
-pub(super) async fn read_limited(req: Request, limit: usize) -> Result<BytesMut, ApiError> {
+/// Reads the body up to `server.max_body_bytes`; past it, drains and answers 413.
+/// The whole body must arrive within `server.body_timeout_ms` (504 after), so a
+/// client trickling its body cannot hold a request open.
+pub(super) async fn read_limited(
+    req: Request,
+    server: &crate::config::ServerConfig,
+) -> Result<BytesMut, ApiError> {
+    let timeout = server.body_timeout();
+    tokio::time::timeout(timeout, read_body(req, server.max_body_bytes))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::DeadlineExceeded(format!(
+                "the request body did not arrive within {} ms (server.body_timeout_ms)",
+                timeout.as_millis()
+            )))
+        })
+}
+
+async fn read_body(req: Request, limit: usize) -> Result<BytesMut, ApiError> {
     let too_large = || {
         ApiError::TooLarge(format!(
             "the body is over {limit} bytes (server.max_body_bytes)"

@@ -127,6 +127,10 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Inside the metrics layer: a panic is answered, and counted, as a 500.
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal("a handler panicked".into()).into_response()
+        }))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(
             ServiceBuilder::new()
@@ -145,15 +149,13 @@ pub fn router(state: AppState) -> Router {
                         model_version = tracing::field::Empty,
                     )
                 }))
-                .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(CatchPanicLayer::custom(|_| {
-                    ApiError::Internal("a handler panicked".into()).into_response()
-                })),
+                .layer(PropagateRequestIdLayer::new(request_id)),
         )
         .with_state(state)
 }
 
-/// Counts every answered request by matched route and status, and its duration.
+/// Bounds every request by `server.request_timeout_ms` (504 after), and counts
+/// every answered request by matched route and status, and its duration.
 async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     req.extensions_mut()
         .insert(deadline::Arrival(tokio::time::Instant::now()));
@@ -163,7 +165,15 @@ async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> R
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let started = Instant::now();
-    let response = next.run(req).await;
+    let limit = state.config.server.request_timeout();
+    let response = match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::DeadlineExceeded(format!(
+            "the request was not answered within {} ms (server.request_timeout_ms)",
+            limit.as_millis()
+        ))
+        .into_response(),
+    };
     state.metrics.observe_request(
         &route,
         response.status().as_u16(),

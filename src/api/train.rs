@@ -30,21 +30,21 @@ pub const MAX_CONCURRENT_SUBMISSIONS: usize = 2;
 pub struct Admission(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
 
 impl axum::extract::FromRequestParts<AppState> for Admission {
-    type Rejection = ApiError;
+    type Rejection = axum::response::Response;
 
     async fn from_request_parts(
         _: &mut axum::http::request::Parts,
         state: &AppState,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, Self::Rejection> {
         if !state.trainer.has_room() {
-            return Err(ApiError::QueueFull);
+            return Err(ApiError::QueueFull.before_body());
         }
         state
             .train_parses
             .clone()
             .try_acquire_owned()
             .map(Admission)
-            .map_err(|_| ApiError::QueueFull)
+            .map_err(|_| ApiError::QueueFull.before_body())
     }
 }
 

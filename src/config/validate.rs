@@ -37,6 +37,17 @@ impl Config {
                 return invalid(key, format!("must be at most 3600000 (an hour), got {v}"));
             }
         }
+        let server = &self.server;
+        for (key, v) in [
+            ("server.header_timeout_ms", server.header_timeout_ms),
+            ("server.body_timeout_ms", server.body_timeout_ms),
+            ("server.request_timeout_ms", server.request_timeout_ms),
+            ("server.shutdown_timeout_ms", server.shutdown_timeout_ms),
+        ] {
+            if !(1..=3_600_000).contains(&v) {
+                return invalid(key, format!("must be between 1 and 3600000, got {v}"));
+            }
+        }
         if b.compute_threads == 0 || b.compute_threads > 1024 {
             return invalid(
                 "batching.compute_threads",

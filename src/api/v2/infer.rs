@@ -68,7 +68,7 @@ async fn run_infer(
         .get::<deadline::Arrival>()
         .copied()
         .unwrap_or(deadline::Arrival(tokio::time::Instant::now()));
-    let body = read_limited(req, state.config.server.max_body_bytes).await?;
+    let body = read_limited(req, &state.config.server).await?;
     let (json_part, mut binary) = match header_length {
         Some(n) if n <= body.len() => (&body[..n], &body[n..]),
         Some(n) => {
