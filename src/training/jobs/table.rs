@@ -1,0 +1,115 @@
+//! The job table's operations: the queue, record updates (each write of a record
+//! happens under the table's lock, so the store never gets an older copy over a
+//! newer one), heartbeats, state counts and pruning.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::MutexGuard;
+
+use super::record::{JobRecord, JobState, now_ms};
+use super::{Job, Queued, Shared};
+use crate::registry::Store;
+
+impl Shared {
+    pub(super) fn queue_lock(&self) -> MutexGuard<'_, Option<VecDeque<Queued>>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for the next job; `None` once the trainer is closed.
+    pub(super) fn next_job(&self) -> Option<Queued> {
+        let mut queue = self.queue_lock();
+        loop {
+            match queue.as_mut()?.pop_front() {
+                Some(job) => return Some(job),
+                None => {
+                    queue = self.queued.wait(queue).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Job>> {
+        // A panic while holding the lock leaves plain data behind; keep using it.
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies `f` to a job's record; returns the updated copy.
+    pub(super) fn update(&self, id: &str, f: impl FnOnce(&mut JobRecord)) -> Option<JobRecord> {
+        let mut jobs = self.lock();
+        let job = jobs.get_mut(id)?;
+        f(&mut job.record);
+        Some(job.record.clone())
+    }
+
+    pub(super) fn count_states(&self) {
+        let mut counts = [0i64; 6];
+        for job in self.lock().values() {
+            counts[JobState::ALL
+                .iter()
+                .position(|s| *s == job.record.state)
+                .unwrap_or(0)] += 1;
+        }
+        for (state, n) in JobState::ALL.iter().zip(counts) {
+            self.metrics.set_train_jobs(state.name(), n);
+        }
+    }
+
+    /// A record from the shared store, as readers should see it.
+    pub(super) fn observe(&self, record: JobRecord) -> JobRecord {
+        record.observed(now_ms(), self.heartbeat_timeout_ms, &self.owner)
+    }
+
+    /// Tells other replicas this process's unfinished jobs are alive.
+    pub(super) fn heartbeat(&self) {
+        let now = now_ms();
+        for job in self.lock().values_mut() {
+            if !job.record.state.is_finished() {
+                job.record.heartbeat_ms = now;
+                persist(&self.store, &job.record);
+            }
+        }
+    }
+
+    /// Applies `f` to a job's record and writes it to the store. Every write of a
+    /// record happens under the table's lock, so a heartbeat can never write an
+    /// older copy over a newer one (the writes are small; the lock is held for
+    /// their fsync).
+    pub(super) fn update_persist(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut JobRecord),
+    ) -> Option<JobRecord> {
+        let mut jobs = self.lock();
+        let job = jobs.get_mut(id)?;
+        f(&mut job.record);
+        persist(&self.store, &job.record);
+        Some(job.record.clone())
+    }
+
+    /// Forgets the oldest finished jobs beyond `max_kept`, across the shared store
+    /// (finished records never change, so any replica may delete them).
+    pub(super) fn prune(&self) {
+        let mut finished: Vec<(u64, String)> = self
+            .store
+            .read_jobs()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|v| serde_json::from_value::<JobRecord>(v).ok())
+            .filter(|r| r.state.is_finished())
+            .map(|r| (r.created_at, r.id))
+            .collect();
+        finished.sort();
+        let excess = finished.len().saturating_sub(self.max_kept);
+        for (_, id) in finished.into_iter().take(excess) {
+            self.lock().remove(&id);
+            let _ = self.store.delete_job(&id);
+        }
+    }
+}
+
+/// Writes a job record to the store (a failure is logged: the job goes on).
+pub(super) fn persist(store: &Store, record: &JobRecord) {
+    let value = serde_json::to_value(record).expect("a job record serialises");
+    if let Err(e) = store.write_job(&record.id, &value) {
+        tracing::warn!(job = record.id, error = %e, "could not write the job record");
+    }
+}
