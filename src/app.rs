@@ -39,6 +39,13 @@ pub async fn run(
     let device = config.serving_device()?;
     let store = Store::open(&config.store.dir)
         .with_context(|| format!("opening the model store {}", config.store.dir.display()))?;
+    // Leftovers of crashed writers; a live writer keeps touching its files, so an
+    // entry untouched this long (a minute at least) has no writer.
+    let stale = Duration::from_millis(config.training.heartbeat_timeout_ms.max(60_000));
+    let removed = store.clean_tmp(stale);
+    if removed > 0 {
+        tracing::info!(removed, "removed stale temporary files from the store");
+    }
     let model = ActiveModel::new(metrics.clone());
 
     // One batch in flight: the batcher forms the next one when the executor is free.

@@ -144,3 +144,171 @@ async fn replicas_share_promotions_jobs_and_failures() {
         "the dead job wrote nothing"
     );
 }
+
+/// Trains a small iris model on `p`; returns the version it wrote.
+async fn train_version(client: &reqwest::Client, p: &Process, promote: &str) -> String {
+    let r = client
+        .post(p.url("/train"))
+        .json(&json!({"dataset": {"path": "iris.csv"}, "promote": promote, "epochs": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = poll_job(client, &p.base, &id, Duration::from_secs(60), finished).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    job["version"].as_str().unwrap().to_string()
+}
+
+fn active_record(store: &std::path::Path) -> Value {
+    serde_json::from_slice(&std::fs::read(store.join("active.json")).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_ids_are_never_reused_across_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let a = replica(dir.path(), "replica-a").await;
+    let b = replica(dir.path(), "replica-b").await;
+    let v2 = train_version(&client, &a, "never").await;
+    assert_eq!(v2, "v2");
+    let r = client.delete(a.url("/models/v2")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // The newest version is gone; its id stays taken for every replica.
+    assert_eq!(train_version(&client, &b, "never").await, "v3");
+    assert_eq!(train_version(&client, &a, "never").await, "v4");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_and_rollback_on_a_lagging_replica_follow_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    // Neither replica polls: each only knows what it did itself.
+    let never = [("KILN_STORE__POLL_INTERVAL_MS", "0")];
+    let a = Process::serve(dir.path(), &never).await;
+    let b = Process::serve(dir.path(), &never).await;
+    let v2 = train_version(&client, &a, "never").await;
+    let r = client
+        .post(b.url(&format!("/models/{v2}/promote")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(active_record(dir.path())["version"], v2.as_str());
+    assert_eq!(serving(&client, &a).await, "v1", "a has not polled");
+    // Promoting what a still serves must still write the store's record.
+    let r = client
+        .post(a.url("/models/v1/promote"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let record = active_record(dir.path());
+    assert_eq!(record["version"], "v1", "{record}");
+    assert_eq!(record["previous"], v2.as_str(), "{record}");
+    // And a rollback on the lagging replica goes by the store's record too.
+    let r = client.post(b.url("/models/rollback")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(active_record(dir.path())["version"], v2.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_and_promote_on_two_replicas_never_strand_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let a = replica(dir.path(), "replica-a").await;
+    let b = replica(dir.path(), "replica-b").await;
+    for _ in 0..5 {
+        let v = train_version(&client, &a, "never").await;
+        let promote = client.post(a.url(&format!("/models/{v}/promote"))).send();
+        let delete = client.delete(b.url(&format!("/models/{v}"))).send();
+        let (promoted, deleted) = tokio::join!(promote, delete);
+        let (promoted, deleted) = (promoted.unwrap().status(), deleted.unwrap().status());
+        // Exactly one wins; the record always names a version that exists.
+        assert!(
+            (promoted == 200) != (deleted == 200),
+            "promote {promoted}, delete {deleted}"
+        );
+        let active = active_record(dir.path())["version"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            dir.path()
+                .join("versions")
+                .join(&active)
+                .join("model.json")
+                .exists(),
+            "the active record names {active}, which is gone"
+        );
+        let r = client
+            .post(a.url("/models/v1/promote"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_is_cancelled_from_the_other_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let a = replica(dir.path(), "replica-a").await;
+    let b = replica(dir.path(), "replica-b").await;
+    let r = client
+        .post(a.url("/train"))
+        .json(&json!({"dataset": {"path": "digits.csv"}, "epochs": 100000, "early_stopping_patience": 0}))
+        .send()
+        .await
+        .unwrap();
+    let id = r.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    poll_job(&client, &b.base, &id, Duration::from_secs(30), |j| {
+        j["state"] == "running"
+    })
+    .await;
+    let r = client
+        .delete(b.url(&format!("/train/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["cancel_requested"], true);
+    let job = poll_job(&client, &b.base, &id, Duration::from_secs(30), finished).await;
+    assert_eq!(job["state"], "cancelled", "{job}");
+    // Cancelling it again is a conflict, from either replica.
+    let r = client
+        .delete(b.url(&format!("/train/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_active_version_falls_back_to_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let mut a = replica(dir.path(), "replica-a").await;
+    let v2 = train_version(&client, &a, "always").await;
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    std::fs::remove_dir_all(dir.path().join("versions").join(&v2)).unwrap();
+    // Every replica used to refuse to start; now it serves the previous version.
+    let b = replica(dir.path(), "replica-b").await;
+    assert_eq!(serving(&client, &b).await, "v1");
+    assert_eq!(active_record(dir.path())["version"], "v1");
+    let r = client
+        .post(b.url("/predict"))
+        .json(&json!({"instances": [[5.1, 3.5, 1.4, 0.2]]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

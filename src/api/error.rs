@@ -166,6 +166,9 @@ impl From<ManageError> for ApiError {
             | ManageError::NoPrevious
             | ManageError::PreviousGone(_) => Self::Conflict(e.to_string()),
             ManageError::Stopped => Self::NotReady(e.to_string()),
+            ManageError::Store(crate::registry::StoreError::Busy(_)) => {
+                Self::Conflict(e.to_string())
+            }
             ManageError::Store(_) => Self::Internal(e.to_string()),
         }
     }

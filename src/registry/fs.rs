@@ -3,14 +3,17 @@
 //!
 //! ```text
 //! versions/<id>/<file>     a version's files (model.json, weights.safetensors)
+//! ids/<id>/                every id ever claimed (kept after a delete)
 //! <record>.json            small records: active.json, jobs/<id>.json
+//! locks/<name>             store-wide locks (promote vs delete across replicas)
 //! tmp/                     half-written files and versions (never read)
 //! ```
 //! Every write goes to a temporary name, is fsynced, then renamed into place (and the
 //! parent directory fsynced), so a crash never leaves a half-written file where a
-//! reader could load it. A writer claims a version id by renaming its finished
-//! directory onto `versions/v<N>`, which fails if another writer (another replica)
-//! got there first; it then tries the next id. Readers see a version whole or not
+//! reader could load it. A writer claims a version id by creating `ids/v<N>`,
+//! which fails if another writer (another replica) got there first, and then
+//! renames its finished directory onto `versions/v<N>`. Claims are never removed,
+//! so an id is never reused, even after its version is deleted. Readers see a version whole or not
 //! at all. The limits are the filesystem's: rename must be atomic and fsync honest,
 //! which local disks and NFSv4 give; object stores need their own backend.
 
@@ -20,6 +23,8 @@ use std::path::{Path, PathBuf};
 use super::{Backend, StoreError, parse_id};
 
 const VERSIONS: &str = "versions";
+const IDS: &str = "ids";
+const LOCKS: &str = "locks";
 const TMP: &str = "tmp";
 
 /// A store directory.
@@ -32,7 +37,14 @@ impl FsBackend {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
-        for dir in [root.join(VERSIONS), root.join(TMP), root.join("jobs")] {
+        for dir in [
+            root.join(VERSIONS),
+            root.join(IDS),
+            root.join(LOCKS),
+            root.join(TMP),
+            root.join("jobs"),
+            root.join("cancels"),
+        ] {
             std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
         }
         Ok(Self { root })
@@ -69,26 +81,77 @@ impl FsBackend {
             write_synced(&staging.join(name), bytes)?;
         }
         sync(staging)?;
-        let mut next = self
+        let claimed = std::fs::read_dir(self.root.join(IDS))
+            .map_err(|e| StoreError::io(&self.root.join(IDS), e))?
+            .filter_map(|entry| parse_id(entry.ok()?.file_name().to_str()?))
+            .max()
+            .unwrap_or(0);
+        let present = self
             .versions()?
             .iter()
             .filter_map(|v| parse_id(v))
             .max()
-            .unwrap_or(0)
-            + 1;
+            .unwrap_or(0);
+        let mut next = claimed.max(present) + 1;
         loop {
             let id = format!("v{next}");
+            let claim = self.root.join(IDS).join(&id);
+            match std::fs::create_dir(&claim) {
+                Ok(()) => sync(&self.root.join(IDS))?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    next += 1;
+                    continue;
+                }
+                Err(e) => return Err(StoreError::io(&claim, e)),
+            }
             let target = self.root.join(VERSIONS).join(&id);
             match std::fs::rename(staging, &target) {
                 Ok(()) => {
                     sync(&self.root.join(VERSIONS))?;
                     return Ok(id);
                 }
+                // A writer of a store made before `ids/` existed took it.
                 Err(_) if target.exists() => next += 1,
                 Err(e) => return Err(StoreError::io(&target, e)),
             }
         }
     }
+
+    /// Removes what crashed writers left in `tmp/`: entries untouched for
+    /// `older_than` (a live writer keeps touching its files).
+    pub fn clean_tmp(&self, older_than: std::time::Duration) -> usize {
+        let dir = self.root.join(TMP);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let stale = newest_mtime(&path)
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > older_than);
+            if stale {
+                let gone = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                removed += usize::from(gone.is_ok());
+            }
+        }
+        removed
+    }
+}
+
+/// The newest modification time of `path` and (one level of) what it holds.
+fn newest_mtime(path: &Path) -> Option<std::time::SystemTime> {
+    let own = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+    let inner = std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.metadata().and_then(|m| m.modified()).ok());
+    Some(inner.fold(own, std::cmp::max))
 }
 
 impl Backend for FsBackend {
@@ -163,6 +226,41 @@ impl Backend for FsBackend {
                 Some(format!("{dir}/{}", name.strip_suffix(".json")?))
             })
             .collect())
+    }
+
+    fn try_lock(&self, name: &str, stale_after: std::time::Duration) -> Result<bool, StoreError> {
+        let path = self.root.join(LOCKS).join(name);
+        let holder = format!("{}\n", std::process::id());
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut file) => {
+                file.write_all(holder.as_bytes())
+                    .map_err(|e| StoreError::io(&path, e))?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // A holder that died keeps it no longer than `stale_after`.
+                let stale = newest_mtime(&path)
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > stale_after);
+                if stale {
+                    let _ = std::fs::remove_file(&path);
+                }
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::io(&path, e)),
+        }
+    }
+
+    fn clean_tmp(&self, older_than: std::time::Duration) -> usize {
+        FsBackend::clean_tmp(self, older_than)
+    }
+
+    fn unlock(&self, name: &str) {
+        let _ = std::fs::remove_file(self.root.join(LOCKS).join(name));
     }
 
     fn delete_record(&self, name: &str) -> Result<(), StoreError> {

@@ -48,6 +48,9 @@ impl From<StoreError> for ManageError {
     }
 }
 
+/// The store-wide lock promotions and deletions take.
+const MODELS_LOCK: &str = "models";
+
 /// Versions kept loaded: the active one, the previous one, and on-demand ones.
 const MAX_WARM: usize = 4;
 
@@ -195,12 +198,14 @@ impl Manager {
     }
 
     fn promote(&mut self, version: &str) -> Result<ActiveRecord, ManageError> {
-        let current = self.active.current();
-        if current.as_ref().is_some_and(|m| m.version() == version) {
-            return self
-                .store
-                .active()?
-                .ok_or_else(|| ManageError::NotFound(version.into()));
+        // Compared with the store's record, not only what this replica serves: it
+        // may not have seen another replica's promotion yet.
+        let record = self.store.active()?;
+        let serving = self.active.current();
+        if let Some(record) = record.filter(|r| r.version == version)
+            && serving.as_ref().is_some_and(|m| m.version() == version)
+        {
+            return Ok(record);
         }
         let model = match self.warm.get(version) {
             Some(m) => m.clone(),
@@ -211,7 +216,11 @@ impl Manager {
                 self.warm_up,
             )?),
         };
-        let record = self.store.set_active(version)?;
+        // Under the store-wide lock: no replica deletes it between the check that
+        // it exists (in `set_active`) and the record naming it.
+        let record = self
+            .store
+            .locked(MODELS_LOCK, || self.store.set_active(version))?;
         self.active.publish(model.clone());
         self.warm.insert(version.to_owned(), model);
         self.warm
@@ -273,11 +282,14 @@ impl Manager {
     }
 
     fn delete(&mut self, version: &str) -> Result<(), ManageError> {
-        let active = self.store.active()?.map(|r| r.version);
-        if active.as_deref() == Some(version) {
-            return Err(ManageError::IsActive(version.into()));
-        }
-        self.store.delete_version(version)?;
+        let store = &self.store;
+        store.locked(MODELS_LOCK, || {
+            let active = store.active()?.map(|r| r.version);
+            if active.as_deref() == Some(version) {
+                return Ok(Err(ManageError::IsActive(version.into())));
+            }
+            store.delete_version(version).map(Ok)
+        })??;
         self.warm.remove(version);
         Ok(())
     }

@@ -29,6 +29,7 @@ use crate::model::{LoadedModel, Manifest, Net};
 
 const ACTIVE: &str = "active";
 const JOBS: &str = "jobs";
+const CANCELS: &str = "cancels";
 const MANIFEST: &str = "model.json";
 const WEIGHTS: &str = "weights.safetensors";
 
@@ -45,6 +46,8 @@ pub enum StoreError {
     NotFound(String),
     #[error("version {version} is unusable: {reason}")]
     Corrupt { version: String, reason: String },
+    #[error("the model store is busy (lock {0} held by another replica); retry")]
+    Busy(String),
 }
 
 impl StoreError {
@@ -74,6 +77,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Names of the records in a folder (`jobs`).
     fn list_records(&self, dir: &str) -> Result<Vec<String>, StoreError>;
     fn delete_record(&self, name: &str) -> Result<(), StoreError>;
+    /// Takes the store-wide lock `name` if it is free (`false` if held); a lock
+    /// older than `stale_after` is broken (its holder died).
+    fn try_lock(&self, name: &str, stale_after: std::time::Duration) -> Result<bool, StoreError>;
+    fn unlock(&self, name: &str);
+    /// Removes leftovers of crashed writers untouched for `older_than`; returns
+    /// how many.
+    fn clean_tmp(&self, older_than: std::time::Duration) -> usize;
 }
 
 /// The record of the active version (and the one before it, for rollback).
@@ -213,6 +223,46 @@ impl Store {
         let json = serde_json::to_vec_pretty(&record).expect("a record serialises");
         self.backend.write_record(ACTIVE, &json)?;
         Ok(record)
+    }
+
+    /// Runs `f` holding the store-wide lock `name` (waiting up to 10 s for it), so
+    /// replicas never interleave, say, a delete with a promotion of that version.
+    pub fn locked<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        const STALE: std::time::Duration = std::time::Duration::from_secs(30);
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.backend.try_lock(name, STALE)? {
+            if std::time::Instant::now() > until {
+                return Err(StoreError::Busy(name.into()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let result = f();
+        self.backend.unlock(name);
+        result
+    }
+
+    /// Asks the replica running job `id` to cancel it (it polls for this record).
+    pub fn request_cancel(&self, id: &str) -> Result<(), StoreError> {
+        self.backend.write_record(&format!("{CANCELS}/{id}"), b"{}")
+    }
+
+    /// Whether a cancel was asked for job `id`; the record is consumed.
+    pub fn take_cancel(&self, id: &str) -> Result<bool, StoreError> {
+        let name = format!("{CANCELS}/{id}");
+        let asked = self.backend.read_record(&name)?.is_some();
+        if asked {
+            self.backend.delete_record(&name)?;
+        }
+        Ok(asked)
+    }
+
+    /// Removes what crashed writers left half-written (see [`FsBackend::clean_tmp`]).
+    pub fn clean_tmp(&self, older_than: std::time::Duration) -> usize {
+        self.backend.clean_tmp(older_than)
     }
 
     /// Writes a training job record.

@@ -15,7 +15,14 @@ pub fn load_active(
     warm: WarmUp,
 ) -> Result<LoadedModel, StoreError> {
     let version = match store.active()? {
-        Some(record) => record.version,
+        Some(record) => {
+            return match load_warm(store, &record.version, device, warm) {
+                Err(StoreError::NotFound(_) | StoreError::Corrupt { .. }) => {
+                    fall_back(store, &record, device, warm)
+                }
+                other => other,
+            };
+        }
         None => {
             let version = match store.list()?.pop() {
                 Some(newest) => {
@@ -38,6 +45,31 @@ pub fn load_active(
         }
     };
     load_warm(store, &version, device, warm)
+}
+
+/// The active record names a version that is gone or unusable: serve `previous`,
+/// else the newest loadable version, and record it as active, so every replica
+/// (and the next start) agrees. An error log says so.
+fn fall_back(
+    store: &Store,
+    record: &super::ActiveRecord,
+    device: &Device,
+    warm: WarmUp,
+) -> Result<LoadedModel, StoreError> {
+    let mut candidates: Vec<String> = record.previous.iter().cloned().collect();
+    candidates.extend(store.list()?.into_iter().rev());
+    for version in candidates.iter().filter(|v| **v != record.version) {
+        if let Ok(model) = load_warm(store, version, device, warm) {
+            tracing::error!(
+                missing = record.version,
+                serving = version,
+                "the active version cannot be loaded; serving a fallback and recording it as active"
+            );
+            store.set_active(version)?;
+            return Ok(model);
+        }
+    }
+    Err(StoreError::NotFound(record.version.clone()))
 }
 
 /// How versions are warmed up before they serve.

@@ -140,6 +140,7 @@ impl Trainer {
                 // Ends with the trainer (when the last handle is dropped).
                 while let Some(shared) = beat.upgrade() {
                     shared.heartbeat();
+                    shared.take_cancels();
                     drop(shared);
                     std::thread::sleep(interval);
                 }
@@ -293,9 +294,34 @@ impl Trainer {
     }
 
     /// Cancels a job: a queued one at once, a running one within one batch.
+    /// A job of another replica (sharing the store) is asked to cancel through a
+    /// cancel record its owner polls at every heartbeat; the answer is its record
+    /// with `cancel_requested` set.
     pub fn cancel(&self, id: &str) -> Result<JobRecord, JobError> {
+        match self.shared.cancel_local(id) {
+            Err(JobError::NotFound(_)) => {}
+            other => return other,
+        }
+        let record = self.get(id).ok_or_else(|| JobError::NotFound(id.into()))?;
+        if record.state.is_finished() {
+            return Err(JobError::Finished(id.into(), record.state.name()));
+        }
+        self.shared
+            .store
+            .request_cancel(id)
+            .map_err(|e| JobError::Elsewhere(id.into(), e.to_string()))?;
+        Ok(JobRecord {
+            cancel_requested: true,
+            ..record
+        })
+    }
+}
+
+impl Shared {
+    /// Cancels one of this replica's jobs.
+    fn cancel_local(&self, id: &str) -> Result<JobRecord, JobError> {
         let record = {
-            let mut jobs = self.shared.lock();
+            let mut jobs = self.lock();
             let job = jobs
                 .get_mut(id)
                 .ok_or_else(|| JobError::NotFound(id.into()))?;
@@ -308,14 +334,30 @@ impl Trainer {
                 job.record.state = JobState::Cancelled;
                 job.record.finished_at = Some(unix_now());
                 // Its slot and its input are freed now, not when its turn comes.
-                if let Some(q) = self.shared.queue_lock().as_mut() {
+                if let Some(q) = self.queue_lock().as_mut() {
                     q.retain(|queued| queued.id != id);
                 }
             }
-            persist(&self.shared.store, &job.record);
+            persist(&self.store, &job.record);
             job.record.clone()
         };
-        self.shared.count_states();
+        self.count_states();
         Ok(record)
+    }
+
+    /// Cancels this replica's jobs that another replica asked to cancel.
+    fn take_cancels(&self) {
+        let mine: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, j)| !j.record.state.is_finished())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in mine {
+            if self.store.take_cancel(&id).unwrap_or(false) {
+                tracing::info!(job = id, "cancelled at another replica's request");
+                let _ = self.cancel_local(&id);
+            }
+        }
     }
 }

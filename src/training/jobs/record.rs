@@ -194,7 +194,7 @@ pub enum JobError {
     NotFound(String),
     #[error("job {0} has already finished ({1})")]
     Finished(String, &'static str),
-    #[error("job {0} runs on another replica ({1}); cancel it there")]
+    #[error("job {0} runs on another replica and its cancel request could not be recorded: {1}")]
     Elsewhere(String, String),
     #[error("the trainer has stopped")]
     Stopped,
