@@ -78,7 +78,7 @@ fn run(
 /// Runs requests with one model version and answers every one of them.
 fn execute(
     requests: Vec<Request>,
-    model: &LoadedModel,
+    model: &Arc<LoadedModel>,
     cost: &CostModel,
     metrics: &Metrics,
     max_batch_size: usize,
@@ -172,6 +172,7 @@ fn execute(
             .collect();
         let _ = r.reply.send(Ok(Answer {
             version: version.clone(),
+            model: model.clone(),
             predictions,
         }));
     }

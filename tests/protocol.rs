@@ -298,6 +298,20 @@ async fn bad_inference_requests_get_a_clear_4xx() {
             "unknown output",
         ),
         (
+            "body names another model",
+            path,
+            json!({"model_name": "other", "inputs": [good()]}),
+            400,
+            "the body names model",
+        ),
+        (
+            "body names another version",
+            "/v2/models/kiln/versions/v1/infer",
+            json!({"model_version": "v7", "inputs": [good()]}),
+            400,
+            "the body names version",
+        ),
+        (
             "unknown model",
             "/v2/models/other/infer",
             json!({"inputs": [good()]}),
@@ -335,6 +349,29 @@ async fn bad_inference_requests_get_a_clear_4xx() {
         .await;
         assert_eq!(ok, 200, "still serving after {name}");
     }
+    // KServe's InferenceRESTClient sends model_name (and extension fields some
+    // clients add are ignored): answered, with the serving version in a header.
+    let r = server
+        .client
+        .post(server.url(path))
+        .json(&json!({"id": "k-1", "model_name": "kiln", "inputs": [good()], "x-extension": {"a": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let header = r.headers()["x-model-version"].to_str().unwrap().to_string();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["model_version"], header.as_str());
+    assert_eq!(body["id"], "k-1");
+    // Every refused v2 request above counted in kiln_rejected_total.
+    let rejected = server
+        .metrics()
+        .await
+        .lines()
+        .filter(|l| l.starts_with("kiln_rejected_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    assert!(rejected >= 15.0, "{rejected} rejections counted");
     // Not JSON at all, and a binary header that does not match the body.
     let r = server
         .client

@@ -31,6 +31,9 @@ use queue::{Next, Policy, Queue, Queued};
 #[derive(Debug)]
 pub struct Answer {
     pub version: Arc<str>,
+    /// The version that computed the answer (output names, shapes and labels come
+    /// from it, never from the version that was active at admission).
+    pub model: Arc<crate::model::LoadedModel>,
     pub predictions: Vec<Prediction>,
 }
 

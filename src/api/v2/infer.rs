@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 
 use super::tensor::{self, InferRequest, InferResponse, OutputData, OutputTensor};
 use super::{INPUT, outputs_of, resolve};
@@ -58,9 +58,35 @@ async fn run_infer(
     name: String,
     version: Option<String>,
     req: Request,
-) -> Result<(StatusCode, Json<InferResponse>), ApiError> {
-    crate::api::auth::check_predict(req.headers(), &state)?;
-    let model = resolve(&state, &name, version.as_deref()).await?;
+) -> Result<Response, ApiError> {
+    let result = infer_inner(&state, name, version, req).await;
+    match result {
+        Ok((status, served_by, body)) => {
+            let mut response = (status, body).into_response();
+            if let Ok(v) = HeaderValue::from_str(&served_by) {
+                response
+                    .headers_mut()
+                    .insert(crate::api::MODEL_VERSION_HEADER, v);
+            }
+            Ok(response)
+        }
+        Err(e) => {
+            if let Some(reason) = e.reject_reason() {
+                state.metrics.reject(reason, 1);
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn infer_inner(
+    state: &AppState,
+    name: String,
+    version: Option<String>,
+    req: Request,
+) -> Result<(StatusCode, String, Json<InferResponse>), ApiError> {
+    crate::api::auth::check_predict(req.headers(), state)?;
+    let model = resolve(state, &name, version.as_deref()).await?;
     let header_length = header_length(req.headers())?;
     let headers = req.headers().clone();
     let arrival = req
@@ -81,6 +107,23 @@ async fn run_infer(
     };
     let request: InferRequest = serde_json::from_slice(json_part)
         .map_err(|e| ApiError::BadRequest(format!("invalid inference request: {e}")))?;
+    if let Some(body_name) = request.model_name.as_deref().filter(|n| !n.is_empty())
+        && body_name != name
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the body names model {body_name:?}, the URL {name:?}"
+        )));
+    }
+    if let Some(body_version) = request.model_version.as_deref().filter(|v| !v.is_empty())
+        && Some(body_version) != version.as_deref()
+    {
+        return Err(ApiError::BadRequest(match &version {
+            Some(v) => format!("the body names version {body_version:?}, the URL {v:?}"),
+            None => format!(
+                "the body names version {body_version:?}; pin a version with /v2/models/{name}/versions/{body_version}/infer"
+            ),
+        }));
+    }
     let timeout = deadline::v2_timeout(request.parameters.as_ref())?
         .unwrap_or_else(|| state.config.batching.default_timeout());
     let deadline = deadline::deadline(&headers, arrival, timeout)?;
@@ -170,12 +213,32 @@ async fn run_infer(
         deadline: deadline.compute_by,
     })?;
     let answer = deadline::answer(answer, deadline).await?;
-    let outputs = wanted
-        .into_iter()
-        .map(|name| output_tensor(name, &answer.predictions, model.output_width()))
-        .collect();
+    // The answer is shaped by the version that computed it: a promotion between
+    // admission and compute changes names, shapes and labels with it.
+    let computed = &answer.model;
+    let names = outputs_of(computed);
+    let width = computed.output_width();
+    let outputs = match &request.outputs {
+        None => names
+            .iter()
+            .map(|n| output_tensor(n.0, &answer.predictions, width))
+            .collect(),
+        Some(_) => wanted
+            .into_iter()
+            .map(|wanted| {
+                let name = names.iter().find(|n| n.0 == wanted).ok_or_else(|| {
+                    ApiError::Conflict(format!(
+                        "version {} answered, which has no output {wanted:?}; retry",
+                        answer.version
+                    ))
+                })?;
+                Ok(output_tensor(name.0, &answer.predictions, width))
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?,
+    };
     Ok((
         StatusCode::OK,
+        answer.version.to_string(),
         Json(InferResponse {
             model_name: name,
             model_version: answer.version.to_string(),

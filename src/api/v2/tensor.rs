@@ -8,13 +8,18 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// An inference request.
+/// An inference request. Unknown top-level fields (extensions) are ignored, as
+/// other OIP servers do; `model_name` and `model_version` (sent by KServe's
+/// client) must match the URL.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct InferRequest {
     /// Echoed in the response.
     #[serde(default)]
     pub id: Option<String>,
+    #[serde(default)]
+    pub model_name: Option<String>,
+    #[serde(default)]
+    pub model_version: Option<String>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
