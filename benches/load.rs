@@ -495,7 +495,7 @@ async fn training_isolation(
         .await
         .unwrap();
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
-    let id = r.json::<serde_json::Value>().await.unwrap()["job_id"]
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();

@@ -124,7 +124,7 @@ pub async fn run(
         )),
     });
     let drain_delay = Duration::from_millis(config.server.shutdown_drain_delay_ms);
-    let ready_metric = state.metrics.ready.clone();
+    let serving = state.model.clone();
     state
         .metrics
         .queue_capacity
@@ -140,7 +140,7 @@ pub async fn run(
             () = load_failed.cancelled() => {}
         }
         draining.cancel();
-        ready_metric.set(0);
+        serving.drain();
         tracing::info!(?drain_delay, "shutting down: readiness is 503; draining");
         tokio::time::sleep(drain_delay).await;
     })

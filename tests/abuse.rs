@@ -39,7 +39,7 @@ async fn train(server: &Process, client: &reqwest::Client, body: &Value) -> reqw
 async fn run_job(server: &Process, client: &reqwest::Client, body: Value) -> Value {
     let r = train(server, client, &body).await;
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
-    let id = r.json::<Value>().await.unwrap()["job_id"]
+    let id = r.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -253,7 +253,7 @@ async fn a_worker_dies_with_its_server() {
     )
     .await;
     assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["job_id"]
+    let id = r.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -350,7 +350,7 @@ async fn overflowing_inputs_and_queue_slots() {
     let running = run_until_running(&server, &client, &long).await;
     let r = train(&server, &client, &long).await;
     assert_eq!(r.status(), 202);
-    let queued = r.json::<Value>().await.unwrap()["job_id"]
+    let queued = r.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -390,7 +390,7 @@ async fn overflowing_inputs_and_queue_slots() {
 async fn run_until_running(server: &Process, client: &reqwest::Client, body: &Value) -> String {
     let r = train(server, client, body).await;
     assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["job_id"]
+    let id = r.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -424,4 +424,105 @@ fn absurd_durations_are_config_errors_not_panics() {
         assert!(!stderr.contains("panicked"), "{key}: {stderr}");
         assert!(stderr.contains(&format!("{section}.{key}")), "{stderr}");
     }
+}
+
+#[tokio::test]
+async fn protected_predict_covers_on_demand_loads_and_any_bearer_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "a-long-enough-token";
+    let server = Process::serve(
+        dir.path(),
+        &[
+            ("KILN_AUTH__TOKEN", token),
+            ("KILN_AUTH__PROTECT_PREDICT", "true"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    // Routes that load a version on demand need the token like /predict does.
+    for path in [
+        "/v2/models/kiln/versions/v1",
+        "/v2/models/kiln/versions/v1/ready",
+    ] {
+        let r = client.get(server.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        for scheme in ["Bearer", "bearer", "BEARER"] {
+            let r = client
+                .get(server.url(path))
+                .header("authorization", format!("{scheme} {token}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{path} with {scheme}");
+        }
+    }
+    // /predict refuses before reading the body: a body that is not even JSON gets
+    // the 401, not a 400.
+    let r = client
+        .post(server.url("/predict"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client
+        .post(server.url("/predict"))
+        .header("authorization", format!("bearer {token}"))
+        .json(&json!({"instances": [[5.1, 3.5, 1.4, 0.2]]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn model_names_cannot_read_other_files_or_echo_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // A careless operator points the model-config directory at config/, where the
+    // server's own configuration (with, say, a token) lives too.
+    let config_dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        config_dir.path().join("server.toml"),
+        "[auth]\ntoken = \"do-not-echo-this-secret\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        config_dir.path().join("task.toml"),
+        "task = \"do-not-echo-this-secret\"\n",
+    )
+    .unwrap();
+    let server = Process::serve(
+        dir.path(),
+        &[(
+            "KILN_TRAINING__CONFIG_DIR",
+            config_dir.path().to_str().unwrap(),
+        )],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    for model in [
+        "server",
+        "task",
+        "server.toml",
+        "../default",
+        "/etc/passwd",
+        "default.yaml",
+        "missing",
+    ] {
+        let r = train(
+            &server,
+            &client,
+            &json!({"dataset": {"path": "iris.csv"}, "model": model}),
+        )
+        .await;
+        assert_eq!(r.status(), 422, "{model}");
+        let text = r.text().await.unwrap();
+        assert!(!text.contains("do-not-echo"), "{model}: {text}");
+        assert!(
+            !text.contains(config_dir.path().to_str().unwrap()),
+            "{model}: {text}"
+        );
+    }
+    still_serving(&server, &client, "model names").await;
 }

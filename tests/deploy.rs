@@ -533,7 +533,7 @@ async fn the_dashboard_and_the_rules_use_only_exported_metrics() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["job_id"]
+    let id = r.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();

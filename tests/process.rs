@@ -160,7 +160,12 @@ async fn sigterm_drains_every_accepted_request_and_exits_zero() {
 
     // Wait until rows are sitting in the queue, then SIGTERM.
     let metrics_url = proc.url("/metrics");
+    let until = std::time::Instant::now() + Duration::from_secs(60);
     loop {
+        assert!(
+            std::time::Instant::now() < until,
+            "rows never queued up (kiln_queue_depth stayed under 8)"
+        );
         let m = client
             .get(&metrics_url)
             .send()

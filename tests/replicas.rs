@@ -70,7 +70,7 @@ async fn replicas_share_promotions_jobs_and_failures() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["job_id"]
+    let id = r.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -109,7 +109,7 @@ async fn replicas_share_promotions_jobs_and_failures() {
         .send()
         .await
         .unwrap();
-    let id = r.json::<Value>().await.unwrap()["job_id"]
+    let id = r.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -154,7 +154,7 @@ async fn train_version(client: &reqwest::Client, p: &Process, promote: &str) -> 
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["job_id"]
+    let id = r.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -265,7 +265,7 @@ async fn a_job_is_cancelled_from_the_other_replica() {
         .send()
         .await
         .unwrap();
-    let id = r.json::<Value>().await.unwrap()["job_id"]
+    let id = r.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();

@@ -379,7 +379,7 @@ async fn kill_9_during_training_leaves_the_job_interrupted_and_the_version_uncha
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["job_id"]
+    let id = r.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();

@@ -34,6 +34,7 @@ const SWAGGER_CSS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui.cs
         train::get,
         train::cancel,
         models::list,
+        models::get,
         import::upload,
         models::promote,
         models::rollback,

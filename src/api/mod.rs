@@ -24,7 +24,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderName;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -100,7 +100,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(state.config.server.max_upload_bytes)),
         )
         .route("/models/rollback", post(models::rollback))
-        .route("/models/{version}", delete(models::delete))
+        .route("/models/{version}", get(models::get).delete(models::delete))
         .route("/models/{version}/promote", post(models::promote))
         .route("/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::ui))

@@ -1,4 +1,4 @@
-//! `GET /models`, `POST /models/{version}/promote`, `POST /models/rollback`,
+//! `GET /models`, `GET /models/{version}`, `POST /models/{version}/promote`, `POST /models/rollback`,
 //! `DELETE /models/{version}`. Changes go through the model manager, one at a time.
 
 use axum::Json;
@@ -24,18 +24,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
             .map(|v| {
                 let is_active = active.as_ref().is_some_and(|a| a.version == v);
                 match store.manifest(&v) {
-                    Ok(m) => json!({
-                        "version": v,
-                        "active": is_active,
-                        "created_at": m.created_at,
-                        "source": m.source,
-                        "task": m.net.task,
-                        "architecture": m.net.architecture,
-                        "inputs": m.net.input_width(),
-                        "input_shape": m.net.input_shape(),
-                        "labels": m.labels,
-                        "metrics": m.metrics,
-                    }),
+                    Ok(m) => describe(&v, is_active, &m),
                     Err(e) => json!({"version": v, "active": is_active, "error": e.to_string()}),
                 }
             })
@@ -49,6 +38,52 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
     Ok(Json(listing))
+}
+
+/// One version as `GET /models` lists it.
+fn describe(version: &str, active: bool, m: &crate::model::Manifest) -> Value {
+    json!({
+        "version": version,
+        "active": active,
+        "created_at": m.created_at,
+        "source": m.source,
+        "task": m.net.task,
+        "architecture": m.net.architecture,
+        "inputs": m.net.input_width(),
+        "input_shape": m.net.input_shape(),
+        "labels": m.labels,
+        "metrics": m.metrics,
+    })
+}
+
+/// `GET /models/{version}`: one version's record, with its training summary.
+#[utoipa::path(get, path = "/models/{version}", tag = "models",
+    params(("version" = String, Path, description = "A version, e.g. v3")),
+    responses((status = 200, description = "The version", body = Object),
+        (status = 404, description = "No such version", body = crate::api::error::ErrorBody),
+        (status = 409, description = "The version's files are unreadable", body = crate::api::error::ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(version): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let manifest = store.manifest(&version).map_err(|e| match e {
+            crate::registry::StoreError::NotFound(_) => {
+                ApiError::NotFound(format!("no version {version}"))
+            }
+            other => ApiError::Conflict(other.to_string()),
+        })?;
+        let active = store
+            .active()
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .is_some_and(|a| a.version == version);
+        let mut record = describe(&version, active, &manifest);
+        record["training"] = manifest.training.clone().unwrap_or(Value::Null);
+        Ok(Json(record))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
 /// `POST /models/{version}/promote`.

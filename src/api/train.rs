@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::auth::Authorized;
 use super::{ApiError, ApiJson, AppState};
@@ -80,7 +80,7 @@ struct InstancesSource {
 #[utoipa::path(post, path = "/train", tag = "training",
     request_body(content = Object, description = "`dataset` plus any TrainSpec field", content_type = "application/json"),
     responses(
-        (status = 202, description = "Queued", body = Object),
+        (status = 202, description = "Queued: the job's record, as `GET /train/{id}` answers it", body = JobRecord),
         (status = 400, description = "Not valid JSON", body = crate::api::error::ErrorBody),
         (status = 401, description = "auth.token is set and the token is missing or wrong", body = crate::api::error::ErrorBody),
         (status = 413, description = "Body or dataset file too large", body = crate::api::error::ErrorBody),
@@ -95,35 +95,28 @@ pub async fn submit(
     _admission: Admission,
     State(state): State<AppState>,
     body: Result<ApiJson<Value>, ApiError>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<JobRecord>), ApiError> {
     let ApiJson(body) = body?;
-    // Parsing and cleaning a large CSV is CPU work: keep it off the async workers.
-    let prepared = {
+    // Parsing and cleaning a large CSV is CPU work, and queueing writes (and
+    // fsyncs) the job record: both off the async workers.
+    let record = {
         let state = state.clone();
-        tokio::task::spawn_blocking(move || prepare(&state, body))
-            .await
-            .map_err(|e| ApiError::Internal(format!("preparing the job panicked: {e}")))??
+        tokio::task::spawn_blocking(move || {
+            let prepared = prepare(&state, body)?;
+            Ok::<_, ApiError>(state.trainer.submit(prepared)?)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("preparing the job panicked: {e}")))??
     };
-    let record = state.trainer.submit(prepared)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({
-            "job_id": record.id,
-            "state": record.state,
-            "task": record.task,
-            "task_reason": record.task_reason,
-            "rows": record.rows,
-        })),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(record)))
 }
 
 /// `GET /train`: every job, newest first (without per-epoch history).
 #[utoipa::path(get, path = "/train", tag = "training",
     responses((status = 200, description = "Every job, newest first", body = JobList)))]
-pub async fn list(State(state): State<AppState>) -> Json<JobList> {
-    Json(JobList {
-        jobs: state.trainer.list(),
-    })
+pub async fn list(State(state): State<AppState>) -> Result<Json<JobList>, ApiError> {
+    let jobs = blocking(move || Ok(state.trainer.list())).await?;
+    Ok(Json(JobList { jobs }))
 }
 
 /// `GET /train`'s body.
@@ -142,11 +135,14 @@ pub async fn get(
     State(state): State<AppState>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<JobRecord>, ApiError> {
-    state
-        .trainer
-        .get(&id)
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no training job {id}")))
+    blocking(move || {
+        state
+            .trainer
+            .get(&id)
+            .ok_or_else(|| ApiError::NotFound(format!("no training job {id}")))
+    })
+    .await
+    .map(Json)
 }
 
 /// `DELETE /train/{id}`: cancel (a running job stops within one batch).
@@ -162,7 +158,19 @@ pub async fn cancel(
     State(state): State<AppState>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<JobRecord>, ApiError> {
-    Ok(Json(state.trainer.cancel(&id)?))
+    blocking(move || Ok(state.trainer.cancel(&id)?))
+        .await
+        .map(Json)
+}
+
+/// Runs job-table work (it reads, writes and fsyncs records in the store) on
+/// the blocking pool, off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("a job-table task failed: {e}")))?
 }
 
 fn prepare(state: &AppState, body: Value) -> Result<Submission, ApiError> {

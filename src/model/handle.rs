@@ -6,6 +6,7 @@
 //! Loading and warming up a version happen before `publish`, off the serving path.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwapOption;
 
@@ -16,6 +17,9 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 pub struct ActiveModel {
     current: Arc<ArcSwapOption<LoadedModel>>,
+    /// Set when shutdown begins: `kiln_ready` stays 0 from then on, whatever is
+    /// published during the drain.
+    draining: Arc<AtomicBool>,
     metrics: Metrics,
 }
 
@@ -23,6 +27,7 @@ impl ActiveModel {
     pub fn new(metrics: Metrics) -> Self {
         Self {
             current: Arc::new(ArcSwapOption::empty()),
+            draining: Arc::new(AtomicBool::new(false)),
             metrics,
         }
     }
@@ -30,6 +35,12 @@ impl ActiveModel {
     /// The version serving now, if any.
     pub fn current(&self) -> Option<Arc<LoadedModel>> {
         self.current.load_full()
+    }
+
+    /// Shutdown began: readiness (and `kiln_ready`) is 0 for good.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        self.metrics.ready.set(0);
     }
 
     /// Makes `model` the served version from the next batch on.
@@ -40,7 +51,9 @@ impl ActiveModel {
             self.metrics.model_swaps.inc();
         }
         self.metrics.set_active_version(&version);
-        self.metrics.ready.set(1);
+        if !self.draining.load(Ordering::Relaxed) {
+            self.metrics.ready.set(1);
+        }
         tracing::info!(version, "model version is now serving");
     }
 }

@@ -102,37 +102,6 @@ fn regression() -> Task {
 pub struct NetConfigError(pub String);
 
 impl NetConfig {
-    /// Parses a model-config file (JSON when the name ends in `.json` or the text
-    /// starts with `{`, else TOML).
-    pub fn from_file(path: &std::path::Path) -> Result<Self, NetConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| NetConfigError(format!("cannot read {}: {e}", path.display())))?;
-        let json =
-            path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
-        Self::parse(&text, json).map_err(|e| NetConfigError(format!("{}: {}", path.display(), e.0)))
-    }
-
-    /// Parses and validates model-config text: JSON, or TOML.
-    pub fn parse(text: &str, json: bool) -> Result<Self, NetConfigError> {
-        let config: Self = if json {
-            serde_json::from_str(text).map_err(|e| NetConfigError(e.to_string()))?
-        } else {
-            toml::from_str(text).map_err(|e| NetConfigError(e.to_string()))?
-        };
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// A model-config file by name (`seed-mlp` or `seed-mlp.toml`) in `config_dir`.
-    pub fn named(config_dir: &std::path::Path, name: &str) -> Result<Self, NetConfigError> {
-        let file = if std::path::Path::new(name).extension().is_some() {
-            config_dir.join(name)
-        } else {
-            config_dir.join(format!("{name}.toml"))
-        };
-        Self::from_file(&file).map_err(|e| NetConfigError(format!("model {name:?}: {}", e.0)))
-    }
-
     /// Checks the description: every layer's arguments and shapes, the head, the
     /// preprocessing.
     pub fn validate(&self) -> Result<(), NetConfigError> {
@@ -372,6 +341,8 @@ impl Net {
         }
     }
 }
+
+mod file;
 
 #[cfg(test)]
 mod tests;

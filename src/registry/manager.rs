@@ -90,6 +90,8 @@ impl Models {
                     warm_up: warm,
                     active,
                     warm: HashMap::new(),
+                    used: HashMap::new(),
+                    clock: 0,
                 }
                 .run(rx)
             })?;
@@ -159,8 +161,12 @@ struct Manager {
     device: Device,
     warm_up: WarmUp,
     active: ActiveModel,
-    /// Loaded versions kept warm: the active one and the previous one.
+    /// Loaded versions kept warm: the active one and the previous one, and up to
+    /// [`MAX_WARM`] in all with versions asked for by name.
     warm: HashMap<String, Arc<LoadedModel>>,
+    /// When each warm version was last asked for (a counter), for LRU eviction.
+    used: HashMap<String, u64>,
+    clock: u64,
 }
 
 impl Manager {
@@ -230,6 +236,8 @@ impl Manager {
     }
 
     fn get(&mut self, version: &str) -> Result<Arc<LoadedModel>, ManageError> {
+        self.clock += 1;
+        self.used.insert(version.to_owned(), self.clock);
         if let Some(m) = self.warm.get(version) {
             return Ok(m.clone());
         }
@@ -239,18 +247,26 @@ impl Manager {
             &self.device,
             self.warm_up,
         )?);
-        // Keep the active and previous versions, and a few others on demand.
+        // Keep the active and previous versions, and the most recently used others:
+        // the least recently used spare makes room.
         if self.warm.len() >= MAX_WARM {
             let keep = self.store.active()?;
-            let spare = self.warm.keys().find(|v| {
-                keep.as_ref()
-                    .is_none_or(|r| r.version != **v && r.previous.as_deref() != Some(v.as_str()))
-            });
-            if let Some(spare) = spare.cloned() {
+            let spare = self
+                .warm
+                .keys()
+                .filter(|v| {
+                    keep.as_ref().is_none_or(|r| {
+                        r.version != **v && r.previous.as_deref() != Some(v.as_str())
+                    })
+                })
+                .min_by_key(|v| self.used.get(*v).copied().unwrap_or(0))
+                .cloned();
+            if let Some(spare) = spare {
                 self.warm.remove(&spare);
             }
         }
         self.warm.insert(version.to_owned(), model.clone());
+        self.used.retain(|v, _| self.warm.contains_key(v));
         Ok(model)
     }
 

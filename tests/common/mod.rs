@@ -358,7 +358,7 @@ pub async fn submit(server: &Server, body: Value) -> String {
     let status = r.status();
     let b: Value = r.json().await.unwrap();
     assert_eq!(status, 202, "{b}");
-    b["job_id"].as_str().unwrap().to_string()
+    b["id"].as_str().unwrap().to_string()
 }
 
 /// `POST /v2/models/kiln/infer` with one FP32 input of `shape` sent as a binary

@@ -141,10 +141,12 @@ pub async fn model_metadata(
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "oip-v2",
     params(("name" = String, Path, description = "The model name"), ("version" = String, Path, description = "A version, e.g. v3")),
     responses((status = 200, description = "Model metadata", body = Object),
+        (status = 401, description = "auth.protect_predict is on and the token is missing or wrong (these load a version on demand)", body = super::error::ErrorBody),
         (status = 404, description = "Unknown model or version", body = super::error::ErrorBody),
         (status = 409, description = "The version cannot be loaded", body = super::error::ErrorBody),
         (status = 503, description = "Not ready", body = super::error::ErrorBody)))]
 pub async fn version_metadata(
+    _: crate::api::auth::PredictAuthorized,
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
@@ -172,10 +174,12 @@ pub async fn model_ready(
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "oip-v2",
     params(("name" = String, Path, description = "The model name"), ("version" = String, Path, description = "A version")),
     responses((status = 200, description = "Ready", body = Object),
+        (status = 401, description = "auth.protect_predict is on and the token is missing or wrong (these load a version on demand)", body = super::error::ErrorBody),
         (status = 404, description = "Unknown model or version", body = super::error::ErrorBody),
         (status = 409, description = "The version cannot be loaded", body = super::error::ErrorBody),
         (status = 503, description = "Not ready", body = super::error::ErrorBody)))]
 pub async fn version_ready(
+    _: crate::api::auth::PredictAuthorized,
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
