@@ -53,7 +53,7 @@ const SWAGGER_CSS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui.cs
         ui,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &Links),
     tags(
         (name = "predict", description = "Predictions and their explanations"),
         (name = "training", description = "Background training jobs"),
@@ -77,6 +77,71 @@ impl Modify for Bearer {
                 "bearer",
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
             );
+    }
+}
+
+/// OpenAPI links from the operations that name jobs and versions to the ones
+/// that take them, so clients (and schemathesis's stateful phase) can follow a
+/// `POST /train` to its job and `GET /models` to its versions.
+struct Links;
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::link::LinkBuilder;
+        let link = |path: &str, method: &str, param: &str, from: &str| {
+            let escaped = path.replace('~', "~0").replace('/', "~1");
+            LinkBuilder::new()
+                .operation_ref(format!("#/paths/{escaped}/{method}"))
+                .parameter(param, format!("$response.body#/{from}"))
+                .build()
+        };
+        let links: [(&str, &str, &str, [(&str, &str, &str, &str, &str); 2]); 2] = [
+            (
+                "/train",
+                "post",
+                "202",
+                [
+                    ("job", "/train/{id}", "get", "id", "id"),
+                    ("cancel", "/train/{id}", "delete", "id", "id"),
+                ],
+            ),
+            (
+                "/models",
+                "get",
+                "200",
+                [
+                    ("active", "/models/{version}", "get", "version", "active"),
+                    (
+                        "promote_active",
+                        "/models/{version}/promote",
+                        "post",
+                        "version",
+                        "active",
+                    ),
+                ],
+            ),
+        ];
+        for (path, method, status, targets) in links {
+            let Some(item) = openapi.paths.paths.get_mut(path) else {
+                continue;
+            };
+            let operation = match method {
+                "post" => item.post.as_mut(),
+                _ => item.get.as_mut(),
+            };
+            let Some(RefOr::T(response)) =
+                operation.and_then(|o| o.responses.responses.get_mut(status))
+            else {
+                continue;
+            };
+            for (name, target, target_method, param, from) in targets {
+                response.links.insert(
+                    name.into(),
+                    RefOr::T(link(target, target_method, param, from)),
+                );
+            }
+        }
     }
 }
 

@@ -16,7 +16,8 @@ use crate::model::{LoadedModel, Prediction};
 #[serde(deny_unknown_fields)]
 pub struct PredictRequest {
     /// One row of values per instance: flat, or nested in the model's input shape.
-    #[schema(value_type = Vec<Vec<f32>>)]
+    /// At least one, at most `batching.max_request_rows`.
+    #[schema(value_type = Vec<Vec<f32>>, min_items = 1)]
     pub instances: Instances,
     /// Classifiers also list this many most likely labels per instance.
     #[serde(default)]

@@ -48,6 +48,19 @@ impl axum::extract::FromRequestParts<AppState> for Admission {
     }
 }
 
+/// `POST /train`'s body, as the OpenAPI document states it: a `dataset` (required)
+/// and any field of the recipe (`TrainSpec`: `target`, `model`, `optimizer`,
+/// `epochs`, ...) beside it. The handler reads it as JSON and checks each part
+/// itself, so the errors can name the field.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // a schema only
+pub struct TrainRequest {
+    /// `{"csv": "<text>"}`, `{"path": "<file in training.data_dir>"}` or
+    /// `{"instances": [[...]], "targets": [...]}`.
+    #[schema(value_type = Object)]
+    dataset: Value,
+}
+
 /// Where the training rows come from.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -78,7 +91,7 @@ struct InstancesSource {
 
 /// `POST /train`: validate, queue, answer 202 with the job id.
 #[utoipa::path(post, path = "/train", tag = "training",
-    request_body(content = Object, description = "`dataset` plus any TrainSpec field", content_type = "application/json"),
+    request_body(content = TrainRequest, description = "`dataset` plus any TrainSpec field", content_type = "application/json"),
     responses(
         (status = 202, description = "Queued: the job's record, as `GET /train/{id}` answers it", body = JobRecord),
         (status = 400, description = "Not valid JSON", body = crate::api::error::ErrorBody),
