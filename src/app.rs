@@ -23,8 +23,8 @@ use crate::config::Config;
 use crate::executor;
 use crate::explainer::Explainer;
 use crate::metrics::Metrics;
-use crate::model::ActiveModel;
-use crate::registry::{Models, Store};
+use crate::registry::Store;
+use crate::serving::{ActiveModel, Models};
 use crate::training::jobs::{Trainer, TrainerDeps};
 
 /// Serves `config` on `listener` until `shutdown` resolves, then drains and returns.
@@ -66,10 +66,11 @@ pub async fn run(
     let models = Models::spawn(
         store.clone(),
         device.clone(),
-        crate::registry::swap::WarmUp {
+        crate::serving::swap::WarmUp {
             max_rows: config.batching.max_batch_size,
             buckets: config.batching.shape_buckets,
         },
+        crate::training::default_model,
         model.clone(),
     )
     .context("starting the model manager")?;
@@ -101,7 +102,7 @@ pub async fn run(
     };
 
     let draining = CancellationToken::new();
-    crate::registry::watch::spawn(
+    crate::serving::watch::spawn(
         store.clone(),
         models.clone(),
         model.clone(),

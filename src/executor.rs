@@ -21,7 +21,8 @@ use tokio::sync::mpsc;
 use crate::batching::cost::CostModel;
 use crate::batching::{Answer, Batch, PredictError, Request};
 use crate::metrics::{Metrics, RejectReason};
-use crate::model::{ActiveModel, LoadedModel};
+use crate::model::LoadedModel;
+use crate::serving::ActiveModel;
 
 /// Starts the executor thread; it ends when every batch sender is dropped.
 pub fn spawn(

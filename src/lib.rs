@@ -2,8 +2,9 @@
 //!
 //! # Layout
 //! A request flows `api` -> `batching` -> `executor` -> back; the `registry` holds
-//! versions on disk and hands them to the serving seam ([`model::ActiveModel`]);
-//! `training` jobs write new versions there and ask the registry to promote them.
+//! versions on disk; `serving` loads them and publishes one on the hot-swap seam
+//! ([`serving::ActiveModel`]);
+//! `training` jobs write new versions there and ask `serving` to promote them.
 //!
 //! - [`cli`]: the command line (`serve`, `import`, `train`, `predict`); `main.rs` only
 //!   calls it.
@@ -18,10 +19,12 @@
 //! - [`explainer`]: the thread that computes `/explain` attributions (autodiff),
 //!   yielding to serving between passes.
 //! - [`model`]: the networks (`mlp`, and the PyTorch-shaped `sequential` stack of
-//!   CNN, recurrent and Transformer layers), a loaded version, the hot-swap seam,
+//!   CNN, recurrent and Transformer layers), a loaded version,
 //!   PyTorch import (`.pth` and safetensors), attributions.
-//! - [`registry`]: the model store on disk (atomic writes, the active record, job
-//!   records) and the model manager that owns promotion, rollback and deletion.
+//! - [`registry`]: the model store on disk (atomic writes, never-reused ids, the
+//!   active record, job records, store-wide locks): storage only.
+//! - [`serving`]: which version serves: the hot-swap seam, the model manager that
+//!   owns promotion, rollback and deletion, loading and warm-up, replica sync.
 //! - [`training`]: data preparation, the recipe and its budget, the training loop,
 //!   background jobs in supervised worker processes, promotion decisions, and the
 //!   default model.
@@ -31,6 +34,7 @@ pub mod api;
 pub mod app;
 pub mod batching;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod executor;
 pub mod explainer;
@@ -38,5 +42,6 @@ pub mod metrics;
 pub mod model;
 pub mod registry;
 pub mod server;
+pub mod serving;
 pub mod telemetry;
 pub mod training;

@@ -260,19 +260,19 @@ impl Metrics {
     }
 
     /// Records a finished epoch of `job`.
-    pub fn observe_train_epoch(&self, job: &str, report: &crate::training::fit::EpochReport) {
+    pub fn observe_train_epoch(&self, job: &str, epoch: &TrainEpoch) {
         self.train_epoch
             .with_label_values(&[job])
-            .set(report.epoch as i64);
+            .set(epoch.epoch as i64);
         self.train_loss
             .with_label_values(&[job, "train"])
-            .set(report.train_loss);
+            .set(epoch.train_loss);
         self.train_loss
             .with_label_values(&[job, "validation"])
-            .set(report.val_loss);
+            .set(epoch.val_loss);
         self.train_samples_per_second
             .with_label_values(&[job])
-            .set(report.samples_per_second);
+            .set(epoch.samples_per_second);
     }
 
     /// Drops a job's per-job series.
@@ -318,4 +318,13 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// What the training series record of one finished epoch.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainEpoch {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub samples_per_second: f64,
 }

@@ -96,7 +96,15 @@ impl Modify for Links {
                 .parameter(param, format!("$response.body#/{from}"))
                 .build()
         };
-        let links: [(&str, &str, &str, [(&str, &str, &str, &str, &str); 2]); 2] = [
+        // (from path, method, status, [(link name, to path, method, parameter, body field)])
+        type Target = (
+            &'static str,
+            &'static str,
+            &'static str,
+            &'static str,
+            &'static str,
+        );
+        let links: [(&str, &str, &str, [Target; 2]); 2] = [
             (
                 "/train",
                 "post",

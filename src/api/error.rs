@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::batching::{PredictError, RETRY_AFTER, SubmitError};
 use crate::metrics::RejectReason;
-use crate::registry::ManageError;
+use crate::serving::ManageError;
 use crate::training::jobs::JobError;
 
 /// A failed request.

@@ -54,7 +54,7 @@ impl Manifest {
             feature_names: None,
             labels: None,
             source: source.into(),
-            created_at: crate::registry::unix_now(),
+            created_at: crate::clock::unix_now(),
             metrics: serde_json::Map::new(),
             training: None,
         }

@@ -1,10 +1,9 @@
 //! Models: the network definition (`mlp` and the PyTorch-shaped `sequential`
-//! stack), a version loaded for serving, the hot-swap seam, device selection,
+//! stack), a version loaded for serving, device selection,
 //! import of foreign weights, and explanations.
 
 pub mod backend;
 pub mod explain;
-mod handle;
 pub mod import;
 mod loaded;
 mod manifest;
@@ -13,7 +12,6 @@ pub mod net;
 pub mod sequential;
 
 pub use backend::{BackendError, BackendUnavailable};
-pub use handle::ActiveModel;
 pub use loaded::{LoadedModel, Prediction, Probabilities};
 pub use manifest::{Manifest, Standardize};
 pub use net::{Head, Net, NetConfig, Task};

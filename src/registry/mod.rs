@@ -11,12 +11,9 @@
 //! share one store (replicas): writes are atomic and version ids never collide.
 
 mod fs;
-mod manager;
-pub mod swap;
-pub mod watch;
 
+pub use crate::clock::unix_now;
 pub use fs::FsBackend;
-pub use manager::{ManageError, Models};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -300,14 +297,6 @@ impl Store {
     pub fn delete_job(&self, id: &str) -> Result<(), StoreError> {
         self.backend.delete_record(&format!("{JOBS}/{id}"))
     }
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// `v12` -> 12; anything else is not a version id.

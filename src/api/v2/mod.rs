@@ -75,7 +75,7 @@ pub(super) async fn resolve(
         None => Ok(active),
         Some(v) if v == active.version() => Ok(active),
         Some(v) => state.models.get(v).await.map_err(|e| match e {
-            crate::registry::ManageError::NotFound(_) => {
+            crate::serving::ManageError::NotFound(_) => {
                 ApiError::NotFound(format!("model {name:?} has no version {v:?}"))
             }
             other => ApiError::from(other),

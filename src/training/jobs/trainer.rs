@@ -12,7 +12,8 @@ use super::record::{JobRecord, JobState};
 use super::supervisor::{Ending, Spawner};
 use super::{Queued, Shared};
 use crate::config::Config;
-use crate::registry::{Models, unix_now};
+use crate::registry::unix_now;
+use crate::serving::Models;
 use crate::training::fit::EpochReport;
 use crate::training::run::Finished;
 
@@ -128,7 +129,15 @@ impl Runner {
             }
             r.history.push(report.clone());
         });
-        self.shared.metrics.observe_train_epoch(id, report);
+        self.shared.metrics.observe_train_epoch(
+            id,
+            &crate::metrics::TrainEpoch {
+                epoch: report.epoch,
+                train_loss: report.train_loss,
+                val_loss: report.val_loss,
+                samples_per_second: report.samples_per_second,
+            },
+        );
     }
 
     /// Promotes the worker's version when its policy says so. A version whose

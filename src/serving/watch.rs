@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Models, Store};
-use crate::model::ActiveModel;
+use super::{ActiveModel, Models};
+use crate::registry::Store;
 
 /// Starts the watch; it ends when `stop` is cancelled.
 pub fn spawn(

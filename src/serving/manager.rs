@@ -15,9 +15,10 @@ use std::sync::Arc;
 use burn::prelude::Device;
 use tokio::sync::{mpsc, oneshot};
 
-use super::swap::WarmUp;
-use super::{ActiveRecord, Store, StoreError, swap};
-use crate::model::{ActiveModel, LoadedModel};
+use super::ActiveModel;
+use super::swap::{self, WarmUp};
+use crate::model::LoadedModel;
+use crate::registry::{ActiveRecord, Store, StoreError};
 
 /// Why a model operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +79,7 @@ impl Models {
         store: Store,
         device: Device,
         warm: WarmUp,
+        bootstrap: swap::Bootstrap,
         active: ActiveModel,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(16);
@@ -88,6 +90,7 @@ impl Models {
                     store,
                     device,
                     warm_up: warm,
+                    bootstrap,
                     active,
                     warm: HashMap::new(),
                     used: HashMap::new(),
@@ -160,6 +163,8 @@ struct Manager {
     store: Store,
     device: Device,
     warm_up: WarmUp,
+    /// Makes the model an empty store starts with.
+    bootstrap: swap::Bootstrap,
     active: ActiveModel,
     /// Loaded versions kept warm: the active one and the previous one, and up to
     /// [`MAX_WARM`] in all with versions asked for by name.
@@ -196,7 +201,12 @@ impl Manager {
     }
 
     fn load_initial(&mut self) -> Result<String, ManageError> {
-        let model = Arc::new(swap::load_active(&self.store, &self.device, self.warm_up)?);
+        let model = Arc::new(swap::load_active(
+            &self.store,
+            &self.device,
+            self.warm_up,
+            self.bootstrap,
+        )?);
         let version = model.version().to_owned();
         self.warm.insert(version.clone(), model.clone());
         self.active.publish(model);

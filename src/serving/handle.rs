@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwapOption;
 
-use super::LoadedModel;
 use crate::metrics::Metrics;
+use crate::model::LoadedModel;
 
 /// Shared pointer to the version being served (none until the first load).
 #[derive(Clone)]

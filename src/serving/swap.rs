@@ -3,9 +3,11 @@
 
 use burn::prelude::Device;
 
-use super::{Store, StoreError};
-use crate::model::LoadedModel;
-use crate::training;
+use crate::model::{LoadedModel, Manifest, Net};
+use crate::registry::{ActiveRecord, Store, StoreError};
+
+/// Makes the model an empty store starts with.
+pub type Bootstrap = fn() -> (Manifest, Net);
 
 /// Loads the store's active version; an empty store first gets the default model,
 /// and a store with versions but no active record activates its newest.
@@ -13,6 +15,7 @@ pub fn load_active(
     store: &Store,
     device: &Device,
     warm: WarmUp,
+    bootstrap: Bootstrap,
 ) -> Result<LoadedModel, StoreError> {
     let version = match store.active()? {
         Some(record) => {
@@ -36,7 +39,7 @@ pub fn load_active(
                     tracing::info!(
                         "empty model store: training the default model (iris classifier)"
                     );
-                    let (manifest, net) = training::default_model();
+                    let (manifest, net) = bootstrap();
                     store.create_version(&manifest, &net)?
                 }
             };
@@ -52,7 +55,7 @@ pub fn load_active(
 /// (and the next start) agrees. An error log says so.
 fn fall_back(
     store: &Store,
-    record: &super::ActiveRecord,
+    record: &ActiveRecord,
     device: &Device,
     warm: WarmUp,
 ) -> Result<LoadedModel, StoreError> {
