@@ -1,5 +1,6 @@
 //! Standard protocols against a real kiln: the Open Inference Protocol v2 (with
-//! NVIDIA's official `tritonclient` from PyPI), Triton's model config, the OpenAPI
+//! NVIDIA's official `tritonclient` and KServe's own `kserve` client from PyPI),
+//! Triton's model config, the OpenAPI
 //! document (fuzzed with schemathesis from PyPI) and Swagger UI.
 
 mod common;
@@ -83,6 +84,75 @@ async fn the_official_triton_client_works_unchanged() {
         assert_eq!(got.len(), n);
         for (g, w) in got.iter().zip(&want) {
             assert!(close(*g, *w), "tritonclient {g} vs /predict {w}");
+        }
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kserves_own_client_works_unchanged() {
+    let python = tokio::task::spawn_blocking(|| python_env("kserve", &["kserve==0.21.0"]))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The default model: an iris classifier (label and probabilities outputs).
+    let server = Server::start(test_config(dir.path())).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/kserve_client.py");
+    let base = server.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .args([&base, "kiln", "4"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["live"], true);
+    assert_eq!(seen["ready"], true);
+    assert_eq!(seen["model_ready"], true);
+    let serving = common::get(&server, "/health/ready").await["model_version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let calls = seen["infer"].as_array().unwrap();
+    assert_eq!(calls.len(), 4, "N = 1 and 5, JSON and binary input");
+    for call in calls {
+        let rows = &call["rows"];
+        let n = rows.as_array().unwrap().len();
+        assert!(call["id"].as_str().unwrap().starts_with("kserve-"));
+        // (kserve's InferResponse drops model_version; the header carries it.)
+        assert_eq!(call["header_version"], serving.as_str());
+        let labels = call["outputs"]["label"].as_array().unwrap();
+        let probabilities = call["outputs"]["probabilities"].as_array().unwrap();
+        assert_eq!(labels.len(), n);
+        assert_eq!(probabilities.len(), n);
+        let r = server.predict(rows).await;
+        let want: Value = r.json().await.unwrap();
+        for (i, p) in want["predictions"].as_array().unwrap().iter().enumerate() {
+            assert_eq!(labels[i], p["label"], "row {i}");
+            let got: Vec<f64> = probabilities[i]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            let expected: Vec<f64> = p["probabilities"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert_eq!(got.len(), expected.len());
+            for (g, w) in got.iter().zip(&expected) {
+                assert!(close(*g, *w), "kserve {g} vs /predict {w}");
+            }
         }
     }
     server.stop().await.unwrap();
