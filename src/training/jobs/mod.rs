@@ -28,12 +28,16 @@ use crate::serving::Models;
 pub use record::{JobError, JobRecord, JobState, Owner, Submission};
 use record::{me_started_ms, now_ms};
 use supervisor::Spawner;
-use table::persist;
+use table::{Staged, persist};
 use trainer::Runner;
 
 struct Job {
     record: JobRecord,
     cancel: Arc<AtomicBool>,
+    /// Bumped (under the table's lock) for every copy of the record handed to the
+    /// store, so the writes, made outside that lock, never put an older copy over
+    /// a newer one.
+    seq: u64,
 }
 
 struct Queued {
@@ -53,6 +57,9 @@ struct Shared {
     /// field updates, never held across an await or a training step, and both the
     /// HTTP handlers and the trainer thread need it synchronously.
     jobs: Mutex<BTreeMap<String, Job>>,
+    /// The sequence number of each job's record last written to the store (see
+    /// `table::Staged`); held while a record is written.
+    written: Mutex<std::collections::HashMap<String, u64>>,
     /// Jobs waiting to run, in order. A cancelled job leaves it at once (its input
     /// is dropped and its slot is free); `None` once the trainer is closed.
     queue: Mutex<Option<VecDeque<Queued>>>,
@@ -114,6 +121,7 @@ impl Trainer {
         }
         let shared = Arc::new(Shared {
             jobs: Mutex::new(BTreeMap::new()),
+            written: Mutex::new(std::collections::HashMap::new()),
             queue: Mutex::new(Some(VecDeque::new())),
             queued: Condvar::new(),
             max_queued,
@@ -138,12 +146,19 @@ impl Trainer {
         std::thread::Builder::new()
             .name("kiln-heartbeat".into())
             .spawn(move || {
-                // Ends with the trainer (when the last handle is dropped).
+                // Ends with the trainer (when the last handle is dropped). Beats at a
+                // fixed rate: the time spent writing does not stretch the interval.
+                let mut next = std::time::Instant::now();
                 while let Some(shared) = beat.upgrade() {
                     shared.heartbeat();
                     shared.take_cancels();
                     drop(shared);
-                    std::thread::sleep(interval);
+                    next += interval;
+                    let now = std::time::Instant::now();
+                    if next < now {
+                        next = now;
+                    }
+                    std::thread::sleep(next - now);
                 }
             })?;
         std::thread::Builder::new()
@@ -201,6 +216,7 @@ impl Trainer {
             Job {
                 record: record.clone(),
                 cancel: cancel.clone(),
+                seq: 0,
             },
         );
         let queued = Queued {
@@ -270,6 +286,7 @@ impl Trainer {
         // The trainer thread ends after the running job.
         *self.shared.queue_lock() = None;
         self.shared.queued.notify_all();
+        let mut staged = Vec::new();
         for job in self.shared.lock().values_mut() {
             if job.record.state.is_finished() {
                 continue;
@@ -279,8 +296,11 @@ impl Trainer {
                 job.record.state = JobState::Interrupted;
                 job.record.finished_at = Some(unix_now());
                 job.record.error = Some("the server shut down before this job ran".into());
-                persist(&self.shared.store, &job.record);
+                staged.push(Staged::of(job));
             }
+        }
+        for copy in staged {
+            self.shared.write(copy);
         }
         let deadline = std::time::Instant::now() + grace;
         while std::time::Instant::now() < deadline
@@ -321,7 +341,7 @@ impl Trainer {
 impl Shared {
     /// Cancels one of this replica's jobs.
     fn cancel_local(&self, id: &str) -> Result<JobRecord, JobError> {
-        let record = {
+        let staged = {
             let mut jobs = self.lock();
             let job = jobs
                 .get_mut(id)
@@ -339,9 +359,10 @@ impl Shared {
                     q.retain(|queued| queued.id != id);
                 }
             }
-            persist(&self.store, &job.record);
-            job.record.clone()
+            Staged::of(job)
         };
+        let record = staged.record.clone();
+        self.write(staged);
         self.count_states();
         Ok(record)
     }

@@ -1,6 +1,8 @@
-//! The job table's operations: the queue, record updates (each write of a record
-//! happens under the table's lock, so the store never gets an older copy over a
-//! newer one), heartbeats, state counts and pruning.
+//! The job table's operations: the queue, record updates, heartbeats, state counts
+//! and pruning. A record is changed and copied under the table's lock (with a
+//! sequence number) and written to the store outside it, in order: the store never
+//! gets an older copy over a newer one, and nobody reading the table waits on an
+//! fsync.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::MutexGuard;
@@ -61,11 +63,29 @@ impl Shared {
     /// Tells other replicas this process's unfinished jobs are alive.
     pub(super) fn heartbeat(&self) {
         let now = now_ms();
-        for job in self.lock().values_mut() {
-            if !job.record.state.is_finished() {
+        let staged: Vec<Staged> = self
+            .lock()
+            .values_mut()
+            .filter(|job| !job.record.state.is_finished())
+            .map(|job| {
                 job.record.heartbeat_ms = now;
-                persist(&self.store, &job.record);
-            }
+                Staged::of(job)
+            })
+            .collect();
+        for copy in staged {
+            self.write(copy);
+        }
+    }
+
+    /// Writes a staged copy of a record unless a newer copy of it has been written
+    /// already. The fsync happens here, outside the table's lock (readers of the
+    /// table never wait on the disk); writes of records are serialised instead.
+    pub(super) fn write(&self, copy: Staged) {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let last = written.entry(copy.record.id.clone()).or_insert(0);
+        if copy.seq > *last {
+            persist(&self.store, &copy.record);
+            *last = copy.seq;
         }
     }
 
@@ -78,11 +98,15 @@ impl Shared {
         id: &str,
         f: impl FnOnce(&mut JobRecord),
     ) -> Option<JobRecord> {
-        let mut jobs = self.lock();
-        let job = jobs.get_mut(id)?;
-        f(&mut job.record);
-        persist(&self.store, &job.record);
-        Some(job.record.clone())
+        let staged = {
+            let mut jobs = self.lock();
+            let job = jobs.get_mut(id)?;
+            f(&mut job.record);
+            Staged::of(job)
+        };
+        let record = staged.record.clone();
+        self.write(staged);
+        Some(record)
     }
 
     /// Forgets the oldest finished jobs beyond `max_kept`, across the shared store
@@ -101,12 +125,32 @@ impl Shared {
         let excess = finished.len().saturating_sub(self.max_kept);
         for (_, id) in finished.into_iter().take(excess) {
             self.lock().remove(&id);
+            self.written
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
             let _ = self.store.delete_job(&id);
         }
     }
 }
 
 /// Writes a job record to the store (a failure is logged: the job goes on).
+/// A copy of a record to write, with its place in the order of changes.
+pub(super) struct Staged {
+    pub(super) record: JobRecord,
+    seq: u64,
+}
+
+impl Staged {
+    pub(super) fn of(job: &mut Job) -> Self {
+        job.seq += 1;
+        Self {
+            record: job.record.clone(),
+            seq: job.seq,
+        }
+    }
+}
+
 pub(super) fn persist(store: &Store, record: &JobRecord) {
     let value = serde_json::to_value(record).expect("a job record serialises");
     if let Err(e) = store.write_job(&record.id, &value) {

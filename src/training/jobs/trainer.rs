@@ -102,6 +102,12 @@ impl Runner {
                 r.error = Some(error);
             }),
         };
+        // The metrics follow the state at once (readers of the table see it now),
+        // before the record's write to the store.
+        self.shared.count_states();
+        if let Some(record) = &record {
+            self.shared.metrics.train_job_finished(record.state.name());
+        }
         let finished_at = unix_now();
         let record = record.and_then(|_| {
             self.shared.update_persist(&id, |r| {
@@ -110,10 +116,8 @@ impl Runner {
             })
         });
         if let Some(record) = record {
-            self.shared.metrics.train_job_finished(record.state.name());
             tracing::info!(job = id, state = record.state.name(), version = ?record.version, error = ?record.error, "training finished");
         }
-        self.shared.count_states();
         self.shared.prune();
         self.last_metrics_job = Some(id);
     }
