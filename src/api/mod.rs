@@ -13,6 +13,7 @@ mod health;
 mod import;
 mod models;
 mod predict;
+mod submit;
 pub(crate) mod train;
 pub mod v2;
 

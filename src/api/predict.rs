@@ -65,15 +65,15 @@ pub async fn predict(
             return Err(ApiError::Unprocessable("top_k must be at least 1".into()));
         }
         let (rows, n, width) = validate(&state, body)?;
-        let answer = state.batcher.submit(Work {
+        let work = Work {
             rows,
             n_rows: n,
             width,
             top_k,
             model: None,
             deadline: deadline.compute_by,
-        })?;
-        let answer = deadline::answer(answer, deadline).await?;
+        };
+        let answer = super::submit::compute(&state, work, deadline).await?;
         tracing::Span::current().record("model_version", &*answer.version);
         let mut response = Json(PredictResponse {
             predictions: answer.predictions,
@@ -94,19 +94,14 @@ pub async fn predict(
     result
 }
 
-/// Checks the instances against the limits and the serving model; flattens them.
+/// Checks the instances against the serving model; flattens them (the row limit is
+/// the batcher entry's, shared with OIP v2).
 fn validate(state: &AppState, body: PredictRequest) -> Result<(Vec<f32>, usize, usize), ApiError> {
     let n = body.instances.rows;
     if n == 0 {
         return Err(ApiError::Unprocessable(
             "\"instances\" must hold at least one row".into(),
         ));
-    }
-    let limit = state.config.batching.max_request_rows;
-    if n > limit {
-        return Err(ApiError::TooLarge(format!(
-            "{n} instances in one request; the limit is {limit} (batching.max_request_rows)"
-        )));
     }
     let model = state
         .model

@@ -196,23 +196,16 @@ async fn infer_inner(
             })
             .collect::<Result<_, _>>()?,
     };
-    let limit = state.config.batching.max_request_rows;
-    if rows.n > limit {
-        return Err(ApiError::TooLarge(format!(
-            "{} rows in one request; the limit is {limit} (batching.max_request_rows)",
-            rows.n
-        )));
-    }
     let pinned = version.is_some().then(|| model.clone());
-    let answer = state.batcher.submit(Work {
+    let work = Work {
         rows: rows.values,
         n_rows: rows.n,
         width: model.input_width(),
         top_k: None,
         model: pinned,
         deadline: deadline.compute_by,
-    })?;
-    let answer = deadline::answer(answer, deadline).await?;
+    };
+    let answer = crate::api::submit::compute(state, work, deadline).await?;
     // The answer is shaped by the version that computed it: a promotion between
     // admission and compute changes names, shapes and labels with it.
     let computed = &answer.model;
