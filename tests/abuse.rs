@@ -209,35 +209,6 @@ async fn a_job_past_its_memory_cap_fails_out_of_memory_and_serving_goes_on() {
     assert_eq!(job["state"], "succeeded", "{job}");
 }
 
-/// The pids whose parent is `parent`.
-fn children(parent: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
-                    let rest = &s[s.rfind(')')? + 2..];
-                    rest.split(' ').nth(1)?.parse::<u32>().ok()
-                })
-                == Some(parent)
-        })
-        .collect()
-}
-
-/// Whether `pid` is gone or a zombie (dead, waiting to be reaped).
-fn dead(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(s) => s
-            .rfind(')')
-            .and_then(|i| s[i + 2..].chars().next())
-            .is_none_or(|state| state == 'Z' || state == 'X'),
-    }
-}
-
 #[tokio::test]
 async fn a_worker_dies_with_its_server() {
     if !Path::new("/proc/self/stat").exists() {
@@ -261,12 +232,12 @@ async fn a_worker_dies_with_its_server() {
         j["state"] == "running" && j["epoch"].as_u64().unwrap_or(0) >= 1
     })
     .await;
-    let workers = children(server.child.id());
+    let workers = common::child_pids(server.child.id());
     assert_eq!(workers.len(), 1, "one worker process: {workers:?}");
     server.child.kill().unwrap(); // SIGKILL: nothing of the server runs after it
     server.child.wait().unwrap();
     let until = std::time::Instant::now() + Duration::from_secs(10);
-    while !dead(workers[0]) {
+    while !common::process_dead(workers[0]) {
         assert!(
             std::time::Instant::now() < until,
             "worker {} outlived its server",

@@ -14,28 +14,6 @@ use serde_json::{Value, json};
 
 const CYCLES: usize = 30;
 
-/// The pids whose parent is `parent`.
-fn children(parent: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| s[s.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok())
-                == Some(parent)
-        })
-        .collect()
-}
-
-/// Gone, or a zombie waiting to be reaped.
-fn dead(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s[s.rfind(')')? + 2..].chars().next())
-        .is_none_or(|state| state == 'Z' || state == 'X')
-}
-
 /// Every version in the store, with its manifest's bytes.
 fn versions(store: &std::path::Path) -> HashMap<String, Vec<u8>> {
     std::fs::read_dir(store.join("versions"))
@@ -116,13 +94,13 @@ async fn kill_9_at_random_points_of_train_and_promote_cycles() {
             .unwrap();
         assert_eq!(r.status(), 202, "cycle {cycle}");
         tokio::time::sleep(Duration::from_millis(rng.next_u64() % 1500)).await;
-        let workers = children(server.child.id());
+        let workers = common::child_pids(server.child.id());
         killed_while_training += usize::from(!workers.is_empty());
         server.child.kill().unwrap();
         server.child.wait().unwrap();
         let until = Instant::now() + Duration::from_secs(10);
         for pid in workers {
-            while !dead(pid) {
+            while !common::process_dead(pid) {
                 assert!(
                     Instant::now() < until,
                     "cycle {cycle}: worker {pid} outlived its server"

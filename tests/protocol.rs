@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::{Server, import_seed_mlp, python_env, seed_small_model, test_config};
@@ -38,23 +37,13 @@ async fn the_official_triton_client_works_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let version = import_seed_mlp(dir.path());
     let server = Server::start(test_config(dir.path())).await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/oip_client.py");
     let addr = server.base.trim_start_matches("http://").to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .args([&addr, "kiln", "1000"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = common::run_python(
+        python,
+        "oip_client.py",
+        vec![addr, "kiln".into(), "1000".into()],
+    )
+    .await;
     assert_eq!(seen["live"], true);
     assert_eq!(seen["ready"], true);
     assert_eq!(seen["model_ready"], true);
@@ -97,23 +86,12 @@ async fn kserves_own_client_works_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     // The default model: an iris classifier (label and probabilities outputs).
     let server = Server::start(test_config(dir.path())).await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/kserve_client.py");
-    let base = server.base.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .args([&base, "kiln", "4"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = common::run_python(
+        python,
+        "kserve_client.py",
+        vec![server.base.clone(), "kiln".into(), "4".into()],
+    )
+    .await;
     assert_eq!(seen["live"], true);
     assert_eq!(seen["ready"], true);
     assert_eq!(seen["model_ready"], true);

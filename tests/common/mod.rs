@@ -379,3 +379,51 @@ pub async fn infer_binary(server: &Server, shape: &[usize], x: &[f32]) -> (u16, 
         .unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
 }
+
+/// The pids whose parent is `parent` (Linux `/proc`).
+pub fn child_pids(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+                    s[s.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
+
+/// Whether `pid` is gone or a zombie (dead, waiting to be reaped).
+pub fn process_dead(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s[s.rfind(')')? + 2..].chars().next())
+        .is_none_or(|state| state == 'Z' || state == 'X')
+}
+
+/// Runs a test's Python script (`tests/python/<script>`) with `args`; it must
+/// succeed and print one JSON object, which is returned.
+pub async fn run_python(python: PathBuf, script: &str, args: Vec<String>) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
