@@ -37,12 +37,7 @@ async fn train(server: &Process, client: &reqwest::Client, body: &Value) -> reqw
 
 /// Submits a job that must be accepted and waits for it to end.
 async fn run_job(server: &Process, client: &reqwest::Client, body: Value) -> Value {
-    let r = train(server, client, &body).await;
-    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = common::submit_at(client, &server.base, &body).await;
     poll_job(
         client,
         &server.base,
@@ -217,17 +212,12 @@ async fn a_worker_dies_with_its_server() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Process::serve(dir.path(), &[]).await;
     let client = reqwest::Client::new();
-    let r = train(
-        &server,
+    let id = common::submit_at(
         &client,
+        &server.base,
         &json!({"dataset": {"path": "digits.csv"}, "epochs": 100000, "early_stopping_patience": 0}),
     )
     .await;
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
     poll_job(&client, &server.base, &id, Duration::from_secs(60), |j| {
         j["state"] == "running" && j["epoch"].as_u64().unwrap_or(0) >= 1
     })
@@ -319,12 +309,7 @@ async fn overflowing_inputs_and_queue_slots() {
     let long =
         json!({"dataset": {"path": "digits.csv"}, "epochs": 100000, "early_stopping_patience": 0});
     let running = run_until_running(&server, &client, &long).await;
-    let r = train(&server, &client, &long).await;
-    assert_eq!(r.status(), 202);
-    let queued = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let queued = common::submit_at(&client, &server.base, &long).await;
     let garbage = vec![b'x'; 32 << 10];
     let r = client
         .post(server.url("/train"))
@@ -359,12 +344,7 @@ async fn overflowing_inputs_and_queue_slots() {
 
 /// Submits `body` and waits until the job is running.
 async fn run_until_running(server: &Process, client: &reqwest::Client, body: &Value) -> String {
-    let r = train(server, client, body).await;
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = common::submit_at(client, &server.base, body).await;
     poll_job(client, &server.base, &id, Duration::from_secs(60), |j| {
         j["state"] == "running"
     })

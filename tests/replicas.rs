@@ -63,17 +63,12 @@ async fn replicas_share_promotions_jobs_and_failures() {
     assert_eq!(serving(&client, &b).await, "v1");
 
     // A trains and promotes; B serves the new version within the polling bound.
-    let r = client
-        .post(a.url("/train"))
-        .json(&json!({"dataset": {"path": "iris.csv"}, "promote": "always", "epochs": 20}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = common::submit_at(
+        &client,
+        &a.base,
+        &json!({"dataset": {"path": "iris.csv"}, "promote": "always", "epochs": 20}),
+    )
+    .await;
     let job = poll_job(&client, &a.base, &id, Duration::from_secs(60), finished).await;
     assert_eq!(job["state"], "succeeded", "{job}");
     let new = job["version"].as_str().unwrap().to_string();
@@ -103,16 +98,7 @@ async fn replicas_share_promotions_jobs_and_failures() {
     // interrupted once it is stale; the active version does not change.
     let long = json!({"dataset": {"path": "digits.csv"}, "epochs": 100000, "early_stopping_patience": 0,
         "model": {"hidden": [256, 256]}});
-    let r = client
-        .post(a.url("/train"))
-        .json(&long)
-        .send()
-        .await
-        .unwrap();
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = common::submit_at(&client, &a.base, &long).await;
     let job_url = b.url(&format!("/train/{id}"));
     poll_job(&client, &b.base, &id, Duration::from_secs(30), |j| {
         j["state"] == "running"
@@ -149,17 +135,12 @@ async fn replicas_share_promotions_jobs_and_failures() {
 
 /// Trains a small iris model on `p`; returns the version it wrote.
 async fn train_version(client: &reqwest::Client, p: &Process, promote: &str) -> String {
-    let r = client
-        .post(p.url("/train"))
-        .json(&json!({"dataset": {"path": "iris.csv"}, "promote": promote, "epochs": 5}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = common::submit_at(
+        client,
+        &p.base,
+        &json!({"dataset": {"path": "iris.csv"}, "promote": promote, "epochs": 5}),
+    )
+    .await;
     let job = poll_job(client, &p.base, &id, Duration::from_secs(60), finished).await;
     assert_eq!(job["state"], "succeeded", "{job}");
     job["version"].as_str().unwrap().to_string()
@@ -261,16 +242,12 @@ async fn a_job_is_cancelled_from_the_other_replica() {
     let client = reqwest::Client::new();
     let a = replica(dir.path(), "replica-a").await;
     let b = replica(dir.path(), "replica-b").await;
-    let r = client
-        .post(a.url("/train"))
-        .json(&json!({"dataset": {"path": "digits.csv"}, "epochs": 100000, "early_stopping_patience": 0}))
-        .send()
-        .await
-        .unwrap();
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = common::submit_at(
+        &client,
+        &a.base,
+        &json!({"dataset": {"path": "digits.csv"}, "epochs": 100000, "early_stopping_patience": 0}),
+    )
+    .await;
     poll_job(&client, &b.base, &id, Duration::from_secs(30), |j| {
         j["state"] == "running"
     })

@@ -427,3 +427,19 @@ pub async fn run_python(python: PathBuf, script: &str, args: Vec<String>) -> Val
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// `POST /train` with `body` to the server at `base`; it must be accepted (202).
+/// Returns the job id.
+pub async fn submit_at(client: &reqwest::Client, base: &str, body: &Value) -> String {
+    let r = client
+        .post(format!("{base}/train"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
