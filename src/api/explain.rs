@@ -21,8 +21,9 @@ fn default_steps() -> usize {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExplainRequest {
-    /// Instances as for `/predict` (flat, or nested in the model's input shape).
-    #[schema(value_type = Vec<Vec<f32>>)]
+    /// Instances as for `/predict` (flat, or nested in the model's input shape);
+    /// at least one, at most `explain.max_rows`.
+    #[schema(value_type = Vec<Vec<f32>>, min_items = 1)]
     pub instances: Instances,
     pub method: Method,
     /// Integration points for `integrated_gradients` (default 32).

@@ -23,6 +23,8 @@ pub struct InferRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Exactly one tensor, named `input`.
+    #[schema(min_items = 1, max_items = 1)]
     pub inputs: Vec<InferInput>,
     /// Which outputs to return (default: all).
     #[serde(default)]
