@@ -9,63 +9,128 @@ use super::auth::Authorized;
 use super::{ApiError, AppState};
 use crate::registry::ActiveRecord;
 
+/// One version, as `GET /models` lists it and `GET /models/{version}` answers it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct VersionInfo {
+    pub version: String,
+    pub active: bool,
+    /// Seconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<crate::model::Task>,
+    /// The network as its model config describes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub architecture: Option<Value>,
+    /// Values per instance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_shape: Option<Vec<usize>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+    /// Validation metrics (`accuracy` or `r2`, `val_loss`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub metrics: Option<serde_json::Map<String, Value>>,
+    /// The training summary (recipe, rows, best epoch); `GET /models/{version}` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub training: Option<Value>,
+    /// Why the version's files cannot be read (`GET /models` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl VersionInfo {
+    fn of(version: &str, active: bool, m: &crate::model::Manifest) -> Self {
+        Self {
+            version: version.into(),
+            active,
+            created_at: Some(m.created_at),
+            source: Some(m.source.clone()),
+            task: Some(m.net.task),
+            architecture: serde_json::to_value(&m.net.architecture).ok(),
+            inputs: Some(m.net.input_width()),
+            input_shape: Some(m.net.input_shape()),
+            labels: m.labels.clone(),
+            metrics: Some(m.metrics.clone()),
+            training: None,
+            error: None,
+        }
+    }
+
+    fn unreadable(version: &str, active: bool, error: String) -> Self {
+        Self {
+            version: version.into(),
+            active,
+            created_at: None,
+            source: None,
+            task: None,
+            architecture: None,
+            inputs: None,
+            input_shape: None,
+            labels: None,
+            metrics: None,
+            training: None,
+            error: Some(error),
+        }
+    }
+}
+
+/// `GET /models`'s body.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ModelList {
+    pub active: Option<String>,
+    pub previous: Option<String>,
+    /// Oldest first.
+    pub versions: Vec<VersionInfo>,
+}
+
 /// `GET /models`: every version with its metrics, and which one is active.
 #[utoipa::path(get, path = "/models", tag = "models",
-    responses((status = 200, description = "Versions and which is active", body = Object)))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    responses((status = 200, description = "Versions and which is active", body = ModelList)))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<ModelList>, ApiError> {
     let store = state.store.clone();
-    let listing = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+    let listing = tokio::task::spawn_blocking(move || -> Result<ModelList, ApiError> {
         let internal = |e: crate::registry::StoreError| ApiError::Internal(e.to_string());
         let active = store.active().map_err(internal)?;
-        let versions: Vec<Value> = store
+        let versions = store
             .list()
             .map_err(internal)?
             .into_iter()
             .map(|v| {
                 let is_active = active.as_ref().is_some_and(|a| a.version == v);
                 match store.manifest(&v) {
-                    Ok(m) => describe(&v, is_active, &m),
-                    Err(e) => json!({"version": v, "active": is_active, "error": e.to_string()}),
+                    Ok(m) => VersionInfo::of(&v, is_active, &m),
+                    Err(e) => VersionInfo::unreadable(&v, is_active, e.to_string()),
                 }
             })
             .collect();
-        Ok(json!({
-            "active": active.as_ref().map(|a| &a.version),
-            "previous": active.as_ref().and_then(|a| a.previous.as_ref()),
-            "versions": versions,
-        }))
+        Ok(ModelList {
+            active: active.as_ref().map(|a| a.version.clone()),
+            previous: active.and_then(|a| a.previous),
+            versions,
+        })
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
     Ok(Json(listing))
 }
 
-/// One version as `GET /models` lists it.
-fn describe(version: &str, active: bool, m: &crate::model::Manifest) -> Value {
-    json!({
-        "version": version,
-        "active": active,
-        "created_at": m.created_at,
-        "source": m.source,
-        "task": m.net.task,
-        "architecture": m.net.architecture,
-        "inputs": m.net.input_width(),
-        "input_shape": m.net.input_shape(),
-        "labels": m.labels,
-        "metrics": m.metrics,
-    })
-}
-
 /// `GET /models/{version}`: one version's record, with its training summary.
 #[utoipa::path(get, path = "/models/{version}", tag = "models",
     params(("version" = String, Path, description = "A version, e.g. v3")),
-    responses((status = 200, description = "The version", body = Object),
+    responses((status = 200, description = "The version", body = VersionInfo),
         (status = 404, description = "No such version", body = crate::api::error::ErrorBody),
         (status = 409, description = "The version's files are unreadable", body = crate::api::error::ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     Path(version): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VersionInfo>, ApiError> {
     let store = state.store.clone();
     tokio::task::spawn_blocking(move || {
         let manifest = store.manifest(&version).map_err(|e| match e {
@@ -78,9 +143,9 @@ pub async fn get(
             .active()
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .is_some_and(|a| a.version == version);
-        let mut record = describe(&version, active, &manifest);
-        record["training"] = manifest.training.clone().unwrap_or(Value::Null);
-        Ok(Json(record))
+        let mut info = VersionInfo::of(&version, active, &manifest);
+        info.training = manifest.training.clone();
+        Ok(Json(info))
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
