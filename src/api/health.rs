@@ -4,22 +4,34 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use serde_json::json;
 
 use super::{ApiError, AppState};
 
 /// `GET /health/live`: the process is up and answering.
 #[utoipa::path(get, path = "/health/live", tag = "health",
-    responses((status = 200, description = "The process is up", body = Object)))]
-pub async fn live() -> impl IntoResponse {
-    Json(json!({"status": "live"}))
+    responses((status = 200, description = "The process is up", body = Health)))]
+pub async fn live() -> Json<Health> {
+    Json(Health {
+        status: "live",
+        model_version: None,
+    })
+}
+
+/// `/health/live` and `/health/ready`'s body.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `live` or `ready`.
+    pub status: &'static str,
+    /// The version serving (readiness only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_version: Option<String>,
 }
 
 /// `GET /health/ready`: a model is loaded and the server is not shutting down.
 #[utoipa::path(get, path = "/health/ready", tag = "health",
-    responses((status = 200, description = "Ready, with the serving version", body = Object),
+    responses((status = 200, description = "Ready, with the serving version", body = Health),
         (status = 503, description = "Loading or shutting down", body = crate::api::error::ErrorBody)))]
-pub async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     if state.draining.is_cancelled() {
         return Err(ApiError::NotReady("shutting down".into()));
     }
@@ -27,9 +39,10 @@ pub async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, A
         .model
         .current()
         .ok_or_else(|| ApiError::NotReady("no model is loaded yet".into()))?;
-    Ok(Json(
-        json!({"status": "ready", "model_version": model.version()}),
-    ))
+    Ok(Json(Health {
+        status: "ready",
+        model_version: Some(model.version().to_owned()),
+    }))
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -109,30 +109,63 @@ fn input_dims(model: &LoadedModel, batch: bool) -> Vec<i64> {
         .collect()
 }
 
-fn metadata(state: &AppState, model: &LoadedModel) -> Value {
-    let versions = state.store.list().unwrap_or_default();
-    json!({
-        "name": state.config.model.name,
-        "versions": versions,
-        "platform": "kiln_burn",
-        "inputs": [{"name": INPUT, "datatype": "FP32", "shape": input_dims(model, true)}],
-        "outputs": outputs_of(model)
+/// Model metadata (OIP v2).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ModelMetadata {
+    pub name: String,
+    pub versions: Vec<String>,
+    pub platform: &'static str,
+    pub inputs: Vec<TensorMetadata>,
+    pub outputs: Vec<TensorMetadata>,
+}
+
+/// One tensor's name, datatype and shape (`-1` = the batch dimension).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TensorMetadata {
+    pub name: &'static str,
+    pub datatype: &'static str,
+    pub shape: Vec<i64>,
+}
+
+/// A model's (or version's) readiness (OIP v2).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ModelReady {
+    pub name: String,
+    pub version: String,
+    pub ready: bool,
+}
+
+fn metadata(state: &AppState, model: &LoadedModel) -> ModelMetadata {
+    ModelMetadata {
+        name: state.config.model.name.clone(),
+        versions: state.store.list().unwrap_or_default(),
+        platform: "kiln_burn",
+        inputs: vec![TensorMetadata {
+            name: INPUT,
+            datatype: "FP32",
+            shape: input_dims(model, true),
+        }],
+        outputs: outputs_of(model)
             .into_iter()
-            .map(|(name, datatype, shape)| json!({"name": name, "datatype": datatype, "shape": shape}))
-            .collect::<Vec<_>>(),
-    })
+            .map(|(name, datatype, shape)| TensorMetadata {
+                name,
+                datatype,
+                shape,
+            })
+            .collect(),
+    }
 }
 
 /// `GET /v2/models/{name}`: model metadata (the active version's tensors).
 #[utoipa::path(get, path = "/v2/models/{name}", tag = "oip-v2",
     params(("name" = String, Path, description = "The model name (model.name)")),
-    responses((status = 200, description = "Model metadata", body = Object),
+    responses((status = 200, description = "Model metadata", body = ModelMetadata),
         (status = 404, description = "Unknown model", body = super::error::ErrorBody),
         (status = 503, description = "Not ready", body = super::error::ErrorBody)))]
 pub async fn model_metadata(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ModelMetadata>, ApiError> {
     let model = resolve(&state, &name, None).await?;
     Ok(Json(metadata(&state, &model)))
 }
@@ -140,7 +173,7 @@ pub async fn model_metadata(
 /// `GET /v2/models/{name}/versions/{version}`.
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "oip-v2",
     params(("name" = String, Path, description = "The model name"), ("version" = String, Path, description = "A version, e.g. v3")),
-    responses((status = 200, description = "Model metadata", body = Object),
+    responses((status = 200, description = "Model metadata", body = ModelMetadata),
         (status = 401, description = "auth.protect_predict is on and the token is missing or wrong (these load a version on demand)", body = super::error::ErrorBody),
         (status = 404, description = "Unknown model or version", body = super::error::ErrorBody),
         (status = 409, description = "The version cannot be loaded", body = super::error::ErrorBody),
@@ -149,7 +182,7 @@ pub async fn version_metadata(
     _: crate::api::auth::PredictAuthorized,
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ModelMetadata>, ApiError> {
     let model = resolve(&state, &name, Some(&version)).await?;
     Ok(Json(metadata(&state, &model)))
 }
@@ -157,23 +190,25 @@ pub async fn version_metadata(
 /// `GET /v2/models/{name}/ready`.
 #[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "oip-v2",
     params(("name" = String, Path, description = "The model name")),
-    responses((status = 200, description = "Ready", body = Object),
+    responses((status = 200, description = "Ready", body = ModelReady),
         (status = 404, description = "Unknown model", body = super::error::ErrorBody),
         (status = 503, description = "Not ready", body = super::error::ErrorBody)))]
 pub async fn model_ready(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ModelReady>, ApiError> {
     let model = resolve(&state, &name, None).await?;
-    Ok(Json(
-        json!({"name": name, "version": model.version(), "ready": true}),
-    ))
+    Ok(Json(ModelReady {
+        name,
+        version: model.version().to_owned(),
+        ready: true,
+    }))
 }
 
 /// `GET /v2/models/{name}/versions/{version}/ready`.
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "oip-v2",
     params(("name" = String, Path, description = "The model name"), ("version" = String, Path, description = "A version")),
-    responses((status = 200, description = "Ready", body = Object),
+    responses((status = 200, description = "Ready", body = ModelReady),
         (status = 401, description = "auth.protect_predict is on and the token is missing or wrong (these load a version on demand)", body = super::error::ErrorBody),
         (status = 404, description = "Unknown model or version", body = super::error::ErrorBody),
         (status = 409, description = "The version cannot be loaded", body = super::error::ErrorBody),
@@ -182,11 +217,13 @@ pub async fn version_ready(
     _: crate::api::auth::PredictAuthorized,
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ModelReady>, ApiError> {
     let model = resolve(&state, &name, Some(&version)).await?;
-    Ok(Json(
-        json!({"name": name, "version": model.version(), "ready": true}),
-    ))
+    Ok(Json(ModelReady {
+        name,
+        version: model.version().to_owned(),
+        ready: true,
+    }))
 }
 
 /// `GET /v2/models/{name}/config`: Triton's model configuration, for
