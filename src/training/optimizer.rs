@@ -102,6 +102,11 @@ impl OptimizerSpec {
     pub fn validate(&self) -> Result<(), String> {
         within("optimizer.lr", self.lr(), 1e-10, 10.0)?;
         let eps = |v| within("optimizer.epsilon", v, 1e-12, 1.0);
+        let adam = |beta1, beta2, epsilon| {
+            within("optimizer.beta1", beta1, 0.0, BELOW_ONE)?;
+            within("optimizer.beta2", beta2, 0.0, BELOW_ONE)?;
+            eps(epsilon)
+        };
         match *self {
             Self::Sgd { .. } => Ok(()),
             Self::Momentum {
@@ -133,11 +138,7 @@ impl OptimizerSpec {
                 beta2,
                 epsilon,
                 ..
-            } => {
-                within("optimizer.beta1", beta1, 0.0, BELOW_ONE)?;
-                within("optimizer.beta2", beta2, 0.0, BELOW_ONE)?;
-                eps(epsilon)
-            }
+            } => adam(beta1, beta2, epsilon),
             Self::Adamw {
                 beta1,
                 beta2,
@@ -145,10 +146,8 @@ impl OptimizerSpec {
                 weight_decay,
                 ..
             } => {
-                within("optimizer.beta1", beta1, 0.0, BELOW_ONE)?;
-                within("optimizer.beta2", beta2, 0.0, BELOW_ONE)?;
                 within("optimizer.weight_decay", weight_decay, 0.0, 1.0)?;
-                eps(epsilon)
+                adam(beta1, beta2, epsilon)
             }
         }
     }
