@@ -97,6 +97,7 @@ async fn run(duration: Duration) {
             t.p99_with,
             t.p99_without
         );
+        report_out_of_memory(&t);
         return;
     }
     let compute = compute_ceiling(64, Duration::from_secs(3));
@@ -189,6 +190,7 @@ async fn run(duration: Duration) {
         training.p99_with,
         training.p99_without
     );
+    report_out_of_memory(&training);
     println!(
         "c=16 throughput, OIP v2 /infer vs /predict on one server: {:.2} ({:.0} vs {:.0} req/s; target >= 0.9)",
         protocol.v2 / protocol.predict,
@@ -439,10 +441,24 @@ async fn protocol_overhead(store: &Path, duration: Duration, rows: &mut Vec<Row>
     Protocol { predict, v2 }
 }
 
+fn report_out_of_memory(t: &TrainingRun) {
+    println!(
+        "c=16 p99 with out-of-memory jobs / without: {:.2} ({:.2} ms / {:.2} ms; {} jobs, each failed \"out of memory\"; target <= 2)",
+        t.p99_out_of_memory / t.p99_without,
+        t.p99_out_of_memory,
+        t.p99_without,
+        t.out_of_memory_jobs
+    );
+}
+
 struct TrainingRun {
     samples_per_second: f64,
     p99_without: f64,
     p99_with: f64,
+    /// p99 while jobs that allocate past `training.max_memory_mb` run back to back.
+    p99_out_of_memory: f64,
+    /// How many of those jobs ran (each failed "out of memory").
+    out_of_memory_jobs: usize,
 }
 
 /// `/predict` at c=16 without, then with, a seed-recipe training job running on
@@ -465,12 +481,21 @@ async fn training_isolation(
         csv += &format!("{y}\n");
     }
     std::fs::write(data_dir.path().join("synthetic.csv"), csv).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/iris.csv"),
+        data_dir.path().join("iris.csv"),
+    )
+    .unwrap();
     let config_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let models_dir = config_dir.join("models");
     let env = [
         ("KILN_TELEMETRY__LEVEL", "warn,kiln::app=info"),
         ("KILN_TRAINING__DATA_DIR", data_dir.path().to_str().unwrap()),
         ("KILN_TRAINING__CONFIG_DIR", models_dir.to_str().unwrap()),
+        // Room for the seed recipe, not for the out-of-memory jobs below (the
+        // budget lets those through; the worker's address-space cap stops them).
+        ("KILN_TRAINING__MAX_MEMORY_MB", "1024"),
+        ("KILN_TRAINING__MAX_MODEL_MB", "100000"),
     ];
     let proc = common::Process::serve(store, &env).await;
     let without = load(
@@ -532,15 +557,82 @@ async fn training_isolation(
         Some(&proc.base),
     )
     .await;
+    let (out_of_memory, out_of_memory_jobs) =
+        under_out_of_memory_jobs(&proc.base, body, duration).await;
     let run = TrainingRun {
         samples_per_second,
         p99_without: (without.p99_ms + after.p99_ms) / 2.0,
         p99_with: with.p99_ms,
+        p99_out_of_memory: out_of_memory.p99_ms,
+        out_of_memory_jobs,
     };
     rows.push(without);
     rows.push(with);
     rows.push(after);
+    rows.push(out_of_memory);
     run
+}
+
+/// `/predict` at c=16 while jobs that allocate past the worker's memory cap (67M
+/// parameters: 268 MB of weights, over 1 GB with gradients and Adam's state) run
+/// one after another; each must fail "out of memory". Returns the load's row and
+/// how many such jobs ran.
+async fn under_out_of_memory_jobs(
+    base: &str,
+    body: &Arc<Vec<u8>>,
+    duration: Duration,
+) -> (Row, usize) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let submitter = tokio::spawn({
+        let (base, stop) = (base.to_string(), stop.clone());
+        async move {
+            let client = reqwest::Client::new();
+            let job = serde_json::json!({
+                "dataset": {"path": "iris.csv"},
+                "model": {"hidden": [8192, 8192]},
+                "epochs": 2,
+                "promote": "never",
+            });
+            let mut failed = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = client
+                    .post(format!("{base}/train"))
+                    .json(&job)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+                let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                let j = common::poll_job(
+                    &client,
+                    &base,
+                    &id,
+                    Duration::from_secs(120),
+                    common::finished,
+                )
+                .await;
+                assert_eq!(j["state"], "failed", "{j}");
+                let error = j["error"].as_str().unwrap_or_default();
+                assert!(error.contains("out of memory"), "{j}");
+                failed += 1;
+            }
+            failed
+        }
+    });
+    let row = load(
+        &format!("{base}/predict"),
+        "kiln c=16, out-of-memory jobs",
+        16,
+        body,
+        duration,
+        Some(base),
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    (row, submitter.await.unwrap())
 }
 
 /// Rows/s of in-process forward passes at `batch`.

@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::executor;
 use crate::explainer::Explainer;
 use crate::metrics::Metrics;
+use crate::monitoring::Monitor;
 use crate::registry::Store;
 use crate::serving::{ActiveModel, Models};
 use crate::training::jobs::{Trainer, TrainerDeps};
@@ -109,6 +110,9 @@ pub async fn run(
         Duration::from_millis(config.store.poll_interval_ms),
         draining.clone(),
     );
+    let replica = crate::training::jobs::Owner::me().tag();
+    let (monitor, _log_writer) =
+        Monitor::start(store.clone(), &replica, &config.monitoring, metrics.clone());
     let state = AppState::new(Shared {
         config: config.clone(),
         batcher: batcher.clone(),
@@ -123,6 +127,7 @@ pub async fn run(
         train_parses: Arc::new(tokio::sync::Semaphore::new(
             crate::api::train::MAX_CONCURRENT_SUBMISSIONS,
         )),
+        monitor: Arc::new(monitor),
     });
     let drain_delay = Duration::from_millis(config.server.shutdown_drain_delay_ms);
     let serving = state.model.clone();

@@ -29,6 +29,7 @@ pub struct Config {
     pub explain: ExplainConfig,
     pub auth: AuthConfig,
     pub telemetry: TelemetryConfig,
+    pub monitoring: MonitoringConfig,
 }
 
 /// The dynamic batching queue.
@@ -342,9 +343,11 @@ impl Config {
     }
 }
 
+mod monitoring;
 mod server;
 mod validate;
 
+pub use monitoring::MonitoringConfig;
 pub use server::{AuthConfig, ServerConfig};
 
 #[cfg(test)]

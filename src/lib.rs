@@ -40,6 +40,7 @@ pub mod executor;
 pub mod explainer;
 pub mod metrics;
 pub mod model;
+pub mod monitoring;
 pub mod registry;
 pub mod server;
 pub mod serving;

@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+mod monitoring;
+
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -86,6 +88,8 @@ pub struct Collectors {
     train_epoch: IntGaugeVec,
     train_loss: GaugeVec,
     train_samples_per_second: GaugeVec,
+    /// The prediction log, feedback and live quality.
+    pub monitoring: monitoring::Collectors,
 }
 
 impl Metrics {
@@ -214,6 +218,7 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric names are unique");
         }
+        let monitoring = monitoring::Collectors::new(&registry);
         // Pre-create every reason so rates start from zero instead of appearing late.
         for r in [
             RejectReason::QueueFull,
@@ -246,6 +251,7 @@ impl Metrics {
             train_epoch,
             train_loss,
             train_samples_per_second,
+            monitoring,
         }))
     }
 

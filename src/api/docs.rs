@@ -9,7 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::{explain, health, import, models, predict, train, v2};
+use super::{explain, health, import, models, monitoring, predict, train, v2};
 
 /// Swagger UI 5 (swagger-ui-dist, Apache-2.0; see assets/swagger-ui/LICENSE).
 const SWAGGER_JS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js");
@@ -26,6 +26,9 @@ const SWAGGER_CSS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui.cs
     paths(
         predict::predict,
         explain::explain,
+        monitoring::feedback,
+        monitoring::report,
+        monitoring::drift,
         health::live,
         health::ready,
         health::metrics,
@@ -57,6 +60,7 @@ const SWAGGER_CSS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui.cs
     tags(
         (name = "predict", description = "Predictions and their explanations"),
         (name = "training", description = "Background training jobs"),
+        (name = "monitoring", description = "Labels for answered predictions, and live quality"),
         (name = "models", description = "Versions, promotion, rollback"),
         (name = "health", description = "Liveness, readiness, metrics"),
         (name = "oip-v2", description = "KServe Open Inference Protocol v2 and Triton's model config"),

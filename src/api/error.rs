@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::batching::{PredictError, RETRY_AFTER, SubmitError};
 use crate::metrics::RejectReason;
 use crate::serving::ManageError;
+use crate::training::error::TrainError;
 use crate::training::jobs::JobError;
 
 /// A failed request.
@@ -181,6 +182,20 @@ impl From<JobError> for ApiError {
             JobError::NotFound(_) => Self::NotFound(e.to_string()),
             JobError::Finished(..) | JobError::Elsewhere(..) => Self::Conflict(e.to_string()),
             JobError::Stopped => Self::NotReady(e.to_string()),
+        }
+    }
+}
+
+impl From<TrainError> for ApiError {
+    fn from(e: TrainError) -> Self {
+        match e {
+            TrainError::Recipe(_) | TrainError::Data(_) | TrainError::OverBudget(_) => {
+                Self::Unprocessable(e.to_string())
+            }
+            TrainError::TooLarge(_) => Self::TooLarge(e.to_string()),
+            TrainError::Cancelled => Self::Conflict(e.to_string()),
+            TrainError::Diverged(_) => Self::Unprocessable(e.to_string()),
+            TrainError::Store(_) => Self::Internal(e.to_string()),
         }
     }
 }

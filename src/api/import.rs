@@ -12,8 +12,7 @@ use axum::Json;
 use axum::extract::multipart::MultipartError;
 use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::{StatusCode, header};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use super::auth::Authorized;
 use super::extract::drain;
@@ -32,13 +31,33 @@ pub struct ImportQuery {
     pub activate: bool,
 }
 
+/// `POST /models`'s form: both parts are required.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // read part by part from the stream; here for the OpenAPI document
+pub struct ImportForm {
+    /// A `torch.save` state_dict (.pth/.pt) or a safetensors file.
+    #[schema(value_type = String, format = Binary)]
+    weights: Vec<u8>,
+    /// The model config, TOML or JSON.
+    config: String,
+}
+
+/// `POST /models`'s answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Imported {
+    /// The new version.
+    pub version: String,
+    /// Whether it was promoted (`activate=true`).
+    pub active: bool,
+}
+
 /// `POST /models`: a new version from uploaded PyTorch weights and a model config.
 #[utoipa::path(post, path = "/models", tag = "models",
     params(ImportQuery),
-    request_body(content = Object, content_type = "multipart/form-data",
+    request_body(content = ImportForm, content_type = "multipart/form-data",
         description = "`weights`: a torch.save state_dict (.pth/.pt) or safetensors; `config`: the model config (TOML or JSON)"),
     responses(
-        (status = 201, description = "Imported (and promoted, with activate=true)", body = Object),
+        (status = 201, description = "Imported (and promoted, with activate=true)", body = Imported),
         (status = 400, description = "A malformed multipart body", body = crate::api::error::ErrorBody),
         (status = 401, description = "auth.token is set and the token is missing or wrong", body = crate::api::error::ErrorBody),
         (status = 409, description = "Imported, but the new version failed to load; the old one keeps serving", body = crate::api::error::ErrorBody),
@@ -54,7 +73,7 @@ pub async fn upload(
     State(state): State<AppState>,
     query: Result<Query<ImportQuery>, axum::extract::rejection::QueryRejection>,
     req: Request,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Imported>), ApiError> {
     let Query(query) = query.map_err(|e| ApiError::Unprocessable(e.body_text()))?;
     let limit = state.config.server.max_upload_bytes;
     let too_large = || {
@@ -171,6 +190,9 @@ pub async fn upload(
     );
     Ok((
         StatusCode::CREATED,
-        Json(json!({"version": version, "active": query.activate})),
+        Json(Imported {
+            version,
+            active: query.activate,
+        }),
     ))
 }

@@ -12,6 +12,7 @@ mod extract;
 mod health;
 mod import;
 mod models;
+mod monitoring;
 mod predict;
 mod submit;
 pub(crate) mod train;
@@ -81,6 +82,8 @@ pub struct Shared {
     pub imports: Arc<tokio::sync::Semaphore>,
     /// `POST /train` bodies read and checked at once (each may hold a large CSV).
     pub train_parses: Arc<tokio::sync::Semaphore>,
+    /// Prediction ids, the prediction log, feedback and live quality.
+    pub monitor: Arc<crate::monitoring::Monitor>,
 }
 
 /// Every route, with the middleware stack.
@@ -88,6 +91,9 @@ pub fn router(state: AppState) -> Router {
     let request_id = REQUEST_ID_HEADER;
     Router::new()
         .route("/predict", post(predict::predict))
+        .route("/feedback", post(monitoring::feedback))
+        .route("/monitoring", get(monitoring::report))
+        .route("/monitoring/drift", get(monitoring::drift))
         .route("/explain", post(explain::explain))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))

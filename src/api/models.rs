@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::auth::Authorized;
 use super::{ApiError, AppState};
@@ -185,7 +185,7 @@ pub async fn rollback(
 /// `DELETE /models/{version}` (not the active one).
 #[utoipa::path(delete, path = "/models/{version}", tag = "models",
     params(("version" = String, Path, description = "A version that is not active")),
-    responses((status = 200, description = "Deleted", body = Object),
+    responses((status = 200, description = "Deleted", body = Deleted),
         (status = 401, description = "auth.token is set and the token is missing or wrong", body = crate::api::error::ErrorBody),
         (status = 404, description = "No such version", body = crate::api::error::ErrorBody),
         (status = 409, description = "It is the active version", body = crate::api::error::ErrorBody),
@@ -195,7 +195,14 @@ pub async fn delete(
     _: Authorized,
     State(state): State<AppState>,
     Path(version): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Deleted>, ApiError> {
     state.models.delete(&version).await?;
-    Ok(Json(json!({ "deleted": version })))
+    Ok(Json(Deleted { deleted: version }))
+}
+
+/// `DELETE /models/{version}`'s answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Deleted {
+    /// The version that is gone from the store.
+    pub deleted: String,
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{ApiError, ApiJson, AppState, MODEL_VERSION_HEADER, auth, deadline};
 use crate::batching::Work;
 use crate::model::{LoadedModel, Prediction};
+use crate::monitoring::ids::PredictionId;
 
 /// The request body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -29,6 +30,9 @@ pub struct PredictRequest {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PredictResponse {
     pub predictions: Vec<Prediction>,
+    /// One id per instance, in order: what `POST /feedback` labels.
+    #[schema(value_type = Vec<String>)]
+    pub prediction_ids: Vec<PredictionId>,
     pub model_version: String,
 }
 
@@ -37,7 +41,8 @@ pub struct PredictResponse {
     request_body = PredictRequest,
     responses(
         (status = 200, description = "One prediction per instance", body = PredictResponse,
-            headers(("x-model-version" = String, description = "The version that computed the answer"))),
+            headers(("x-model-version" = String, description = "The version that computed the answer"),
+                ("x-prediction-id" = String, description = "The first instance's prediction id"))),
         (status = 400, description = "Not valid JSON", body = crate::api::error::ErrorBody),
         (status = 401, description = "auth.protect_predict is on and the token is missing or wrong", body = crate::api::error::ErrorBody),
         (status = 413, description = "Body or instance count over its limit", body = crate::api::error::ErrorBody),
@@ -73,13 +78,16 @@ pub async fn predict(
             model: None,
             deadline: deadline.compute_by,
         };
-        let answer = super::submit::compute(&state, work, deadline).await?;
+        let (answer, ids) = super::submit::compute(&state, work, deadline).await?;
+        let first = ids[..1.min(ids.len())].to_vec();
         tracing::Span::current().record("model_version", &*answer.version);
         let mut response = Json(PredictResponse {
             predictions: answer.predictions,
+            prediction_ids: ids,
             model_version: answer.version.to_string(),
         })
         .into_response();
+        super::submit::name_prediction(&mut response, &first);
         if let Ok(v) = HeaderValue::from_str(&answer.version) {
             response.headers_mut().insert(MODEL_VERSION_HEADER, v);
         }

@@ -16,7 +16,7 @@ use super::auth::Authorized;
 use super::{ApiError, ApiJson, AppState};
 use crate::model::NetConfig;
 use crate::training::budget::Budget;
-use crate::training::input::{DataSource, JobInput, TrainError};
+use crate::training::input::{DataSource, JobInput};
 use crate::training::jobs::{JobRecord, Submission};
 use crate::training::spec::{ModelChoice, TrainSpec};
 
@@ -200,7 +200,7 @@ fn prepare(state: &AppState, body: Value) -> Result<Submission, ApiError> {
         let path = e.path().to_string();
         bad(format!("{path}: {}", e.into_inner()))
     })?;
-    spec.validate().map_err(bad)?;
+    spec.validate()?;
     let dataset: DatasetSpec = serde_json::from_value(dataset).map_err(|_| {
         bad(r#"dataset must be {"csv": "<csv text>"}, {"path": "<file in the data directory>"} or {"instances": [[...]], "targets": [...]}"#.into())
     })?;
@@ -226,17 +226,13 @@ fn prepare(state: &AppState, body: Value) -> Result<Submission, ApiError> {
         model_file,
     };
     // Every check the worker would make, now: a bad job never reaches the queue.
-    let prepared = input
-        .prepare(&Budget::from(&state.config.training))
-        .map_err(|e| match e {
-            TrainError::Invalid(e) => ApiError::Unprocessable(e),
-            TrainError::TooLarge(e) => ApiError::TooLarge(e),
-        })?;
+    let prepared = input.prepare(&Budget::from(&state.config.training))?;
     Ok(Submission {
         task: prepared.data.task,
         task_reason: prepared.data.task_reason.clone(),
         rows: prepared.rows,
         input,
+        trigger: None,
     })
 }
 

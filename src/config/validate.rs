@@ -84,6 +84,9 @@ impl Config {
         if self.server.max_upload_bytes < 1024 {
             return invalid("server.max_upload_bytes", "must be at least 1024".into());
         }
+        if let Err((key, reason)) = self.monitoring.check() {
+            return invalid(key, reason);
+        }
         let e = &self.explain;
         if e.max_rows == 0 || e.max_rows > 65_536 {
             return invalid("explain.max_rows", "must be between 1 and 65536".into());

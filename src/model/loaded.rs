@@ -7,8 +7,11 @@ use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, softmax};
 use serde::Serialize;
 
+use std::sync::Arc;
+
 use super::manifest::Manifest;
 use super::net::{Head, Net, Task};
+use super::profile::Profile;
 
 /// A version in memory, ready for forward passes.
 #[derive(Debug)]
@@ -25,6 +28,15 @@ pub struct LoadedModel {
     /// GPU backends: passes are padded to a power-of-two row count, so kernels are
     /// tuned for a few shapes only, all at warm-up.
     buckets: bool,
+    drift: Option<Arc<DriftBasis>>,
+}
+
+/// What live inputs are compared with for drift: the version's training profile
+/// and its feature names.
+#[derive(Debug)]
+pub struct DriftBasis {
+    pub profile: Profile,
+    pub names: Vec<String>,
 }
 
 /// One row's answer, shaped by the task.
@@ -74,7 +86,14 @@ impl LoadedModel {
     /// Wraps a network whose weights are already in place.
     pub fn new(version: impl Into<String>, manifest: Manifest, net: Net, device: Device) -> Self {
         let labels = manifest.label_names();
+        let drift = manifest.profile.clone().map(|profile| {
+            Arc::new(DriftBasis {
+                profile,
+                names: manifest.feature_names.clone().unwrap_or_default(),
+            })
+        });
         Self {
+            drift,
             version: version.into(),
             input_width: manifest.net.input_width(),
             net_outputs: manifest.net.output_width(),
@@ -134,6 +153,17 @@ impl LoadedModel {
 
     /// Values [`forward`](Self::forward) gives per row: one probability per class
     /// for classifiers, the network's outputs for regression.
+    /// The training profile live inputs are compared with (versions made by
+    /// training).
+    pub fn drift_basis(&self) -> Option<&Arc<DriftBasis>> {
+        self.drift.as_ref()
+    }
+
+    /// The class index of `label` (classifiers).
+    pub fn class_index(&self, label: &str) -> Option<usize> {
+        self.labels.iter().position(|l| l == label)
+    }
+
     pub fn output_width(&self) -> usize {
         match self.manifest.net.task {
             // One label per class (cached: this runs for every batch).

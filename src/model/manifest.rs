@@ -41,6 +41,9 @@ pub struct Manifest {
     /// The training recipe and data summary, for versions made by training.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<serde_json::Value>,
+    /// The training data's profile, for drift (versions made by training).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<super::profile::Profile>,
 }
 
 impl Manifest {
@@ -57,6 +60,7 @@ impl Manifest {
             created_at: crate::clock::unix_now(),
             metrics: serde_json::Map::new(),
             training: None,
+            profile: None,
         }
     }
 

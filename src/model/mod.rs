@@ -9,9 +9,10 @@ mod loaded;
 mod manifest;
 mod mlp;
 pub mod net;
+pub mod profile;
 pub mod sequential;
 
 pub use backend::{BackendError, BackendUnavailable};
-pub use loaded::{LoadedModel, Prediction, Probabilities};
+pub use loaded::{DriftBasis, LoadedModel, Prediction, Probabilities};
 pub use manifest::{Manifest, Standardize};
 pub use net::{Head, Net, NetConfig, Task};

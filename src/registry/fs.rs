@@ -211,6 +211,11 @@ impl Backend for FsBackend {
 
     fn write_record(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let path = self.record_path(name)?;
+        if let Some(parent) = path.parent()
+            && !parent.exists()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
+        }
         let tmp = self.temp("record");
         write_synced(&tmp, bytes)?;
         std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
@@ -219,8 +224,11 @@ impl Backend for FsBackend {
 
     fn list_records(&self, dir: &str) -> Result<Vec<String>, StoreError> {
         let path = self.root.join(dir);
-        Ok(std::fs::read_dir(&path)
-            .map_err(|e| StoreError::io(&path, e))?
+        let entries = match std::fs::read_dir(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            other => other.map_err(|e| StoreError::io(&path, e))?,
+        };
+        Ok(entries
             .filter_map(|entry| {
                 let name = entry.ok()?.file_name().into_string().ok()?;
                 Some(format!("{dir}/{}", name.strip_suffix(".json")?))

@@ -297,6 +297,25 @@ impl Store {
     pub fn delete_job(&self, id: &str) -> Result<(), StoreError> {
         self.backend.delete_record(&format!("{JOBS}/{id}"))
     }
+
+    /// A record of another module's (the prediction log's segments), if present.
+    pub fn read_record(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.backend.read_record(name)
+    }
+
+    /// Writes a record whole (see [`Backend`]).
+    pub fn write_record(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.backend.write_record(name, bytes)
+    }
+
+    /// The records in a folder; none when the folder does not exist yet.
+    pub fn list_records(&self, dir: &str) -> Result<Vec<String>, StoreError> {
+        self.backend.list_records(dir)
+    }
+
+    pub fn delete_record(&self, name: &str) -> Result<(), StoreError> {
+        self.backend.delete_record(name)
+    }
 }
 
 /// `v12` -> 12; anything else is not a version id.

@@ -4,6 +4,7 @@
 //! the machine; on GPU backends (no address-space cap) it is the guard.
 
 use super::data::Dataset;
+use super::error::TrainError;
 use super::spec::{OptimizerSpec, TrainSpec};
 use crate::config::TrainingConfig;
 use crate::model::NetConfig;
@@ -34,47 +35,47 @@ impl From<&TrainingConfig> for Budget {
 
 impl Budget {
     /// Checks the data alone (before a network is built for it).
-    pub fn check_data(&self, data: &Dataset) -> Result<(), String> {
+    pub fn check_data(&self, data: &Dataset) -> Result<(), TrainError> {
         let values = (data.len() as u64).saturating_mul(data.width() as u64);
         if values > self.max_dataset_values {
-            return Err(format!(
+            return Err(TrainError::OverBudget(format!(
                 "the dataset has {} rows x {} features = {values} values; the limit is {} (training.max_dataset_values)",
                 data.len(),
                 data.width(),
                 self.max_dataset_values
-            ));
+            )));
         }
         if data.labels.len() > self.max_classes {
-            return Err(format!(
+            return Err(TrainError::OverBudget(format!(
                 "the target has {} classes; the limit is {} (training.max_classes)",
                 data.labels.len(),
                 self.max_classes
-            ));
+            )));
         }
         Ok(())
     }
 
     /// Checks the network the recipe builds: parameters with their gradients and
     /// optimizer state, and the widest activation of one batch.
-    pub fn check_net(&self, spec: &TrainSpec, net: &NetConfig) -> Result<(), String> {
+    pub fn check_net(&self, spec: &TrainSpec, net: &NetConfig) -> Result<(), TrainError> {
         let params = net.parameters();
         let copies = 2 + spec.optimizer.state_slots();
         let model_mb = params.saturating_mul(copies * VALUE).div_ceil(MIB);
         if model_mb > self.max_model_mb {
-            return Err(format!(
+            return Err(TrainError::OverBudget(format!(
                 "the model has {params} parameters; with gradients and optimizer state ({copies} copies) that is {model_mb} MiB; the limit is {} MiB (training.max_model_mb)",
                 self.max_model_mb
-            ));
+            )));
         }
         let activation = (spec.batch_size as u64).saturating_mul(net.widest());
         let activation_mb = activation.saturating_mul(VALUE).div_ceil(MIB);
         if activation_mb > self.max_activation_mb {
-            return Err(format!(
+            return Err(TrainError::OverBudget(format!(
                 "batch_size {} x {} values in the widest layer is {activation_mb} MiB in one activation; the limit is {} MiB (training.max_activation_mb): lower batch_size",
                 spec.batch_size,
                 net.widest(),
                 self.max_activation_mb
-            ));
+            )));
         }
         Ok(())
     }

@@ -8,11 +8,13 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::data::{Dataset, SplitMix64};
+use super::data::{DataError, Dataset, SplitMix64};
+use super::error::TrainError;
 use super::evaluate::{Judge, evaluate};
 use super::parts::{data_loss, initializer, optimizer, penalty};
 use super::spec::{LossKind, ModelChoice, TrainSpec};
 use crate::model::net::{Architecture, MlpConfig};
+use crate::model::profile::Profile;
 use crate::model::{Head, Manifest, Net, NetConfig, Standardize, Task};
 
 /// One epoch's figures.
@@ -31,17 +33,6 @@ pub struct EpochReport {
     pub samples_per_second: f64,
     /// The whole epoch, validation included.
     pub seconds: f64,
-}
-
-/// Why fitting stopped without a model.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum FitError {
-    #[error("cancelled")]
-    Cancelled,
-    #[error("training diverged at epoch {0}: the loss is not finite (try a smaller learning rate)")]
-    Diverged(usize),
-    #[error("{0}")]
-    Invalid(String),
 }
 
 /// A trained network, its manifest and the validation rows it was judged on.
@@ -70,20 +61,22 @@ pub fn resolve_net(
     spec: &TrainSpec,
     data: &Dataset,
     file: Option<NetConfig>,
-) -> Result<NetConfig, String> {
+) -> Result<NetConfig, TrainError> {
     let loss = loss_for(spec, data.task);
     let output = match (data.task, loss) {
         (Task::Regression, LossKind::Mse) => 1,
         (Task::Classification, LossKind::Bce) if data.labels.len() == 2 => 1,
         (Task::Classification, LossKind::Bce) => {
-            return Err(format!(
+            return Err(TrainError::Recipe(format!(
                 "loss bce needs exactly 2 classes, the data has {}",
                 data.labels.len()
-            ));
+            )));
         }
         (Task::Classification, LossKind::CrossEntropy) => data.labels.len(),
         (task, loss) => {
-            return Err(format!("loss {loss:?} does not fit task {task:?}").to_lowercase());
+            return Err(TrainError::Recipe(
+                format!("loss {loss:?} does not fit task {task:?}").to_lowercase(),
+            ));
         }
     };
     let given = match (file, &spec.model) {
@@ -94,27 +87,32 @@ pub fn resolve_net(
             preprocess: None,
         }),
         (None, ModelChoice::Mlp(_)) => None,
-        (None, ModelChoice::File(_)) => return Err("a model file was named but not loaded".into()),
+        (None, ModelChoice::File(_)) => {
+            return Err(TrainError::recipe("a model file was named but not loaded"));
+        }
     };
     let net = match given {
         Some(mut cfg) => {
             cfg.preprocess = None;
             if cfg.task != data.task {
-                return Err(format!(
-                    "the model config is for {:?}, the data is {:?}",
-                    cfg.task, data.task
-                )
-                .to_lowercase());
+                return Err(TrainError::Recipe(
+                    format!(
+                        "the model config is for {:?}, the data is {:?}",
+                        cfg.task, data.task
+                    )
+                    .to_lowercase(),
+                ));
             }
-            cfg.validate().map_err(|e| e.to_string())?;
+            cfg.validate()
+                .map_err(|e| TrainError::Recipe(e.to_string()))?;
             if cfg.input_width() != data.width() || cfg.output_width() != output {
-                return Err(format!(
+                return Err(TrainError::Recipe(format!(
                     "the model takes {} inputs (input shape {:?}) and gives {} outputs; the data has {} feature columns and needs {output} outputs",
                     cfg.input_width(),
                     cfg.input_shape(),
                     cfg.output_width(),
                     data.width()
-                ));
+                )));
             }
             cfg
         }
@@ -134,24 +132,29 @@ pub fn resolve_net(
             }
         }
     };
-    net.validate().map_err(|e| e.to_string())?;
+    net.validate()
+        .map_err(|e| TrainError::Recipe(e.to_string()))?;
     match (loss, net.head()) {
         (LossKind::Bce, Head::Softmax | Head::LogSoftmax) => {
-            return Err("loss bce needs one logit or a sigmoid head, not a softmax".into());
+            return Err(TrainError::recipe(
+                "loss bce needs one logit or a sigmoid head, not a softmax",
+            ));
         }
         (LossKind::CrossEntropy, Head::Sigmoid) => {
-            return Err("loss cross_entropy needs logits or a softmax head, not a sigmoid".into());
+            return Err(TrainError::recipe(
+                "loss cross_entropy needs logits or a softmax head, not a sigmoid",
+            ));
         }
         _ => {}
     }
     if let Err((k, why)) = net.check_values(&data.x) {
         let w = data.width();
-        return Err(format!(
+        return Err(TrainError::Data(DataError::Value(format!(
             "row {}, column {:?}: {} {why}",
             k / w,
             data.features[k % w],
             data.x[k]
-        ));
+        ))));
     }
     Ok(net)
 }
@@ -159,7 +162,7 @@ pub fn resolve_net(
 /// What the caller hears from the loop, and how it steers it.
 pub trait Observer {
     /// Called before every batch (it may pause there); `true` stops the run
-    /// ([`FitError::Cancelled`]).
+    /// ([`TrainError::Cancelled`]).
     fn before_batch(&mut self) -> bool {
         false
     }
@@ -180,10 +183,8 @@ pub fn fit(
     net_config: NetConfig,
     device: &Device,
     observer: &mut dyn Observer,
-) -> Result<FitOutcome, FitError> {
-    let (train_idx, val_idx) = data
-        .split(spec.validation_split, spec.seed)
-        .map_err(|e| FitError::Invalid(e.to_string()))?;
+) -> Result<FitOutcome, TrainError> {
+    let (train_idx, val_idx) = spec.split(data)?;
     let train = data.select(&train_idx);
     let validation = data.select(&val_idx);
     // Embedding ids are never standardised.
@@ -229,7 +230,7 @@ pub fn fit(
         let mut loss_sum = 0.0;
         for batch in order.chunks(spec.batch_size) {
             if observer.before_batch() {
-                return Err(FitError::Cancelled);
+                return Err(TrainError::Cancelled);
             }
             let mut xb = Vec::with_capacity(batch.len() * width);
             for &i in batch {
@@ -246,7 +247,7 @@ pub fn fit(
         let train_seconds = started.elapsed().as_secs_f64();
         let train_loss = loss_sum / train.len() as f64;
         if !train_loss.is_finite() {
-            return Err(FitError::Diverged(epoch));
+            return Err(TrainError::Diverged(epoch));
         }
         let valid = net.valid();
         let judge = Judge {
@@ -288,6 +289,12 @@ pub fn fit(
     manifest.standardize = standardize;
     manifest.target_standardize = target_scale;
     manifest.feature_names = Some(data.features.clone());
+    manifest.profile = Some(Profile::fit(
+        &train.x,
+        width,
+        &train.y,
+        (data.task == Task::Classification).then_some(data.labels.len()),
+    ));
     if data.task == Task::Classification {
         manifest.labels = Some(data.labels.clone());
     }

@@ -10,24 +10,14 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::budget::Budget;
-use super::data::{Dataset, RawTable, RowCounts};
+use super::data::{DataError, Dataset, RawTable, RowCounts};
+use super::error::TrainError;
 use super::fit;
 use super::spec::TrainSpec;
 use crate::model::NetConfig;
 
 /// Largest dataset file read.
 pub const MAX_DATASET_FILE: u64 = 512 * 1024 * 1024;
-
-/// Why a job cannot run; the text is what the client reads.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum TrainError {
-    /// A bad recipe or bad data (422).
-    #[error("{0}")]
-    Invalid(String),
-    /// A dataset file over [`MAX_DATASET_FILE`] (413).
-    #[error("{0}")]
-    TooLarge(String),
-}
 
 /// Where the training rows come from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,8 +54,7 @@ impl JobInput {
     /// Reads, cleans and checks the data, resolves the network and checks both
     /// against `budget`.
     pub fn prepare(&self, budget: &Budget) -> Result<Prepared, TrainError> {
-        let bad = |e: String| TrainError::Invalid(e);
-        self.spec.validate().map_err(bad)?;
+        self.spec.validate()?;
         let target = &self.spec.target;
         let raw = match &self.data {
             DataSource::Csv(text) => RawTable::from_csv(text, target),
@@ -73,20 +62,18 @@ impl JobInput {
             DataSource::Instances { instances, targets } => {
                 RawTable::from_instances(instances, targets)
             }
-        }
-        .map_err(|e| bad(e.to_string()))?;
+        }?;
         if raw.width() == 0 {
-            return Err(bad(format!(
+            return Err(DataError::Shape(format!(
                 "the data has no feature columns besides the target {target:?}"
-            )));
+            ))
+            .into());
         }
-        let data = Dataset::prepare(raw, self.spec.task).map_err(|e| bad(e.to_string()))?;
-        budget.check_data(&data).map_err(bad)?;
-        let net = fit::resolve_net(&self.spec, &data, self.model_file.clone()).map_err(bad)?;
-        budget.check_net(&self.spec, &net).map_err(bad)?;
-        let (train, validation) = data
-            .split(self.spec.validation_split, self.spec.seed)
-            .map_err(|e| bad(e.to_string()))?;
+        let data = Dataset::prepare(raw, self.spec.task)?;
+        budget.check_data(&data)?;
+        let net = fit::resolve_net(&self.spec, &data, self.model_file.clone())?;
+        budget.check_net(&self.spec, &net)?;
+        let (train, validation) = self.spec.split(&data)?;
         Ok(Prepared {
             rows: RowCounts {
                 input: data.rows_in,
@@ -109,6 +96,6 @@ fn read_file(path: &std::path::Path) -> Result<String, TrainError> {
     }
     std::fs::read_to_string(path).map_err(|e| {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        TrainError::Invalid(format!("cannot read dataset {name:?}: {e}"))
+        TrainError::Data(DataError::Csv(format!("cannot read dataset {name:?}: {e}")))
     })
 }

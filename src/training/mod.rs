@@ -5,11 +5,13 @@
 
 pub mod budget;
 pub mod data;
+pub mod error;
 pub mod evaluate;
 pub mod fit;
 mod fused;
 pub mod input;
 pub mod jobs;
+pub mod kept;
 mod optimizer;
 mod parts;
 pub mod promote;

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::error::TrainError;
 use super::spec::within;
 
 /// The optimizer and its knobs; defaults follow PyTorch's.
@@ -99,7 +100,7 @@ const BELOW_ONE: f64 = 0.999_999;
 
 impl OptimizerSpec {
     /// Range checks of every knob (see [`within`]).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), TrainError> {
         within("optimizer.lr", self.lr(), 1e-10, 10.0)?;
         let eps = |v| within("optimizer.epsilon", v, 1e-12, 1.0);
         let adam = |beta1, beta2, epsilon| {

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use super::budget::Budget;
 use super::data::RowCounts;
-use super::fit::{self, EpochReport, FitError, FitOutcome};
-use super::input::{JobInput, TrainError};
+use super::error::TrainError;
+use super::fit::{self, EpochReport, FitOutcome};
+use super::input::JobInput;
+use super::kept;
 use super::promote;
 use crate::model::LoadedModel;
 use crate::registry::Store;
@@ -30,17 +32,6 @@ pub struct Finished {
     pub rows: RowCounts,
 }
 
-/// Why a job ended without a version.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Input(#[from] TrainError),
-    #[error(transparent)]
-    Fit(#[from] FitError),
-    #[error("writing the version failed: {0}")]
-    Store(String),
-}
-
 /// Runs `input` to a written version. `run` names the job in the version's
 /// training summary, `source` says where the version came from.
 pub fn run(
@@ -51,7 +42,7 @@ pub fn run(
     device: &Device,
     budget: &Budget,
     observer: &mut dyn fit::Observer,
-) -> Result<Finished, RunError> {
+) -> Result<Finished, TrainError> {
     let prepared = input.prepare(budget)?;
     let spec = &input.spec;
     let FitOutcome {
@@ -62,7 +53,6 @@ pub fn run(
         stopped_early,
         validation,
     } = fit::fit(&prepared.data, spec, prepared.net, device, observer)?;
-    drop(prepared.data);
     promote::annotate(
         &mut manifest,
         source,
@@ -75,7 +65,13 @@ pub fn run(
     );
     let version = store
         .create_version(&manifest, &net)
-        .map_err(|e| RunError::Store(e.to_string()))?;
+        .map_err(|e| TrainError::Store(format!("writing the version failed: {e}")))?;
+    // Its data, for automatic retraining; a version without it retrains on
+    // feedback alone.
+    if let Err(e) = kept::keep(store, &version, &prepared.data, &spec.target) {
+        tracing::warn!(version, error = %e, "could not keep the version's training data");
+    }
+    drop(prepared.data);
     // The active version, as the store names it now (the server re-reads it when
     // it promotes); one that cannot be loaded here is judged as absent.
     let active = store.active().ok().flatten().and_then(|record| {

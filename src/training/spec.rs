@@ -10,6 +10,7 @@
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::error::TrainError;
 pub use super::optimizer::OptimizerSpec;
 use crate::model::Task;
 use crate::model::net::{ActivationKind, SequentialConfig};
@@ -40,6 +41,10 @@ pub struct TrainSpec {
     pub batch_size: usize,
     /// Fraction of the rows held out for validation (stratified for classifiers).
     pub validation_split: f64,
+    /// Validate on the last this many rows (the most recent) instead of a random
+    /// split; automatic retraining validates on the newest labelled rows this way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_last: Option<usize>,
     /// Seeds the split, the shuffles and the initial weights.
     pub seed: u64,
     /// Stop after this many epochs without a better validation loss (0 = never).
@@ -67,6 +72,7 @@ impl Default for TrainSpec {
             epochs: 100,
             batch_size: 32,
             validation_split: 0.2,
+            validation_last: None,
             seed: 42,
             early_stopping_patience: 10,
             promote: Promote::IfBetter,
@@ -181,24 +187,24 @@ pub const MAX_BATCH_SIZE: usize = 65_536;
 
 impl TrainSpec {
     /// Range checks and combinations serde cannot express; the message names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), TrainError> {
         if self.epochs == 0 || self.epochs > MAX_EPOCHS {
-            return Err(format!(
+            return Err(TrainError::Recipe(format!(
                 "epochs must be between 1 and {MAX_EPOCHS}, got {}",
                 self.epochs
-            ));
+            )));
         }
         if self.batch_size == 0 || self.batch_size > MAX_BATCH_SIZE {
-            return Err(format!(
+            return Err(TrainError::Recipe(format!(
                 "batch_size must be between 1 and {MAX_BATCH_SIZE}, got {}",
                 self.batch_size
-            ));
+            )));
         }
         if !(self.validation_split > 0.0 && self.validation_split < 1.0) {
-            return Err(format!(
+            return Err(TrainError::Recipe(format!(
                 "validation_split must be between 0 and 1 (exclusive), got {}",
                 self.validation_split
-            ));
+            )));
         }
         within("l1", self.l1, 0.0, 100.0)?;
         within("l2", self.l2, 0.0, 100.0)?;
@@ -213,51 +219,67 @@ impl TrainSpec {
         }
         if let ModelChoice::Mlp(m) = &self.model {
             if m.kind != "mlp" {
-                return Err(format!(
+                return Err(TrainError::Recipe(format!(
                     "model.kind {:?} is not supported (\"mlp\" or \"sequential\")",
                     m.kind
-                ));
+                )));
             }
             if m.hidden.contains(&0) || m.hidden.len() > 64 || m.hidden.iter().any(|w| *w > 65_536)
             {
-                return Err("model.hidden: between 0 and 64 layers of 1 to 65536 units".into());
+                return Err(TrainError::recipe(
+                    "model.hidden: between 0 and 64 layers of 1 to 65536 units",
+                ));
             }
         }
         if let ModelChoice::Sequential(cfg) = &self.model {
-            cfg.plan().map_err(|e| format!("model: {e}"))?;
+            cfg.plan()
+                .map_err(|e| TrainError::Recipe(format!("model: {e}")))?;
         }
         if let ModelChoice::File(name) = &self.model
             && (name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.'))
         {
-            return Err(format!(
+            return Err(TrainError::Recipe(format!(
                 "model {name:?} must be a file name in the config directory"
-            ));
+            )));
         }
         match (self.task, self.loss) {
-            (Some(Task::Regression), Some(LossKind::CrossEntropy | LossKind::Bce)) => {
-                Err("loss cross_entropy/bce needs task classification".into())
-            }
+            (Some(Task::Regression), Some(LossKind::CrossEntropy | LossKind::Bce)) => Err(
+                TrainError::recipe("loss cross_entropy/bce needs task classification"),
+            ),
             (Some(Task::Classification), Some(LossKind::Mse)) => {
-                Err("loss mse needs task regression".into())
+                Err(TrainError::recipe("loss mse needs task regression"))
             }
             _ => Ok(()),
         }
     }
 }
 
+impl TrainSpec {
+    /// The (train, validation) rows of `data` this recipe asks for.
+    pub fn split(
+        &self,
+        data: &super::data::Dataset,
+    ) -> Result<(Vec<usize>, Vec<usize>), TrainError> {
+        Ok(match self.validation_last {
+            Some(n) => data.split_last(n, self.seed)?,
+            None => data.split(self.validation_split, self.seed)?,
+        })
+    }
+}
+
 /// `Ok` when `lo <= v <= hi` (so never NaN or infinite), else a message naming the
 /// field: every number of a recipe is checked, so no value reaches Burn that could
 /// make it panic or overflow `f32`.
-pub(super) fn within(name: &str, v: f64, lo: f64, hi: f64) -> Result<(), String> {
+pub(super) fn within(name: &str, v: f64, lo: f64, hi: f64) -> Result<(), TrainError> {
     if v >= lo && v <= hi {
         Ok(())
     } else {
-        Err(format!(
+        Err(TrainError::Recipe(format!(
             "{name} must be between {} and {}, got {}",
             number(lo),
             number(hi),
             number(v)
-        ))
+        )))
     }
 }
 
@@ -300,97 +322,4 @@ fn model_choice<'de, D: Deserializer<'de>>(d: D) -> Result<ModelChoice, D::Error
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_and_objects_both_parse() {
-        let s: TrainSpec = serde_json::from_str(
-            r#"{"optimizer": "sgd", "init": {"kind": "normal", "std": 0.5}, "model": {"hidden": [8, 4]}}"#,
-        )
-        .unwrap();
-        assert_eq!(s.optimizer, OptimizerSpec::Sgd { lr: 0.01 });
-        assert_eq!(
-            s.init,
-            InitSpec::Normal {
-                mean: 0.0,
-                std: 0.5
-            }
-        );
-        assert_eq!(
-            s.model,
-            ModelChoice::Mlp(MlpShape {
-                hidden: vec![8, 4],
-                ..Default::default()
-            })
-        );
-        let s: TrainSpec = serde_json::from_str(
-            r#"{"model": "seed-mlp", "optimizer": {"kind": "adamw", "lr": 0.1}}"#,
-        )
-        .unwrap();
-        assert_eq!(s.model, ModelChoice::File("seed-mlp".into()));
-        assert_eq!(s.optimizer.lr(), 0.1);
-    }
-
-    #[test]
-    fn unknown_fields_and_bad_values_are_errors() {
-        assert!(serde_json::from_str::<TrainSpec>(r#"{"epoch": 3}"#).is_err());
-        assert!(serde_json::from_str::<TrainSpec>(r#"{"optimizer": "lbfgs"}"#).is_err());
-        assert!(
-            serde_json::from_str::<TrainSpec>(r#"{"optimizer": {"kind": "adam", "lrr": 1}}"#)
-                .is_err()
-        );
-        let bad = |json: &str| {
-            serde_json::from_str::<TrainSpec>(json)
-                .unwrap()
-                .validate()
-                .unwrap_err()
-        };
-        assert!(bad(r#"{"epochs": 0}"#).contains("epochs"));
-        assert!(bad(r#"{"batch_size": 100000000}"#).contains("batch_size"));
-        assert!(bad(r#"{"validation_split": 1.0}"#).contains("validation_split"));
-        assert!(bad(r#"{"model": "../../etc/passwd"}"#).contains("model"));
-        assert!(bad(r#"{"task": "regression", "loss": "bce"}"#).contains("loss"));
-    }
-
-    #[test]
-    fn the_seed_recipe_parses() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/seed-train.toml");
-        let s: TrainSpec = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        s.validate().unwrap();
-        assert_eq!(s.model, ModelChoice::File("seed-mlp".into()));
-        assert_eq!(
-            s.init,
-            InitSpec::Normal {
-                mean: 0.0,
-                std: 0.1
-            }
-        );
-        assert_eq!(s.epochs, 100);
-        assert_eq!(s.loss, Some(LossKind::Mse));
-    }
-
-    #[test]
-    fn an_inline_layer_stack_parses_and_round_trips() {
-        let s: TrainSpec = serde_json::from_str(
-            r#"{"model": {"kind": "sequential", "input_shape": [4], "layers": [
-                {"type": "linear", "in_features": 4, "out_features": 3}]}}"#,
-        )
-        .unwrap();
-        s.validate().unwrap();
-        let ModelChoice::Sequential(cfg) = &s.model else {
-            panic!("{:?}", s.model)
-        };
-        assert_eq!(cfg.input_shape, [4]);
-        let json = serde_json::to_value(&s).unwrap();
-        assert_eq!(json["model"]["kind"], "sequential");
-        let back: TrainSpec = serde_json::from_value(json).unwrap();
-        assert_eq!(back, s);
-        let bad: TrainSpec = serde_json::from_str(
-            r#"{"model": {"kind": "sequential", "input_shape": [4], "layers": [
-                {"type": "linear", "in_features": 5, "out_features": 3}]}}"#,
-        )
-        .unwrap();
-        assert!(bad.validate().unwrap_err().contains("in_features = 5"));
-    }
-}
+mod tests;

@@ -6,12 +6,15 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::tensor::{self, InferRequest, InferResponse, OutputData, OutputTensor};
+use super::tensor::{
+    self, InferRequest, InferResponse, OutputData, OutputTensor, ResponseParameters,
+};
 use super::{INPUT, outputs_of, resolve};
 use crate::api::extract::read_limited;
 use crate::api::{ApiError, AppState, deadline};
 use crate::batching::Work;
 use crate::model::Prediction;
+use crate::monitoring::ids::PredictionId;
 
 /// Header of the binary tensor extension: the JSON part's length.
 const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -61,8 +64,9 @@ async fn run_infer(
 ) -> Result<Response, ApiError> {
     let result = infer_inner(&state, name, version, req).await;
     match result {
-        Ok((status, served_by, body)) => {
+        Ok((status, served_by, first, body)) => {
             let mut response = (status, body).into_response();
+            crate::api::submit::name_prediction(&mut response, first.as_slice());
             if let Ok(v) = HeaderValue::from_str(&served_by) {
                 response
                     .headers_mut()
@@ -84,7 +88,15 @@ async fn infer_inner(
     name: String,
     version: Option<String>,
     req: Request,
-) -> Result<(StatusCode, String, Json<InferResponse>), ApiError> {
+) -> Result<
+    (
+        StatusCode,
+        String,
+        Option<PredictionId>,
+        Json<InferResponse>,
+    ),
+    ApiError,
+> {
     crate::api::auth::check_predict(req.headers(), state)?;
     let model = resolve(state, &name, version.as_deref()).await?;
     let header_length = header_length(req.headers())?;
@@ -205,7 +217,7 @@ async fn infer_inner(
         model: pinned,
         deadline: deadline.compute_by,
     };
-    let answer = crate::api::submit::compute(state, work, deadline).await?;
+    let (answer, ids) = crate::api::submit::compute(state, work, deadline).await?;
     // The answer is shaped by the version that computed it: a promotion between
     // admission and compute changes names, shapes and labels with it.
     let computed = &answer.model;
@@ -232,10 +244,14 @@ async fn infer_inner(
     Ok((
         StatusCode::OK,
         answer.version.to_string(),
+        ids.first().copied(),
         Json(InferResponse {
             model_name: name,
             model_version: answer.version.to_string(),
             id: request.id,
+            parameters: ResponseParameters {
+                prediction_ids: ids,
+            },
             outputs,
         }),
     ))

@@ -10,15 +10,16 @@
 //! `probabilities` (FP32 `[N, classes]`) for classifiers.
 
 mod infer;
+mod schema;
 pub mod tensor;
 
 pub use infer::{__path_infer, __path_infer_version, infer, infer_version};
+pub use schema::*;
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
 use crate::model::{LoadedModel, Task};
@@ -28,31 +29,31 @@ pub const INPUT: &str = "input";
 
 /// `GET /v2`: server metadata.
 #[utoipa::path(get, path = "/v2", tag = "oip-v2",
-    responses((status = 200, description = "Server metadata", body = Object)))]
-pub async fn server_metadata() -> Json<Value> {
-    Json(json!({
-        "name": "kiln",
-        "version": env!("CARGO_PKG_VERSION"),
-        "extensions": ["binary_tensor_data", "model_configuration"],
-    }))
+    responses((status = 200, description = "Server metadata", body = ServerMetadata)))]
+pub async fn server_metadata() -> Json<ServerMetadata> {
+    Json(ServerMetadata {
+        name: "kiln",
+        version: env!("CARGO_PKG_VERSION"),
+        extensions: &["binary_tensor_data", "model_configuration"],
+    })
 }
 
 /// `GET /v2/health/live`.
 #[utoipa::path(get, path = "/v2/health/live", tag = "oip-v2",
-    responses((status = 200, description = "The server is live", body = Object)))]
-pub async fn live() -> Json<Value> {
-    Json(json!({"live": true}))
+    responses((status = 200, description = "The server is live", body = ServerLive)))]
+pub async fn live() -> Json<ServerLive> {
+    Json(ServerLive { live: true })
 }
 
 /// `GET /v2/health/ready`.
 #[utoipa::path(get, path = "/v2/health/ready", tag = "oip-v2",
-    responses((status = 200, description = "Ready", body = Object),
+    responses((status = 200, description = "Ready", body = ServerReady),
         (status = 503, description = "Loading or shutting down", body = super::error::ErrorBody)))]
-pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn ready(State(state): State<AppState>) -> Result<Json<ServerReady>, ApiError> {
     if state.draining.is_cancelled() || state.model.current().is_none() {
         return Err(ApiError::NotReady("not ready".into()));
     }
-    Ok(Json(json!({"ready": true})))
+    Ok(Json(ServerReady { ready: true }))
 }
 
 /// Resolves the model a path names: the active version, or a stored one.
@@ -107,32 +108,6 @@ fn input_dims(model: &LoadedModel, batch: bool) -> Vec<i64> {
         .into_iter()
         .chain(shape.iter().map(|d| *d as i64))
         .collect()
-}
-
-/// Model metadata (OIP v2).
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct ModelMetadata {
-    pub name: String,
-    pub versions: Vec<String>,
-    pub platform: &'static str,
-    pub inputs: Vec<TensorMetadata>,
-    pub outputs: Vec<TensorMetadata>,
-}
-
-/// One tensor's name, datatype and shape (`-1` = the batch dimension).
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct TensorMetadata {
-    pub name: &'static str,
-    pub datatype: &'static str,
-    pub shape: Vec<i64>,
-}
-
-/// A model's (or version's) readiness (OIP v2).
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct ModelReady {
-    pub name: String,
-    pub version: String,
-    pub ready: bool,
 }
 
 fn metadata(state: &AppState, model: &LoadedModel) -> ModelMetadata {
@@ -230,32 +205,44 @@ pub async fn version_ready(
 /// `perf_analyzer` and other Triton tooling.
 #[utoipa::path(get, path = "/v2/models/{name}/config", tag = "oip-v2",
     params(("name" = String, Path, description = "The model name")),
-    responses((status = 200, description = "Triton model configuration", body = Object),
+    responses((status = 200, description = "Triton model configuration", body = TritonConfig),
         (status = 404, description = "Unknown model", body = super::error::ErrorBody),
         (status = 503, description = "Not ready", body = super::error::ErrorBody)))]
 pub async fn model_config(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TritonConfig>, ApiError> {
     let model = resolve(&state, &name, None).await?;
-    let dims = |shape: &[i64]| shape[1..].to_vec();
-    Ok(Json(json!({
-        "name": state.config.model.name,
-        "platform": "kiln_burn",
-        "backend": "kiln",
-        "max_batch_size": state.config.batching.max_request_rows,
-        "input": [{"name": INPUT, "data_type": "TYPE_FP32", "dims": input_dims(&model, false)}],
-        "output": outputs_of(&model)
+    let batching = &state.config.batching;
+    Ok(Json(TritonConfig {
+        name: state.config.model.name.clone(),
+        platform: "kiln_burn",
+        backend: "kiln",
+        max_batch_size: batching.max_request_rows,
+        input: vec![TritonTensor {
+            name: INPUT,
+            data_type: "TYPE_FP32",
+            dims: input_dims(&model, false),
+        }],
+        output: outputs_of(&model)
             .into_iter()
-            .map(|(name, datatype, shape)| json!({
-                "name": name,
-                "data_type": format!("TYPE_{}", if datatype == "BYTES" { "STRING" } else { datatype }),
-                "dims": if shape.len() > 1 { dims(&shape) } else { vec![1] },
-            }))
-            .collect::<Vec<_>>(),
-        "dynamic_batching": {
-            "preferred_batch_size": [state.config.batching.max_batch_size],
-            "max_queue_delay_microseconds": (state.config.batching.max_queue_delay_ms * 1000.0) as u64,
+            .map(|(name, datatype, shape)| TritonTensor {
+                name,
+                data_type: if datatype == "BYTES" {
+                    "TYPE_STRING"
+                } else {
+                    "TYPE_FP32"
+                },
+                dims: if shape.len() > 1 {
+                    shape[1..].to_vec()
+                } else {
+                    vec![1]
+                },
+            })
+            .collect(),
+        dynamic_batching: DynamicBatching {
+            preferred_batch_size: vec![batching.max_batch_size],
+            max_queue_delay_microseconds: (batching.max_queue_delay_ms * 1000.0) as u64,
         },
-    })))
+    }))
 }

@@ -68,7 +68,16 @@ pub struct InferResponse {
     pub model_version: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    pub parameters: ResponseParameters,
     pub outputs: Vec<OutputTensor>,
+}
+
+/// The response's `parameters`: kiln's prediction ids, one per instance (what
+/// `POST /feedback` labels).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResponseParameters {
+    #[schema(value_type = Vec<String>)]
+    pub prediction_ids: Vec<crate::monitoring::ids::PredictionId>,
 }
 
 /// One output tensor.

@@ -195,6 +195,21 @@ impl Dataset {
         Ok((train, val))
     }
 
+    /// The last `n` rows for validation, the rest (shuffled by `seed`) for
+    /// training.
+    pub fn split_last(&self, n: usize, seed: u64) -> Result<(Vec<usize>, Vec<usize>), DataError> {
+        if n == 0 || n >= self.len() {
+            return Err(DataError::Shape(format!(
+                "validation_last = {n} must leave rows to train on: the data has {} usable rows",
+                self.len()
+            )));
+        }
+        let cut = self.len() - n;
+        let mut train: Vec<usize> = (0..cut).collect();
+        SplitMix64(seed).shuffle(&mut train);
+        Ok((train, (cut..self.len()).collect()))
+    }
+
     /// Per-column mean and standard deviation (a constant column gets deviation 1).
     pub fn fit_standardize(&self) -> Standardize {
         Standardize::fit(&self.x, self.width())

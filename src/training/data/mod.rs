@@ -45,6 +45,9 @@ pub enum DataError {
     Empty,
     #[error("{0}")]
     Task(String),
+    /// A value the network cannot take (too large for its layers, an invalid id).
+    #[error("{0}")]
+    Value(String),
 }
 
 /// Cells read as missing.

@@ -209,6 +209,7 @@ impl Trainer {
             owner: self.shared.owner.tag(),
             heartbeat_ms: now_ms(),
             backend: self.shared.backend.into(),
+            trigger: submission.trigger.clone(),
         };
         let cancel = Arc::new(AtomicBool::new(false));
         self.shared.lock().insert(

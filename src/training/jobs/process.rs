@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::protocol::{Event, MAX_LINE, Start, VERSION, read_line};
 use crate::registry::Store;
 use crate::training::budget::Budget;
+use crate::training::error::TrainError;
 use crate::training::fit::{EpochReport, Observer};
 use crate::training::run;
 
@@ -77,9 +78,7 @@ pub fn main(args: &WorkerArgs) -> i32 {
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| train(&start, &cancel)));
     let event = match result {
         Ok(Ok(result)) => Event::Finished { v: VERSION, result },
-        Ok(Err(run::RunError::Fit(crate::training::fit::FitError::Cancelled))) => {
-            Event::Cancelled { v: VERSION }
-        }
+        Ok(Err(TrainError::Cancelled)) => Event::Cancelled { v: VERSION },
         Ok(Err(e)) => Event::Failed {
             v: VERSION,
             error: e.to_string(),
@@ -94,17 +93,17 @@ pub fn main(args: &WorkerArgs) -> i32 {
     code
 }
 
-fn train(start: &Start, cancel: &AtomicBool) -> Result<run::Finished, run::RunError> {
+fn train(start: &Start, cancel: &AtomicBool) -> Result<run::Finished, TrainError> {
     let config = &start.config;
-    let store = Store::open(&config.store.dir).map_err(|e| run::RunError::Store(e.to_string()))?;
+    let store = Store::open(&config.store.dir).map_err(|e| TrainError::Store(e.to_string()))?;
     let device = config
         .training_device()
-        .map_err(|e| run::RunError::Store(e.to_string()))?;
+        .map_err(|e| TrainError::Store(e.to_string()))?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.training.threads.max(1))
         .thread_name(|i| format!("kiln-train-{i}"))
         .build()
-        .map_err(|e| run::RunError::Store(e.to_string()))?;
+        .map_err(|e| TrainError::Store(e.to_string()))?;
     let mut observer = Reporter { cancel };
     pool.install(|| {
         run::run(

@@ -90,6 +90,9 @@ pub struct JobRecord {
     /// The backend the job trains on (`training.backend`, else `model.backend`).
     #[serde(default)]
     pub backend: String,
+    /// What started an automatic job (`[retrain]`): absent for jobs users sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
 }
 
 /// This process, as job records name it.
@@ -183,6 +186,8 @@ pub struct Submission {
     pub task: Task,
     pub task_reason: String,
     pub rows: RowCounts,
+    /// What started it, for automatic jobs.
+    pub trigger: Option<String>,
 }
 
 /// Why a job was not accepted, or not cancelled.

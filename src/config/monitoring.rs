@@ -1,0 +1,128 @@
+//! `[monitoring]`: the prediction log, feedback and live quality.
+
+use serde::{Deserialize, Serialize};
+
+/// What kiln keeps of its own answers, and how it scores them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitoringConfig {
+    /// Share of answered requests written to the prediction log, 0 to 1 (0 turns
+    /// the log off; answers still carry prediction ids).
+    pub sample_rate: f64,
+    /// Bytes of log segments kept in the store, all replicas together; the oldest
+    /// go first.
+    pub max_log_bytes: u64,
+    /// A log segment is written once it holds about this many bytes...
+    pub segment_bytes: usize,
+    /// ... or this long after its first entry, in milliseconds.
+    pub flush_interval_ms: u64,
+    /// Entries waiting for the writer; past it, entries are dropped (and counted).
+    pub log_queue: usize,
+    /// Bytes of feedback segments (labelled rows) kept, all replicas together.
+    pub max_feedback_bytes: u64,
+    /// Most items in one `POST /feedback`.
+    pub max_feedback_items: usize,
+    /// Labelled predictions per version that live quality is computed over.
+    pub window: usize,
+    /// Sampled instances the drift window holds...
+    pub drift_window: usize,
+    /// ... and needs before it gives figures.
+    pub drift_min_samples: usize,
+    /// PSI over which an input feature or the predictions count as drifted.
+    pub drift_threshold: f64,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        Self {
+            sample_rate: 0.1,
+            max_log_bytes: 256 * 1024 * 1024,
+            segment_bytes: 1024 * 1024,
+            flush_interval_ms: 1000,
+            log_queue: 4096,
+            max_feedback_bytes: 64 * 1024 * 1024,
+            max_feedback_items: 1000,
+            window: 1000,
+            drift_window: 1000,
+            drift_min_samples: 200,
+            drift_threshold: 0.2,
+        }
+    }
+}
+
+impl MonitoringConfig {
+    /// `(key, reason)` of the first bad value.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(0.0..=1.0).contains(&self.sample_rate) {
+            return Err((
+                "monitoring.sample_rate",
+                format!("must be between 0 and 1, got {}", self.sample_rate),
+            ));
+        }
+        if !(self.drift_threshold > 0.0 && self.drift_threshold <= 100.0) {
+            return Err((
+                "monitoring.drift_threshold",
+                format!(
+                    "must be above 0 and at most 100, got {}",
+                    self.drift_threshold
+                ),
+            ));
+        }
+        let segment = self.segment_bytes as u64;
+        if !(4096..=64 * 1024 * 1024).contains(&segment) {
+            return Err((
+                "monitoring.segment_bytes",
+                format!("must be between 4096 and 67108864, got {segment}"),
+            ));
+        }
+        if self.max_log_bytes < 2 * segment {
+            return Err((
+                "monitoring.max_log_bytes",
+                format!(
+                    "must be at least twice monitoring.segment_bytes ({}), got {}",
+                    2 * segment,
+                    self.max_log_bytes
+                ),
+            ));
+        }
+        for (key, v, lo, hi) in [
+            (
+                "monitoring.flush_interval_ms",
+                self.flush_interval_ms,
+                1,
+                3_600_000,
+            ),
+            ("monitoring.log_queue", self.log_queue as u64, 1, 1 << 20),
+            (
+                "monitoring.max_feedback_bytes",
+                self.max_feedback_bytes,
+                4096,
+                1 << 40,
+            ),
+            (
+                "monitoring.max_feedback_items",
+                self.max_feedback_items as u64,
+                1,
+                100_000,
+            ),
+            ("monitoring.window", self.window as u64, 1, 1_000_000),
+            (
+                "monitoring.drift_window",
+                self.drift_window as u64,
+                1,
+                20_000,
+            ),
+            (
+                "monitoring.drift_min_samples",
+                self.drift_min_samples as u64,
+                1,
+                self.drift_window as u64,
+            ),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err((key, format!("must be between {lo} and {hi}, got {v}")));
+            }
+        }
+        Ok(())
+    }
+}

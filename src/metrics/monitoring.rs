@@ -1,0 +1,152 @@
+//! The monitoring series: the prediction log, feedback and live quality per
+//! version. Version labels are bounded: only versions with labelled predictions
+//! in a live window (at most 16) have quality series.
+
+use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+use crate::monitoring::drift::DriftReport;
+
+pub struct Collectors {
+    log_entries: IntCounterVec,
+    log_bytes: IntGauge,
+    feedback: IntCounter,
+    quality: GaugeVec,
+    labelled: GaugeVec,
+    drift_score: Gauge,
+    drift_prediction: Gauge,
+    drift_features: GaugeVec,
+}
+
+/// Features with a drift series: the ones with the largest PSI.
+const TOP_FEATURES: usize = 5;
+
+impl Collectors {
+    pub fn new(registry: &Registry) -> Self {
+        let log_entries = IntCounterVec::new(
+            Opts::new(
+                "kiln_prediction_log_entries_total",
+                "Sampled instances, by outcome: written to the log, dropped (the writer was behind) or failed (the store refused the segment).",
+            ),
+            &["outcome"],
+        )
+        .unwrap();
+        let log_bytes = IntGauge::new(
+            "kiln_prediction_log_bytes",
+            "Bytes of prediction log segments this replica keeps (bounded by monitoring.max_log_bytes).",
+        )
+        .unwrap();
+        let feedback = IntCounter::new(
+            "kiln_feedback_rows_total",
+            "Labelled rows accepted through POST /feedback.",
+        )
+        .unwrap();
+        let quality = GaugeVec::new(
+            Opts::new(
+                "kiln_live_quality",
+                "Live quality of a version over its window of labelled predictions, by metric (accuracy, mae, r2).",
+            ),
+            &["version", "metric"],
+        )
+        .unwrap();
+        let labelled = GaugeVec::new(
+            Opts::new(
+                "kiln_live_labelled",
+                "Labelled predictions in a version's live quality window.",
+            ),
+            &["version"],
+        )
+        .unwrap();
+        let drift_score = Gauge::new(
+            "kiln_drift_score",
+            "Largest PSI of the sampled inputs (per feature) and predictions against the serving version's training profile; 0 until the window holds monitoring.drift_min_samples.",
+        )
+        .unwrap();
+        let drift_prediction = Gauge::new(
+            "kiln_drift_prediction_psi",
+            "PSI of the serving version's predictions against its training targets.",
+        )
+        .unwrap();
+        let drift_features = GaugeVec::new(
+            Opts::new(
+                "kiln_drift_feature_psi",
+                "PSI of the five most drifted input features (bounded: only those five have a series).",
+            ),
+            &["feature"],
+        )
+        .unwrap();
+        for c in [
+            Box::new(drift_score.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(drift_prediction.clone()),
+            Box::new(drift_features.clone()),
+            Box::new(log_entries.clone()),
+            Box::new(log_bytes.clone()),
+            Box::new(feedback.clone()),
+            Box::new(quality.clone()),
+            Box::new(labelled.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        for outcome in ["written", "dropped", "failed"] {
+            log_entries.with_label_values(&[outcome]);
+        }
+        Self {
+            log_entries,
+            log_bytes,
+            feedback,
+            quality,
+            labelled,
+            drift_score,
+            drift_prediction,
+            drift_features,
+        }
+    }
+
+    /// Sets the drift series from `report`.
+    pub fn set_drift(&self, report: &DriftReport) {
+        self.drift_score.set(report.score);
+        self.drift_prediction.set(report.prediction_psi);
+        self.drift_features.reset();
+        for f in report.features.iter().take(TOP_FEATURES) {
+            self.drift_features
+                .with_label_values(&[&f.feature])
+                .set(f.psi);
+        }
+    }
+
+    pub fn prediction_log_dropped(&self) {
+        self.log_entries.with_label_values(&["dropped"]).inc();
+    }
+
+    pub fn prediction_log_failed(&self, n: u64) {
+        self.log_entries.with_label_values(&["failed"]).inc_by(n);
+    }
+
+    /// `n` entries written; the log now takes `bytes`.
+    pub fn prediction_log_written(&self, n: u64, bytes: u64) {
+        self.log_entries.with_label_values(&["written"]).inc_by(n);
+        self.log_bytes.set(bytes as i64);
+    }
+
+    pub fn feedback_rows(&self, n: u64) {
+        self.feedback.inc_by(n);
+    }
+
+    /// Replaces the quality series with `scores` (versions no longer tracked go).
+    pub fn set_quality<'a>(
+        &self,
+        scores: impl IntoIterator<Item = (&'a str, usize, [(&'static str, Option<f64>); 3])>,
+    ) {
+        self.quality.reset();
+        self.labelled.reset();
+        for (version, labelled, metrics) in scores {
+            self.labelled
+                .with_label_values(&[version])
+                .set(labelled as f64);
+            for (metric, value) in metrics {
+                if let Some(v) = value {
+                    self.quality.with_label_values(&[version, metric]).set(v);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Monitoring: kiln watching its own answers. Every answered instance gets a
+//! prediction id ([`ids`]); a sample of them goes to the prediction log ([`log`]);
+//! labels sent back through `POST /feedback` are joined to them ([`feedback`]) and
+//! scored per version over a sliding window ([`quality`]).
+//!
+//! [`Monitor`] is the handle the HTTP layer holds.
+
+pub mod drift;
+pub mod feedback;
+pub mod ids;
+pub mod log;
+pub mod quality;
+mod segments;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::config::MonitoringConfig;
+use crate::metrics::Metrics;
+use crate::model::{LoadedModel, Prediction};
+use crate::registry::Store;
+use feedback::Labelled;
+use ids::PredictionId;
+use log::{DriftSample, Entry, PredictionLog};
+use quality::{Outcome, Score, Windows};
+use segments::Segments;
+
+/// The monitoring state of one replica.
+pub struct Monitor {
+    config: MonitoringConfig,
+    log: Option<PredictionLog>,
+    store: Store,
+    metrics: Metrics,
+    quality: Mutex<Windows>,
+    feedback: Mutex<Segments>,
+    drift: Arc<Mutex<drift::Window>>,
+    sampled: AtomicU64,
+}
+
+/// `GET /monitoring`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Report {
+    /// `monitoring.sample_rate`.
+    pub sample_rate: f64,
+    /// Live quality of each version with labelled predictions, oldest label first.
+    pub versions: Vec<VersionQuality>,
+}
+
+/// One version's live quality.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VersionQuality {
+    pub version: String,
+    #[serde(flatten)]
+    pub score: Score,
+}
+
+impl Monitor {
+    /// Starts the log writer (when `sample_rate` is above 0); its thread ends once
+    /// the monitor is dropped.
+    pub fn start(
+        store: Store,
+        replica: &str,
+        config: &MonitoringConfig,
+        metrics: Metrics,
+    ) -> (Self, Option<std::thread::JoinHandle<()>>) {
+        let drift = Arc::new(Mutex::new(drift::Window::new(
+            config.drift_window,
+            config.drift_min_samples,
+            config.drift_threshold,
+        )));
+        let (log, writer) = if config.sample_rate > 0.0 {
+            let (log, handle) = PredictionLog::start(
+                store.clone(),
+                replica,
+                config,
+                metrics.clone(),
+                drift.clone(),
+            );
+            (Some(log), Some(handle))
+        } else {
+            (None, None)
+        };
+        let feedback = Segments::open(
+            store.clone(),
+            feedback::FOLDER,
+            replica,
+            config.max_feedback_bytes,
+        );
+        let monitor = Self {
+            config: config.clone(),
+            log,
+            store,
+            metrics,
+            quality: Mutex::new(Windows::new(config.window)),
+            feedback: Mutex::new(feedback),
+            drift,
+            sampled: AtomicU64::new(0),
+        };
+        (monitor, writer)
+    }
+
+    /// Whether the next request goes to the log: a deterministic spread at
+    /// `sample_rate` (every request when 1, none when 0).
+    pub fn sample(&self) -> bool {
+        if self.log.is_none() {
+            return false;
+        }
+        let k = self.sampled.fetch_add(1, Ordering::Relaxed) as f64;
+        let rate = self.config.sample_rate;
+        ((k + 1.0) * rate).floor() > (k * rate).floor()
+    }
+
+    /// Logs a sampled request's instances (`rows` holds `ids.len()` rows) as
+    /// `model` answered them; they also feed the drift window.
+    pub fn record(
+        &self,
+        ids: &[PredictionId],
+        model: &LoadedModel,
+        rows: &[f32],
+        predictions: &[Prediction],
+    ) {
+        let Some(log) = &self.log else { return };
+        let width = rows.len() / ids.len().max(1);
+        for ((id, row), prediction) in ids.iter().zip(rows.chunks(width.max(1))).zip(predictions) {
+            let output = match prediction {
+                Prediction::Value(v) => Some(*v),
+                Prediction::Values(v) => v.first().copied(),
+                Prediction::Class { label, .. } => model.class_index(label).map(|i| i as f32),
+            };
+            let sample = model
+                .drift_basis()
+                .zip(output)
+                .map(|(basis, output)| DriftSample {
+                    basis: basis.clone(),
+                    output,
+                });
+            log.record(
+                Entry {
+                    id: *id,
+                    t_ms: id.t_ms(),
+                    version: model.version().to_string(),
+                    features: row.to_vec(),
+                    prediction: serde_json::to_value(prediction).unwrap_or_default(),
+                },
+                sample,
+            );
+        }
+    }
+
+    /// The drift of the sampled inputs against the serving version's profile;
+    /// also sets the drift series.
+    pub fn drift(&self) -> drift::DriftReport {
+        let report = self.drift.lock().expect("drift lock").report();
+        self.metrics.monitoring.set_drift(&report);
+        report
+    }
+
+    /// Asks the log writer to write what it holds (for feedback on fresh ids).
+    pub async fn flush_log(&self) -> bool {
+        match &self.log {
+            Some(log) => log.flush().await,
+            None => false,
+        }
+    }
+
+    /// Whether an id made at `t_ms` may still be waiting in the log writer.
+    pub fn may_be_pending(&self, t_ms: u64) -> bool {
+        self.log.is_some()
+            && crate::clock::unix_now_ms().saturating_sub(t_ms)
+                <= self.config.flush_interval_ms + 1000
+    }
+
+    pub fn config(&self) -> &MonitoringConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Keeps labelled rows (one feedback segment) and scores their outcomes.
+    pub fn accept(
+        &self,
+        rows: &[Labelled],
+        outcomes: &[(String, Outcome)],
+    ) -> Result<(), crate::registry::StoreError> {
+        if let (Some(first), Some(last)) = (
+            rows.iter().map(|r| r.t_ms).min(),
+            rows.iter().map(|r| r.t_ms).max(),
+        ) {
+            let bytes = serde_json::to_vec(rows).expect("labelled rows serialise");
+            self.feedback
+                .lock()
+                .expect("feedback segments lock")
+                .write(first, last, &bytes)?;
+        }
+        self.metrics.monitoring.feedback_rows(rows.len() as u64);
+        let mut quality = self.quality.lock().expect("quality lock");
+        for (version, outcome) in outcomes {
+            quality.push(version, *outcome);
+        }
+        let scores = quality.scores();
+        self.metrics
+            .monitoring
+            .set_quality(scores.iter().map(|(v, s)| {
+                (
+                    v.as_str(),
+                    s.labelled,
+                    [("accuracy", s.accuracy), ("mae", s.mae), ("r2", s.r2)],
+                )
+            }));
+        Ok(())
+    }
+
+    /// Every tracked version's live quality.
+    pub fn report(&self) -> Report {
+        let scores = self.quality.lock().expect("quality lock").scores();
+        Report {
+            sample_rate: self.config.sample_rate,
+            versions: scores
+                .into_iter()
+                .map(|(version, score)| VersionQuality { version, score })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Live quality per version: the last `monitoring.window` labelled predictions of
+//! each version, scored as accuracy (classifiers) or MAE and R² (regression).
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::Serialize;
+
+/// What one labelled prediction says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    /// A classifier's answer: was the label right?
+    Class { correct: bool },
+    /// A regression answer and its target.
+    Value { predicted: f64, target: f64 },
+}
+
+/// A version's window, scored.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct Score {
+    /// Labelled predictions in the window.
+    pub labelled: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mae: Option<f64>,
+    /// Undefined (absent) while every target in the window is the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r2: Option<f64>,
+}
+
+/// Most versions tracked at once; the least recently labelled one is forgotten.
+const MAX_VERSIONS: usize = 16;
+
+/// Sliding windows of labelled outcomes, per version.
+#[derive(Debug)]
+pub struct Windows {
+    size: usize,
+    versions: HashMap<String, (u64, VecDeque<Outcome>)>,
+    tick: u64,
+}
+
+impl Windows {
+    pub fn new(size: usize) -> Self {
+        Self {
+            size: size.max(1),
+            versions: HashMap::new(),
+            tick: 0,
+        }
+    }
+
+    /// Adds one labelled outcome of `version`.
+    pub fn push(&mut self, version: &str, outcome: Outcome) {
+        self.tick += 1;
+        if !self.versions.contains_key(version) && self.versions.len() >= MAX_VERSIONS {
+            let oldest = self
+                .versions
+                .iter()
+                .min_by_key(|(_, (tick, _))| *tick)
+                .map(|(v, _)| v.clone());
+            if let Some(v) = oldest {
+                self.versions.remove(&v);
+            }
+        }
+        let (tick, window) = self
+            .versions
+            .entry(version.to_string())
+            .or_insert_with(|| (0, VecDeque::new()));
+        *tick = self.tick;
+        if window.len() == self.size {
+            window.pop_front();
+        }
+        window.push_back(outcome);
+    }
+
+    /// Every tracked version's score.
+    pub fn scores(&self) -> Vec<(String, Score)> {
+        let mut out: Vec<_> = self
+            .versions
+            .iter()
+            .map(|(v, (_, w))| (v.clone(), score(w)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// One version's score, if it has labels.
+    pub fn score(&self, version: &str) -> Option<Score> {
+        self.versions.get(version).map(|(_, w)| score(w))
+    }
+}
+
+fn score(window: &VecDeque<Outcome>) -> Score {
+    let n = window.len();
+    let mut correct = 0usize;
+    let mut classes = 0usize;
+    let (mut abs, mut values) = (0.0, Vec::new());
+    for outcome in window {
+        match *outcome {
+            Outcome::Class { correct: c } => {
+                classes += 1;
+                correct += usize::from(c);
+            }
+            Outcome::Value { predicted, target } => {
+                abs += (predicted - target).abs();
+                values.push((predicted, target));
+            }
+        }
+    }
+    let accuracy = (classes > 0).then(|| correct as f64 / classes as f64);
+    let mae = (!values.is_empty()).then(|| abs / values.len() as f64);
+    let r2 = (!values.is_empty())
+        .then(|| {
+            let mean = values.iter().map(|(_, t)| t).sum::<f64>() / values.len() as f64;
+            let total: f64 = values.iter().map(|(_, t)| (t - mean).powi(2)).sum();
+            let residual: f64 = values.iter().map(|(p, t)| (t - p).powi(2)).sum();
+            (total > 0.0).then(|| 1.0 - residual / total)
+        })
+        .flatten();
+    Score {
+        labelled: n,
+        accuracy,
+        mae,
+        r2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_slide_and_score() {
+        let mut w = Windows::new(4);
+        for correct in [false, false, true, true, true, true] {
+            w.push("v1", Outcome::Class { correct });
+        }
+        let s = w.score("v1").unwrap();
+        assert_eq!(s.labelled, 4);
+        assert_eq!(s.accuracy, Some(1.0));
+        for (p, t) in [(1.0, 1.0), (2.0, 3.0), (3.0, 3.0)] {
+            w.push(
+                "v2",
+                Outcome::Value {
+                    predicted: p,
+                    target: t,
+                },
+            );
+        }
+        let s = w.score("v2").unwrap();
+        assert!((s.mae.unwrap() - 1.0 / 3.0).abs() < 1e-12);
+        // mean 7/3; total = 16/9 + 4/9 + 4/9 = 24/9; residual 1.
+        assert!((s.r2.unwrap() - (1.0 - 9.0 / 24.0)).abs() < 1e-12);
+        assert_eq!(w.scores().len(), 2);
+    }
+
+    #[test]
+    fn versions_are_bounded() {
+        let mut w = Windows::new(2);
+        for i in 0..40 {
+            w.push(&format!("v{i}"), Outcome::Class { correct: true });
+        }
+        assert_eq!(w.scores().len(), MAX_VERSIONS);
+        assert!(w.score("v39").is_some());
+        assert!(w.score("v0").is_none());
+    }
+}

@@ -1,0 +1,39 @@
+//! [`TrainError`]: every way a training job can fail, from the recipe's range
+//! checks to writing its version. Submission turns the input errors into 4xx
+//! answers (through the API's status table); a worker reports the rest in the job
+//! record.
+
+use super::data::DataError;
+
+/// Why a job cannot run, or ended without a version; the text is what the client
+/// (or the job record) reads.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A recipe field out of its range, or fields that do not fit together.
+    #[error("{0}")]
+    Recipe(String),
+    /// Data that cannot be trained on (a parse error, no usable rows, ...).
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// The network, the dataset or a batch is over a `training.*` limit.
+    #[error("{0}")]
+    OverBudget(String),
+    /// A dataset file over the size limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Stopped by a cancel.
+    #[error("cancelled")]
+    Cancelled,
+    #[error("training diverged at epoch {0}: the loss is not finite (try a smaller learning rate)")]
+    Diverged(usize),
+    /// The store or the device failed (a server fault, not the recipe's).
+    #[error("{0}")]
+    Store(String),
+}
+
+impl TrainError {
+    /// For `map_err` on the recipe checks that build their text.
+    pub fn recipe(text: impl Into<String>) -> Self {
+        Self::Recipe(text.into())
+    }
+}

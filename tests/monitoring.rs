@@ -1,0 +1,259 @@
+//! The prediction log, feedback and live quality, against the real server: ids in
+//! every answer, labels joined to logged predictions, the quality they give, and
+//! every bad label refused with a 422 that keeps nothing.
+
+mod common;
+
+use common::{Server, post, test_config};
+use serde_json::{Value, json};
+
+const SPECIES: [&str; 3] = ["setosa", "versicolor", "virginica"];
+
+/// The bundled iris rows with their species names.
+fn iris() -> Vec<(Vec<f32>, &'static str)> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/data/iris.csv"
+    ))
+    .unwrap();
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let v: Vec<f32> = line.split(',').map(|x| x.parse().unwrap()).collect();
+            (v[..4].to_vec(), SPECIES[v[4] as usize])
+        })
+        .collect()
+}
+
+async fn monitored(sample_rate: f64, max_log_bytes: u64) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.monitoring.sample_rate = sample_rate;
+    config.monitoring.flush_interval_ms = 50;
+    config.monitoring.segment_bytes = 4096;
+    config.monitoring.max_log_bytes = max_log_bytes;
+    (Server::start(config).await, dir)
+}
+
+#[tokio::test]
+async fn labels_join_logged_predictions_and_score_live_accuracy() {
+    let (server, dir) = monitored(1.0, 1 << 20).await;
+    let rows = iris();
+    let mut items = Vec::new();
+    let mut correct = 0;
+    for chunk in rows.chunks(10) {
+        let instances: Vec<&Vec<f32>> = chunk.iter().map(|(x, _)| x).collect();
+        let r = server.predict(&json!(instances)).await;
+        assert_eq!(r.status(), 200);
+        let header = r.headers()["x-prediction-id"].to_str().unwrap().to_string();
+        let body: Value = r.json().await.unwrap();
+        let ids = body["prediction_ids"].as_array().unwrap();
+        assert_eq!(ids.len(), chunk.len());
+        assert_eq!(
+            ids[0],
+            header.as_str(),
+            "the header names the first instance"
+        );
+        for ((id, prediction), (_, species)) in ids
+            .iter()
+            .zip(body["predictions"].as_array().unwrap())
+            .zip(chunk)
+        {
+            correct += usize::from(prediction["label"] == *species);
+            items.push(json!({"prediction_id": id, "target": species}));
+        }
+    }
+    let all: std::collections::HashSet<_> = items
+        .iter()
+        .map(|i| i["prediction_id"].to_string())
+        .collect();
+    assert_eq!(all.len(), rows.len(), "every instance has its own id");
+    // Sent at once, right after answering: the log writer is asked to flush.
+    let r = post(&server, "/feedback", json!({ "items": items })).await;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], rows.len());
+    assert_eq!(body["joined"], rows.len());
+    let report = common::get(&server, "/monitoring").await;
+    let v = &report["versions"][0];
+    assert_eq!(v["version"], "v1", "{report}");
+    assert_eq!(v["labelled"], rows.len());
+    let expected = correct as f64 / rows.len() as f64;
+    assert!(
+        (v["accuracy"].as_f64().unwrap() - expected).abs() < 1e-9,
+        "{report} vs {expected}"
+    );
+    assert!(
+        expected > 0.9,
+        "the default model is a good iris classifier: {expected}"
+    );
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("kiln_live_quality{metric=\"accuracy\",version=\"v1\"}"),
+        "{metrics}"
+    );
+    assert_eq!(
+        common::sample(&metrics, "kiln_feedback_rows_total"),
+        rows.len() as f64
+    );
+    // Labelled rows are kept in the store for retraining.
+    assert!(
+        std::fs::read_dir(dir.path().join("feedback"))
+            .unwrap()
+            .count()
+            >= 1
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_feedback_is_a_422_and_keeps_nothing() {
+    let (server, _dir) = monitored(1.0, 1 << 20).await;
+    let r = server.predict(&json!([[5.1, 3.5, 1.4, 0.2]])).await;
+    let body: Value = r.json().await.unwrap();
+    let id = body["prediction_ids"][0].as_str().unwrap().to_string();
+    // A well-formed id kiln never made (a v7 UUID from 2020).
+    let unknown = "01700000-0000-7000-8000-000000000000";
+    let cases = [
+        (json!({"items": []}), 422, "items"),
+        (
+            json!({"items": [{"prediction_id": "nope", "target": "setosa"}]}),
+            422,
+            "prediction id",
+        ),
+        (
+            json!({"items": [{"prediction_id": uuid_v4(), "target": "setosa"}]}),
+            422,
+            "kiln made",
+        ),
+        (
+            json!({"items": [{"prediction_id": unknown, "target": "setosa"}]}),
+            422,
+            "instance",
+        ),
+        (
+            json!({"items": [{"prediction_id": &id, "target": "dragon"}]}),
+            422,
+            "classes",
+        ),
+        (
+            json!({"items": [{"prediction_id": &id, "target": 3.5}]}),
+            422,
+            "classes",
+        ),
+        (
+            json!({"items": [{"prediction_id": &id, "target": "setosa"}, {"prediction_id": unknown, "instance": [1, 2], "target": "setosa"}]}),
+            422,
+            "items[1]",
+        ),
+        (
+            json!({"items": [{"prediction_id": unknown, "instance": [1e39, 0, 0, 0], "target": "setosa"}]}),
+            422,
+            "items[0]",
+        ),
+        (json!({"items": [{"prediction_id": &id}]}), 422, "target"),
+        (
+            json!({"items": [{"prediction_id": &id, "target": "setosa", "extra": 1}]}),
+            422,
+            "extra",
+        ),
+    ];
+    for (body, status, needle) in cases {
+        let r = post(&server, "/feedback", body.clone()).await;
+        let got = r.status().as_u16();
+        let answer: Value = r.json().await.unwrap();
+        assert_eq!(got, status, "{body} -> {answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.contains(needle), "{body} -> {error}");
+    }
+    let too_many: Vec<Value> = (0..1001)
+        .map(|_| json!({"prediction_id": &id, "target": "setosa"}))
+        .collect();
+    let r = post(&server, "/feedback", json!({ "items": too_many })).await;
+    assert_eq!(r.status(), 413);
+    let report = common::get(&server, "/monitoring").await;
+    assert_eq!(report["versions"], json!([]), "nothing was kept: {report}");
+    // An unsampled prediction is labelled with its instance.
+    let r = post(
+        &server,
+        "/feedback",
+        json!({"items": [{"prediction_id": unknown, "instance": [5.1, 3.5, 1.4, 0.2], "target": "setosa"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, json!({"accepted": 1, "joined": 0}));
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn feedback_needs_the_token_when_one_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.auth.token = Some("s3cret".into());
+    let server = Server::start(config).await;
+    let r = post(&server, "/feedback", json!({"items": []})).await;
+    assert_eq!(r.status(), 401);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_log_stays_within_its_bound() {
+    let (server, dir) = monitored(1.0, 16 * 1024).await;
+    let row = [5.1, 3.5, 1.4, 0.2];
+    for _ in 0..200 {
+        let r = server.predict(&json!(vec![row; 8])).await;
+        assert_eq!(r.status(), 200);
+    }
+    // Let the writer flush what it holds.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let metrics = server.metrics().await;
+    let written = common::sample(
+        &metrics,
+        "kiln_prediction_log_entries_total{outcome=\"written\"}",
+    );
+    let dropped = common::sample(
+        &metrics,
+        "kiln_prediction_log_entries_total{outcome=\"dropped\"}",
+    );
+    assert_eq!(written + dropped, 1600.0, "{metrics}");
+    assert!(written > 0.0);
+    let bytes: u64 = std::fs::read_dir(dir.path().join("predictions"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(bytes > 0 && bytes <= 16 * 1024, "{bytes} bytes on disk");
+    assert!(common::sample(&metrics, "kiln_prediction_log_bytes") <= 16.0 * 1024.0);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn sample_rate_zero_logs_nothing_but_answers_carry_ids() {
+    let (server, dir) = monitored(0.0, 1 << 20).await;
+    let r = server.predict(&json!([[5.1, 3.5, 1.4, 0.2]])).await;
+    assert!(r.headers().contains_key("x-prediction-id"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["prediction_ids"].as_array().unwrap().len(), 1);
+    // OIP v2 answers carry theirs in `parameters`.
+    let r = post(
+        &server,
+        "/v2/models/kiln/infer",
+        json!({"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2, 6.0, 3.0, 4.8, 1.8]}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let header = r.headers()["x-prediction-id"].to_str().unwrap().to_string();
+    let body: Value = r.json().await.unwrap();
+    let ids = body["parameters"]["prediction_ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 2, "{body}");
+    assert_eq!(ids[0], header.as_str());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!dir.path().join("predictions").exists());
+    server.stop().await.unwrap();
+}
+
+fn uuid_v4() -> String {
+    // Version nibble 4: a UUID, but not one of kiln's prediction ids.
+    "9f1c2a3b-4d5e-4f60-8a7b-0c1d2e3f4a5b".into()
+}
