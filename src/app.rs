@@ -129,6 +129,16 @@ pub async fn run(
         )),
         monitor: Arc::new(monitor),
     });
+    crate::monitoring::retrain::spawn(
+        crate::monitoring::retrain::Deps {
+            config: config.clone(),
+            monitor: state.monitor.clone(),
+            trainer: trainer.clone(),
+            store: state.store.clone(),
+            model: state.model.clone(),
+        },
+        draining.clone(),
+    );
     let drain_delay = Duration::from_millis(config.server.shutdown_drain_delay_ms);
     let serving = state.model.clone();
     state

@@ -30,6 +30,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub telemetry: TelemetryConfig,
     pub monitoring: MonitoringConfig,
+    pub retrain: RetrainConfig,
 }
 
 /// The dynamic batching queue.
@@ -347,7 +348,7 @@ mod monitoring;
 mod server;
 mod validate;
 
-pub use monitoring::MonitoringConfig;
+pub use monitoring::{MonitoringConfig, RetrainConfig};
 pub use server::{AuthConfig, ServerConfig};
 
 #[cfg(test)]

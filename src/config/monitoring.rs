@@ -126,3 +126,94 @@ impl MonitoringConfig {
         Ok(())
     }
 }
+
+/// `[retrain]`: automatic retraining when labels pile up, inputs drift or live
+/// quality falls. Off by default.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrainConfig {
+    pub enabled: bool,
+    /// How often the triggers are checked, in milliseconds.
+    pub check_interval_ms: u64,
+    /// Retrain after this many new labelled rows (0: never for this reason).
+    pub min_new_labels: u64,
+    /// Retrain when the drift score is over `monitoring.drift_threshold`.
+    pub on_drift: bool,
+    /// Retrain when the serving classifier's live accuracy is under this (0: never).
+    pub min_accuracy: f64,
+    /// Retrain when the serving regression model's live R² is under this
+    /// (-1e9, the default: never).
+    pub min_r2: f64,
+    /// Labelled predictions of the serving version live quality needs first.
+    pub min_labelled: usize,
+    /// After a trigger fires, it waits this long before it may fire again.
+    pub cooldown_ms: u64,
+    /// The job validates on the most recent labelled rows, at most this many
+    /// (half of them when fewer have arrived).
+    pub holdout_rows: usize,
+    /// The job trains on the most recent rows of the version's kept data plus
+    /// the labelled feedback, at most this many.
+    pub max_rows: usize,
+}
+
+impl Default for RetrainConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            check_interval_ms: 5000,
+            min_new_labels: 0,
+            on_drift: true,
+            min_accuracy: 0.0,
+            min_r2: -1e9,
+            min_labelled: 100,
+            cooldown_ms: 600_000,
+            holdout_rows: 200,
+            max_rows: 20_000,
+        }
+    }
+}
+
+impl RetrainConfig {
+    /// `(key, reason)` of the first bad value.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(0.0..=1.0).contains(&self.min_accuracy) {
+            return Err((
+                "retrain.min_accuracy",
+                format!("must be between 0 and 1, got {}", self.min_accuracy),
+            ));
+        }
+        if !(-1e9..=1.0).contains(&self.min_r2) {
+            return Err((
+                "retrain.min_r2",
+                format!("must be between -1e9 and 1, got {}", self.min_r2),
+            ));
+        }
+        for (key, v, lo, hi) in [
+            (
+                "retrain.check_interval_ms",
+                self.check_interval_ms,
+                10,
+                3_600_000,
+            ),
+            ("retrain.cooldown_ms", self.cooldown_ms, 0, 30 * 86_400_000),
+            (
+                "retrain.min_labelled",
+                self.min_labelled as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "retrain.holdout_rows",
+                self.holdout_rows as u64,
+                1,
+                1_000_000,
+            ),
+            ("retrain.max_rows", self.max_rows as u64, 10, 10_000_000),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err((key, format!("must be between {lo} and {hi}, got {v}")));
+            }
+        }
+        Ok(())
+    }
+}

@@ -84,7 +84,7 @@ impl Config {
         if self.server.max_upload_bytes < 1024 {
             return invalid("server.max_upload_bytes", "must be at least 1024".into());
         }
-        if let Err((key, reason)) = self.monitoring.check() {
+        if let Err((key, reason)) = self.monitoring.check().and(self.retrain.check()) {
             return invalid(key, reason);
         }
         let e = &self.explain;

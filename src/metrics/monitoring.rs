@@ -15,6 +15,7 @@ pub struct Collectors {
     drift_score: Gauge,
     drift_prediction: Gauge,
     drift_features: GaugeVec,
+    retrain: IntCounterVec,
 }
 
 /// Features with a drift series: the ones with the largest PSI.
@@ -74,8 +75,20 @@ impl Collectors {
             &["feature"],
         )
         .unwrap();
+        let retrain = IntCounterVec::new(
+            Opts::new(
+                "kiln_retrain_jobs_total",
+                "Automatic retraining jobs started, by trigger (labels, drift, quality).",
+            ),
+            &["trigger"],
+        )
+        .unwrap();
+        for trigger in ["labels", "drift", "quality"] {
+            retrain.with_label_values(&[trigger]);
+        }
         for c in [
-            Box::new(drift_score.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(retrain.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(drift_score.clone()),
             Box::new(drift_prediction.clone()),
             Box::new(drift_features.clone()),
             Box::new(log_entries.clone()),
@@ -98,7 +111,12 @@ impl Collectors {
             drift_score,
             drift_prediction,
             drift_features,
+            retrain,
         }
+    }
+
+    pub fn retrain_started(&self, trigger: &str) {
+        self.retrain.with_label_values(&[trigger]).inc();
     }
 
     /// Sets the drift series from `report`.

@@ -10,6 +10,7 @@ pub mod feedback;
 pub mod ids;
 pub mod log;
 pub mod quality;
+pub mod retrain;
 mod segments;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +38,8 @@ pub struct Monitor {
     feedback: Mutex<Segments>,
     drift: Arc<Mutex<drift::Window>>,
     sampled: AtomicU64,
+    /// Labelled rows accepted since start.
+    labelled: AtomicU64,
 }
 
 /// `GET /monitoring`.
@@ -97,6 +100,7 @@ impl Monitor {
             feedback: Mutex::new(feedback),
             drift,
             sampled: AtomicU64::new(0),
+            labelled: AtomicU64::new(0),
         };
         (monitor, writer)
     }
@@ -197,6 +201,8 @@ impl Monitor {
                 .write(first, last, &bytes)?;
         }
         self.metrics.monitoring.feedback_rows(rows.len() as u64);
+        self.labelled
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
         let mut quality = self.quality.lock().expect("quality lock");
         for (version, outcome) in outcomes {
             quality.push(version, *outcome);
@@ -212,6 +218,21 @@ impl Monitor {
                 )
             }));
         Ok(())
+    }
+
+    /// Labelled rows accepted since start.
+    pub fn labelled_total(&self) -> u64 {
+        self.labelled.load(Ordering::Relaxed)
+    }
+
+    /// `version`'s live quality, if it has labelled predictions.
+    pub fn quality(&self, version: &str) -> Option<Score> {
+        self.quality.lock().expect("quality lock").score(version)
+    }
+
+    /// Counts an automatic job started by `trigger`.
+    pub fn retrain_started(&self, trigger: &str) {
+        self.metrics.monitoring.retrain_started(trigger);
     }
 
     /// Every tracked version's live quality.

@@ -1,0 +1,273 @@
+//! Automatic retraining (`[retrain]`, off by default). Every
+//! `retrain.check_interval_ms` the triggers are checked, each with its own
+//! cooldown: enough new labelled rows, drift over its threshold, or live quality
+//! of the serving version under its floor. A trigger that fires submits one job
+//! (never a second while one is queued or running): the serving version's recipe
+//! and architecture, trained on the most recent rows of its kept data plus the
+//! labelled feedback, validated on the newest labelled rows, promoted only if it
+//! beats the serving version there. The job record names the trigger.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::Monitor;
+use super::feedback::{self, Labelled};
+use super::segments;
+use crate::config::Config;
+use crate::model::{LoadedModel, Task};
+use crate::registry::Store;
+use crate::serving::ActiveModel;
+use crate::training::budget::Budget;
+use crate::training::input::{DataSource, JobInput};
+use crate::training::jobs::{Submission, Trainer};
+use crate::training::kept;
+use crate::training::spec::{Promote, TrainSpec};
+
+/// What the policy needs.
+pub struct Deps {
+    pub config: Arc<Config>,
+    pub monitor: Arc<Monitor>,
+    pub trainer: Trainer,
+    pub store: Store,
+    pub model: ActiveModel,
+}
+
+/// Starts the policy task (when `retrain.enabled`); it ends with `stop`.
+pub fn spawn(deps: Deps, stop: CancellationToken) {
+    if !deps.config.retrain.enabled {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut policy = Policy {
+            deps: Arc::new(deps),
+            fired: HashMap::new(),
+            labels_at_last_job: 0,
+            job: None,
+        };
+        let every = Duration::from_millis(policy.deps.config.retrain.check_interval_ms);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            policy.check().await;
+        }
+    });
+}
+
+struct Policy {
+    deps: Arc<Deps>,
+    /// When each trigger last fired.
+    fired: HashMap<&'static str, Instant>,
+    labels_at_last_job: u64,
+    /// The automatic job last submitted.
+    job: Option<String>,
+}
+
+impl Policy {
+    async fn check(&mut self) {
+        let deps = self.deps.clone();
+        if let Some(id) = &self.job
+            && deps.trainer.get(id).is_some_and(|j| !j.state.is_finished())
+        {
+            return;
+        }
+        let Some(active) = deps.model.current() else {
+            return;
+        };
+        let Some((name, why)) = self.trigger(&active) else {
+            return;
+        };
+        let labelled = deps.monitor.labelled_total();
+        let trigger = format!("{name}: {why}");
+        let submitted = tokio::task::spawn_blocking(move || {
+            let submission = build(&deps, &active, trigger.clone())?;
+            deps.trainer
+                .submit(submission)
+                .map_err(|e| e.to_string())
+                .map(|job| (job.id, trigger))
+        })
+        .await;
+        // A trigger that could not start a job waits out its cooldown too.
+        self.fired.insert(name, Instant::now());
+        match submitted {
+            Ok(Ok((id, trigger))) => {
+                tracing::info!(job = id, trigger, "automatic retraining started");
+                self.deps.monitor.retrain_started(name);
+                self.job = Some(id);
+                self.labels_at_last_job = labelled;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(trigger = name, error = %e, "automatic retraining not started")
+            }
+            Err(e) => tracing::error!(error = %e, "the retraining task failed"),
+        }
+    }
+
+    /// The first trigger that fires now (past its cooldown), and why.
+    fn trigger(&self, active: &LoadedModel) -> Option<(&'static str, String)> {
+        let cfg = &self.deps.config.retrain;
+        let cooldown = Duration::from_millis(cfg.cooldown_ms);
+        let ready = |name: &str| self.fired.get(name).is_none_or(|t| t.elapsed() >= cooldown);
+        let monitor = &self.deps.monitor;
+        let new_labels = monitor.labelled_total() - self.labels_at_last_job;
+        if cfg.min_new_labels > 0 && new_labels >= cfg.min_new_labels && ready("labels") {
+            return Some((
+                "labels",
+                format!(
+                    "{new_labels} new labelled rows (retrain.min_new_labels = {})",
+                    cfg.min_new_labels
+                ),
+            ));
+        }
+        if cfg.on_drift && ready("drift") {
+            let drift = monitor.drift();
+            if drift.drifted {
+                let worst = drift
+                    .features
+                    .first()
+                    .map(|f| format!("; feature {:?} at {:.3}", f.feature, f.psi))
+                    .unwrap_or_default();
+                return Some((
+                    "drift",
+                    format!(
+                        "drift score {:.3} over monitoring.drift_threshold {} (predictions at {:.3}{worst})",
+                        drift.score, drift.threshold, drift.prediction_psi
+                    ),
+                ));
+            }
+        }
+        let score = monitor.quality(active.version())?;
+        if score.labelled < cfg.min_labelled || !ready("quality") {
+            return None;
+        }
+        let low = match (score.accuracy, score.r2) {
+            (Some(a), _) if a < cfg.min_accuracy => Some(format!(
+                "live accuracy {a:.3} under retrain.min_accuracy {}",
+                cfg.min_accuracy
+            )),
+            (_, Some(r2)) if r2 < cfg.min_r2 => Some(format!(
+                "live R² {r2:.3} under retrain.min_r2 {}",
+                cfg.min_r2
+            )),
+            _ => None,
+        }?;
+        Some((
+            "quality",
+            format!(
+                "{low} over the last {} labelled predictions of {}",
+                score.labelled,
+                active.version()
+            ),
+        ))
+    }
+}
+
+/// The job: `active`'s recipe and architecture on its kept data plus the
+/// labelled feedback (the newest `retrain.max_rows` rows), validated on the newest
+/// labelled rows.
+fn build(deps: &Deps, active: &LoadedModel, trigger: String) -> Result<Submission, String> {
+    let cfg = &deps.config.retrain;
+    let manifest = active.manifest();
+    let mut spec: TrainSpec = manifest
+        .training
+        .as_ref()
+        .and_then(|t| t.get("spec"))
+        .and_then(|s| serde_json::from_value(s.clone()).ok())
+        .unwrap_or_default();
+    let width = active.input_width();
+    let labels = labelled_rows(&deps.store, width);
+    if labels.is_empty() {
+        return Err("no labelled rows yet".into());
+    }
+    let kept = kept::read(&deps.store, active.version());
+    let header = match kept.as_deref().and_then(|k| k.lines().next()) {
+        Some(h) => h.to_string(),
+        None => {
+            let mut out = csv::Writer::from_writer(Vec::new());
+            let names = manifest
+                .feature_names
+                .clone()
+                .unwrap_or_else(|| (0..width).map(|j| format!("x{j}")).collect());
+            out.write_record(
+                names
+                    .iter()
+                    .map(String::as_str)
+                    .chain([spec.target.as_str()]),
+            )
+            .map_err(|e| e.to_string())?;
+            String::from_utf8(out.into_inner().map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?
+                .trim_end()
+                .to_string()
+        }
+    };
+    let mut rows: Vec<String> = kept
+        .as_deref()
+        .map(|k| k.lines().skip(1).map(str::to_string).collect())
+        .unwrap_or_default();
+    for row in &labels {
+        let target = match &row.target {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let mut out = csv::Writer::from_writer(Vec::new());
+        out.write_record(row.features.iter().map(f32::to_string).chain([target]))
+            .map_err(|e| e.to_string())?;
+        let line = String::from_utf8(out.into_inner().map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        rows.push(line.trim_end().to_string());
+    }
+    let keep = rows.len().min(cfg.max_rows);
+    let rows = &rows[rows.len() - keep..];
+    let holdout = cfg
+        .holdout_rows
+        .min(labels.len().div_ceil(2))
+        .min(keep - 1)
+        .max(1);
+    let csv = std::iter::once(header.as_str())
+        .chain(rows.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join("\n");
+    spec.promote = Promote::IfBetter;
+    spec.validation_last = Some(holdout);
+    spec.task = Some(manifest.net.task);
+    if manifest.net.task == Task::Regression {
+        spec.loss = None;
+    }
+    let mut net = manifest.net.clone();
+    net.preprocess = None;
+    let input = JobInput {
+        spec,
+        data: DataSource::Csv(csv),
+        model_file: Some(net),
+    };
+    let prepared = input
+        .prepare(&Budget::from(&deps.config.training))
+        .map_err(|e| e.to_string())?;
+    Ok(Submission {
+        task: prepared.data.task,
+        task_reason: prepared.data.task_reason.clone(),
+        rows: prepared.rows,
+        input,
+        trigger: Some(trigger),
+    })
+}
+
+/// Every kept labelled row of `width` features, oldest first.
+fn labelled_rows(store: &Store, width: usize) -> Vec<Labelled> {
+    let mut names = segments::list(store, feedback::FOLDER);
+    names.sort_by_key(|s| (s.first_ms, s.name.clone()));
+    let mut rows: Vec<Labelled> = names
+        .iter()
+        .filter_map(|s| store.read_record(&s.name).ok().flatten())
+        .filter_map(|bytes| serde_json::from_slice::<Vec<Labelled>>(&bytes).ok())
+        .flatten()
+        .filter(|r| r.features.len() == width)
+        .collect();
+    rows.sort_by_key(|r| r.t_ms);
+    rows
+}

@@ -1,0 +1,225 @@
+//! The loop closed, against the real binary: kiln serves a classifier, a client
+//! streams requests and labels them through `POST /feedback`, halfway through the
+//! inputs shift and the labelling rule changes (`examples/data/drift`). Drift is
+//! flagged soon after the shift and never before it, an automatic job names its
+//! trigger, and live accuracy recovers on a retrained version with the same labels.
+
+mod common;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use common::{Process, get_json, poll_job, submit_at};
+use serde_json::{Value, json};
+
+const SHIFT: usize = 1500;
+
+fn rows(name: &str) -> Vec<([f32; 2], String)> {
+    let path = format!("{}/examples/data/drift/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                [f[0].parse().unwrap(), f[1].parse().unwrap()],
+                f[2].to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_triggers_a_retrain_and_accuracy_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::serve(
+        dir.path(),
+        &[
+            ("KILN_MONITORING__SAMPLE_RATE", "1"),
+            ("KILN_MONITORING__FLUSH_INTERVAL_MS", "50"),
+            ("KILN_MONITORING__WINDOW", "200"),
+            ("KILN_MONITORING__DRIFT_WINDOW", "200"),
+            ("KILN_MONITORING__DRIFT_MIN_SAMPLES", "150"),
+            ("KILN_MONITORING__DRIFT_THRESHOLD", "0.25"),
+            ("KILN_RETRAIN__ENABLED", "true"),
+            ("KILN_RETRAIN__CHECK_INTERVAL_MS", "100"),
+            ("KILN_RETRAIN__MIN_ACCURACY", "0.85"),
+            ("KILN_RETRAIN__MIN_LABELLED", "100"),
+            ("KILN_RETRAIN__COOLDOWN_MS", "1500"),
+            ("KILN_RETRAIN__HOLDOUT_ROWS", "150"),
+            ("KILN_RETRAIN__MAX_ROWS", "600"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let base = server.base.clone();
+
+    // The first model: trained on the world before the shift, made active.
+    let train = std::fs::read_to_string(format!(
+        "{}/examples/data/drift/train.csv",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let id = submit_at(
+        &client,
+        &base,
+        &json!({"dataset": {"csv": train}, "model": {"hidden": [16]}, "epochs": 60,
+                "optimizer": {"kind": "adam", "lr": 0.01}, "promote": "always"}),
+    )
+    .await;
+    let job = poll_job(
+        &client,
+        &base,
+        &id,
+        Duration::from_secs(120),
+        common::finished,
+    )
+    .await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let first = job["version"].as_str().unwrap().to_string();
+    assert!(
+        job.get("trigger").is_none(),
+        "a user's job has no trigger: {job}"
+    );
+
+    let stream = rows("stream.csv");
+    let mut labels_seen: BTreeSet<String> = BTreeSet::new();
+    let mut recent: VecDeque<bool> = VecDeque::new();
+    let mut pending = Vec::new();
+    let mut pre_shift_correct = 0usize;
+    let mut drifted_at = None;
+    let mut recovered_at = None;
+    let mut versions = BTreeSet::new();
+    let started = Instant::now();
+    // The stream goes on (cycling the shifted rows) until accuracy recovers, or
+    // three minutes pass on a slow machine.
+    for i in 0.. {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "no recovery after {i} requests"
+        );
+        let k = if i < stream.len() {
+            i
+        } else {
+            SHIFT + (i - SHIFT) % (stream.len() - SHIFT)
+        };
+        let (x, label) = &stream[k];
+        let r = client
+            .post(format!("{base}/predict"))
+            .json(&json!({"instances": [x]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "request {i}: {}", r.text().await.unwrap());
+        let version = r.headers()["x-model-version"].to_str().unwrap().to_string();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            body["model_version"],
+            version.as_str(),
+            "every answer names its version"
+        );
+        versions.insert(version.clone());
+        let prediction = &body["predictions"][0];
+        labels_seen.extend(
+            prediction["probabilities"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned(),
+        );
+        let correct = prediction["label"] == label.as_str();
+        if i < SHIFT {
+            pre_shift_correct += usize::from(correct);
+        }
+        recent.push_back(correct);
+        if recent.len() > 200 {
+            recent.pop_front();
+        }
+        pending.push(json!({"prediction_id": body["prediction_ids"][0], "target": label}));
+        if pending.len() == 10 {
+            let r = client
+                .post(format!("{base}/feedback"))
+                .json(&json!({"items": std::mem::take(&mut pending)}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+            let drift = get_json(&client, &format!("{base}/monitoring/drift")).await;
+            if drift["drifted"] == true {
+                assert!(
+                    i >= SHIFT,
+                    "a false alarm before the shift, at request {i}: {drift}"
+                );
+                drifted_at.get_or_insert(i);
+            }
+        }
+        if i >= SHIFT && drifted_at.is_some() && recovered_at.is_none() && version != first {
+            let accuracy = recent.iter().filter(|c| **c).count() as f64 / recent.len() as f64;
+            let window_is_new = i - SHIFT >= recent.len();
+            if window_is_new && accuracy >= pre_shift_correct as f64 / SHIFT as f64 - 0.05 {
+                recovered_at = Some(i);
+                break;
+            }
+        }
+        // After the shift, leave the retraining job time to run.
+        if i >= SHIFT && i % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+    }
+    let pre_accuracy = pre_shift_correct as f64 / SHIFT as f64;
+    let drifted_at = drifted_at.expect("the drift score never crossed its threshold");
+    eprintln!(
+        "pre-shift accuracy {pre_accuracy:.3}; drift flagged {} requests after the shift; \
+         recovered {:?} labelled rows after the shift; versions {versions:?}; {:.1} s",
+        drifted_at - SHIFT,
+        recovered_at.map(|r| r - SHIFT),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(pre_accuracy > 0.9, "{pre_accuracy}");
+    assert!(
+        drifted_at - SHIFT <= 500,
+        "drift flagged {} requests after the shift",
+        drifted_at - SHIFT
+    );
+    assert!(recovered_at.is_some_and(|r| r > SHIFT));
+
+    // Automatic jobs say what started them; the labels stayed the same two.
+    let jobs = get_json(&client, &format!("{base}/train")).await;
+    let automatic: Vec<&Value> = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j.get("trigger").is_some())
+        .collect();
+    assert!(!automatic.is_empty(), "{jobs}");
+    for j in &automatic {
+        let trigger = j["trigger"].as_str().unwrap();
+        assert!(
+            trigger.starts_with("drift:") || trigger.starts_with("quality:"),
+            "{trigger}"
+        );
+    }
+    assert_eq!(
+        labels_seen,
+        BTreeSet::from(["no".to_string(), "yes".to_string()])
+    );
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let started_jobs: f64 = ["drift", "quality", "labels"]
+        .iter()
+        .map(|t| {
+            common::sample(
+                &metrics,
+                &format!("kiln_retrain_jobs_total{{trigger=\"{t}\"}}"),
+            )
+        })
+        .sum();
+    assert!(started_jobs >= 1.0, "{metrics}");
+}
