@@ -128,6 +128,7 @@ pub async fn run(
             crate::api::train::MAX_CONCURRENT_SUBMISSIONS,
         )),
         monitor: Arc::new(monitor),
+        routing: Arc::default(),
     });
     crate::monitoring::retrain::spawn(
         crate::monitoring::retrain::Deps {

@@ -24,7 +24,10 @@
 //! - [`registry`]: the model store on disk (atomic writes, never-reused ids, the
 //!   active record, job records, store-wide locks): storage only.
 //! - [`serving`]: which version serves: the hot-swap seam, the model manager that
-//!   owns promotion, rollback and deletion, loading and warm-up, replica sync.
+//!   owns promotion, rollback and deletion, loading and warm-up, replica sync, and
+//!   canary and shadow routes.
+//! - [`monitoring`]: prediction ids, the sampled prediction log, feedback labels,
+//!   live quality, drift against the training profile, and automatic retraining.
 //! - [`training`]: data preparation, the recipe and its budget, the training loop,
 //!   background jobs in supervised worker processes, promotion decisions, and the
 //!   default model.

@@ -523,7 +523,26 @@ async fn the_dashboard_and_the_rules_use_only_exported_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
     config.training.data_dir = data("");
+    config.monitoring.sample_rate = 1.0;
+    config.monitoring.drift_min_samples = 1;
     let server = Server::start(config).await;
+    // A labelled prediction, so the live quality and drift series exist.
+    let answer: Value = server
+        .predict(&json!([[5.1, 3.5, 1.4, 0.2]]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let r = server
+        .client
+        .post(server.url("/feedback"))
+        .json(
+            &json!({"items": [{"prediction_id": answer["prediction_ids"][0], "target": "setosa"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     // Run a short job so the training series exist.
     let r = server
         .client

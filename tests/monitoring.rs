@@ -28,6 +28,7 @@ fn iris() -> Vec<(Vec<f32>, &'static str)> {
 async fn monitored(sample_rate: f64, max_log_bytes: u64) -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
+    config.training.data_dir = common::data("");
     config.monitoring.sample_rate = sample_rate;
     config.monitoring.flush_interval_ms = 50;
     config.monitoring.segment_bytes = 4096;
@@ -193,8 +194,13 @@ async fn feedback_needs_the_token_when_one_is_set() {
     let mut config = test_config(dir.path());
     config.auth.token = Some("s3cret".into());
     let server = Server::start(config).await;
-    let r = post(&server, "/feedback", json!({"items": []})).await;
-    assert_eq!(r.status(), 401);
+    for (path, body) in [
+        ("/feedback", json!({"items": []})),
+        ("/models/v1/canary", json!({"percent": 10})),
+        ("/models/v1/shadow", json!({"percent": 10})),
+    ] {
+        assert_eq!(post(&server, path, body).await.status(), 401, "{path}");
+    }
     server.stop().await.unwrap();
 }
 
@@ -256,4 +262,125 @@ async fn sample_rate_zero_logs_nothing_but_answers_carry_ids() {
 fn uuid_v4() -> String {
     // Version nibble 4: a UUID, but not one of kiln's prediction ids.
     "9f1c2a3b-4d5e-4f60-8a7b-0c1d2e3f4a5b".into()
+}
+
+/// The default iris model (v1, active) and a second version (v2, not promoted).
+async fn two_versions() -> (Server, tempfile::TempDir) {
+    let (server, dir) = monitored(1.0, 1 << 20).await;
+    let id = common::submit(
+        &server,
+        json!({"dataset": {"path": "iris.csv"}, "model": {"hidden": [8]}, "epochs": 30, "promote": "never"}),
+    )
+    .await;
+    let job = common::wait_job(&server, &id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["version"], "v2");
+    (server, dir)
+}
+
+/// The answer without its per-request ids.
+fn answer(mut body: Value) -> Value {
+    body.as_object_mut().unwrap().remove("prediction_ids");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_percent_canary_serves_a_tenth_and_names_itself() {
+    let (server, _dir) = two_versions().await;
+    let r = post(&server, "/models/v2/canary", json!({"percent": 10})).await;
+    assert_eq!(r.status(), 200);
+    for (path, body, status) in [
+        ("/models/v1/canary", json!({"percent": 10}), 409),
+        ("/models/v2/canary", json!({"percent": 150}), 422),
+        ("/models/v2/canary", json!({"percent": -1}), 422),
+        ("/models/v9/canary", json!({"percent": 10}), 404),
+        ("/models/v2/shadow", json!({"share": 10}), 422),
+    ] {
+        assert_eq!(post(&server, path, body).await.status(), status, "{path}");
+    }
+    let mut by_version = std::collections::HashMap::<String, usize>::new();
+    for _ in 0..100 {
+        let answers = futures_join(&server, 50).await;
+        for (header, body) in answers {
+            assert_eq!(body["model_version"], header.as_str());
+            *by_version.entry(header).or_default() += 1;
+        }
+    }
+    let canary = by_version.get("v2").copied().unwrap_or(0);
+    let share = canary as f64 / 5000.0;
+    assert!((0.07..=0.13).contains(&share), "{by_version:?}");
+    let report = common::get(&server, "/monitoring").await;
+    assert_eq!(report["canary"], json!({"version": "v2", "percent": 10.0}));
+    let r = post(&server, "/models/v2/canary", json!({"percent": 0})).await;
+    assert_eq!(r.status(), 200);
+    let answers = futures_join(&server, 50).await;
+    assert!(answers.iter().all(|(v, _)| v == "v1"));
+    server.stop().await.unwrap();
+}
+
+/// `n` concurrent one-instance predictions: (x-model-version, body).
+async fn futures_join(server: &Server, n: usize) -> Vec<(String, Value)> {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (client, url) = (server.client.clone(), server.url("/predict"));
+        tasks.push(tokio::spawn(async move {
+            let x = [
+                5.0 + (i % 10) as f32 * 0.2,
+                3.0,
+                1.5 + (i % 7) as f32 * 0.7,
+                0.3,
+            ];
+            let r = client
+                .post(url)
+                .json(&json!({"instances": [x]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let v = r.headers()["x-model-version"].to_str().unwrap().to_string();
+            (v, r.json::<Value>().await.unwrap())
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_never_changes_an_answer_and_is_compared() {
+    let (server, _dir) = two_versions().await;
+    let rows = iris();
+    let instances: Vec<&Vec<f32>> = rows.iter().take(40).map(|(x, _)| x).collect();
+    let mut without = Vec::new();
+    for x in &instances {
+        let body: Value = server.predict(&json!([x])).await.json().await.unwrap();
+        without.push(answer(body));
+    }
+    let r = post(&server, "/models/v2/shadow", json!({"percent": 100})).await;
+    assert_eq!(r.status(), 200);
+    let mut items = Vec::new();
+    for (i, x) in instances.iter().enumerate() {
+        let body: Value = server.predict(&json!([x])).await.json().await.unwrap();
+        items.push(json!({"prediction_id": body["prediction_ids"][0], "target": rows[i].1}));
+        assert_eq!(answer(body), without[i], "the shadow changed answer {i}");
+    }
+    // The mirrors run after the answers: wait for them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let report = common::get(&server, "/monitoring").await;
+        if report["shadow_agreement"]["compared"] == 40 {
+            assert_eq!(report["shadow_agreement"]["version"], "v2");
+            assert_eq!(report["shadow"], json!({"version": "v2", "percent": 100.0}));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{report}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let r = post(&server, "/feedback", json!({ "items": items })).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["joined"], 40);
+    server.stop().await.unwrap();
 }

@@ -9,7 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::{explain, health, import, models, monitoring, predict, train, v2};
+use super::{explain, health, import, models, monitoring, predict, routing, train, v2};
 
 /// Swagger UI 5 (swagger-ui-dist, Apache-2.0; see assets/swagger-ui/LICENSE).
 const SWAGGER_JS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js");
@@ -40,6 +40,8 @@ const SWAGGER_CSS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui.cs
         models::get,
         import::upload,
         models::promote,
+        routing::canary,
+        routing::shadow,
         models::rollback,
         models::delete,
         v2::server_metadata,

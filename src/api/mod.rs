@@ -14,6 +14,7 @@ mod import;
 mod models;
 mod monitoring;
 mod predict;
+mod routing;
 mod submit;
 pub(crate) mod train;
 pub mod v2;
@@ -84,6 +85,8 @@ pub struct Shared {
     pub train_parses: Arc<tokio::sync::Semaphore>,
     /// Prediction ids, the prediction log, feedback and live quality.
     pub monitor: Arc<crate::monitoring::Monitor>,
+    /// Canary and shadow routes.
+    pub routing: Arc<crate::serving::routing::Routing>,
 }
 
 /// Every route, with the middleware stack.
@@ -109,6 +112,8 @@ pub fn router(state: AppState) -> Router {
         .route("/models/rollback", post(models::rollback))
         .route("/models/{version}", get(models::get).delete(models::delete))
         .route("/models/{version}/promote", post(models::promote))
+        .route("/models/{version}/canary", post(routing::canary))
+        .route("/models/{version}/shadow", post(routing::shadow))
         .route("/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::ui))
         .route("/docs/swagger-ui-bundle.js", get(docs::swagger_js))

@@ -87,6 +87,7 @@ pub async fn feedback(
         let mut manifests: HashMap<String, Option<Manifest>> = HashMap::new();
         let mut rows = Vec::with_capacity(ids.len());
         let mut outcomes = Vec::new();
+        let mut joined = 0;
         for (i, ((item, id), entry)) in body.items.into_iter().zip(ids).zip(found).enumerate() {
             let bad = |e: String| ApiError::Unprocessable(format!("items[{i}]: {e}"));
             match entry {
@@ -103,6 +104,19 @@ pub async fn feedback(
                         judge(version, manifest, &item.target, Some(&entry.prediction)).map_err(bad)?
                     {
                         outcomes.push((entry.version.clone(), outcome));
+                    }
+                    joined += 1;
+                    // A shadow's answer to the same instance is scored for it too.
+                    if let Some(shadow) = &entry.shadow
+                        && let Some(Some(m)) = Some(
+                            manifests
+                                .entry(shadow.version.clone())
+                                .or_insert_with(|| state2.store.manifest(&shadow.version).ok()),
+                        )
+                        && let Ok(Some(outcome)) =
+                            judge(&shadow.version, m, &item.target, Some(&shadow.prediction))
+                    {
+                        outcomes.push((shadow.version.clone(), outcome));
                     }
                     rows.push(Labelled {
                         id,
@@ -138,7 +152,6 @@ pub async fn feedback(
                 }
             }
         }
-        let joined = outcomes.len();
         state2
             .monitor
             .accept(&rows, &outcomes)
@@ -176,5 +189,9 @@ pub async fn drift(State(state): State<AppState>) -> Json<DriftReport> {
 #[utoipa::path(get, path = "/monitoring", tag = "monitoring",
     responses((status = 200, description = "Live quality per version", body = Report)))]
 pub async fn report(State(state): State<AppState>) -> Json<Report> {
-    Json(state.monitor.report())
+    let mut report = state.monitor.report();
+    report.canary = state.routing.canary.load().as_ref().map(|r| r.describe());
+    report.shadow = state.routing.shadow.load().as_ref().map(|r| r.describe());
+    report.shadow_agreement = state.monitor.shadow_stats();
+    Json(report)
 }

@@ -1,7 +1,8 @@
 //! The one way into the batcher for `/predict` and OIP v2 inference: the row
-//! limit (413), admission (429 when the queue is full), the wait for the answer
-//! within the request's deadline (504 past it), and the answer's prediction ids
-//! (with the sampled requests handed to the prediction log).
+//! limit (413), the canary route, admission (429 when the queue is full), the
+//! wait for the answer within the request's deadline (504 past it), the answer's
+//! prediction ids (with the sampled requests handed to the prediction log), and
+//! the shadow mirror, after the answer and only while the queue has room.
 
 use axum::http::HeaderValue;
 use axum::response::Response;
@@ -27,18 +28,89 @@ pub async fn compute(
             work.n_rows
         )));
     }
-    let n = work.n_rows;
-    // Only a sampled request pays for a copy of its rows.
-    let logged = state.monitor.sample().then(|| work.rows.clone());
+    let (n, width) = (work.n_rows, work.width);
+    let unpinned = work.model.is_none();
+    let mut work = work;
+    if unpinned {
+        work.model = state.routing.canary_for_next();
+    }
+    // A shadow never takes queue room live requests may need.
+    let shadow = (unpinned && work.model.is_none())
+        .then(|| state.routing.shadow_for_next())
+        .flatten()
+        .filter(|_| state.batcher.rows_in_flight() * 4 < state.config.batching.queue_capacity);
+    let sampled = state.monitor.sample();
+    // Only a sampled or mirrored request pays for a copy of its rows.
+    let rows = (sampled || shadow.is_some()).then(|| work.rows.clone());
     let answer = state.batcher.submit(work)?;
     let answer = deadline::answer(answer, deadline).await?;
     let ids = PredictionId::batch(crate::clock::unix_now_ms(), n);
-    if let Some(rows) = logged {
-        state
-            .monitor
-            .record(&ids, &answer.model, &rows, &answer.predictions);
+    match (rows, shadow) {
+        (Some(rows), Some(shadow)) => {
+            let mirror = Mirror {
+                state: state.clone(),
+                shadow,
+                rows,
+                n,
+                width,
+                ids: ids.clone(),
+                served: answer.model.clone(),
+                predictions: answer.predictions.clone(),
+                sampled,
+            };
+            tokio::spawn(mirror.run());
+        }
+        (Some(rows), None) => {
+            state
+                .monitor
+                .record(&ids, &answer.model, &rows, &answer.predictions, None);
+        }
+        _ => {}
     }
     Ok((answer, ids))
+}
+
+/// A request mirrored to the shadow version after it was answered.
+struct Mirror {
+    state: AppState,
+    shadow: std::sync::Arc<crate::model::LoadedModel>,
+    rows: Vec<f32>,
+    n: usize,
+    width: usize,
+    ids: Vec<PredictionId>,
+    served: std::sync::Arc<crate::model::LoadedModel>,
+    predictions: Vec<crate::model::Prediction>,
+    sampled: bool,
+}
+
+impl Mirror {
+    async fn run(self) {
+        let work = Work {
+            rows: self.rows.clone(),
+            n_rows: self.n,
+            width: self.width,
+            top_k: None,
+            model: Some(self.shadow.clone()),
+            deadline: tokio::time::Instant::now() + std::time::Duration::from_secs(60),
+        };
+        let shadowed = match self.state.batcher.submit(work) {
+            Ok(rx) => rx.await.ok().and_then(Result::ok),
+            Err(_) => None,
+        };
+        let monitor = &self.state.monitor;
+        if let Some(shadowed) = &shadowed {
+            monitor.shadow_compared(&shadowed.version, &self.predictions, &shadowed.predictions);
+        }
+        if self.sampled {
+            monitor.record(
+                &self.ids,
+                &self.served,
+                &self.rows,
+                &self.predictions,
+                shadowed.as_ref().map(|s| (&*s.version, &s.predictions[..])),
+            );
+        }
+    }
 }
 
 /// Names the request's first prediction id in `response`'s headers.

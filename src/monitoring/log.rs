@@ -34,6 +34,16 @@ pub struct Entry {
     pub features: Vec<f32>,
     /// The answer as `/predict` gives it.
     pub prediction: serde_json::Value,
+    /// The shadow version's answer, when the request was mirrored to one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowAnswer>,
+}
+
+/// A shadow version's answer to a logged instance.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShadowAnswer {
+    pub version: String,
+    pub prediction: serde_json::Value,
 }
 
 /// One segment record: a replica's entries, oldest first.

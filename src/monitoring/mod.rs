@@ -24,7 +24,7 @@ use crate::model::{LoadedModel, Prediction};
 use crate::registry::Store;
 use feedback::Labelled;
 use ids::PredictionId;
-use log::{DriftSample, Entry, PredictionLog};
+use log::{DriftSample, Entry, PredictionLog, ShadowAnswer};
 use quality::{Outcome, Score, Windows};
 use segments::Segments;
 
@@ -40,6 +40,18 @@ pub struct Monitor {
     sampled: AtomicU64,
     /// Labelled rows accepted since start.
     labelled: AtomicU64,
+    /// The shadow version's answers compared with the served ones.
+    shadow: Mutex<Option<ShadowStats>>,
+}
+
+/// How often a shadow version agreed with the served answers.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct ShadowStats {
+    pub version: String,
+    /// Instances answered by both.
+    pub compared: u64,
+    /// Of those, the same class (classifiers) or within 1% (regression).
+    pub agreed: u64,
 }
 
 /// `GET /monitoring`.
@@ -47,8 +59,14 @@ pub struct Monitor {
 pub struct Report {
     /// `monitoring.sample_rate`.
     pub sample_rate: f64,
-    /// Live quality of each version with labelled predictions, oldest label first.
+    /// Live quality of each version with labelled predictions.
     pub versions: Vec<VersionQuality>,
+    /// The canary route, if one is set.
+    pub canary: Option<crate::serving::routing::RouteInfo>,
+    /// The shadow route, if one is set...
+    pub shadow: Option<crate::serving::routing::RouteInfo>,
+    /// ... and how often the last shadow version agreed with the served answers.
+    pub shadow_agreement: Option<ShadowStats>,
 }
 
 /// One version's live quality.
@@ -101,6 +119,7 @@ impl Monitor {
             drift,
             sampled: AtomicU64::new(0),
             labelled: AtomicU64::new(0),
+            shadow: Mutex::new(None),
         };
         (monitor, writer)
     }
@@ -111,23 +130,31 @@ impl Monitor {
         if self.log.is_none() {
             return false;
         }
-        let k = self.sampled.fetch_add(1, Ordering::Relaxed) as f64;
-        let rate = self.config.sample_rate;
-        ((k + 1.0) * rate).floor() > (k * rate).floor()
+        crate::serving::routing::spread(
+            self.sampled.fetch_add(1, Ordering::Relaxed),
+            self.config.sample_rate,
+        )
     }
 
     /// Logs a sampled request's instances (`rows` holds `ids.len()` rows) as
-    /// `model` answered them; they also feed the drift window.
+    /// `model` answered them, with a shadow version's answers if it had some; they
+    /// also feed the drift window.
     pub fn record(
         &self,
         ids: &[PredictionId],
         model: &LoadedModel,
         rows: &[f32],
         predictions: &[Prediction],
+        shadow: Option<(&str, &[Prediction])>,
     ) {
         let Some(log) = &self.log else { return };
         let width = rows.len() / ids.len().max(1);
-        for ((id, row), prediction) in ids.iter().zip(rows.chunks(width.max(1))).zip(predictions) {
+        for (k, ((id, row), prediction)) in ids
+            .iter()
+            .zip(rows.chunks(width.max(1)))
+            .zip(predictions)
+            .enumerate()
+        {
             let output = match prediction {
                 Prediction::Value(v) => Some(*v),
                 Prediction::Values(v) => v.first().copied(),
@@ -147,6 +174,12 @@ impl Monitor {
                     version: model.version().to_string(),
                     features: row.to_vec(),
                     prediction: serde_json::to_value(prediction).unwrap_or_default(),
+                    shadow: shadow.and_then(|(version, answers)| {
+                        Some(ShadowAnswer {
+                            version: version.to_string(),
+                            prediction: serde_json::to_value(answers.get(k)?).ok()?,
+                        })
+                    }),
                 },
                 sample,
             );
@@ -159,6 +192,38 @@ impl Monitor {
         let report = self.drift.lock().expect("drift lock").report();
         self.metrics.monitoring.set_drift(&report);
         report
+    }
+
+    /// Counts how often the shadow version `version` agreed with the served
+    /// answers.
+    pub fn shadow_compared(&self, version: &str, served: &[Prediction], shadowed: &[Prediction]) {
+        let agreed = served
+            .iter()
+            .zip(shadowed)
+            .filter(|(a, b)| agree(a, b))
+            .count() as u64;
+        let mut stats = self.shadow.lock().expect("shadow stats lock");
+        let s = stats
+            .as_mut()
+            .filter(|s| s.version == version)
+            .map(|s| s as &mut ShadowStats);
+        match s {
+            Some(s) => {
+                s.compared += served.len() as u64;
+                s.agreed += agreed;
+            }
+            None => {
+                *stats = Some(ShadowStats {
+                    version: version.to_string(),
+                    compared: served.len() as u64,
+                    agreed,
+                })
+            }
+        }
+    }
+
+    pub fn shadow_stats(&self) -> Option<ShadowStats> {
+        self.shadow.lock().expect("shadow stats lock").clone()
     }
 
     /// Asks the log writer to write what it holds (for feedback on fresh ids).
@@ -244,6 +309,23 @@ impl Monitor {
                 .into_iter()
                 .map(|(version, score)| VersionQuality { version, score })
                 .collect(),
+            canary: None,
+            shadow: None,
+            shadow_agreement: None,
         }
+    }
+}
+
+/// Whether a shadow's answer agrees with the served one: the same class, or
+/// values within 1% (plus 1e-6).
+fn agree(served: &Prediction, shadowed: &Prediction) -> bool {
+    let close = |a: f32, b: f32| (a - b).abs() <= 1e-6 + 0.01 * a.abs();
+    match (served, shadowed) {
+        (Prediction::Class { label: a, .. }, Prediction::Class { label: b, .. }) => a == b,
+        (Prediction::Value(a), Prediction::Value(b)) => close(*a, *b),
+        (Prediction::Values(a), Prediction::Values(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| close(*x, *y))
+        }
+        _ => false,
     }
 }
