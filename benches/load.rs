@@ -16,8 +16,9 @@
 //! least 2x its unbatched throughput.
 //!
 //! `cargo bench --bench load` (env: `KILN_BENCH_SECS`, default 5 per scenario;
-//! `KILN_BENCH_ONLY=training`, `=protocol`, `=architectures` or `=serving` (only
-//! the c=64 ratio to the limit) runs only that part).
+//! `KILN_BENCH_ONLY=training`, `=protocol`, `=architectures`, `=monitoring` (the
+//! prediction log's cost) or `=serving` (only the c=64 ratio to the limit) runs
+//! only that part).
 //! kiln runs as the real release binary in its own process, with its peak RSS
 //! (VmHWM) reported; the load generator shares the machine's cores, as it would on a
 //! 2-core box.
@@ -84,6 +85,10 @@ async fn run(duration: Duration) {
         let rows = architectures(duration).await;
         print_rows(&rows);
         report_architectures(&rows);
+        return;
+    }
+    if std::env::var("KILN_BENCH_ONLY").as_deref() == Ok("monitoring") {
+        monitoring_cost(&body, duration).await;
         return;
     }
     if std::env::var("KILN_BENCH_ONLY").as_deref() == Ok("training") {
@@ -759,11 +764,16 @@ async fn batch_stats(base: &str) -> (f64, f64) {
 
 /// Peak resident set (VmHWM, KiB) of a process.
 fn peak_rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
+
+/// A `/proc/<pid>/status` figure in KiB (`VmHWM:`, `VmRSS:`).
+fn status_kib(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines().find_map(|l| {
-                l.strip_prefix("VmHWM:")?
+                l.strip_prefix(key)?
                     .trim()
                     .strip_suffix("kB")?
                     .trim()
@@ -811,4 +821,108 @@ fn http_ceiling_server() {
         println!("{}", listener.local_addr().unwrap());
         axum::serve(listener, app).await.unwrap();
     });
+}
+
+/// The prediction log's cost (issue 11): `/predict` at c=64 with the log off and
+/// with every request logged, on the default iris model (4 values per request)
+/// and the seed MLP (1000), plus the seed MLP's throughput at lower sample rates;
+/// then a long run logging `KILN_BENCH_LOG_ENTRIES` requests (default a million),
+/// with the resident set after each quarter and the log's disk use against its
+/// bound. `KILN_BENCH_ONLY=monitoring cargo bench --bench load`.
+async fn monitoring_cost(seed_body: &Arc<Vec<u8>>, duration: Duration) {
+    let iris_body = Arc::new(
+        serde_json::to_vec(&serde_json::json!({"instances": [[5.1, 3.5, 1.4, 0.2]]})).unwrap(),
+    );
+    let serve = |seed: bool, rate: f64, max_log: u64| async move {
+        let dir = tempfile::tempdir().unwrap();
+        if seed {
+            common::import_seed_mlp(dir.path());
+        }
+        let rate = rate.to_string();
+        let max_log = max_log.to_string();
+        let env = [
+            ("KILN_TELEMETRY__LEVEL", "warn,kiln::app=info"),
+            ("KILN_MONITORING__SAMPLE_RATE", rate.as_str()),
+            ("KILN_MONITORING__MAX_LOG_BYTES", max_log.as_str()),
+        ];
+        let proc = common::Process::serve(dir.path(), &env).await;
+        (proc, dir)
+    };
+    const MAX_LOG: u64 = 64 * 1024 * 1024;
+    for (name, body, seed, rates) in [
+        ("iris", &iris_body, false, &[0.0, 1.0][..]),
+        ("seed MLP", seed_body, true, &[0.0, 1.0, 0.5, 0.25, 0.1][..]),
+    ] {
+        let mut off = 0.0;
+        for rate in rates {
+            let (proc, _dir) = serve(seed, *rate, MAX_LOG).await;
+            let row = load(
+                &format!("{}/predict", proc.base),
+                &format!("{name} sample_rate={rate}"),
+                64,
+                body,
+                duration,
+                None,
+            )
+            .await;
+            if *rate == 0.0 {
+                off = row.rps;
+            }
+            println!(
+                "{name} c=64 sample_rate={rate}: {:.0} req/s, {:.2} x logging off, p99 {:.2} ms, peak RSS {:.1} MiB",
+                row.rps,
+                row.rps / off.max(1e-9),
+                row.p99_ms,
+                peak_rss_kib(proc.child.id()) as f64 / 1024.0
+            );
+        }
+    }
+    let entries: f64 = std::env::var("KILN_BENCH_LOG_ENTRIES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1e6);
+    let (proc, dir) = serve(false, 1.0, MAX_LOG).await;
+    let pid = proc.child.id();
+    let written = |base: String| async move {
+        let m = reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        common::sample(&m, "kiln_prediction_log_entries_total{outcome=\"written\"}")
+            + common::sample(&m, "kiln_prediction_log_entries_total{outcome=\"dropped\"}")
+    };
+    let mut quarter = 1;
+    let started = Instant::now();
+    while quarter <= 4 {
+        load(
+            &format!("{}/predict", proc.base),
+            "iris c=64, every request logged",
+            64,
+            &iris_body,
+            Duration::from_secs(5),
+            None,
+        )
+        .await;
+        let logged = written(proc.base.clone()).await;
+        while quarter <= 4 && logged >= entries * quarter as f64 / 4.0 {
+            let disk: u64 = std::fs::read_dir(dir.path().join("predictions"))
+                .map(|d| {
+                    d.filter_map(|e| e.ok()?.metadata().ok())
+                        .map(|m| m.len())
+                        .sum()
+                })
+                .unwrap_or(0);
+            println!(
+                "after {logged:.0} logged requests ({:.0} s): RSS {:.1} MiB (peak {:.1}), log on disk {:.1} MiB of its {:.0} MiB bound",
+                started.elapsed().as_secs_f64(),
+                status_kib(pid, "VmRSS:") as f64 / 1024.0,
+                peak_rss_kib(pid) as f64 / 1024.0,
+                disk as f64 / 1048576.0,
+                MAX_LOG as f64 / 1048576.0
+            );
+            quarter += 1;
+        }
+    }
 }

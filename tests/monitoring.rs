@@ -384,3 +384,42 @@ async fn a_shadow_never_changes_an_answer_and_is_compared() {
     assert_eq!(body["joined"], 40);
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_store_that_refuses_log_segments_stops_logging_not_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    // The log's folder is taken by a file: every segment write fails, as on a
+    // full disk.
+    std::fs::write(dir.path().join("predictions"), b"in the way").unwrap();
+    let mut config = test_config(dir.path());
+    config.monitoring.sample_rate = 1.0;
+    config.monitoring.flush_interval_ms = 20;
+    let server = Server::start(config).await;
+    for _ in 0..20 {
+        let r = server.predict(&json!([[5.1, 3.5, 1.4, 0.2]])).await;
+        assert_eq!(r.status(), 200);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let metrics = server.metrics().await;
+        let failed = common::sample(
+            &metrics,
+            "kiln_prediction_log_entries_total{outcome=\"failed\"}",
+        );
+        if failed == 20.0 {
+            assert_eq!(
+                common::sample(
+                    &metrics,
+                    "kiln_prediction_log_entries_total{outcome=\"written\"}"
+                ),
+                0.0
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let r = server.predict(&json!([[5.1, 3.5, 1.4, 0.2]])).await;
+    assert_eq!(r.status(), 200, "serving goes on");
+    server.stop().await.unwrap();
+}
