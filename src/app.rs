@@ -137,6 +137,8 @@ pub async fn run(
             trainer: trainer.clone(),
             store: state.store.clone(),
             model: state.model.clone(),
+            models: state.models.clone(),
+            routing: state.routing.clone(),
         },
         draining.clone(),
     );

@@ -348,7 +348,7 @@ mod monitoring;
 mod server;
 mod validate;
 
-pub use monitoring::{MonitoringConfig, RetrainConfig};
+pub use monitoring::{Gate, MonitoringConfig, RetrainConfig};
 pub use server::{AuthConfig, ServerConfig};
 
 #[cfg(test)]

@@ -32,6 +32,45 @@ fn rows(name: &str) -> Vec<([f32; 2], String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_triggers_a_retrain_and_accuracy_recovers() {
+    let metrics = drift_scenario(&[]).await;
+    assert_eq!(
+        common::sample(&metrics, "kiln_retrain_trials_total{outcome=\"promoted\"}"),
+        0.0,
+        "no gate, no trial"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_trial_gates_the_automatic_promotion() {
+    let metrics = drift_scenario(&[
+        ("KILN_RETRAIN__GATE", "shadow"),
+        ("KILN_RETRAIN__GATE_PERCENT", "100"),
+        ("KILN_RETRAIN__GATE_MIN_LABELLED", "100"),
+    ])
+    .await;
+    assert!(
+        common::sample(&metrics, "kiln_retrain_trials_total{outcome=\"promoted\"}") >= 1.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_trial_gates_the_automatic_promotion() {
+    let metrics = drift_scenario(&[
+        ("KILN_RETRAIN__GATE", "canary"),
+        ("KILN_RETRAIN__GATE_PERCENT", "50"),
+        ("KILN_RETRAIN__GATE_MIN_LABELLED", "100"),
+    ])
+    .await;
+    assert!(
+        common::sample(&metrics, "kiln_retrain_trials_total{outcome=\"promoted\"}") >= 1.0,
+        "{metrics}"
+    );
+}
+
+/// Streams the drift example through a server with `extra` settings; checks the
+/// drift, the trigger and the recovery; returns the final metrics.
+async fn drift_scenario(extra: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let server = Process::serve(
         dir.path(),
@@ -49,7 +88,10 @@ async fn drift_triggers_a_retrain_and_accuracy_recovers() {
             ("KILN_RETRAIN__COOLDOWN_MS", "1500"),
             ("KILN_RETRAIN__HOLDOUT_ROWS", "150"),
             ("KILN_RETRAIN__MAX_ROWS", "600"),
-        ],
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect::<Vec<_>>(),
     )
     .await;
     let client = reqwest::Client::new();
@@ -222,4 +264,5 @@ async fn drift_triggers_a_retrain_and_accuracy_recovers() {
         })
         .sum();
     assert!(started_jobs >= 1.0, "{metrics}");
+    metrics
 }

@@ -34,6 +34,8 @@ pub async fn compute(
     if unpinned {
         work.model = state.routing.canary_for_next();
     }
+    // Only the serving version's answers are compared with its training profile.
+    let serving = work.model.is_none();
     // A shadow never takes queue room live requests may need.
     let shadow = (unpinned && work.model.is_none())
         .then(|| state.routing.shadow_for_next())
@@ -57,13 +59,19 @@ pub async fn compute(
                 served: answer.model.clone(),
                 predictions: answer.predictions.clone(),
                 sampled,
+                serving,
             };
             tokio::spawn(mirror.run());
         }
         (Some(rows), None) => {
-            state
-                .monitor
-                .record(&ids, &answer.model, &rows, &answer.predictions, None);
+            state.monitor.record(
+                &ids,
+                &answer.model,
+                &rows,
+                &answer.predictions,
+                None,
+                serving,
+            );
         }
         _ => {}
     }
@@ -81,6 +89,7 @@ struct Mirror {
     served: std::sync::Arc<crate::model::LoadedModel>,
     predictions: Vec<crate::model::Prediction>,
     sampled: bool,
+    serving: bool,
 }
 
 impl Mirror {
@@ -108,6 +117,7 @@ impl Mirror {
                 &self.rows,
                 &self.predictions,
                 shadowed.as_ref().map(|s| (&*s.version, &s.predictions[..])),
+                self.serving,
             );
         }
     }

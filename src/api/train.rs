@@ -233,6 +233,7 @@ fn prepare(state: &AppState, body: Value) -> Result<Submission, ApiError> {
         rows: prepared.rows,
         input,
         trigger: None,
+        gate: None,
     })
 }
 

@@ -154,6 +154,23 @@ pub struct RetrainConfig {
     /// The job trains on the most recent rows of the version's kept data plus
     /// the labelled feedback, at most this many.
     pub max_rows: usize,
+    /// What a retrained version that beats the serving one on the newest labels
+    /// must pass before it is promoted: nothing, or a live trial as a `shadow` or
+    /// a `canary` at `gate_percent`, until it has `gate_min_labelled` labelled
+    /// predictions and live quality at least the serving version's.
+    pub gate: Gate,
+    pub gate_percent: f64,
+    pub gate_min_labelled: usize,
+}
+
+/// `retrain.gate`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    #[default]
+    None,
+    Shadow,
+    Canary,
 }
 
 impl Default for RetrainConfig {
@@ -169,6 +186,9 @@ impl Default for RetrainConfig {
             cooldown_ms: 600_000,
             holdout_rows: 200,
             max_rows: 20_000,
+            gate: Gate::None,
+            gate_percent: 10.0,
+            gate_min_labelled: 200,
         }
     }
 }
@@ -188,7 +208,19 @@ impl RetrainConfig {
                 format!("must be between -1e9 and 1, got {}", self.min_r2),
             ));
         }
+        if !(self.gate_percent > 0.0 && self.gate_percent <= 100.0) {
+            return Err((
+                "retrain.gate_percent",
+                format!("must be above 0 and at most 100, got {}", self.gate_percent),
+            ));
+        }
         for (key, v, lo, hi) in [
+            (
+                "retrain.gate_min_labelled",
+                self.gate_min_labelled as u64,
+                1,
+                1_000_000,
+            ),
             (
                 "retrain.check_interval_ms",
                 self.check_interval_ms,

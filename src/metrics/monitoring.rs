@@ -16,6 +16,7 @@ pub struct Collectors {
     drift_prediction: Gauge,
     drift_features: GaugeVec,
     retrain: IntCounterVec,
+    trials: IntCounterVec,
 }
 
 /// Features with a drift series: the ones with the largest PSI.
@@ -86,8 +87,20 @@ impl Collectors {
         for trigger in ["labels", "drift", "quality"] {
             retrain.with_label_values(&[trigger]);
         }
+        let trials = IntCounterVec::new(
+            Opts::new(
+                "kiln_retrain_trials_total",
+                "Live trials (retrain.gate) of retrained versions, by outcome (promoted, rejected, failed).",
+            ),
+            &["outcome"],
+        )
+        .unwrap();
+        for outcome in ["promoted", "rejected", "failed"] {
+            trials.with_label_values(&[outcome]);
+        }
         for c in [
             Box::new(retrain.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(trials.clone()),
             Box::new(drift_score.clone()),
             Box::new(drift_prediction.clone()),
             Box::new(drift_features.clone()),
@@ -112,7 +125,12 @@ impl Collectors {
             drift_prediction,
             drift_features,
             retrain,
+            trials,
         }
+    }
+
+    pub fn trial_ended(&self, outcome: &str) {
+        self.trials.with_label_values(&[outcome]).inc();
     }
 
     pub fn retrain_started(&self, trigger: &str) {

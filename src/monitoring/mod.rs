@@ -137,8 +137,9 @@ impl Monitor {
     }
 
     /// Logs a sampled request's instances (`rows` holds `ids.len()` rows) as
-    /// `model` answered them, with a shadow version's answers if it had some; they
-    /// also feed the drift window.
+    /// `model` answered them, with a shadow version's answers if it had some.
+    /// Answers of the serving version (not a canary's, not a pinned version's)
+    /// also feed the drift window: `serving`.
     pub fn record(
         &self,
         ids: &[PredictionId],
@@ -146,6 +147,7 @@ impl Monitor {
         rows: &[f32],
         predictions: &[Prediction],
         shadow: Option<(&str, &[Prediction])>,
+        serving: bool,
     ) {
         let Some(log) = &self.log else { return };
         let width = rows.len() / ids.len().max(1);
@@ -160,13 +162,15 @@ impl Monitor {
                 Prediction::Values(v) => v.first().copied(),
                 Prediction::Class { label, .. } => model.class_index(label).map(|i| i as f32),
             };
-            let sample = model
-                .drift_basis()
-                .zip(output)
-                .map(|(basis, output)| DriftSample {
-                    basis: basis.clone(),
-                    output,
-                });
+            let sample =
+                model
+                    .drift_basis()
+                    .filter(|_| serving)
+                    .zip(output)
+                    .map(|(basis, output)| DriftSample {
+                        basis: basis.clone(),
+                        output,
+                    });
             log.record(
                 Entry {
                     id: *id,
@@ -293,6 +297,11 @@ impl Monitor {
     /// `version`'s live quality, if it has labelled predictions.
     pub fn quality(&self, version: &str) -> Option<Score> {
         self.quality.lock().expect("quality lock").score(version)
+    }
+
+    /// Counts a held version's live trial by how it ended.
+    pub fn trial_ended(&self, outcome: &str) {
+        self.metrics.monitoring.trial_ended(outcome);
     }
 
     /// Counts an automatic job started by `trigger`.

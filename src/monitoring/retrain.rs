@@ -6,6 +6,11 @@
 //! and architecture, trained on the most recent rows of its kept data plus the
 //! labelled feedback, validated on the newest labelled rows, promoted only if it
 //! beats the serving version there. The job record names the trigger.
+//!
+//! With `retrain.gate`, such a version is held instead, and served as a shadow
+//! or a canary until it has `retrain.gate_min_labelled` labelled predictions;
+//! it is promoted if its live quality is at least the serving version's, else
+//! its route is removed. No trigger fires during a trial.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,10 +21,11 @@ use tokio_util::sync::CancellationToken;
 use super::Monitor;
 use super::feedback::{self, Labelled};
 use super::segments;
-use crate::config::Config;
+use crate::config::{Config, Gate};
 use crate::model::{LoadedModel, Task};
 use crate::registry::Store;
-use crate::serving::ActiveModel;
+use crate::serving::routing::{Route, Routing};
+use crate::serving::{ActiveModel, Models};
 use crate::training::budget::Budget;
 use crate::training::input::{DataSource, JobInput};
 use crate::training::jobs::{Submission, Trainer};
@@ -33,6 +39,8 @@ pub struct Deps {
     pub trainer: Trainer,
     pub store: Store,
     pub model: ActiveModel,
+    pub models: Models,
+    pub routing: Arc<Routing>,
 }
 
 /// Starts the policy task (when `retrain.enabled`); it ends with `stop`.
@@ -46,6 +54,7 @@ pub fn spawn(deps: Deps, stop: CancellationToken) {
             fired: HashMap::new(),
             labels_at_last_job: 0,
             job: None,
+            trial: None,
         };
         let every = Duration::from_millis(policy.deps.config.retrain.check_interval_ms);
         loop {
@@ -65,19 +74,33 @@ struct Policy {
     labels_at_last_job: u64,
     /// The automatic job last submitted.
     job: Option<String>,
+    /// A held version on its live trial.
+    trial: Option<String>,
 }
 
 impl Policy {
     async fn check(&mut self) {
         let deps = self.deps.clone();
-        if let Some(id) = &self.job
-            && deps.trainer.get(id).is_some_and(|j| !j.state.is_finished())
-        {
-            return;
-        }
         let Some(active) = deps.model.current() else {
             return;
         };
+        if let Some(candidate) = self.trial.clone() {
+            self.judge_trial(&active, &candidate).await;
+            return;
+        }
+        if let Some(id) = self.job.clone() {
+            match deps.trainer.get(&id) {
+                Some(job) if !job.state.is_finished() => return,
+                Some(job) if job.held => {
+                    self.job = None;
+                    if let Some(version) = job.version {
+                        self.start_trial(version).await;
+                    }
+                    return;
+                }
+                _ => self.job = None,
+            }
+        }
         let Some((name, why)) = self.trigger(&active) else {
             return;
         };
@@ -105,6 +128,62 @@ impl Policy {
             }
             Err(e) => tracing::error!(error = %e, "the retraining task failed"),
         }
+    }
+
+    /// Serves a held version as the configured shadow or canary.
+    async fn start_trial(&mut self, version: String) {
+        let cfg = &self.deps.config.retrain;
+        let slot = match cfg.gate {
+            Gate::Shadow => &self.deps.routing.shadow,
+            Gate::Canary => &self.deps.routing.canary,
+            Gate::None => return,
+        };
+        match self.deps.models.get(&version).await {
+            Ok(model) => {
+                slot.store(Some(Arc::new(Route::new(model, cfg.gate_percent))));
+                tracing::info!(version, gate = ?cfg.gate, "a retrained version starts its live trial");
+                self.trial = Some(version);
+            }
+            Err(e) => {
+                tracing::warn!(version, error = %e, "the held version cannot be loaded for its trial")
+            }
+        }
+    }
+
+    /// Ends the trial once the candidate has enough labelled predictions:
+    /// promoted if its live quality is at least the serving version's.
+    async fn judge_trial(&mut self, active: &LoadedModel, candidate: &str) {
+        let monitor = &self.deps.monitor;
+        let Some(score) = monitor.quality(candidate) else {
+            return;
+        };
+        if score.labelled < self.deps.config.retrain.gate_min_labelled {
+            return;
+        }
+        let served = monitor.quality(active.version());
+        let value = |s: &super::quality::Score| s.accuracy.or(s.r2).unwrap_or(f64::NEG_INFINITY);
+        let passed = served.as_ref().is_none_or(|s| value(&score) >= value(s));
+        self.deps.routing.forget(candidate);
+        self.trial = None;
+        let outcome = if passed {
+            match self.deps.models.promote(candidate).await {
+                Ok(_) => "promoted",
+                Err(e) => {
+                    tracing::warn!(version = candidate, error = %e, "the trial passed but promotion failed");
+                    "failed"
+                }
+            }
+        } else {
+            "rejected"
+        };
+        monitor.trial_ended(outcome);
+        tracing::info!(
+            version = candidate,
+            outcome,
+            live = value(&score),
+            serving = served.as_ref().map(value),
+            "a retrained version's live trial ended"
+        );
     }
 
     /// The first trigger that fires now (past its cooldown), and why.
@@ -254,6 +333,11 @@ fn build(deps: &Deps, active: &LoadedModel, trigger: String) -> Result<Submissio
         rows: prepared.rows,
         input,
         trigger: Some(trigger),
+        gate: match cfg.gate {
+            Gate::None => None,
+            Gate::Shadow => Some("shadow".into()),
+            Gate::Canary => Some("canary".into()),
+        },
     })
 }
 

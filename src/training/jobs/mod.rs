@@ -210,6 +210,8 @@ impl Trainer {
             heartbeat_ms: now_ms(),
             backend: self.shared.backend.into(),
             trigger: submission.trigger.clone(),
+            gate: submission.gate.clone(),
+            held: false,
         };
         let cancel = Arc::new(AtomicBool::new(false));
         self.shared.lock().insert(

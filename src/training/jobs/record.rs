@@ -93,6 +93,14 @@ pub struct JobRecord {
     /// What started an automatic job (`[retrain]`): absent for jobs users sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<String>,
+    /// The live trial (`shadow` or `canary`) a better version must pass before
+    /// it is promoted (`retrain.gate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<String>,
+    /// The version beat the serving one and waits for its live trial instead of
+    /// being promoted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 /// This process, as job records name it.
@@ -188,6 +196,8 @@ pub struct Submission {
     pub rows: RowCounts,
     /// What started it, for automatic jobs.
     pub trigger: Option<String>,
+    /// The live trial a better version must pass first, for automatic jobs.
+    pub gate: Option<String>,
 }
 
 /// Why a job was not accepted, or not cancelled.

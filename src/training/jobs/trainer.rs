@@ -147,7 +147,9 @@ impl Runner {
     /// Promotes the worker's version when its policy says so. A version whose
     /// promotion fails is deleted: a job that does not succeed leaves none behind.
     fn finish(&self, id: &str, done: Finished) -> Option<JobRecord> {
-        let (state, promoted, error) = if done.promote {
+        let gate = self.shared.update(id, |_| {}).and_then(|r| r.gate);
+        let held = done.promote && gate.is_some();
+        let (state, promoted, error) = if done.promote && !held {
             match self.models.promote_blocking(&done.version) {
                 Ok(_) => (JobState::Succeeded, true, None),
                 Err(e) => {
@@ -170,7 +172,13 @@ impl Runner {
             r.stopped_early = done.stopped_early;
             r.version = (state == JobState::Succeeded).then(|| done.version.clone());
             r.promoted = Some(promoted);
-            r.promotion = Some(done.promotion.clone());
+            r.promotion = Some(match &gate {
+                Some(gate) if held => {
+                    format!("{}; held for a live trial as a {gate}", done.promotion)
+                }
+                _ => done.promotion.clone(),
+            });
+            r.held = held;
             r.error = error;
         })
     }
