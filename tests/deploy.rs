@@ -565,6 +565,18 @@ async fn the_dashboard_and_the_rules_use_only_exported_metrics() {
     )
     .await;
     assert_eq!(job["state"], "succeeded", "{job}");
+    // A route, so the route series exist.
+    let r = server
+        .client
+        .post(server.url(&format!(
+            "/models/{}/shadow",
+            job["version"].as_str().unwrap()
+        )))
+        .json(&json!({"percent": 50}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     server.predict(&json!([[5.1, 3.5, 1.4, 0.2]])).await;
     let names = exported(&server.metrics().await);
     let known = |n: &str| {

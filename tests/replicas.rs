@@ -291,3 +291,51 @@ async fn a_missing_active_version_falls_back_to_the_previous_one() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_on_one_replica_joins_predictions_logged_by_another() {
+    let store = tempfile::tempdir().unwrap();
+    let logging = [
+        ("KILN_MONITORING__SAMPLE_RATE", "1"),
+        ("KILN_MONITORING__FLUSH_INTERVAL_MS", "50"),
+    ];
+    let a = Process::serve(store.path(), &[&[("HOSTNAME", "a")][..], &logging].concat()).await;
+    let b = Process::serve(store.path(), &[&[("HOSTNAME", "b")][..], &logging].concat()).await;
+    let client = reqwest::Client::new();
+    let answer: Value = client
+        .post(a.url("/predict"))
+        .json(&json!({"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids = answer["prediction_ids"].as_array().unwrap().clone();
+    let items = json!({"items": [
+        {"prediction_id": ids[0], "target": "setosa"},
+        {"prediction_id": ids[1], "target": "virginica"},
+    ]});
+    // Replica a writes its segment within its flush interval; b finds it in the
+    // store.
+    let started = Instant::now();
+    loop {
+        let r = client
+            .post(b.url("/feedback"))
+            .json(&items)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        if status == 200 {
+            assert_eq!(body, json!({"accepted": 2, "joined": 2}));
+            break;
+        }
+        assert_eq!(status, 422, "{body}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let report = get_json(&client, &b.url("/monitoring")).await;
+    assert_eq!(report["versions"][0]["labelled"], 2, "{report}");
+}

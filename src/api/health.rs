@@ -49,8 +49,18 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiErr
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    // The drift series are computed when scraped.
+    // The drift and route series are computed when scraped.
     state.monitor.drift();
+    let (canary, shadow) = (state.routing.canary.load(), state.routing.shadow.load());
+    let routes = [("canary", canary.as_ref()), ("shadow", shadow.as_ref())]
+        .into_iter()
+        .filter_map(|(name, r)| Some((name, r?.model.version(), r?.percent)));
+    let agreement = state
+        .monitor
+        .shadow_stats()
+        .filter(|s| s.compared > 0)
+        .map(|s| s.agreed as f64 / s.compared as f64);
+    state.metrics.monitoring.set_routes(routes, agreement);
     (
         [(
             header::CONTENT_TYPE,

@@ -11,6 +11,7 @@ use super::deadline::{self, Deadline};
 use super::{ApiError, AppState};
 use crate::batching::{Answer, Work};
 use crate::monitoring::ids::PredictionId;
+use crate::monitoring::log::Logged;
 
 /// The header naming a request's first prediction id.
 pub const PREDICTION_ID_HEADER: &str = "x-prediction-id";
@@ -28,7 +29,7 @@ pub async fn compute(
             work.n_rows
         )));
     }
-    let (n, width) = (work.n_rows, work.width);
+    let n = work.n_rows;
     let unpinned = work.model.is_none();
     let mut work = work;
     if unpinned {
@@ -52,27 +53,26 @@ pub async fn compute(
             let mirror = Mirror {
                 state: state.clone(),
                 shadow,
-                rows,
-                n,
-                width,
-                ids: ids.clone(),
-                served: answer.model.clone(),
-                predictions: answer.predictions.clone(),
+                logged: Logged {
+                    ids: ids.clone(),
+                    model: answer.model.clone(),
+                    rows,
+                    predictions: answer.predictions.clone(),
+                    shadow: None,
+                    serving,
+                },
                 sampled,
-                serving,
             };
             tokio::spawn(mirror.run());
         }
-        (Some(rows), None) => {
-            state.monitor.record(
-                &ids,
-                &answer.model,
-                &rows,
-                &answer.predictions,
-                None,
-                serving,
-            );
-        }
+        (Some(rows), None) => state.monitor.record(Logged {
+            ids: ids.clone(),
+            model: answer.model.clone(),
+            rows,
+            predictions: answer.predictions.clone(),
+            shadow: None,
+            serving,
+        }),
         _ => {}
     }
     Ok((answer, ids))
@@ -82,22 +82,18 @@ pub async fn compute(
 struct Mirror {
     state: AppState,
     shadow: std::sync::Arc<crate::model::LoadedModel>,
-    rows: Vec<f32>,
-    n: usize,
-    width: usize,
-    ids: Vec<PredictionId>,
-    served: std::sync::Arc<crate::model::LoadedModel>,
-    predictions: Vec<crate::model::Prediction>,
+    /// The request as served (logged with the shadow's answers when sampled).
+    logged: Logged,
     sampled: bool,
-    serving: bool,
 }
 
 impl Mirror {
-    async fn run(self) {
+    async fn run(mut self) {
+        let served = &self.logged;
         let work = Work {
-            rows: self.rows.clone(),
-            n_rows: self.n,
-            width: self.width,
+            rows: served.rows.clone(),
+            n_rows: served.ids.len(),
+            width: served.rows.len() / served.ids.len().max(1),
             top_k: None,
             model: Some(self.shadow.clone()),
             deadline: tokio::time::Instant::now() + std::time::Duration::from_secs(60),
@@ -107,18 +103,16 @@ impl Mirror {
             Err(_) => None,
         };
         let monitor = &self.state.monitor;
-        if let Some(shadowed) = &shadowed {
-            monitor.shadow_compared(&shadowed.version, &self.predictions, &shadowed.predictions);
+        if let Some(shadowed) = shadowed {
+            monitor.shadow_compared(
+                &shadowed.version,
+                &served.predictions,
+                &shadowed.predictions,
+            );
+            self.logged.shadow = Some((shadowed.version.to_string(), shadowed.predictions));
         }
         if self.sampled {
-            monitor.record(
-                &self.ids,
-                &self.served,
-                &self.rows,
-                &self.predictions,
-                shadowed.as_ref().map(|s| (&*s.version, &s.predictions[..])),
-                self.serving,
-            );
+            monitor.record(self.logged);
         }
     }
 }

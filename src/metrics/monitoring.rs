@@ -17,6 +17,8 @@ pub struct Collectors {
     drift_features: GaugeVec,
     retrain: IntCounterVec,
     trials: IntCounterVec,
+    routes: GaugeVec,
+    shadow_agreement: Gauge,
 }
 
 /// Features with a drift series: the ones with the largest PSI.
@@ -98,9 +100,24 @@ impl Collectors {
         for outcome in ["promoted", "rejected", "failed"] {
             trials.with_label_values(&[outcome]);
         }
+        let routes = GaugeVec::new(
+            Opts::new(
+                "kiln_route_percent",
+                "Share of unpinned requests routed to another version, by route (canary, shadow); at most one series each.",
+            ),
+            &["route", "version"],
+        )
+        .unwrap();
+        let shadow_agreement = Gauge::new(
+            "kiln_shadow_agreement",
+            "Share of mirrored instances the shadow version answered as the serving one did.",
+        )
+        .unwrap();
         for c in [
             Box::new(retrain.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(trials.clone()),
+            Box::new(routes.clone()),
+            Box::new(shadow_agreement.clone()),
             Box::new(drift_score.clone()),
             Box::new(drift_prediction.clone()),
             Box::new(drift_features.clone()),
@@ -126,7 +143,25 @@ impl Collectors {
             drift_features,
             retrain,
             trials,
+            routes,
+            shadow_agreement,
         }
+    }
+
+    /// Sets the route series: `(route, version, percent)` for each route in
+    /// place, and the shadow's agreement so far.
+    pub fn set_routes<'a>(
+        &self,
+        routes: impl IntoIterator<Item = (&'static str, &'a str, f64)>,
+        agreement: Option<f64>,
+    ) {
+        self.routes.reset();
+        for (route, version, percent) in routes {
+            self.routes
+                .with_label_values(&[route, version])
+                .set(percent);
+        }
+        self.shadow_agreement.set(agreement.unwrap_or(0.0));
     }
 
     pub fn trial_ended(&self, outcome: &str) {
@@ -149,8 +184,8 @@ impl Collectors {
         }
     }
 
-    pub fn prediction_log_dropped(&self) {
-        self.log_entries.with_label_values(&["dropped"]).inc();
+    pub fn prediction_log_dropped(&self, n: u64) {
+        self.log_entries.with_label_values(&["dropped"]).inc_by(n);
     }
 
     pub fn prediction_log_failed(&self, n: u64) {

@@ -10,7 +10,8 @@
 //! removed. A write that fails (a full disk) drops that segment, logs an error and
 //! counts it; serving never notices.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,7 @@ use super::ids::PredictionId;
 use super::segments::Segments;
 use crate::config::MonitoringConfig;
 use crate::metrics::Metrics;
-use crate::model::DriftBasis;
+use crate::model::{LoadedModel, Prediction};
 use crate::registry::Store;
 
 /// One logged instance.
@@ -53,24 +54,38 @@ pub struct Segment {
     pub entries: Vec<Entry>,
 }
 
-/// An entry's input to the drift window: the answering version's training
-/// profile and the prediction as a number (a class index or a value).
-pub struct DriftSample {
-    pub basis: Arc<DriftBasis>,
-    pub output: f32,
+/// A sampled request as the reply path hands it over; the writer turns it into
+/// entries (so the reply path pays one queue push, not the encoding).
+pub struct Logged {
+    pub ids: Vec<PredictionId>,
+    /// The version that answered.
+    pub model: Arc<LoadedModel>,
+    /// `ids.len()` rows of features.
+    pub rows: Vec<f32>,
+    pub predictions: Vec<Prediction>,
+    /// A shadow version's answers to the same rows.
+    pub shadow: Option<(String, Vec<Prediction>)>,
+    /// The answers are the serving version's: they feed the drift window.
+    pub serving: bool,
 }
 
 /// What the reply path sends the writer.
 enum Message {
-    Entry(Entry, Option<DriftSample>),
+    Request(Box<Logged>),
     /// Write what is pending now, then say so (feedback for a fresh id asks this).
     Flush(tokio::sync::oneshot::Sender<()>),
 }
+
+/// How often a busy writer drains its queue: it wakes per tick, not per request.
+const TICK: Duration = Duration::from_millis(5);
 
 /// The sending side, shared by every request handler.
 #[derive(Clone)]
 pub struct PredictionLog {
     tx: SyncSender<Message>,
+    /// Instances queued for the writer (bounded by `monitoring.log_queue`).
+    queued: Arc<AtomicUsize>,
+    limit: usize,
     metrics: Metrics,
 }
 
@@ -85,6 +100,7 @@ impl PredictionLog {
         drift: Arc<Mutex<drift::Window>>,
     ) -> (Self, std::thread::JoinHandle<()>) {
         let (tx, rx) = std::sync::mpsc::sync_channel(config.log_queue);
+        let queued = Arc::new(AtomicUsize::new(0));
         let writer = Writer {
             segments: Segments::open(store, FOLDER, replica, config.max_log_bytes),
             replica: replica.to_string(),
@@ -92,18 +108,34 @@ impl PredictionLog {
             flush_every: Duration::from_millis(config.flush_interval_ms),
             metrics: metrics.clone(),
             drift,
+            queued: queued.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("kiln-prediction-log".into())
             .spawn(move || writer.run(rx))
             .expect("spawning the prediction log writer");
-        (Self { tx, metrics }, handle)
+        let log = Self {
+            tx,
+            queued,
+            limit: config.log_queue,
+            metrics,
+        };
+        (log, handle)
     }
 
-    /// Queues `entry` for the log, or drops it (counted) when the writer is behind.
-    pub fn record(&self, entry: Entry, drift: Option<DriftSample>) {
-        if self.tx.try_send(Message::Entry(entry, drift)).is_err() {
-            self.metrics.monitoring.prediction_log_dropped();
+    /// Queues a sampled request for the log, or drops it (counted) when the
+    /// writer is behind.
+    pub fn record(&self, logged: Logged) {
+        let n = logged.ids.len();
+        let before = self.queued.fetch_add(n, Ordering::Relaxed);
+        if before + n > self.limit
+            || self
+                .tx
+                .try_send(Message::Request(Box::new(logged)))
+                .is_err()
+        {
+            self.queued.fetch_sub(n, Ordering::Relaxed);
+            self.metrics.monitoring.prediction_log_dropped(n as u64);
         }
     }
 
@@ -126,70 +158,154 @@ struct Writer {
     metrics: Metrics,
     /// The drift window, fed here: off the reply path.
     drift: Arc<Mutex<drift::Window>>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// Entries encoded as they arrive: a segment's `entries` array in the making.
+#[derive(Default)]
+struct Pending {
+    json: Vec<u8>,
+    n: u64,
+    first_ms: u64,
+    last_ms: u64,
+}
+
+impl Pending {
+    fn push(&mut self, entry: &Entry) {
+        if self.n == 0 {
+            (self.first_ms, self.last_ms) = (entry.t_ms, entry.t_ms);
+        } else {
+            self.json.push(b',');
+        }
+        serde_json::to_writer(&mut self.json, entry).expect("entries encode");
+        self.first_ms = self.first_ms.min(entry.t_ms);
+        self.last_ms = self.last_ms.max(entry.t_ms);
+        self.n += 1;
+    }
 }
 
 impl Writer {
     fn run(mut self, rx: Receiver<Message>) {
-        let mut pending: Vec<Entry> = Vec::new();
-        let mut bytes = 0;
+        let mut pending = Pending::default();
         let mut since = Instant::now();
         loop {
-            let wait = self.flush_every.saturating_sub(since.elapsed());
-            let mut asked = None;
-            match rx.recv_timeout(wait) {
-                Ok(Message::Entry(entry, sample)) => {
-                    if let Some(sample) = sample {
-                        self.drift.lock().expect("drift lock").push(
-                            &entry.version,
-                            &sample.basis,
-                            &entry.features,
-                            sample.output,
-                        );
-                    }
-                    // Features as text: about 10 bytes a value, plus the rest.
-                    bytes += 128 + entry.features.len() * 10;
-                    if pending.is_empty() {
-                        since = Instant::now();
-                    }
-                    pending.push(entry);
-                    if bytes < self.segment_bytes {
-                        continue;
-                    }
+            // Idle, it blocks until a message; busy, it drains once per tick.
+            let first = if pending.n == 0 {
+                match rx.recv() {
+                    Ok(m) => Some(m),
+                    Err(_) => return,
                 }
-                Ok(Message::Flush(done)) => asked = Some(done),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.flush(std::mem::take(&mut pending));
-                    return;
+            } else {
+                std::thread::sleep(TICK);
+                None
+            };
+            let mut asked = Vec::new();
+            let mut closed = false;
+            let mut next = first;
+            loop {
+                let message = match next.take() {
+                    Some(m) => m,
+                    None => match rx.try_recv() {
+                        Ok(m) => m,
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            closed = true;
+                            break;
+                        }
+                    },
+                };
+                match message {
+                    Message::Request(logged) => {
+                        if pending.n == 0 {
+                            since = Instant::now();
+                        }
+                        self.take(*logged, &mut pending);
+                    }
+                    Message::Flush(done) => asked.push(done),
                 }
             }
-            self.flush(std::mem::take(&mut pending));
-            if let Some(done) = asked {
+            if closed || !asked.is_empty() || since.elapsed() >= self.flush_every {
+                self.flush(&mut pending);
+            }
+            for done in asked {
                 let _ = done.send(());
             }
-            bytes = 0;
-            since = Instant::now();
+            if closed {
+                return;
+            }
         }
     }
 
-    fn flush(&mut self, entries: Vec<Entry>) {
-        let (Some(first), Some(last)) = (
-            entries.iter().map(|e| e.t_ms).min(),
-            entries.iter().map(|e| e.t_ms).max(),
-        ) else {
+    /// Turns a request into entries (feeding the drift window); a segment is
+    /// written whenever it reaches `segment_bytes`.
+    fn take(&mut self, logged: Logged, pending: &mut Pending) {
+        let Logged {
+            ids,
+            model,
+            rows,
+            predictions,
+            shadow,
+            serving,
+        } = logged;
+        self.queued.fetch_sub(ids.len(), Ordering::Relaxed);
+        let width = rows.len() / ids.len().max(1);
+        let version = model.version();
+        let basis = model.drift_basis().filter(|_| serving);
+        for (k, ((id, row), prediction)) in ids
+            .iter()
+            .zip(rows.chunks(width.max(1)))
+            .zip(&predictions)
+            .enumerate()
+        {
+            if let Some(basis) = basis {
+                let output = match prediction {
+                    Prediction::Value(v) => Some(*v),
+                    Prediction::Values(v) => v.first().copied(),
+                    Prediction::Class { label, .. } => model.class_index(label).map(|i| i as f32),
+                };
+                if let Some(output) = output {
+                    self.drift
+                        .lock()
+                        .expect("drift lock")
+                        .push(version, basis, row, output);
+                }
+            }
+            pending.push(&Entry {
+                id: *id,
+                t_ms: id.t_ms(),
+                version: version.to_string(),
+                features: row.to_vec(),
+                prediction: serde_json::to_value(prediction).unwrap_or_default(),
+                shadow: shadow.as_ref().and_then(|(version, answers)| {
+                    Some(ShadowAnswer {
+                        version: version.clone(),
+                        prediction: serde_json::to_value(answers.get(k)?).ok()?,
+                    })
+                }),
+            });
+            if pending.json.len() >= self.segment_bytes {
+                self.flush(pending);
+            }
+        }
+    }
+
+    /// Writes the pending entries as one segment: `{"replica": ..., "entries": [...]}`.
+    fn flush(&mut self, pending: &mut Pending) {
+        let p = std::mem::take(pending);
+        if p.n == 0 {
             return;
-        };
-        let n = entries.len() as u64;
-        let segment = Segment {
-            replica: self.replica.clone(),
-            entries,
-        };
-        let bytes = serde_json::to_vec(&segment).expect("entries serialise");
-        match self.segments.write(first, last, &bytes) {
-            Ok(total) => self.metrics.monitoring.prediction_log_written(n, total),
+        }
+        let mut bytes = serde_json::to_vec(&serde_json::json!({ "replica": self.replica }))
+            .expect("a string encodes");
+        bytes.pop(); // the closing brace
+        bytes.extend_from_slice(b",\"entries\":[");
+        bytes.extend_from_slice(&p.json);
+        bytes.extend_from_slice(b"]}");
+        match self.segments.write(p.first_ms, p.last_ms, &bytes) {
+            Ok(total) => self.metrics.monitoring.prediction_log_written(p.n, total),
             Err(e) => {
-                self.metrics.monitoring.prediction_log_failed(n);
-                tracing::error!(error = %e, entries = n,
+                self.metrics.monitoring.prediction_log_failed(p.n);
+                tracing::error!(error = %e, entries = p.n,
                     "could not write a prediction log segment; its entries are dropped");
             }
         }

@@ -20,11 +20,10 @@ use serde::Serialize;
 
 use crate::config::MonitoringConfig;
 use crate::metrics::Metrics;
-use crate::model::{LoadedModel, Prediction};
+use crate::model::Prediction;
 use crate::registry::Store;
 use feedback::Labelled;
-use ids::PredictionId;
-use log::{DriftSample, Entry, PredictionLog, ShadowAnswer};
+use log::PredictionLog;
 use quality::{Outcome, Score, Windows};
 use segments::Segments;
 
@@ -136,57 +135,10 @@ impl Monitor {
         )
     }
 
-    /// Logs a sampled request's instances (`rows` holds `ids.len()` rows) as
-    /// `model` answered them, with a shadow version's answers if it had some.
-    /// Answers of the serving version (not a canary's, not a pinned version's)
-    /// also feed the drift window: `serving`.
-    pub fn record(
-        &self,
-        ids: &[PredictionId],
-        model: &LoadedModel,
-        rows: &[f32],
-        predictions: &[Prediction],
-        shadow: Option<(&str, &[Prediction])>,
-        serving: bool,
-    ) {
-        let Some(log) = &self.log else { return };
-        let width = rows.len() / ids.len().max(1);
-        for (k, ((id, row), prediction)) in ids
-            .iter()
-            .zip(rows.chunks(width.max(1)))
-            .zip(predictions)
-            .enumerate()
-        {
-            let output = match prediction {
-                Prediction::Value(v) => Some(*v),
-                Prediction::Values(v) => v.first().copied(),
-                Prediction::Class { label, .. } => model.class_index(label).map(|i| i as f32),
-            };
-            let sample =
-                model
-                    .drift_basis()
-                    .filter(|_| serving)
-                    .zip(output)
-                    .map(|(basis, output)| DriftSample {
-                        basis: basis.clone(),
-                        output,
-                    });
-            log.record(
-                Entry {
-                    id: *id,
-                    t_ms: id.t_ms(),
-                    version: model.version().to_string(),
-                    features: row.to_vec(),
-                    prediction: serde_json::to_value(prediction).unwrap_or_default(),
-                    shadow: shadow.and_then(|(version, answers)| {
-                        Some(ShadowAnswer {
-                            version: version.to_string(),
-                            prediction: serde_json::to_value(answers.get(k)?).ok()?,
-                        })
-                    }),
-                },
-                sample,
-            );
+    /// Hands a sampled request to the log writer (see [`log::Logged`]).
+    pub fn record(&self, logged: log::Logged) {
+        if let Some(log) = &self.log {
+            log.record(logged);
         }
     }
 
