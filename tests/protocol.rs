@@ -563,3 +563,78 @@ async fn versions_metadata_binary_tensors_and_docs() {
     assert!(js.bytes().await.unwrap().len() > 100_000);
     server.stop().await.unwrap();
 }
+
+/// Unversioned OIP v2 answers under promotions every 10 ms between a regression
+/// model and a classifier: each answer is shaped by the version that computed it
+/// (names, shapes, labels), never by the one active at admission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_answers_follow_the_version_that_computed_them_under_promotions() {
+    let dir = tempfile::tempdir().unwrap();
+    seed_small_model(dir.path(), 4); // v1: regression, 2 outputs
+    let mut config = test_config(dir.path());
+    config.training.data_dir = common::data("");
+    let server = Server::start(config).await;
+    let id = common::submit(
+        &server,
+        json!({"dataset": {"path": "iris.csv"}, "epochs": 5, "promote": "never"}),
+    )
+    .await;
+    let job = common::wait_job(&server, &id).await;
+    assert_eq!(job["version"], "v2", "{job}"); // a classifier
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = tokio::spawn({
+        let (client, base, stop) = (server.client.clone(), server.base.clone(), stop.clone());
+        async move {
+            let mut flips = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let v = if flips % 2 == 0 { "v2" } else { "v1" };
+                let r = client
+                    .post(format!("{base}/models/{v}/promote"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                flips += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            flips
+        }
+    });
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(3) {
+        let r = common::post(
+            &server,
+            "/v2/models/kiln/infer",
+            json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        let header = r.headers()["x-model-version"].to_str().unwrap().to_string();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["model_version"], header.as_str());
+        let names: Vec<&str> = body["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap())
+            .collect();
+        match header.as_str() {
+            "v1" => {
+                assert_eq!(names, ["output"], "{body}");
+                assert_eq!(body["outputs"][0]["shape"], json!([1, 2]), "{body}");
+            }
+            "v2" => {
+                assert_eq!(names, ["label", "probabilities"], "{body}");
+                assert_eq!(body["outputs"][1]["shape"], json!([1, 3]), "{body}");
+            }
+            other => panic!("unexpected version {other}"),
+        }
+        *seen.entry(header).or_default() += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let flips = flipper.await.unwrap();
+    assert!(flips > 20, "{flips} promotions");
+    assert!(seen.len() == 2, "both versions answered: {seen:?}");
+    server.stop().await.unwrap();
+}

@@ -99,6 +99,19 @@ async fn set(
         return Ok(Json(RouteInfo { version, percent }));
     }
     let model = state.models.get(&version).await?;
+    if let Some(active) = state.model.current()
+        && (active.input_width() != model.input_width()
+            || active.manifest().net.task != model.manifest().net.task)
+    {
+        return Err(ApiError::Conflict(format!(
+            "{version} takes {} inputs for {:?}; the active {} takes {} for {:?}: a route must answer the same requests",
+            model.input_width(),
+            model.manifest().net.task,
+            active.version(),
+            active.input_width(),
+            active.manifest().net.task
+        )));
+    }
     slot.store(Some(Arc::new(Route::new(model, percent))));
     tracing::info!(version, percent, "route set");
     Ok(Json(RouteInfo { version, percent }))

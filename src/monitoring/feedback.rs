@@ -105,6 +105,7 @@ pub fn judge(
             };
             if !labels.iter().any(|l| *l == label) {
                 let shown: Vec<_> = labels.iter().take(20).collect();
+                let label: String = label.chars().take(100).collect();
                 return Err(format!(
                     "target {label:?} is not one of version {}'s classes {shown:?}{}",
                     version,
