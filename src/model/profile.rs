@@ -88,7 +88,7 @@ impl Profile {
     /// Profiles `rows` rows of `width` raw features (`x`, row-major) and their
     /// targets (`y`: class indices when `classes` is given).
     pub fn fit(x: &[f32], width: usize, y: &[f32], classes: Option<usize>) -> Self {
-        let rows = if width == 0 { 0 } else { x.len() / width };
+        let rows = x.len().checked_div(width).unwrap_or(0);
         let features = (0..width.min(MAX_FEATURES))
             .map(|j| {
                 let column: Vec<f32> = (0..rows).map(|r| x[r * width + j]).collect();

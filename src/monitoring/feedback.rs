@@ -103,7 +103,7 @@ pub fn judge(
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            if !labels.iter().any(|l| *l == label) {
+            if !labels.contains(&label) {
                 let shown: Vec<_> = labels.iter().take(20).collect();
                 let label: String = label.chars().take(100).collect();
                 return Err(format!(
