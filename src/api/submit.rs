@@ -19,7 +19,7 @@ pub const PREDICTION_ID_HEADER: &str = "x-prediction-id";
 /// Queues `work` and waits for its answer; one prediction id per instance.
 pub async fn compute(
     state: &AppState,
-    work: Work,
+    mut work: Work,
     deadline: Deadline,
 ) -> Result<(Answer, Vec<PredictionId>), ApiError> {
     let limit = state.config.batching.max_request_rows;
@@ -30,15 +30,14 @@ pub async fn compute(
         )));
     }
     let n = work.n_rows;
-    let unpinned = work.model.is_none();
-    let mut work = work;
-    if unpinned {
+    if work.model.is_none() {
         work.model = state.routing.canary_for_next();
     }
-    // Only the serving version's answers are compared with its training profile.
+    // Neither pinned nor sent to the canary: the serving version answers. Only its
+    // answers are compared with its training profile, and only they are mirrored.
     let serving = work.model.is_none();
     // A shadow never takes queue room live requests may need.
-    let shadow = (unpinned && work.model.is_none())
+    let shadow = serving
         .then(|| state.routing.shadow_for_next())
         .flatten()
         .filter(|_| state.batcher.rows_in_flight() * 4 < state.config.batching.queue_capacity);
@@ -48,32 +47,27 @@ pub async fn compute(
     let answer = state.batcher.submit(work)?;
     let answer = deadline::answer(answer, deadline).await?;
     let ids = PredictionId::batch(crate::clock::unix_now_ms(), n);
-    match (rows, shadow) {
-        (Some(rows), Some(shadow)) => {
-            let mirror = Mirror {
-                state: state.clone(),
-                shadow,
-                logged: Logged {
-                    ids: ids.clone(),
-                    model: answer.model.clone(),
-                    rows,
-                    predictions: answer.predictions.clone(),
-                    shadow: None,
-                    serving,
-                },
-                sampled,
-            };
-            tokio::spawn(mirror.run());
-        }
-        (Some(rows), None) => state.monitor.record(Logged {
+    if let Some(rows) = rows {
+        let logged = Logged {
             ids: ids.clone(),
             model: answer.model.clone(),
             rows,
             predictions: answer.predictions.clone(),
             shadow: None,
             serving,
-        }),
-        _ => {}
+        };
+        match shadow {
+            Some(shadow) => {
+                let mirror = Mirror {
+                    state: state.clone(),
+                    shadow,
+                    logged,
+                    sampled,
+                };
+                tokio::spawn(mirror.run());
+            }
+            None => state.monitor.record(logged),
+        }
     }
     Ok((answer, ids))
 }
