@@ -31,8 +31,9 @@ pub struct ImportQuery {
     pub activate: bool,
 }
 
-/// `POST /models`'s form: both parts are required.
-#[derive(utoipa::ToSchema)]
+/// `POST /models`'s form: both parts are required, and no other.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // read part by part from the stream; here for the OpenAPI document
 pub struct ImportForm {
     /// A `torch.save` state_dict (.pth/.pt) or a safetensors file.

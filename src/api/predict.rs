@@ -52,7 +52,8 @@ pub struct PredictResponse {
         (status = 503, description = "Loading or shutting down", body = crate::api::error::ErrorBody),
         (status = 504, description = "The deadline (x-kiln-timeout-ms, else batching.default_timeout_ms) passed first", body = crate::api::error::ErrorBody),
     ),
-    params(("x-kiln-timeout-ms" = Option<u64>, Header, description = "Answer within this many milliseconds or 504")),
+    params(("x-kiln-timeout-ms" = Option<u64>, Header, nullable = false, minimum = 1, maximum = 3_600_000,
+        description = "Answer within this many milliseconds or 504")),
     security((), ("bearer" = [])))]
 pub async fn predict(
     _: auth::PredictAuthorized,

@@ -17,9 +17,9 @@ use crate::serving::routing::{Route, RouteInfo};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteRequest {
-    /// Share of unpinned requests, 0 to 100; 0 removes the route.
+    /// Share of unpinned requests in whole percent, 0 to 100; 0 removes the route.
     #[schema(minimum = 0, maximum = 100)]
-    pub percent: f64,
+    pub percent: u32,
 }
 
 /// `POST /models/{version}/canary`: `percent`% of unpinned requests are answered
@@ -78,9 +78,10 @@ async fn set(
     state: &AppState,
     slot: &arc_swap::ArcSwapOption<Route>,
     version: String,
-    percent: f64,
+    percent: u32,
 ) -> Result<Json<RouteInfo>, ApiError> {
-    if !(0.0..=100.0).contains(&percent) {
+    let percent = f64::from(percent);
+    if percent > 100.0 {
         return Err(ApiError::Unprocessable(format!(
             "percent must be between 0 and 100, got {percent}"
         )));

@@ -35,10 +35,13 @@ pub struct InferRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InferInput {
+    /// kiln's model has one input, `input`.
+    #[schema(pattern = "^input$")]
     pub name: String,
     /// Dimensions, e.g. `[N, features]`.
     pub shape: Vec<i64>,
     /// `FP32`, `FP64` or an integer type (`INT8`..`INT64`, `UINT8`..`UINT64`).
+    #[schema(pattern = "^(FP32|FP64|U?INT(8|16|32|64))$")]
     pub datatype: String,
     /// Row-major values, flat or nested; absent when sent as binary data.
     #[serde(default)]
