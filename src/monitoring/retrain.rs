@@ -258,7 +258,7 @@ fn build(deps: &Deps, active: &LoadedModel, trigger: String) -> Result<Submissio
         .and_then(|s| serde_json::from_value(s.clone()).ok())
         .unwrap_or_default();
     let width = active.input_width();
-    let labels = labelled_rows(&deps.store, width);
+    let labels = labelled_rows(&deps.store, width, cfg.max_rows);
     if labels.is_empty() {
         return Err("no labelled rows yet".into());
     }
@@ -341,17 +341,26 @@ fn build(deps: &Deps, active: &LoadedModel, trigger: String) -> Result<Submissio
     })
 }
 
-/// Every kept labelled row of `width` features, oldest first.
-fn labelled_rows(store: &Store, width: usize) -> Vec<Labelled> {
+/// The newest `max` kept labelled rows of `width` features, oldest first. Segments
+/// are read newest first and reading stops once `max` rows are in hand, so memory
+/// follows `retrain.max_rows`, not the feedback kept.
+fn labelled_rows(store: &Store, width: usize, max: usize) -> Vec<Labelled> {
     let mut names = segments::list(store, feedback::FOLDER);
-    names.sort_by_key(|s| (s.first_ms, s.name.clone()));
-    let mut rows: Vec<Labelled> = names
-        .iter()
-        .filter_map(|s| store.read_record(&s.name).ok().flatten())
-        .filter_map(|bytes| serde_json::from_slice::<Vec<Labelled>>(&bytes).ok())
-        .flatten()
-        .filter(|r| r.features.len() == width)
-        .collect();
+    names.sort_by_key(|s| std::cmp::Reverse((s.last_ms, s.first_ms)));
+    let mut rows: Vec<Labelled> = Vec::new();
+    for segment in names {
+        if rows.len() >= max {
+            break;
+        }
+        let Some(bytes) = store.read_record(&segment.name).ok().flatten() else {
+            continue;
+        };
+        if let Ok(read) = serde_json::from_slice::<Vec<Labelled>>(&bytes) {
+            rows.extend(read.into_iter().filter(|r| r.features.len() == width));
+        }
+    }
     rows.sort_by_key(|r| r.t_ms);
+    let extra = rows.len().saturating_sub(max);
+    rows.drain(..extra);
     rows
 }
