@@ -124,6 +124,16 @@ async fn bad_feedback_is_a_422_and_keeps_nothing() {
             "prediction id",
         ),
         (
+            json!({"items": [{"prediction_id": "y".repeat(100_000), "target": "setosa"}]}),
+            422,
+            "prediction id",
+        ),
+        (
+            json!({"items": [{"prediction_id": &id, "target": "z".repeat(100_000)}]}),
+            422,
+            "classes",
+        ),
+        (
             json!({"items": [{"prediction_id": uuid_v4(), "target": "setosa"}]}),
             422,
             "kiln made",
@@ -167,6 +177,11 @@ async fn bad_feedback_is_a_422_and_keeps_nothing() {
         assert_eq!(got, status, "{body} -> {answer}");
         let error = answer["error"].as_str().unwrap();
         assert!(error.contains(needle), "{body} -> {error}");
+        assert!(
+            error.len() < 400,
+            "the error quotes the client: {} bytes",
+            error.len()
+        );
     }
     let too_many: Vec<Value> = (0..1001)
         .map(|_| json!({"prediction_id": &id, "target": "setosa"}))

@@ -125,9 +125,14 @@ pub fn judge(
             manifest.net.output_width()
         )),
         Task::Regression => {
-            let Some(target) = target.as_f64().filter(|t| t.is_finite()) else {
+            // Within f32, as the model computes: 1e39 would poison the live window.
+            let Some(target) = target
+                .as_f64()
+                .filter(|t| t.is_finite() && t.abs() <= f64::from(f32::MAX))
+            else {
+                let shown: String = target.to_string().chars().take(40).collect();
                 return Err(format!(
-                    "target must be a finite number for version {} (regression), got {target}",
+                    "target must be a finite 32-bit number for version {} (regression), got {shown}",
                     version
                 ));
             };
@@ -135,5 +140,50 @@ pub fn judge(
                 .and_then(|a| a.as_f64())
                 .map(|predicted| Outcome::Value { predicted, target }))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NetConfig;
+    use crate::model::net::{ActivationKind, Architecture, MlpConfig};
+    use serde_json::json;
+
+    #[test]
+    fn regression_targets_must_fit_f32_and_classes_must_exist() {
+        let net = |task, output| NetConfig {
+            task,
+            architecture: Architecture::Mlp(MlpConfig {
+                input: 2,
+                hidden: vec![],
+                output,
+                activation: ActivationKind::Relu,
+            }),
+            preprocess: None,
+        };
+        let regression = Manifest::new(net(Task::Regression, 1), "test");
+        for bad in [
+            json!(1e39),
+            json!(-1e39),
+            json!("3"),
+            json!(null),
+            json!([1.0]),
+        ] {
+            assert!(judge("v1", &regression, &bad, None).is_err(), "{bad}");
+        }
+        let outcome = judge("v1", &regression, &json!(2.5), Some(&json!(2.0))).unwrap();
+        assert_eq!(
+            outcome,
+            Some(Outcome::Value {
+                predicted: 2.0,
+                target: 2.5
+            })
+        );
+        let long = json!("x".repeat(100_000));
+        let classifier = Manifest::new(net(Task::Classification, 3), "test");
+        let e = judge("v1", &classifier, &long, None).unwrap_err();
+        assert!(e.len() < 300, "{} bytes", e.len());
+        assert!(judge("v1", &classifier, &json!("2"), None).is_ok());
     }
 }

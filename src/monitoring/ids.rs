@@ -44,9 +44,11 @@ impl fmt::Display for PredictionId {
 impl FromStr for PredictionId {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let id = Uuid::try_parse(s).map_err(|_| format!("{s:?} is not a prediction id"))?;
+        // Quoted back at most in part: the text is the client's.
+        let shown: String = s.chars().take(40).collect();
+        let id = Uuid::try_parse(s).map_err(|_| format!("{shown:?} is not a prediction id"))?;
         if id.get_version_num() != 7 {
-            return Err(format!("{s:?} is not a prediction id kiln made"));
+            return Err(format!("{shown:?} is not a prediction id kiln made"));
         }
         Ok(Self(id))
     }
