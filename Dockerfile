@@ -82,11 +82,14 @@ COPY --from=build-gpu /src/target/release/kiln /usr/local/bin/kiln
 COPY --from=build-gpu /src/config /srv/kiln/config
 COPY --from=build-gpu /src/examples/data /srv/kiln/data
 COPY --from=build-gpu --chown=65532:65532 /out/models /var/lib/kiln/models
+# With the store in a bucket, loaded weights are cached here (an empty directory).
+COPY --from=build-gpu --chown=65532:65532 /out/models /var/cache/kiln/store
 WORKDIR /srv/kiln
 # The autotune cache is per node (tuned kernels fit one GPU model and driver):
 # keep it in a local volume, never on the shared model store.
 ENV KILN_SERVER__LISTEN=0.0.0.0:8080 \
     KILN_STORE__DIR=/var/lib/kiln/models \
+    KILN_STORE__CACHE_DIR=/var/cache/kiln/store \
     KILN_TRAINING__DATA_DIR=/srv/kiln/data \
     KILN_TELEMETRY__FORMAT=json \
     KILN_MODEL__BACKEND=wgpu \
@@ -107,9 +110,12 @@ COPY --from=build /src/target/release/kiln /usr/local/bin/kiln
 COPY --from=build /src/config /srv/kiln/config
 COPY --from=build /src/examples/data /srv/kiln/data
 COPY --from=build --chown=65532:65532 /out/models /var/lib/kiln/models
+# With the store in a bucket, loaded weights are cached here (an empty directory).
+COPY --from=build --chown=65532:65532 /out/models /var/cache/kiln/store
 WORKDIR /srv/kiln
 ENV KILN_SERVER__LISTEN=0.0.0.0:8080 \
     KILN_STORE__DIR=/var/lib/kiln/models \
+    KILN_STORE__CACHE_DIR=/var/cache/kiln/store \
     KILN_TRAINING__DATA_DIR=/srv/kiln/data \
     KILN_TELEMETRY__FORMAT=json
 VOLUME ["/var/lib/kiln/models"]

@@ -38,15 +38,9 @@ pub async fn run(
     let config = Arc::new(config);
     let metrics = Metrics::new();
     let device = config.serving_device()?;
-    let store = Store::open(&config.store.dir)
-        .with_context(|| format!("opening the model store {}", config.store.dir.display()))?;
-    // Leftovers of crashed writers; a live writer keeps touching its files, so an
-    // entry untouched this long (a minute at least) has no writer.
-    let stale = Duration::from_millis(config.training.heartbeat_timeout_ms.max(60_000));
-    let removed = store.clean_tmp(stale);
-    if removed > 0 {
-        tracing::info!(removed, "removed stale temporary files from the store");
-    }
+    let store = Store::from_config(&config.store)
+        .with_context(|| format!("opening the model store {}", config.store.dir.display()))?
+        .observed(Arc::new(metrics.store.clone()));
     let model = ActiveModel::new(metrics.clone());
 
     // One batch in flight: the batcher forms the next one when the executor is free.
@@ -93,8 +87,20 @@ pub async fn run(
     let load_failed = CancellationToken::new();
     let load_error = {
         let (models, load_failed) = (models.clone(), load_failed.clone());
+        let (sweeper, config) = (store.clone(), config.clone());
         tokio::spawn(async move {
             let result = models.load_initial().await;
+            // Leftovers of crashed writers; a live writer keeps touching its files,
+            // so an entry untouched this long (a minute at least) has no writer.
+            // After the first load: on a bucket this is a listing, and serving need
+            // not wait for it.
+            let stale = Duration::from_millis(config.training.heartbeat_timeout_ms.max(60_000));
+            tokio::task::spawn_blocking(move || {
+                let removed = sweeper.clean_tmp(stale);
+                if removed > 0 {
+                    tracing::info!(removed, "removed what crashed writers left in the store");
+                }
+            });
             result.err().map(|e| {
                 load_failed.cancel();
                 anyhow::Error::new(e).context("loading the active model version")

@@ -132,11 +132,28 @@ pub enum BackendKind {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// The model store directory (replicas may share it).
+    /// The model store: a directory (replicas may share it on NFS or a
+    /// ReadWriteMany volume), or an object-store URL: `s3://bucket/prefix`,
+    /// `gs://bucket/prefix`, `az://container/prefix`.
     pub dir: PathBuf,
-    /// How often the active-version record is re-read, so a promotion made by any
+    /// How often the active-version record is checked, so a promotion made by any
     /// replica reaches this one; 0 turns it off.
     pub poll_interval_ms: u64,
+    /// An S3-compatible service's URL (MinIO, Ceph RGW, R2), or Azure's blob
+    /// endpoint; unset: the cloud's own (or `AWS_ENDPOINT_URL`). `http://` is
+    /// allowed only when named here.
+    pub endpoint: Option<String>,
+    /// Object stores: each request (with its retries) gives up after this long.
+    pub timeout_ms: u64,
+    /// Object stores: loaded versions' weights are cached here, so a restart or an
+    /// on-demand load does not download them again.
+    pub cache_dir: PathBuf,
+    /// The cache's bound in MiB (least recently used files go first); 0: no cache.
+    pub cache_max_mb: u64,
+    /// Object stores: more `object_store` settings by name (`aws_region`,
+    /// `aws_virtual_hosted_style_request`, `google_service_account`, ...).
+    /// Credentials belong in the environment or an instance role, not here.
+    pub options: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for StoreConfig {
@@ -144,6 +161,11 @@ impl Default for StoreConfig {
         Self {
             dir: PathBuf::from("models"),
             poll_interval_ms: 2000,
+            endpoint: None,
+            timeout_ms: 10_000,
+            cache_dir: PathBuf::from("cache/store"),
+            cache_max_mb: 2048,
+            options: Default::default(),
         }
     }
 }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 mod monitoring;
+mod store;
 
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -90,6 +91,8 @@ pub struct Collectors {
     train_samples_per_second: GaugeVec,
     /// The prediction log, feedback and live quality.
     pub monitoring: monitoring::Collectors,
+    /// The model store's requests.
+    pub store: store::Collectors,
 }
 
 impl Metrics {
@@ -219,6 +222,7 @@ impl Metrics {
             registry.register(c).expect("metric names are unique");
         }
         let monitoring = monitoring::Collectors::new(&registry);
+        let store = store::Collectors::new(&registry);
         // Pre-create every reason so rates start from zero instead of appearing late.
         for r in [
             RejectReason::QueueFull,
@@ -252,6 +256,7 @@ impl Metrics {
             train_loss,
             train_samples_per_second,
             monitoring,
+            store,
         }))
     }
 

@@ -465,6 +465,64 @@ fn the_gpu_overlay_renders_and_validates() {
 }
 
 #[test]
+fn the_object_store_overlay_has_no_volume_claim_and_reads_a_secret() {
+    let Some(base_yaml) = kustomize("deploy/kubernetes") else {
+        assert!(
+            std::env::var_os("KILN_REQUIRE_KUSTOMIZE").is_none(),
+            "KILN_REQUIRE_KUSTOMIZE is set but neither kubectl nor kustomize is installed"
+        );
+        eprintln!("neither kubectl nor kustomize installed; skipping the overlay render");
+        return;
+    };
+    let s3_yaml = kustomize("deploy/kubernetes-s3").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s3.yaml");
+    std::fs::write(&path, &s3_yaml).unwrap();
+    kubernetes_validate(&[path]);
+    let base = yaml_documents(&base_yaml);
+    let s3 = yaml_documents(&s3_yaml);
+    let kinds = |docs: &[Value]| -> Vec<String> {
+        docs.iter()
+            .map(|d| d["kind"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Everything the base has (a PDB and a NetworkPolicy among it) but the claim.
+    for kind in [
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "PersistentVolumeClaim",
+    ] {
+        assert!(
+            kinds(&base).contains(&kind.to_string()),
+            "the base lacks {kind}"
+        );
+    }
+    let mut expected = kinds(&base);
+    expected.retain(|k| k != "PersistentVolumeClaim");
+    assert_eq!(kinds(&s3), expected);
+    let deployment = s3.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert!(!pod.to_string().contains("persistentVolumeClaim"), "{pod}");
+    assert_eq!(
+        pod["topologySpreadConstraints"].as_array().unwrap().len(),
+        2
+    );
+    let container = by(&pod["containers"], "name", "kiln").unwrap();
+    let env = |name: &str| by(&container["env"], "name", name).map(|e| e["value"].clone());
+    assert!(
+        env("KILN_STORE__DIR")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .starts_with("s3://")
+    );
+    assert!(env("KILN_STORE__CACHE_DIR").is_some());
+    assert_eq!(container["envFrom"][0]["secretRef"]["name"], "kiln-s3");
+    let models = by(&pod["volumes"], "name", "models").unwrap();
+    assert!(models["emptyDir"]["sizeLimit"].is_string(), "{models}");
+}
+
+#[test]
 fn promtool_accepts_the_rules() {
     let out = match Command::new("promtool")
         .args(["check", "rules"])
@@ -656,6 +714,7 @@ fn the_readme_documents_the_deploy_commands_the_files_hold() {
     for command in [
         "kubectl apply -k deploy/kubernetes",
         "kubectl apply -k deploy/kubernetes-gpu",
+        "kubectl apply -k deploy/kubernetes-s3",
         "docker compose -f deploy/docker-compose.yml up --build",
         "deploy/grafana/kiln-dashboard.json",
     ] {

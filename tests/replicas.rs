@@ -6,51 +6,52 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Process, data, finished, get_json, poll_job};
+use common::s3::Backing;
+use common::{Process, data, finished, get_json, poll_job, serving, train_version, wait_serving};
 use serde_json::{Value, json};
+
+/// Runs a scenario on a directory store and on a bucket (moto on loopback): the
+/// same test, both backends.
+macro_rules! on_both_backends {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn directory() {
+                super::$scenario(super::Backing::dir()).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn bucket() {
+                super::$scenario(super::Backing::s3().await).await
+            }
+        }
+    };
+}
 
 const POLL_MS: u64 = 200;
 const HEARTBEAT_MS: u64 = 200;
 const TIMEOUT_MS: u64 = 1500;
 
 async fn replica(store: &std::path::Path, name: &str) -> Process {
+    replica_on(&Backing::at(store), name).await
+}
+
+async fn replica_on(backing: &Backing, name: &str) -> Process {
     let data_dir = data("");
     let (poll, beat, timeout) = (
         POLL_MS.to_string(),
         HEARTBEAT_MS.to_string(),
         TIMEOUT_MS.to_string(),
     );
-    Process::serve(
-        store,
-        &[
+    backing
+        .serve(&[
             // Different host names: replicas judge each other by heartbeat alone.
             ("HOSTNAME", name),
             ("KILN_TRAINING__DATA_DIR", data_dir.to_str().unwrap()),
             ("KILN_STORE__POLL_INTERVAL_MS", &poll),
             ("KILN_TRAINING__HEARTBEAT_INTERVAL_MS", &beat),
             ("KILN_TRAINING__HEARTBEAT_TIMEOUT_MS", &timeout),
-        ],
-    )
-    .await
-}
-
-async fn serving(client: &reqwest::Client, p: &Process) -> String {
-    get_json(client, &p.url("/health/ready")).await["model_version"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-/// Polls until `p` serves `version`; returns how long that took.
-async fn wait_serving(client: &reqwest::Client, p: &Process, version: &str) -> Duration {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(30) {
-        if serving(client, p).await == version {
-            return started.elapsed();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{} never served {version}", p.base);
+        ])
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,29 +134,15 @@ async fn replicas_share_promotions_jobs_and_failures() {
     );
 }
 
-/// Trains a small iris model on `p`; returns the version it wrote.
-async fn train_version(client: &reqwest::Client, p: &Process, promote: &str) -> String {
-    let id = common::submit_at(
-        client,
-        &p.base,
-        &json!({"dataset": {"path": "iris.csv"}, "promote": promote, "epochs": 5}),
-    )
-    .await;
-    let job = poll_job(client, &p.base, &id, Duration::from_secs(60), finished).await;
-    assert_eq!(job["state"], "succeeded", "{job}");
-    job["version"].as_str().unwrap().to_string()
+fn active_record(backing: &Backing) -> Value {
+    serde_json::to_value(backing.store().active().unwrap().unwrap()).unwrap()
 }
 
-fn active_record(store: &std::path::Path) -> Value {
-    serde_json::from_slice(&std::fs::read(store.join("active.json")).unwrap()).unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn version_ids_are_never_reused_across_replicas() {
-    let dir = tempfile::tempdir().unwrap();
+on_both_backends!(version_ids_are_never_reused_across_replicas);
+async fn version_ids_are_never_reused_across_replicas(store: Backing) {
     let client = reqwest::Client::new();
-    let a = replica(dir.path(), "replica-a").await;
-    let b = replica(dir.path(), "replica-b").await;
+    let a = replica_on(&store, "replica-a").await;
+    let b = replica_on(&store, "replica-b").await;
     let v2 = train_version(&client, &a, "never").await;
     assert_eq!(v2, "v2");
     let r = client.delete(a.url("/models/v2")).send().await.unwrap();
@@ -165,14 +152,13 @@ async fn version_ids_are_never_reused_across_replicas() {
     assert_eq!(train_version(&client, &a, "never").await, "v4");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn promote_and_rollback_on_a_lagging_replica_follow_the_store() {
-    let dir = tempfile::tempdir().unwrap();
+on_both_backends!(promote_and_rollback_on_a_lagging_replica_follow_the_store);
+async fn promote_and_rollback_on_a_lagging_replica_follow_the_store(store: Backing) {
     let client = reqwest::Client::new();
     // Neither replica polls: each only knows what it did itself.
     let never = [("KILN_STORE__POLL_INTERVAL_MS", "0")];
-    let a = Process::serve(dir.path(), &never).await;
-    let b = Process::serve(dir.path(), &never).await;
+    let a = store.serve(&never).await;
+    let b = store.serve(&never).await;
     let v2 = train_version(&client, &a, "never").await;
     let r = client
         .post(b.url(&format!("/models/{v2}/promote")))
@@ -180,7 +166,7 @@ async fn promote_and_rollback_on_a_lagging_replica_follow_the_store() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(active_record(dir.path())["version"], v2.as_str());
+    assert_eq!(active_record(&store)["version"], v2.as_str());
     assert_eq!(serving(&client, &a).await, "v1", "a has not polled");
     // Promoting what a still serves must still write the store's record.
     let r = client
@@ -189,21 +175,23 @@ async fn promote_and_rollback_on_a_lagging_replica_follow_the_store() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let record = active_record(dir.path());
+    let record = active_record(&store);
     assert_eq!(record["version"], "v1", "{record}");
     assert_eq!(record["previous"], v2.as_str(), "{record}");
     // And a rollback on the lagging replica goes by the store's record too.
     let r = client.post(b.url("/models/rollback")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(active_record(dir.path())["version"], v2.as_str());
+    let record = active_record(&store);
+    assert_eq!(record["version"], v2.as_str());
+    // Three writes after the first: each one counted, none lost.
+    assert_eq!(record["generation"], 4, "{record}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delete_and_promote_on_two_replicas_never_strand_the_record() {
-    let dir = tempfile::tempdir().unwrap();
+on_both_backends!(delete_and_promote_on_two_replicas_never_strand_the_record);
+async fn delete_and_promote_on_two_replicas_never_strand_the_record(store: Backing) {
     let client = reqwest::Client::new();
-    let a = replica(dir.path(), "replica-a").await;
-    let b = replica(dir.path(), "replica-b").await;
+    let a = replica_on(&store, "replica-a").await;
+    let b = replica_on(&store, "replica-b").await;
     for _ in 0..5 {
         let v = train_version(&client, &a, "never").await;
         let promote = client.post(a.url(&format!("/models/{v}/promote"))).send();
@@ -215,16 +203,12 @@ async fn delete_and_promote_on_two_replicas_never_strand_the_record() {
             (promoted == 200) != (deleted == 200),
             "promote {promoted}, delete {deleted}"
         );
-        let active = active_record(dir.path())["version"]
+        let active = active_record(&store)["version"]
             .as_str()
             .unwrap()
             .to_string();
         assert!(
-            dir.path()
-                .join("versions")
-                .join(&active)
-                .join("model.json")
-                .exists(),
+            store.store().list().unwrap().contains(&active),
             "the active record names {active}, which is gone"
         );
         let r = client
@@ -282,7 +266,7 @@ async fn a_missing_active_version_falls_back_to_the_previous_one() {
     // Every replica used to refuse to start; now it serves the previous version.
     let b = replica(dir.path(), "replica-b").await;
     assert_eq!(serving(&client, &b).await, "v1");
-    assert_eq!(active_record(dir.path())["version"], "v1");
+    assert_eq!(active_record(&Backing::at(dir.path()))["version"], "v1");
     let r = client
         .post(b.url("/predict"))
         .json(&json!({"instances": [[5.1, 3.5, 1.4, 0.2]]}))
@@ -292,15 +276,18 @@ async fn a_missing_active_version_falls_back_to_the_previous_one() {
     assert_eq!(r.status(), 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn feedback_on_one_replica_joins_predictions_logged_by_another() {
-    let store = tempfile::tempdir().unwrap();
+on_both_backends!(feedback_on_one_replica_joins_predictions_logged_by_another);
+async fn feedback_on_one_replica_joins_predictions_logged_by_another(store: Backing) {
     let logging = [
         ("KILN_MONITORING__SAMPLE_RATE", "1"),
         ("KILN_MONITORING__FLUSH_INTERVAL_MS", "50"),
     ];
-    let a = Process::serve(store.path(), &[&[("HOSTNAME", "a")][..], &logging].concat()).await;
-    let b = Process::serve(store.path(), &[&[("HOSTNAME", "b")][..], &logging].concat()).await;
+    let a = store
+        .serve(&[&[("HOSTNAME", "a")][..], &logging].concat())
+        .await;
+    let b = store
+        .serve(&[&[("HOSTNAME", "b")][..], &logging].concat())
+        .await;
     let client = reqwest::Client::new();
     let answer: Value = client
         .post(a.url("/predict"))

@@ -35,6 +35,9 @@ pub enum ApiError {
     NotReady(String),
     #[error("{0}")]
     NotFound(String),
+    /// The model store is unreachable or refusing (serving goes on; retry).
+    #[error("{0}")]
+    StoreUnavailable(String),
     /// A mutating endpoint without the configured bearer token.
     #[error("missing or wrong bearer token")]
     Unauthorized,
@@ -67,7 +70,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::QueueFull => StatusCode::TOO_MANY_REQUESTS,
-            Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady(_) | Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -88,6 +91,7 @@ impl ApiError {
                 Some(RejectReason::InvalidInput)
             }
             Self::NotFound(_)
+            | Self::StoreUnavailable(_)
             | Self::MethodNotAllowed(_)
             | Self::Internal(_)
             | Self::Unauthorized
@@ -167,10 +171,27 @@ impl From<ManageError> for ApiError {
             | ManageError::NoPrevious
             | ManageError::PreviousGone(_) => Self::Conflict(e.to_string()),
             ManageError::Stopped => Self::NotReady(e.to_string()),
-            ManageError::Store(crate::registry::StoreError::Busy(_)) => {
-                Self::Conflict(e.to_string())
+            ManageError::Store(
+                crate::registry::StoreError::Busy(_) | crate::registry::StoreError::Conflict(_),
+            ) => Self::Conflict(e.to_string()),
+            ManageError::Store(crate::registry::StoreError::Remote { .. }) => {
+                Self::StoreUnavailable(e.to_string())
             }
             ManageError::Store(_) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::registry::StoreError> for ApiError {
+    fn from(e: crate::registry::StoreError) -> Self {
+        use crate::registry::StoreError;
+        match e {
+            StoreError::NotFound(_) => Self::NotFound(e.to_string()),
+            StoreError::Remote { .. } => Self::StoreUnavailable(e.to_string()),
+            StoreError::Busy(_) | StoreError::Conflict(_) | StoreError::Corrupt { .. } => {
+                Self::Conflict(e.to_string())
+            }
+            StoreError::Io { .. } | StoreError::Location { .. } => Self::Internal(e.to_string()),
         }
     }
 }

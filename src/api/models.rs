@@ -96,11 +96,9 @@ pub struct ModelList {
 pub async fn list(State(state): State<AppState>) -> Result<Json<ModelList>, ApiError> {
     let store = state.store.clone();
     let listing = tokio::task::spawn_blocking(move || -> Result<ModelList, ApiError> {
-        let internal = |e: crate::registry::StoreError| ApiError::Internal(e.to_string());
-        let active = store.active().map_err(internal)?;
+        let active = store.active()?;
         let versions = store
-            .list()
-            .map_err(internal)?
+            .list()?
             .into_iter()
             .map(|v| {
                 let is_active = active.as_ref().is_some_and(|a| a.version == v);
@@ -137,12 +135,9 @@ pub async fn get(
             crate::registry::StoreError::NotFound(_) => {
                 ApiError::NotFound(format!("no version {version}"))
             }
-            other => ApiError::Conflict(other.to_string()),
+            other => other.into(),
         })?;
-        let active = store
-            .active()
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .is_some_and(|a| a.version == version);
+        let active = store.active()?.is_some_and(|a| a.version == version);
         let mut info = VersionInfo::of(&version, active, &manifest);
         info.training = manifest.training.clone();
         Ok(Json(info))

@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 mod offline;
+mod store;
 
 use crate::config::{Config, Overrides};
 use crate::model::{NetConfig, import};
@@ -34,6 +35,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Print predictions (JSON lines) of a stored version for the rows of a CSV file.
     Predict(PredictArgs),
+    /// Manage model stores: `kiln store migrate --from DIR --to s3://bucket/prefix`.
+    Store(store::StoreArgs),
     /// Exit 0 if the local server answers `GET /health/live` (for container
     /// HEALTHCHECKs: the runtime image has no curl).
     Healthcheck(HealthcheckArgs),
@@ -57,7 +60,7 @@ pub struct Common {
     /// Configuration file (TOML); default: config/default.toml when present.
     #[arg(long, env = "KILN_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Model store directory (overrides store.dir).
+    /// Model store: a directory, or s3://, gs://, az:// URL (overrides store.dir).
     #[arg(long)]
     pub store: Option<PathBuf>,
 }
@@ -68,7 +71,7 @@ pub struct Offline {
     /// kiln's configuration file (backend, directories); default: config/default.toml.
     #[arg(long, env = "KILN_CONFIG")]
     pub server_config: Option<PathBuf>,
-    /// Model store directory (overrides store.dir).
+    /// Model store: a directory, or s3://, gs://, az:// URL (overrides store.dir).
     #[arg(long)]
     pub store: Option<PathBuf>,
 }
@@ -153,6 +156,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => offline::train(args),
         Command::Predict(args) => offline::predict(args),
         Command::Healthcheck(args) => healthcheck(args),
+        Command::Store(args) => store::run(args),
         Command::Worker(args) => std::process::exit(crate::training::jobs::process::main(&args)),
     }
 }
@@ -180,7 +184,7 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
     let net_config = NetConfig::from_file(&args.model_config)?;
     let device = config.serving_device()?;
     let (manifest, net) = import::import(&args.weights, &net_config, "import", &device)?;
-    let store = Store::open(&config.store.dir)?;
+    let store = Store::from_config(&config.store)?;
     let version = store.create_version(&manifest, &net)?;
     if args.no_activate {
         println!(

@@ -75,7 +75,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             ));
         }
     }
-    let store = Store::open(&config.store.dir)?;
+    let store = Store::from_config(&config.store)?;
     let source = format!(
         "kiln train: {}",
         args.data
@@ -117,7 +117,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
 pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     let config = args.offline.load()?;
     crate::telemetry::init(&config.telemetry);
-    let store = Store::open(&config.store.dir)?;
+    let store = Store::from_config(&config.store)?;
     let version = match args.version {
         Some(v) => v,
         None => match store.active()? {

@@ -43,10 +43,33 @@ impl Config {
             ("server.body_timeout_ms", server.body_timeout_ms),
             ("server.request_timeout_ms", server.request_timeout_ms),
             ("server.shutdown_timeout_ms", server.shutdown_timeout_ms),
+            ("store.timeout_ms", self.store.timeout_ms),
         ] {
             if !(1..=3_600_000).contains(&v) {
                 return invalid(key, format!("must be between 1 and 3600000, got {v}"));
             }
+        }
+        // MiB: past 2^40 the byte count overflows.
+        if self.store.cache_max_mb > 1 << 40 {
+            return invalid(
+                "store.cache_max_mb",
+                format!("must be at most 2^40, got {}", self.store.cache_max_mb),
+            );
+        }
+        crate::registry::Location::parse(&self.store.dir).map_err(|e| ConfigError::Invalid {
+            key: "store.dir",
+            reason: e.to_string(),
+        })?;
+        if self
+            .store
+            .endpoint
+            .as_deref()
+            .is_some_and(|e| url::Url::parse(e).is_err())
+        {
+            return invalid(
+                "store.endpoint",
+                "must be a URL such as http://minio:9000".into(),
+            );
         }
         if b.compute_threads == 0 || b.compute_threads > 1024 {
             return invalid(

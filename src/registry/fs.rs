@@ -15,12 +15,13 @@
 //! renames its finished directory onto `versions/v<N>`. Claims are never removed,
 //! so an id is never reused, even after its version is deleted. Readers see a version whole or not
 //! at all. The limits are the filesystem's: rename must be atomic and fsync honest,
-//! which local disks and NFSv4 give; object stores need their own backend.
+//! which local disks and NFSv4 give; object stores have their own backend.
+//! Conditional record writes take a lock in `locks/` around compare and rename.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{Backend, StoreError, parse_id};
+use super::{Backend, StoreError, Tag, parse_id};
 
 const VERSIONS: &str = "versions";
 const IDS: &str = "ids";
@@ -117,6 +118,57 @@ impl FsBackend {
         }
     }
 
+    /// Stages `files` and renames them onto `versions/<id>` (claimed first).
+    fn put_at(&self, id: &str, files: &[(&str, Vec<u8>)]) -> Result<bool, StoreError> {
+        if parse_id(id).is_none() {
+            return Err(StoreError::NotFound(id.into()));
+        }
+        let target = self.root.join(VERSIONS).join(id);
+        if target.exists() {
+            return Ok(false);
+        }
+        let claim = self.root.join(IDS).join(id);
+        match std::fs::create_dir(&claim) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(StoreError::io(&claim, e));
+            }
+            _ => sync(&self.root.join(IDS))?,
+        }
+        let staging = self.temp("put");
+        let staged = (|| {
+            std::fs::create_dir_all(&staging).map_err(|e| StoreError::io(&staging, e))?;
+            for (name, bytes) in files {
+                write_synced(&staging.join(name), bytes)?;
+            }
+            sync(&staging)?;
+            std::fs::rename(&staging, &target).map_err(|e| StoreError::io(&target, e))?;
+            sync(&self.root.join(VERSIONS))
+        })();
+        if staged.is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        staged.map(|()| true)
+    }
+
+    /// Runs `f` holding the lock that serialises conditional writes of `name`.
+    fn with_record_lock<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let lock = format!("record-{}", name.replace('/', "-"));
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !self.try_lock(&lock, std::time::Duration::from_secs(10))? {
+            if std::time::Instant::now() > until {
+                return Err(StoreError::Busy(lock));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let result = f();
+        self.unlock(&lock);
+        result
+    }
+
     /// Removes what crashed writers left in `tmp/`: entries untouched for
     /// `older_than` (a live writer keeps touching its files).
     pub fn clean_tmp(&self, older_than: std::time::Duration) -> usize {
@@ -177,6 +229,10 @@ impl Backend for FsBackend {
         result
     }
 
+    fn put_version(&self, id: &str, files: &[(&str, Vec<u8>)]) -> Result<bool, StoreError> {
+        self.put_at(id, files)
+    }
+
     fn read_version_file(&self, version: &str, name: &str) -> Result<Vec<u8>, StoreError> {
         if parse_id(version).is_none() {
             return Err(StoreError::NotFound(version.into()));
@@ -207,6 +263,32 @@ impl Backend for FsBackend {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::io(&path, e)),
         }
+    }
+
+    fn read_record_tagged(&self, name: &str) -> Result<Option<(Vec<u8>, Tag)>, StoreError> {
+        Ok(self.read_record(name)?.map(|bytes| {
+            let tag = digest(&bytes);
+            (bytes, tag)
+        }))
+    }
+
+    fn record_tag(&self, name: &str) -> Result<Option<Tag>, StoreError> {
+        Ok(self.read_record_tagged(name)?.map(|(_, tag)| tag))
+    }
+
+    fn write_record_if(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expected: Option<&Tag>,
+    ) -> Result<bool, StoreError> {
+        self.with_record_lock(name, || {
+            let now = self.read_record(name)?.map(|b| digest(&b));
+            if now.as_ref() != expected {
+                return Ok(false);
+            }
+            self.write_record(name, bytes).map(|()| true)
+        })
     }
 
     fn write_record(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
@@ -278,6 +360,14 @@ impl Backend for FsBackend {
             _ => Ok(()),
         }
     }
+}
+
+/// A record's tag on a filesystem: a digest of its bytes (records are small).
+fn digest(bytes: &[u8]) -> Tag {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    format!("{:016x}-{}", hasher.finish(), bytes.len())
 }
 
 /// Creates `path` with `bytes` and fsyncs it (the caller renames it into place).

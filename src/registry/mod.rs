@@ -1,27 +1,39 @@
 //! The model store: versions, the record of which one is active, and training job
-//! records, behind a [`Backend`] (a directory today; an object store could be added
-//! without touching callers).
+//! records, behind a [`Backend`]: a directory ([`FsBackend`]) or a bucket
+//! ([`ObjectBackend`]: S3, GCS, Azure Blob), chosen by `store.dir`.
 //!
 //! [`Store`] is what callers use: it speaks manifests, networks and records, and
 //! leaves bytes and atomicity to the backend. A version is two files,
-//! `model.json` (network, preprocessing, labels) and `weights.safetensors`; the
-//! active record is `{"version": .., "previous": ..}`. Version ids are `v1`, `v2`, ...
+//! `weights.safetensors` and `model.json` (network, preprocessing, labels; written
+//! last); the active record is `{"version": .., "previous": .., "generation": ..}`,
+//! written with compare-and-swap. Version ids are `v1`, `v2`, ...
 //!
 //! Plain synchronous I/O; async callers use `spawn_blocking`. Several processes may
 //! share one store (replicas): writes are atomic and version ids never collide.
+//! Every backend call is timed for `kiln_store_request_duration_seconds{op}`.
 
+mod backend;
+mod error;
 mod fs;
+mod location;
+mod object;
 
 pub use crate::clock::unix_now;
+pub use backend::{Backend, Tag};
+pub use error::StoreError;
 pub use fs::FsBackend;
+pub use location::Location;
+pub use object::ObjectBackend;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use burn::prelude::Device;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use serde::{Deserialize, Serialize};
 
+use crate::config::StoreConfig;
 use crate::model::{LoadedModel, Manifest, Net};
 
 const ACTIVE: &str = "active";
@@ -30,57 +42,10 @@ const CANCELS: &str = "cancels";
 const MANIFEST: &str = "model.json";
 const WEIGHTS: &str = "weights.safetensors";
 
-/// Something went wrong reading or writing the store.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("model store I/O error at {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("version {0} not found in the model store")]
-    NotFound(String),
-    #[error("version {version} is unusable: {reason}")]
-    Corrupt { version: String, reason: String },
-    #[error("the model store is busy (lock {0} held by another replica); retry")]
-    Busy(String),
-}
-
-impl StoreError {
-    fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-}
-
-/// Where the store's bytes live. Implementations make every write atomic: a reader
-/// sees a version or a record whole, or not at all.
-pub trait Backend: Send + Sync + std::fmt::Debug {
-    /// Where it is, for messages.
-    fn describe(&self) -> String;
-    /// Version ids present (any order).
-    fn versions(&self) -> Result<Vec<String>, StoreError>;
-    /// Stores a new version's files and claims the next free id for it.
-    fn create_version(&self, files: &[(&str, Vec<u8>)]) -> Result<String, StoreError>;
-    /// One file of a version ([`StoreError::NotFound`] if the version is absent).
-    fn read_version_file(&self, version: &str, name: &str) -> Result<Vec<u8>, StoreError>;
-    fn delete_version(&self, version: &str) -> Result<(), StoreError>;
-    /// A small record by name (`active`, `jobs/<id>`), if present.
-    fn read_record(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    fn write_record(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError>;
-    /// Names of the records in a folder (`jobs`).
-    fn list_records(&self, dir: &str) -> Result<Vec<String>, StoreError>;
-    fn delete_record(&self, name: &str) -> Result<(), StoreError>;
-    /// Takes the store-wide lock `name` if it is free (`false` if held); a lock
-    /// older than `stale_after` is broken (its holder died).
-    fn try_lock(&self, name: &str, stale_after: std::time::Duration) -> Result<bool, StoreError>;
-    fn unlock(&self, name: &str);
-    /// Removes leftovers of crashed writers untouched for `older_than`; returns
-    /// how many.
-    fn clean_tmp(&self, older_than: std::time::Duration) -> usize;
+/// Told how long each store request took and whether the store failed it (the
+/// metrics implement it).
+pub trait Observer: Send + Sync {
+    fn observe(&self, op: &'static str, took: Duration, failed: bool);
 }
 
 /// The record of the active version (and the one before it, for rollback).
@@ -89,12 +54,25 @@ pub struct ActiveRecord {
     pub version: String,
     #[serde(default)]
     pub previous: Option<String>,
+    /// Counts the writes of this record: each promotion or rollback adds one, so
+    /// two writes never share a generation (none was lost).
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// The model store; a cheap `Clone` handle over its backend.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Store {
     backend: Arc<dyn Backend>,
+    observer: Option<Arc<dyn Observer>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
+    }
 }
 
 impl Store {
@@ -103,9 +81,45 @@ impl Store {
         Ok(Self::with_backend(Arc::new(FsBackend::open(root)?)))
     }
 
+    /// Opens the store `config.dir` names: a directory or a bucket URL.
+    pub fn from_config(config: &StoreConfig) -> Result<Self, StoreError> {
+        let backend: Arc<dyn Backend> = match Location::parse(&config.dir)? {
+            Location::Dir(dir) => Arc::new(FsBackend::open(dir)?),
+            Location::Url(url) => Arc::new(location::open_object(&url, config)?),
+        };
+        Ok(Self::with_backend(backend))
+    }
+
     /// A store over any backend.
     pub fn with_backend(backend: Arc<dyn Backend>) -> Self {
-        Self { backend }
+        Self {
+            backend,
+            observer: None,
+        }
+    }
+
+    /// The same store, reporting each request's duration to `observer`.
+    pub fn observed(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Runs one backend request, timed as `op`.
+    fn timed<T>(
+        &self,
+        op: &'static str,
+        request: impl FnOnce(&dyn Backend) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let result = request(self.backend.as_ref());
+        if let Some(observer) = &self.observer {
+            let failed = matches!(
+                result,
+                Err(StoreError::Io { .. } | StoreError::Remote { .. })
+            );
+            observer.observe(op, started.elapsed(), failed);
+        }
+        result
     }
 
     /// Where the store is, for messages.
@@ -116,8 +130,7 @@ impl Store {
     /// Version ids present, oldest first.
     pub fn list(&self) -> Result<Vec<String>, StoreError> {
         let mut ids: Vec<(u64, String)> = self
-            .backend
-            .versions()?
+            .timed("list", |b| b.versions())?
             .into_iter()
             .filter_map(|v| Some((parse_id(&v)?, v)))
             .collect();
@@ -138,13 +151,31 @@ impl Store {
             .get_bytes()
             .map_err(|e| corrupt(format!("saving weights failed: {e}")))?;
         let json = serde_json::to_vec_pretty(manifest).expect("a manifest serialises");
-        self.backend
-            .create_version(&[(WEIGHTS, weights), (MANIFEST, json)])
+        self.timed("create_version", |b| {
+            b.create_version(&[(WEIGHTS, weights), (MANIFEST, json)])
+        })
+    }
+
+    /// A version's files as stored (for copying it to another store).
+    pub fn version_files(&self, version: &str) -> Result<Vec<(&'static str, Vec<u8>)>, StoreError> {
+        let manifest = self.timed("read_version", |b| b.read_version_file(version, MANIFEST))?;
+        let weights = self.timed("read_version", |b| b.read_version_file(version, WEIGHTS))?;
+        Ok(vec![(WEIGHTS, weights), (MANIFEST, manifest)])
+    }
+
+    /// Stores a copied version under its own id; `Ok(false)` if it is there already.
+    pub fn put_version(
+        &self,
+        version: &str,
+        files: &[(&'static str, Vec<u8>)],
+    ) -> Result<bool, StoreError> {
+        let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (*n, b.clone())).collect();
+        self.timed("create_version", |b| b.put_version(version, &files))
     }
 
     /// Reads a version's manifest.
     pub fn manifest(&self, version: &str) -> Result<Manifest, StoreError> {
-        let bytes = self.backend.read_version_file(version, MANIFEST)?;
+        let bytes = self.timed("read_version", |b| b.read_version_file(version, MANIFEST))?;
         let corrupt = |reason: String| StoreError::Corrupt {
             version: version.into(),
             reason,
@@ -164,7 +195,7 @@ impl Store {
             version: version.into(),
             reason,
         };
-        let bytes = match self.backend.read_version_file(version, WEIGHTS) {
+        let bytes = match self.timed("read_version", |b| b.read_version_file(version, WEIGHTS)) {
             Ok(b) => b,
             Err(StoreError::Io { source, .. }) => {
                 return Err(corrupt(format!("{WEIGHTS}: {source}")));
@@ -191,35 +222,74 @@ impl Store {
 
     /// Removes a version (the caller makes sure it is not the active one).
     pub fn delete_version(&self, version: &str) -> Result<(), StoreError> {
-        self.backend.delete_version(version)
+        self.timed("delete_version", |b| b.delete_version(version))
     }
 
     /// The active-version record, if one was ever written.
     pub fn active(&self) -> Result<Option<ActiveRecord>, StoreError> {
-        match self.backend.read_record(ACTIVE)? {
-            Some(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| StoreError::Corrupt {
-                        version: ACTIVE.into(),
-                        reason: e.to_string(),
-                    })
-            }
-            None => Ok(None),
-        }
+        Ok(self.active_tagged()?.map(|(record, _)| record))
+    }
+
+    /// The active record with its tag, for [`Store::activate_over`].
+    pub fn active_tagged(&self) -> Result<Option<(ActiveRecord, Tag)>, StoreError> {
+        let Some((bytes, tag)) = self.timed("read_record", |b| b.read_record_tagged(ACTIVE))?
+        else {
+            return Ok(None);
+        };
+        let record = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            version: ACTIVE.into(),
+            reason: e.to_string(),
+        })?;
+        Ok(Some((record, tag)))
+    }
+
+    /// The active record's tag alone: what replicas poll (a HEAD on a bucket).
+    pub fn active_tag(&self) -> Result<Option<Tag>, StoreError> {
+        self.timed("head_record", |b| b.record_tag(ACTIVE))
     }
 
     /// Makes `version` the active one, remembering the current one as `previous`.
+    /// A concurrent writer makes it re-read and retry; it never overwrites one.
     pub fn set_active(&self, version: &str) -> Result<ActiveRecord, StoreError> {
-        self.backend.read_version_file(version, MANIFEST)?; // NotFound if absent
-        let previous = self.active()?.map(|r| r.version).filter(|v| v != version);
+        for _ in 0..20 {
+            let seen = self.active_tagged()?;
+            match self.activate_over(version, seen.as_ref()) {
+                Err(StoreError::Conflict(_)) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => return other,
+            }
+        }
+        Err(StoreError::Conflict("the active-version record".into()))
+    }
+
+    /// Makes `version` active if the record is still `seen` (as read with
+    /// [`Store::active_tagged`]; `None`: no record yet), else
+    /// [`StoreError::Conflict`] and nothing written.
+    pub fn activate_over(
+        &self,
+        version: &str,
+        seen: Option<&(ActiveRecord, Tag)>,
+    ) -> Result<ActiveRecord, StoreError> {
+        // NotFound if absent.
+        self.timed("read_version", |b| b.read_version_file(version, MANIFEST))?;
+        let previous = match seen {
+            Some((r, _)) if r.version == version => r.previous.clone(),
+            Some((r, _)) => Some(r.version.clone()),
+            None => None,
+        };
         let record = ActiveRecord {
             version: version.into(),
             previous,
+            generation: seen.map_or(0, |(r, _)| r.generation) + 1,
         };
         let json = serde_json::to_vec_pretty(&record).expect("a record serialises");
-        self.backend.write_record(ACTIVE, &json)?;
-        Ok(record)
+        let tag = seen.map(|(_, tag)| tag);
+        if self.timed("write_record", |b| b.write_record_if(ACTIVE, &json, tag))? {
+            Ok(record)
+        } else {
+            Err(StoreError::Conflict("the active-version record".into()))
+        }
     }
 
     /// Runs `f` holding the store-wide lock `name` (waiting up to 10 s for it), so
@@ -229,13 +299,13 @@ impl Store {
         name: &str,
         f: impl FnOnce() -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        const STALE: std::time::Duration = std::time::Duration::from_secs(30);
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !self.backend.try_lock(name, STALE)? {
-            if std::time::Instant::now() > until {
+        const STALE: Duration = Duration::from_secs(30);
+        let until = Instant::now() + Duration::from_secs(10);
+        while !self.timed("lock", |b| b.try_lock(name, STALE))? {
+            if Instant::now() > until {
                 return Err(StoreError::Busy(name.into()));
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(20));
         }
         let result = f();
         self.backend.unlock(name);
@@ -244,34 +314,33 @@ impl Store {
 
     /// Asks the replica running job `id` to cancel it (it polls for this record).
     pub fn request_cancel(&self, id: &str) -> Result<(), StoreError> {
-        self.backend.write_record(&format!("{CANCELS}/{id}"), b"{}")
+        self.write_record(&format!("{CANCELS}/{id}"), b"{}")
     }
 
     /// Whether a cancel was asked for job `id`; the record is consumed.
     pub fn take_cancel(&self, id: &str) -> Result<bool, StoreError> {
         let name = format!("{CANCELS}/{id}");
-        let asked = self.backend.read_record(&name)?.is_some();
+        let asked = self.read_record(&name)?.is_some();
         if asked {
-            self.backend.delete_record(&name)?;
+            self.delete_record(&name)?;
         }
         Ok(asked)
     }
 
-    /// Removes what crashed writers left half-written (see [`FsBackend::clean_tmp`]).
-    pub fn clean_tmp(&self, older_than: std::time::Duration) -> usize {
+    /// Removes what crashed writers left half-written (see [`Backend::clean_tmp`]).
+    pub fn clean_tmp(&self, older_than: Duration) -> usize {
         self.backend.clean_tmp(older_than)
     }
 
     /// Writes a training job record.
     pub fn write_job(&self, id: &str, record: &serde_json::Value) -> Result<(), StoreError> {
         let json = serde_json::to_vec_pretty(record).expect("a JSON value serialises");
-        self.backend.write_record(&format!("{JOBS}/{id}"), &json)
+        self.write_record(&format!("{JOBS}/{id}"), &json)
     }
 
     /// One job record, if present and readable.
     pub fn read_job(&self, id: &str) -> Result<Option<serde_json::Value>, StoreError> {
         Ok(self
-            .backend
             .read_record(&format!("{JOBS}/{id}"))
             .unwrap_or(None)
             .and_then(|b| serde_json::from_slice(&b).ok()))
@@ -280,8 +349,8 @@ impl Store {
     /// Every readable job record (unreadable ones are skipped with a warning).
     pub fn read_jobs(&self) -> Result<Vec<serde_json::Value>, StoreError> {
         let mut records = Vec::new();
-        for name in self.backend.list_records(JOBS)? {
-            match self.backend.read_record(&name) {
+        for name in self.list_records(JOBS)? {
+            match self.read_record(&name) {
                 Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
                     Ok(v) => records.push(v),
                     Err(_) => tracing::warn!(record = name, "skipping an unreadable job record"),
@@ -295,26 +364,26 @@ impl Store {
 
     /// Removes a job record.
     pub fn delete_job(&self, id: &str) -> Result<(), StoreError> {
-        self.backend.delete_record(&format!("{JOBS}/{id}"))
+        self.delete_record(&format!("{JOBS}/{id}"))
     }
 
-    /// A record of another module's (the prediction log's segments), if present.
+    /// A record by name (job records, the prediction log's segments), if present.
     pub fn read_record(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.backend.read_record(name)
+        self.timed("read_record", |b| b.read_record(name))
     }
 
     /// Writes a record whole (see [`Backend`]).
     pub fn write_record(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        self.backend.write_record(name, bytes)
+        self.timed("write_record", |b| b.write_record(name, bytes))
     }
 
     /// The records in a folder; none when the folder does not exist yet.
     pub fn list_records(&self, dir: &str) -> Result<Vec<String>, StoreError> {
-        self.backend.list_records(dir)
+        self.timed("list_records", |b| b.list_records(dir))
     }
 
     pub fn delete_record(&self, name: &str) -> Result<(), StoreError> {
-        self.backend.delete_record(name)
+        self.timed("delete_record", |b| b.delete_record(name))
     }
 }
 

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::ActiveModel;
 use super::swap::{self, WarmUp};
 use crate::model::LoadedModel;
-use crate::registry::{ActiveRecord, Store, StoreError};
+use crate::registry::{ActiveRecord, Store, StoreError, Tag};
 
 /// Why a model operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -214,11 +214,25 @@ impl Manager {
     }
 
     fn promote(&mut self, version: &str) -> Result<ActiveRecord, ManageError> {
+        self.activate(version, None)
+    }
+
+    /// Makes `version` active. With `seen` (a rollback), only over that record: a
+    /// promotion by another replica in between is a conflict, not overwritten.
+    fn activate(
+        &mut self,
+        version: &str,
+        seen: Option<(ActiveRecord, Tag)>,
+    ) -> Result<ActiveRecord, ManageError> {
         // Compared with the store's record, not only what this replica serves: it
         // may not have seen another replica's promotion yet.
-        let record = self.store.active()?;
+        let record = match &seen {
+            Some((record, _)) => Some(record.clone()),
+            None => self.store.active()?,
+        };
         let serving = self.active.current();
-        if let Some(record) = record.filter(|r| r.version == version)
+        if seen.is_none()
+            && let Some(record) = record.filter(|r| r.version == version)
             && serving.as_ref().is_some_and(|m| m.version() == version)
         {
             return Ok(record);
@@ -233,15 +247,34 @@ impl Manager {
             )?),
         };
         // Under the store-wide lock: no replica deletes it between the check that
-        // it exists (in `set_active`) and the record naming it.
-        let record = self
-            .store
-            .locked(MODELS_LOCK, || self.store.set_active(version))?;
+        // it exists and the record naming it.
+        let store = &self.store;
+        let written = store.locked(MODELS_LOCK, || match &seen {
+            Some(seen) => store.activate_over(version, Some(seen)),
+            None => store.set_active(version),
+        });
+        let record = match written {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::error!(version, error = %e, "promotion failed; the serving version is unchanged");
+                return Err(e.into());
+            }
+        };
         self.active.publish(model.clone());
         self.warm.insert(version.to_owned(), model);
         self.warm
             .retain(|v, _| v == version || record.previous.as_deref() == Some(v.as_str()));
-        tracing::info!(version, previous = ?record.previous, "promoted");
+        let verb = if seen.is_some() {
+            "rolled back"
+        } else {
+            "promoted"
+        };
+        tracing::info!(
+            version,
+            previous = record.previous.as_deref().unwrap_or("none"),
+            generation = record.generation,
+            "{verb}"
+        );
         Ok(record)
     }
 
@@ -296,12 +329,12 @@ impl Manager {
     }
 
     fn rollback(&mut self) -> Result<ActiveRecord, ManageError> {
-        let previous = self
-            .store
-            .active()?
-            .and_then(|r| r.previous)
+        let seen = self.store.active_tagged()?;
+        let previous = seen
+            .as_ref()
+            .and_then(|(r, _)| r.previous.clone())
             .ok_or(ManageError::NoPrevious)?;
-        match self.promote(&previous) {
+        match self.activate(&previous, seen) {
             Err(ManageError::NotFound(v)) => Err(ManageError::PreviousGone(v)),
             other => other,
         }

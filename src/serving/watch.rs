@@ -1,9 +1,11 @@
-//! Keeps a replica on the store's active version: the active record is re-read
-//! every `store.poll_interval_ms`, and a version promoted by another replica (or by
-//! `kiln train` writing to the same store) is loaded and swapped in here too.
+//! Keeps a replica on the store's active version: the active record's tag is
+//! checked every `store.poll_interval_ms`, and when it changed, a version promoted
+//! by another replica (or by `kiln train` writing to the same store) is loaded and
+//! swapped in here too.
 //!
 //! Polling works on every shared filesystem (NFS does not deliver inotify events
-//! for other clients' writes), and its cost is one small file read per interval.
+//! for other clients' writes) and on buckets, where the check is one HEAD request
+//! (the ETag); on a directory it is one small file read.
 
 use std::time::Duration;
 
@@ -24,6 +26,8 @@ pub fn spawn(
         return;
     }
     tokio::spawn(async move {
+        // The tag this replica last caught up with; until then every tick reads.
+        let mut seen: Option<crate::registry::Tag> = None;
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -31,23 +35,34 @@ pub fn spawn(
                 () = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            let store = store.clone();
-            let record = match tokio::task::spawn_blocking(move || store.active()).await {
-                Ok(Ok(Some(record))) => record,
+            let (reader, last) = (store.clone(), seen.clone());
+            let read = tokio::task::spawn_blocking(move || {
+                let tag = reader.active_tag()?;
+                if tag.is_some() && tag == last {
+                    return Ok(None); // unchanged
+                }
+                Ok::<_, crate::registry::StoreError>(Some((tag, reader.active()?)))
+            });
+            let (tag, record) = match read.await {
+                Ok(Ok(Some((tag, Some(record))))) => (tag, record),
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "cannot read the active-version record");
                     continue;
                 }
                 _ => continue,
             };
-            if active
-                .current()
-                .is_none_or(|m| m.version() == record.version)
-            {
+            let Some(current) = active.current() else {
+                continue; // the initial load reads the record itself
+            };
+            if current.version() == record.version {
+                seen = tag;
                 continue;
             }
-            if let Err(e) = models.sync().await {
-                tracing::warn!(version = record.version, error = %e, "cannot serve the store's active version; the current one keeps serving");
+            match models.sync().await {
+                Ok(_) => seen = tag,
+                Err(e) => {
+                    tracing::warn!(version = record.version, error = %e, "cannot serve the store's active version; the current one keeps serving");
+                }
             }
         }
     });

@@ -2,9 +2,11 @@
 //! in-process (`kiln::app::run`) or as the real binary, and talk HTTP to it.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod s3;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use burn::prelude::Device;
 use kiln::config::Config;
@@ -141,13 +143,14 @@ impl Server {
 /// Polls `/health/ready` until it answers 200 (120 s at most: a GPU backend on a
 /// software driver tunes its kernels before it is ready).
 pub async fn wait_ready(client: &reqwest::Client, base: &str) {
-    for _ in 0..2400 {
+    // Every 10 ms: the start-up bench measures with it.
+    for _ in 0..12_000 {
         if let Ok(r) = client.get(format!("{base}/health/ready")).send().await
             && r.status() == 200
         {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("kiln at {base} did not become ready");
 }
@@ -256,6 +259,9 @@ impl Drop for Process {
 /// A Python virtual environment with `packages` from PyPI, made once under
 /// cargo's test temp dir and reused by later runs. Returns its `python`.
 pub fn python_env(name: &str, packages: &[&str]) -> PathBuf {
+    // Tests of one binary run on parallel threads: one builds, the others wait.
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("venv-{name}"));
     let python = dir.join("bin/python");
     let marker = dir.join("kiln-installed");
@@ -442,4 +448,37 @@ pub async fn submit_at(client: &reqwest::Client, base: &str, body: &Value) -> St
         .as_str()
         .unwrap()
         .to_string()
+}
+
+/// The version `p` serves (`/health/ready`).
+pub async fn serving(client: &reqwest::Client, p: &Process) -> String {
+    get_json(client, &p.url("/health/ready")).await["model_version"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Polls until `p` serves `version`; returns how long that took.
+pub async fn wait_serving(client: &reqwest::Client, p: &Process, version: &str) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if serving(client, p).await == version {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{} never served {version}", p.base);
+}
+
+/// Trains a small iris model on `p`; returns the version it wrote.
+pub async fn train_version(client: &reqwest::Client, p: &Process, promote: &str) -> String {
+    let id = submit_at(
+        client,
+        &p.base,
+        &json!({"dataset": {"path": "iris.csv"}, "promote": promote, "epochs": 5}),
+    )
+    .await;
+    let job = poll_job(client, &p.base, &id, Duration::from_secs(60), finished).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    job["version"].as_str().unwrap().to_string()
 }

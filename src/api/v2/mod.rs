@@ -110,10 +110,15 @@ fn input_dims(model: &LoadedModel, batch: bool) -> Vec<i64> {
         .collect()
 }
 
-fn metadata(state: &AppState, model: &LoadedModel) -> ModelMetadata {
+async fn metadata(state: &AppState, model: &LoadedModel) -> ModelMetadata {
+    // A listing is a request to the store (a bucket, perhaps): off the workers.
+    let store = state.store.clone();
+    let versions = tokio::task::spawn_blocking(move || store.list().unwrap_or_default())
+        .await
+        .unwrap_or_default();
     ModelMetadata {
         name: state.config.model.name.clone(),
-        versions: state.store.list().unwrap_or_default(),
+        versions,
         platform: "kiln_burn",
         inputs: vec![TensorMetadata {
             name: INPUT,
@@ -142,7 +147,7 @@ pub async fn model_metadata(
     Path(name): Path<String>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
     let model = resolve(&state, &name, None).await?;
-    Ok(Json(metadata(&state, &model)))
+    Ok(Json(metadata(&state, &model).await))
 }
 
 /// `GET /v2/models/{name}/versions/{version}`.
@@ -159,7 +164,7 @@ pub async fn version_metadata(
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
     let model = resolve(&state, &name, Some(&version)).await?;
-    Ok(Json(metadata(&state, &model)))
+    Ok(Json(metadata(&state, &model).await))
 }
 
 /// `GET /v2/models/{name}/ready`.

@@ -28,7 +28,7 @@ use crate::serving::Models;
 pub use record::{JobError, JobRecord, JobState, Owner, Submission};
 use record::{me_started_ms, now_ms};
 use supervisor::Spawner;
-use table::{Staged, persist};
+use table::Staged;
 use trainer::Runner;
 
 struct Job {
@@ -106,19 +106,6 @@ impl Trainer {
         let interval = std::time::Duration::from_millis(t.heartbeat_interval_ms);
         let owner = Owner::me();
         me_started_ms();
-        // Records of jobs whose process died (here or on another replica) are marked
-        // interrupted for good; jobs of live replicas are theirs to update.
-        let now = now_ms();
-        for value in deps.store.read_jobs().unwrap_or_default() {
-            let Ok(record) = serde_json::from_value::<JobRecord>(value) else {
-                continue;
-            };
-            if record.orphaned(now, heartbeat_timeout_ms, &owner) {
-                let mut record = record.observed(now, heartbeat_timeout_ms, &owner);
-                record.finished_at.get_or_insert_with(unix_now);
-                persist(&deps.store, &record);
-            }
-        }
         let shared = Arc::new(Shared {
             jobs: Mutex::new(BTreeMap::new()),
             written: Mutex::new(std::collections::HashMap::new()),
@@ -133,8 +120,6 @@ impl Trainer {
             backend: deps.config.training_backend().name(),
             stopping: AtomicBool::new(false),
         });
-        shared.prune();
-        shared.count_states();
         let mut runner = Runner {
             shared: shared.clone(),
             models: deps.models,
@@ -164,6 +149,10 @@ impl Trainer {
         std::thread::Builder::new()
             .name("kiln-trainer".into())
             .spawn(move || {
+                // Off the start-up path: on a bucket these are requests per record.
+                runner.shared.sweep_orphans();
+                runner.shared.prune();
+                runner.shared.count_states();
                 while let Some(job) = runner.shared.next_job() {
                     runner.run(job);
                 }

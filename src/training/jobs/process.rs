@@ -95,7 +95,7 @@ pub fn main(args: &WorkerArgs) -> i32 {
 
 fn train(start: &Start, cancel: &AtomicBool) -> Result<run::Finished, TrainError> {
     let config = &start.config;
-    let store = Store::open(&config.store.dir).map_err(|e| TrainError::Store(e.to_string()))?;
+    let store = Store::from_config(&config.store).map_err(|e| TrainError::Store(e.to_string()))?;
     let device = config
         .training_device()
         .map_err(|e| TrainError::Store(e.to_string()))?;

@@ -29,6 +29,24 @@ impl Shared {
         }
     }
 
+    /// Records of jobs whose process died (here or on another replica) are marked
+    /// interrupted for good; jobs of live replicas are theirs to update.
+    pub(super) fn sweep_orphans(&self) {
+        let now = now_ms();
+        for value in self.store.read_jobs().unwrap_or_default() {
+            let Ok(record) = serde_json::from_value::<JobRecord>(value) else {
+                continue;
+            };
+            if record.orphaned(now, self.heartbeat_timeout_ms, &self.owner) {
+                let mut record = record.observed(now, self.heartbeat_timeout_ms, &self.owner);
+                record
+                    .finished_at
+                    .get_or_insert_with(crate::clock::unix_now);
+                persist(&self.store, &record);
+            }
+        }
+    }
+
     pub(super) fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Job>> {
         // A panic while holding the lock leaves plain data behind; keep using it.
         self.jobs.lock().unwrap_or_else(|e| e.into_inner())
