@@ -19,8 +19,10 @@ fn iris() -> Vec<(Vec<f32>, &'static str)> {
     text.lines()
         .skip(1)
         .map(|line| {
-            let v: Vec<f32> = line.split(',').map(|x| x.parse().unwrap()).collect();
-            (v[..4].to_vec(), SPECIES[v[4] as usize])
+            let (values, species) = line.rsplit_once(',').unwrap();
+            let v: Vec<f32> = values.split(',').map(|x| x.parse().unwrap()).collect();
+            let name = SPECIES.iter().find(|s| **s == species).unwrap();
+            (v, *name)
         })
         .collect()
 }

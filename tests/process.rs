@@ -264,6 +264,121 @@ fn offline_train_then_predict() {
     assert!(correct >= 140, "{correct}/150");
 }
 
+/// `kiln train` with flags for the common recipe fields, progress lines when
+/// stderr is not a terminal, a summary that says what happened, and the recipe
+/// flag's mistakes explained.
+#[test]
+fn kiln_train_is_pleasant_to_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().to_str().unwrap();
+    let iris = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/iris.csv");
+    let train = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["train", "--store", store, "--data", iris])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = train(&[
+        "--target",
+        "target",
+        "--epochs",
+        "30",
+        "--task",
+        "classification",
+    ]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    // Not a terminal: one line every tenth of the run.
+    for epoch in [3, 15, 30] {
+        assert!(
+            stderr.contains(&format!("epoch {epoch}/30: train loss")),
+            "{stderr}"
+        );
+    }
+    assert!(!stderr.contains("epoch 4/30"), "{stderr}");
+    assert!(stderr.contains("task classification"), "{stderr}");
+    let path = format!("{store}/versions/v1");
+    assert!(
+        stdout.contains(&format!("version v1 written to {path} (now active)")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("30 epochs of 30 in "), "{stdout}");
+    assert!(stdout.contains("ran every epoch"), "{stdout}");
+    assert!(
+        stdout.contains("promotion: no version was active"),
+        "{stdout}"
+    );
+    // Early stopping ends the run sooner, and the summary says so.
+    let out = train(&["--epochs", "3000", "--quiet"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        stdout.contains("stopped early: no better validation loss for"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("3000 epochs of 3000"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("epoch "),
+        "--quiet prints no progress: {stderr}"
+    );
+    // A server config where the recipe goes; a task kiln does not know.
+    let out = train(&[
+        "--config",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("is a server configuration") && stderr.contains("--server-config"),
+        "{stderr}"
+    );
+    let out = train(&["--task", "guess"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("expected `classification` or `regression`"),
+        "{stderr}"
+    );
+}
+
+/// Ctrl-C stops `kiln train` before the next batch and says where it was.
+#[test]
+fn ctrl_c_stops_kiln_train_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["train", "--store", dir.path().to_str().unwrap(), "--data"])
+        .arg(common::data("digits.csv"))
+        .args(["--epochs", "100000", "--recipe"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/digits-cnn-train.toml"
+        ))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted (Ctrl-C) after epoch"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("of 100000"), "{stderr}");
+    assert!(stderr.contains("no version was written"), "{stderr}");
+    assert!(!dir.path().join("versions/v1").exists());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_container_healthcheck_asks_health_live() {
     let dir = tempfile::tempdir().unwrap();

@@ -738,3 +738,70 @@ async fn shutdown_records_a_running_job_as_interrupted() {
     }
     assert_eq!(versions(dir.path()).len(), 1, "only the default model");
 }
+
+/// The first job on a fresh store replaces the bootstrap default (a placeholder),
+/// the bundled data keeps the default's species names, and a later version with
+/// another schema is not promoted by `if_better` unless asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_job_replaces_the_placeholder_and_schemas_never_switch_by_surprise() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = train_config(dir.path());
+    config.training.data_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data");
+    let server = Server::start(config).await;
+    let models = get(&server, "/models").await;
+    assert_eq!(models["active"], "v1");
+    let id = submit(
+        &server,
+        json!({"dataset": {"path": "iris.csv"}, "epochs": 3}),
+    )
+    .await;
+    let job = wait_job(&server, &id).await;
+    assert_eq!(job["promoted"], true, "{job}");
+    let reason = job["promotion"].as_str().unwrap();
+    assert!(
+        reason.contains("v1 is the default model, a placeholder"),
+        "{reason}"
+    );
+    // Still species names, from the new version.
+    let answer: Value = server
+        .predict(&json!([[6.7, 3.0, 5.2, 2.3]]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["model_version"], "v2");
+    let label = answer["predictions"][0]["label"].as_str().unwrap();
+    assert!(
+        ["setosa", "versicolor", "virginica"].contains(&label),
+        "{answer}"
+    );
+
+    // Numeric labels: another schema. Not promoted over v2, and the job says why.
+    let numeric = std::fs::read_to_string(data("iris.csv")).unwrap();
+    let id = submit(&server, json!({"dataset": {"csv": numeric}, "epochs": 30})).await;
+    let job = wait_job(&server, &id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["promoted"], false, "{job}");
+    let reason = job["promotion"].as_str().unwrap();
+    assert!(
+        reason.contains("not promoted") && reason.contains("cannot be compared"),
+        "{reason}"
+    );
+    assert!(reason.contains("\"promote\": \"always\""), "{reason}");
+    let serving: Value = server
+        .predict(&json!([[6.7, 3.0, 5.2, 2.3]]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(serving["model_version"], "v2");
+    // Asked for: promoted.
+    let id = submit(
+        &server,
+        json!({"dataset": {"csv": numeric}, "epochs": 30, "promote": "always"}),
+    )
+    .await;
+    let job = wait_job(&server, &id).await;
+    assert_eq!(job["promoted"], true, "{job}");
+    server.stop().await.unwrap();
+}

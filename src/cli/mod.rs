@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 mod offline;
+mod progress;
 mod store;
 
 use crate::config::{Config, Overrides};
@@ -65,7 +66,7 @@ pub struct Common {
     pub store: Option<PathBuf>,
 }
 
-/// Options of the offline subcommands (`--config` is taken by the recipe there).
+/// Options of the offline subcommands (`--config` there is the recipe's alias).
 #[derive(Debug, Args)]
 pub struct Offline {
     /// kiln's configuration file (backend, directories); default: config/default.toml.
@@ -83,12 +84,30 @@ pub struct TrainArgs {
     /// The training data: CSV with a header row.
     #[arg(long)]
     pub data: PathBuf,
-    /// The training recipe (TOML), e.g. config/seed-train.toml; default: the defaults.
+    /// The training recipe (TOML), e.g. config/seed-train.toml; default: the
+    /// defaults. The flags below override its fields.
+    #[arg(long, visible_alias = "config")]
+    pub recipe: Option<PathBuf>,
+    /// The label column (default `target`).
     #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Hide the progress bar.
+    pub target: Option<String>,
+    /// Epochs to train at most (early stopping may end sooner).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// `classification` or `regression`; default: inferred from the labels.
+    #[arg(long, value_parser = parse_task)]
+    pub task: Option<crate::model::Task>,
+    /// No progress bar or lines.
     #[arg(long)]
     pub quiet: bool,
+}
+
+fn parse_task(text: &str) -> Result<crate::model::Task, String> {
+    match text {
+        "classification" => Ok(crate::model::Task::Classification),
+        "regression" => Ok(crate::model::Task::Regression),
+        _ => Err("expected `classification` or `regression`".into()),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -3,29 +3,32 @@
 
 use std::io::Write;
 
-use anyhow::{Context, bail};
-use indicatif::{ProgressBar, ProgressStyle};
-
+use super::progress::Progress;
 use super::{PredictArgs, TrainArgs};
 use crate::model::NetConfig;
 use crate::registry::Store;
 use crate::training::budget::Budget;
 use crate::training::input::{DataSource, JobInput};
 use crate::training::spec::{ModelChoice, TrainSpec};
-use crate::training::{evaluate, fit, run};
+use crate::training::{evaluate, run};
+use anyhow::{Context, bail};
 
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let config = args.offline.load()?;
     crate::telemetry::init(&config.telemetry);
-    let spec: TrainSpec = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            toml::from_str(&text)
-                .with_context(|| format!("{} is not a valid training recipe", path.display()))?
-        }
+    let mut spec: TrainSpec = match &args.recipe {
+        Some(path) => read_recipe(path)?,
         None => TrainSpec::default(),
     };
+    if let Some(target) = &args.target {
+        spec.target = target.clone();
+    }
+    if let Some(epochs) = args.epochs {
+        spec.epochs = epochs;
+    }
+    if let Some(task) = args.task {
+        spec.task = Some(task);
+    }
     spec.validate().map_err(anyhow::Error::msg)?;
     let model_file = match &spec.model {
         ModelChoice::File(name) => Some(NetConfig::named(&config.training.config_dir, name)?),
@@ -42,39 +45,20 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let rows = &prepared.rows;
     let metric = evaluate::metric_name(prepared.data.task);
     eprintln!(
-        "{} rows ({} dropped for missing or non-finite values): {} train, {} validation; task {:?} ({})",
+        "{} rows ({} dropped for missing or non-finite values): {} train, {} validation; task {} ({})",
         rows.input,
         rows.dropped,
         rows.train,
         rows.validation,
-        prepared.data.task,
+        prepared.data.task.name(),
         prepared.data.task_reason
     );
     drop(prepared);
 
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(input.spec.epochs as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg} [{elapsed} < {eta}]")
-            .expect("a valid template"),
-    );
     let device = config.training_device()?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.training.threads)
         .build()?;
-    struct Bar<'a>(&'a ProgressBar, &'static str);
-    impl fit::Observer for Bar<'_> {
-        fn epoch(&mut self, r: &fit::EpochReport) {
-            self.0.set_position(r.epoch as u64);
-            self.0.set_message(format!(
-                "loss {:.4} val {:.4} {} {:.4} {:.0} rows/s",
-                r.train_loss, r.val_loss, self.1, r.val_metric, r.samples_per_second
-            ));
-        }
-    }
     let store = Store::from_config(&config.store)?;
     let source = format!(
         "kiln train: {}",
@@ -82,8 +66,10 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
     );
+    let mut progress = Progress::new(input.spec.epochs, metric, args.quiet);
+    let started = std::time::Instant::now();
     // The same job code the server's worker processes run.
-    let done = pool.install(|| {
+    let result = pool.install(|| {
         run::run(
             &input,
             "cli",
@@ -91,27 +77,73 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             &store,
             &device,
             &budget,
-            &mut Bar(&bar, metric),
+            &mut progress,
         )
-    })?;
-    bar.finish();
+    });
+    progress.finish();
+    let done = match result {
+        Ok(done) => done,
+        Err(crate::training::error::TrainError::Cancelled) if progress.interrupted() => {
+            let at = progress.last.as_ref().map_or(0, |r| r.epoch);
+            eprintln!(
+                "interrupted (Ctrl-C) after epoch {at} of {} and {:.1} s; no version was written",
+                input.spec.epochs,
+                started.elapsed().as_secs_f64()
+            );
+            std::process::exit(130);
+        }
+        Err(e) => return Err(e.into()),
+    };
     if done.promote {
         store.set_active(&done.version)?;
     }
+    let stopped = if done.stopped_early {
+        format!(
+            "stopped early: no better validation loss for {} epochs",
+            input.spec.early_stopping_patience
+        )
+    } else {
+        "ran every epoch".into()
+    };
     println!(
-        "version {}: validation {metric} {:.4} (epoch {}, {:.0} training rows/s); {} ({})",
+        "version {} written to {} ({})",
         done.version,
-        done.best.val_metric,
-        done.best.epoch,
-        done.samples_per_second,
+        store.version_path(&done.version),
         if done.promote {
             "now active"
         } else {
             "not promoted"
         },
-        done.promotion
     );
+    println!(
+        "  {} epochs of {} in {:.1} s, {stopped}; best epoch {}: validation {metric} {:.4}; {:.0} training rows/s",
+        done.epochs_run,
+        input.spec.epochs,
+        started.elapsed().as_secs_f64(),
+        done.best.epoch,
+        done.best.val_metric,
+        done.samples_per_second,
+    );
+    println!("  promotion: {}", done.promotion);
     Ok(())
+}
+
+/// A training recipe file; a server config passed by mistake says so.
+fn read_recipe(path: &std::path::Path) -> anyhow::Result<TrainSpec> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let server_sections = ["[server]", "[batching]", "[store]", "[model]", "[training]"];
+    if server_sections
+        .iter()
+        .any(|s| text.lines().any(|l| l.trim() == *s))
+    {
+        bail!(
+            "{} is a server configuration, not a training recipe: pass it as --server-config, and the recipe (e.g. config/seed-train.toml) as --recipe",
+            path.display()
+        );
+    }
+    toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid training recipe", path.display()))
 }
 
 pub fn predict(args: PredictArgs) -> anyhow::Result<()> {

@@ -44,6 +44,10 @@ pub struct Manifest {
     /// The training data's profile, for drift (versions made by training).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<super::profile::Profile>,
+    /// The default model an empty store starts with: a stand-in that any first
+    /// trained version replaces, whatever its features or labels.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub placeholder: bool,
 }
 
 impl Manifest {
@@ -61,6 +65,7 @@ impl Manifest {
             metrics: serde_json::Map::new(),
             training: None,
             profile: None,
+            placeholder: false,
         }
     }
 

@@ -27,6 +27,16 @@ pub enum Task {
     Classification,
 }
 
+impl Task {
+    /// As configs and responses spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Regression => "regression",
+            Self::Classification => "classification",
+        }
+    }
+}
+
 /// A network description: the contents of a model-config file such as
 /// `config/models/seed-mlp.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

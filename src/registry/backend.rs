@@ -52,3 +52,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// how many.
     fn clean_tmp(&self, older_than: Duration) -> usize;
 }
+
+/// Told how long each store request took and whether the store failed it (the
+/// metrics implement it).
+pub trait Observer: Send + Sync {
+    fn observe(&self, op: &'static str, took: Duration, failed: bool);
+}

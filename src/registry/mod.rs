@@ -19,7 +19,7 @@ mod location;
 mod object;
 
 pub use crate::clock::unix_now;
-pub use backend::{Backend, Tag};
+pub use backend::{Backend, Observer, Tag};
 pub use error::StoreError;
 pub use fs::FsBackend;
 pub use location::Location;
@@ -41,12 +41,6 @@ const JOBS: &str = "jobs";
 const CANCELS: &str = "cancels";
 const MANIFEST: &str = "model.json";
 const WEIGHTS: &str = "weights.safetensors";
-
-/// Told how long each store request took and whether the store failed it (the
-/// metrics implement it).
-pub trait Observer: Send + Sync {
-    fn observe(&self, op: &'static str, took: Duration, failed: bool);
-}
 
 /// The record of the active version (and the one before it, for rollback).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -125,6 +119,14 @@ impl Store {
     /// Where the store is, for messages.
     pub fn describe(&self) -> String {
         self.backend.describe()
+    }
+
+    /// Where a version's files are, for messages.
+    pub fn version_path(&self, version: &str) -> String {
+        format!(
+            "{}/versions/{version}",
+            self.describe().trim_end_matches('/')
+        )
     }
 
     /// Version ids present, oldest first.

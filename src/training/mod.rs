@@ -55,6 +55,7 @@ pub fn default_model() -> (Manifest, Net) {
         .expect("the default model trains");
     let mut manifest = outcome.manifest;
     manifest.source = "default: iris classifier trained at first start".into();
+    manifest.placeholder = true;
     manifest
         .metrics
         .insert("accuracy".into(), outcome.best.val_metric.into());

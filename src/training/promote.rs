@@ -61,15 +61,25 @@ pub fn decide(
             let Some(active) = active else {
                 return (true, "no version was active".into());
             };
+            if active.manifest().placeholder {
+                return (
+                    true,
+                    format!(
+                        "the active version {} is the default model, a placeholder any first trained version replaces",
+                        active.version()
+                    ),
+                );
+            }
             let (Some(old), Some(new)) = (
                 evaluate::score(active, validation),
                 evaluate::score(candidate, validation),
             ) else {
                 return (
-                    true,
+                    false,
                     format!(
-                        "the active version {} cannot score these rows (other features, task or labels)",
-                        active.version()
+                        "not promoted: the active version {} takes other inputs or answers another task or labels, so the two cannot be compared; promote it with \"promote\": \"always\" or POST /models/{}/promote",
+                        active.version(),
+                        candidate.version()
                     ),
                 );
             };

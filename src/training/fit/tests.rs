@@ -85,7 +85,7 @@ fn each_loss_trains_with_its_head() {
     // Two classes: one output, with BCE on the logit or on a sigmoid head.
     let two: String = IRIS
         .lines()
-        .filter(|l| !l.ends_with(",2"))
+        .filter(|l| !l.ends_with(",virginica"))
         .collect::<Vec<_>>()
         .join("\n");
     let data = Dataset::prepare(RawTable::from_csv(&two, "target").unwrap(), None).unwrap();
