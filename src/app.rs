@@ -154,7 +154,19 @@ pub async fn run(
         .metrics
         .queue_capacity
         .set(config.batching.queue_capacity as i64);
-    tracing::info!(addr = %listener.local_addr()?, backend = config.model.backend.name(), "listening");
+    if !config.training.data_dir.is_dir() {
+        tracing::warn!(
+            dir = %config.training.data_dir.display(),
+            "training.data_dir (KILN_TRAINING__DATA_DIR) is not a directory: POST /train cannot read {{\"path\": ...}} datasets until it exists"
+        );
+    }
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        backend = config.model.backend.name(),
+        store = %config.store.dir.display(),
+        data_dir = %config.training.data_dir.display(),
+        "listening"
+    );
     let timeouts = crate::server::Timeouts {
         header: config.server.header_timeout(),
         shutdown: config.server.shutdown_timeout(),

@@ -296,8 +296,9 @@ pub enum LogFormat {
 pub enum ConfigError {
     #[error("config file {0} does not exist")]
     MissingFile(PathBuf),
+    /// A value of the file or the environment, named as the user wrote it.
     #[error("{0}")]
-    Load(#[from] Box<figment::Error>),
+    Load(String),
     #[error("invalid config: {key}: {reason}")]
     Invalid { key: &'static str, reason: String },
 }
@@ -324,12 +325,15 @@ impl Config {
         }
         // Only `KILN_SECTION__KEY` names are config keys: `KILN_CONFIG` and friends
         // belong to the command line.
+        errors::warn_unknown_variables(std::env::vars().map(|(k, _)| k));
         figment = figment.merge(
             Env::prefixed("KILN_")
                 .filter(|key| key.as_str().contains("__"))
                 .split("__"),
         );
-        let mut config: Config = figment.extract().map_err(Box::new)?;
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Load(errors::describe(e)))?;
         if let Some(listen) = overrides.listen {
             config.server.listen = listen;
         }
@@ -366,6 +370,7 @@ impl Config {
     }
 }
 
+mod errors;
 mod monitoring;
 mod server;
 mod validate;

@@ -264,6 +264,72 @@ fn offline_train_then_predict() {
     assert!(correct >= 140, "{correct}/150");
 }
 
+/// Config errors name the variable or the file and key as written, once; a
+/// `KILN_` variable with one underscore is warned about; `--listen` takes a name.
+#[test]
+fn config_mistakes_are_explained_once_in_the_users_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().to_str().unwrap();
+    let serve = ["serve", "--listen", "127.0.0.1:0", "--store", store];
+    let (ok, stderr) = kiln(&serve, &[("KILN_BATCHING__MAX_BATCH_SIZE", "lots")]);
+    assert!(!ok);
+    assert_eq!(
+        stderr.matches("KILN_BATCHING__MAX_BATCH_SIZE").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("environment variable KILN_BATCHING__MAX_BATCH_SIZE: invalid type"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("`KILN_`"), "no nested backticks: {stderr}");
+    let file = dir.path().join("kiln.toml");
+    std::fs::write(&file, "[batching]\nmax_batchsize = 3\n").unwrap();
+    let (ok, stderr) = kiln(&["serve", "--config", file.to_str().unwrap()], &[]);
+    assert!(!ok);
+    let want = format!(
+        "{}: key batching.max_batchsize: unknown key",
+        file.display()
+    );
+    assert!(stderr.contains(&want), "{stderr}");
+    assert_eq!(
+        stderr.matches("max_batchsize").count(),
+        2,
+        "said once: {stderr}"
+    );
+    let (ok, stderr) = kiln(&serve, &[("KILN_AUTH__TOKEN", "short")]);
+    assert!(!ok && stderr.contains("KILN_AUTH__TOKEN"), "{stderr}");
+
+    // One underscore: warned about, and kiln still starts (on localhost, by name).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["serve", "--listen", "localhost:0", "--store", store])
+        .env("KILN_BATCHING_MAX_BATCH_SIZE", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("listening") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        seen.contains("KILN_BATCHING_MAX_BATCH_SIZE is ignored")
+            && seen.contains("did you mean KILN_BATCHING__MAX_BATCH_SIZE?"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("listening") && seen.contains("127.0.0.1:"),
+        "{seen}"
+    );
+}
+
 /// `kiln train` with flags for the common recipe fields, progress lines when
 /// stderr is not a terminal, a summary that says what happened, and the recipe
 /// flag's mistakes explained.

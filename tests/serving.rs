@@ -238,12 +238,6 @@ async fn bad_inputs_get_a_4xx_json_error_and_the_server_keeps_serving() {
             415,
         ),
         (
-            "no content type",
-            "",
-            "{\"instances\": [[1,2,3]]}".into(),
-            415,
-        ),
-        (
             "empty instances",
             "application/json",
             "{\"instances\": []}".into(),
@@ -653,4 +647,136 @@ where
         out.push(h.await.unwrap());
     }
     out
+}
+
+/// The errors a newcomer meets first, in words they can act on; both prediction
+/// routes treat content types alike; `GET /` points to the docs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_hour_errors_speak_the_users_language() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(common::train_config(dir.path())).await; // the default classifier
+    let send = |path: &str, content_type: Option<&str>, body: &str| {
+        let mut req = server.client.post(server.url(path)).body(body.to_string());
+        if let Some(t) = content_type {
+            req = req.header("content-type", t);
+        }
+        req.send()
+    };
+    let error = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        (
+            status,
+            r.json::<Value>().await.unwrap()["error"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+    };
+    let json = Some("application/json");
+    let (status, e) = error(
+        send("/predict", json, "[[5.1, 3.5, 1.4, 0.2]]")
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        e.contains("the body is a JSON array; send an object") && e.contains("\"instances\""),
+        "{e}"
+    );
+    let (status, e) = error(
+        send("/predict", json, "{\"instances\": [[NaN, 1, 2, 3]]}")
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(e.contains("NaN and Infinity are not JSON"), "{e}");
+    assert!(!e.contains("?:"), "{e}");
+    // No content type: read as JSON on both routes; a wrong one: 415 on both.
+    let v2 = r#"{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}"#;
+    let body = r#"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#;
+    assert_eq!(send("/predict", None, body).await.unwrap().status(), 200);
+    assert_eq!(
+        send("/v2/models/kiln/infer", None, v2)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    for (path, b) in [("/predict", body), ("/v2/models/kiln/infer", v2)] {
+        let (status, e) = error(send(path, Some("text/plain"), b).await.unwrap()).await;
+        assert_eq!(status, 415, "{path}");
+        assert!(
+            e.contains("declared as \"text/plain\"") && e.contains("application/json"),
+            "{path}: {e}"
+        );
+    }
+    // Probabilities: 6 significant digits at most, and none printed as 0.
+    let answer: Value = send("/predict", json, r#"{"instances": [[6.7, 3.0, 5.2, 2.3]]}"#)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (label, p) in answer["predictions"][0]["probabilities"]
+        .as_object()
+        .unwrap()
+    {
+        let p = p.as_f64().unwrap();
+        assert!(p > 0.0, "{label}: {answer}");
+        let digits = format!("{:e}", p as f32)
+            .split('e')
+            .next()
+            .unwrap()
+            .replace(['.', '-'], "");
+        assert!(digits.len() <= 6, "{label}: {p} has {digits}");
+    }
+    // Training: a misspelt field is named, a semicolon CSV gets a hint.
+    let (status, e) = error(
+        send("/train", json, r#"{"datset": {"path": "iris.csv"}}"#)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(e.contains("unknown field `datset`"), "{e}");
+    let csv = r#"{"dataset": {"csv": "a;b;target\n1;2;3\n4;5;6\n"}}"#;
+    let (status, e) = error(send("/train", json, csv).await.unwrap()).await;
+    assert_eq!(status, 422);
+    assert!(
+        e.contains("semicolons") && e.contains("comma-separated"),
+        "{e}"
+    );
+    // `GET /` points to the docs.
+    let index: Value = server
+        .client
+        .get(server.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(index["docs"], "/docs");
+    server.stop().await.unwrap();
+
+    // top_k on a regression model is a 422, not ignored.
+    let dir = tempfile::tempdir().unwrap();
+    common::seed_small_model(dir.path(), 3);
+    let server = Server::start(common::test_config(dir.path())).await;
+    let r = server
+        .client
+        .post(server.url("/predict"))
+        .json(&json!({"instances": [[1.0, 2.0, 3.0]], "top_k": 2}))
+        .send()
+        .await
+        .unwrap();
+    let (status, e) = error(r).await;
+    assert_eq!(status, 422);
+    assert!(
+        e.contains("top_k ranks class labels") && e.contains("regression"),
+        "{e}"
+    );
+    server.stop().await.unwrap();
 }

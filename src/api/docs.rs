@@ -194,3 +194,24 @@ pub async fn swagger_css() -> impl IntoResponse {
         SWAGGER_CSS,
     )
 }
+
+/// `GET /`: where to start.
+#[derive(serde::Serialize)]
+pub struct Index {
+    name: &'static str,
+    version: &'static str,
+    docs: &'static str,
+    openapi: &'static str,
+    predict: &'static str,
+}
+
+/// `GET /`: points people to the API docs.
+pub async fn index() -> axum::Json<Index> {
+    axum::Json(Index {
+        name: "kiln",
+        version: env!("CARGO_PKG_VERSION"),
+        docs: "/docs",
+        openapi: "/openapi.json",
+        predict: "POST /predict {\"instances\": [[...]]}",
+    })
+}

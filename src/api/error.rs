@@ -30,6 +30,10 @@ pub enum ApiError {
     /// The queue's row budget is spent; try again shortly.
     #[error("the queue is full, retry later")]
     QueueFull,
+    /// The training queue is full (or submissions are being read): retry after
+    /// the given seconds.
+    #[error("{0}")]
+    TrainingBusy(String, u64),
     /// No model yet, or shutting down.
     #[error("{0}")]
     NotReady(String),
@@ -69,7 +73,7 @@ impl ApiError {
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::QueueFull => StatusCode::TOO_MANY_REQUESTS,
+            Self::QueueFull | Self::TrainingBusy(..) => StatusCode::TOO_MANY_REQUESTS,
             Self::NotReady(_) | Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -91,6 +95,7 @@ impl ApiError {
                 Some(RejectReason::InvalidInput)
             }
             Self::NotFound(_)
+            | Self::TrainingBusy(..)
             | Self::StoreUnavailable(_)
             | Self::MethodNotAllowed(_)
             | Self::Internal(_)
@@ -135,6 +140,11 @@ impl IntoResponse for ApiError {
                 header::RETRY_AFTER,
                 HeaderValue::from(RETRY_AFTER.as_secs()),
             );
+        }
+        if let Self::TrainingBusy(_, seconds) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -199,7 +209,8 @@ impl From<crate::registry::StoreError> for ApiError {
 impl From<JobError> for ApiError {
     fn from(e: JobError) -> Self {
         match e {
-            JobError::QueueFull(_) => Self::QueueFull,
+            // A queued job takes seconds to minutes: retry after half a minute.
+            JobError::QueueFull(_) => Self::TrainingBusy(e.to_string(), 30),
             JobError::NotFound(_) => Self::NotFound(e.to_string()),
             JobError::Finished(..) | JobError::Elsewhere(..) => Self::Conflict(e.to_string()),
             JobError::Stopped => Self::NotReady(e.to_string()),
@@ -218,5 +229,22 @@ impl From<TrainError> for ApiError {
             TrainError::Diverged(_) => Self::Unprocessable(e.to_string()),
             TrainError::Store(_) => Self::Internal(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_training_queue_names_its_key_and_asks_for_a_later_retry() {
+        let response = ApiError::from(JobError::QueueFull(4)).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "30");
+        let e = ApiError::from(JobError::QueueFull(4)).to_string();
+        assert!(
+            e.contains("training.max_queued_jobs") && e.contains("4 jobs waiting"),
+            "{e}"
+        );
     }
 }

@@ -28,10 +28,11 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
-        if !content_type.is_some_and(is_json) {
-            return Err(ApiError::UnsupportedMediaType(
-                "expected a JSON body with `Content-Type: application/json`".into(),
-            ));
+        // No type is read as JSON (as on /v2); a declared type must be JSON.
+        if let Some(declared) = content_type.filter(|t| !is_json(t)) {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "the body is declared as {declared:?}; send JSON, with Content-Type: application/json (or none)"
+            )));
         }
         let bytes = read_limited(req, &state.config.server).await?;
         let value = parse_json(&bytes)?;
@@ -53,7 +54,19 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     };
     let path = e.path().to_string();
     let inner = e.into_inner();
-    let text = if path == "." {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') && inner.classify() == serde_json::error::Category::Data {
+        return Err(ApiError::Unprocessable(
+            r#"the body is a JSON array; send an object, e.g. {"instances": [[5.1, 3.5, 1.4, 0.2]]} for /predict"#.into(),
+        ));
+    }
+    if inner.is_syntax() && non_finite_literal(bytes) {
+        return Err(ApiError::BadRequest(format!(
+            "malformed JSON: NaN and Infinity are not JSON numbers (every value must be a finite number; {inner})"
+        )));
+    }
+    // `?` is a path serde could not follow: it adds nothing for the reader.
+    let text = if path == "." || path.starts_with('?') {
         inner.to_string()
     } else {
         format!("{path}: {inner}")
@@ -64,8 +77,29 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+/// Whether the body holds a bare `NaN` or `Infinity` (outside strings).
+fn non_finite_literal(bytes: &[u8]) -> bool {
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if in_string => escaped = true,
+            b'"' => in_string = !in_string,
+            b'N' | b'I' if !in_string => {
+                let rest = &bytes[i..];
+                if rest.starts_with(b"NaN") || rest.starts_with(b"Infinity") {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 /// `application/json` or `application/<something>+json`, any parameters.
-fn is_json(content_type: &str) -> bool {
+pub(super) fn is_json(content_type: &str) -> bool {
     let essence = content_type
         .split(';')
         .next()

@@ -93,6 +93,7 @@ pub struct Shared {
 pub fn router(state: AppState) -> Router {
     let request_id = REQUEST_ID_HEADER;
     Router::new()
+        .route("/", get(docs::index))
         .route("/predict", post(predict::predict))
         .route("/feedback", post(monitoring::feedback))
         .route("/monitoring", get(monitoring::report))

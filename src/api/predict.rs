@@ -70,6 +70,15 @@ pub async fn predict(
         if top_k == Some(0) {
             return Err(ApiError::Unprocessable("top_k must be at least 1".into()));
         }
+        if top_k.is_some()
+            && let Some(model) = state.model.current()
+            && model.manifest().net.task == crate::model::Task::Regression
+        {
+            return Err(ApiError::Unprocessable(format!(
+                "top_k ranks class labels; version {} is a regression model (drop top_k)",
+                model.version()
+            )));
+        }
         let (rows, n, width) = validate(&state, body)?;
         let work = Work {
             rows,

@@ -17,7 +17,7 @@ use super::{ApiError, ApiJson, AppState};
 use crate::model::NetConfig;
 use crate::training::budget::Budget;
 use crate::training::input::{DataSource, JobInput};
-use crate::training::jobs::{JobRecord, Submission};
+use crate::training::jobs::{JobError, JobRecord, Submission};
 use crate::training::spec::{ModelChoice, TrainSpec};
 
 /// `POST /train` bodies read and checked at once; more wait their turn as 429s.
@@ -37,14 +37,21 @@ impl axum::extract::FromRequestParts<AppState> for Admission {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         if !state.trainer.has_room() {
-            return Err(ApiError::QueueFull.before_body());
+            let max = state.config.training.max_queued_jobs;
+            return Err(ApiError::from(JobError::QueueFull(max)).before_body());
         }
         state
             .train_parses
             .clone()
             .try_acquire_owned()
             .map(Admission)
-            .map_err(|_| ApiError::QueueFull.before_body())
+            .map_err(|_| {
+                ApiError::TrainingBusy(
+                    format!("{MAX_CONCURRENT_SUBMISSIONS} training submissions are being read; retry in a second"),
+                    1,
+                )
+                .before_body()
+            })
     }
 }
 
@@ -193,12 +200,17 @@ fn prepare(state: &AppState, body: Value) -> Result<Submission, ApiError> {
             "the body must be a JSON object with a \"dataset\"".into()
         ));
     };
-    let dataset = fields
-        .remove("dataset")
-        .ok_or_else(|| bad("\"dataset\" is required".into()))?;
+    let dataset = fields.remove("dataset");
+    // The recipe first: a misspelt `datset` is named as an unknown field.
     let spec: TrainSpec = serde_path_to_error::deserialize(Value::Object(fields)).map_err(|e| {
         let path = e.path().to_string();
-        bad(format!("{path}: {}", e.into_inner()))
+        match path.as_str() {
+            "." | "?" => bad(e.into_inner().to_string()),
+            _ => bad(format!("{path}: {}", e.into_inner())),
+        }
+    })?;
+    let dataset = dataset.ok_or_else(|| {
+        bad(r#""dataset" is required: {"csv": "<csv text>"}, {"path": "<file in the data directory>"} or {"instances": [[...]], "targets": [...]}"#.into())
     })?;
     spec.validate()?;
     let dataset: DatasetSpec = serde_json::from_value(dataset).map_err(|_| {

@@ -102,6 +102,20 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
+/// `host:port` with an IP or a host name (`localhost:8080`: its first address).
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let mut addrs = text
+        .to_socket_addrs()
+        .map_err(|e| format!("expected host:port, e.g. 0.0.0.0:8080 or localhost:8080 ({e})"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("{text} resolves to no address"))
+}
+
 fn parse_task(text: &str) -> Result<crate::model::Task, String> {
     match text {
         "classification" => Ok(crate::model::Task::Classification),
@@ -126,8 +140,9 @@ pub struct PredictArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Address to listen on (overrides server.listen), e.g. 0.0.0.0:8080.
-    #[arg(long)]
+    /// Address to listen on (overrides server.listen), e.g. 0.0.0.0:8080 or
+    /// localhost:8080.
+    #[arg(long, value_parser = parse_listen)]
     pub listen: Option<SocketAddr>,
 }
 

@@ -97,7 +97,7 @@ impl Observer for Progress {
             None if self.quiet => {}
             None => {
                 let step = (self.epochs / 10).max(1);
-                let due = r.epoch % step == 0 || r.epoch == self.epochs;
+                let due = r.epoch.is_multiple_of(step) || r.epoch == self.epochs;
                 if due || self.last_line.elapsed() >= LINE_EVERY {
                     eprintln!("epoch {}/{}: {}", r.epoch, self.epochs, self.describe(r));
                     self.last_line = Instant::now();

@@ -195,7 +195,10 @@ impl Config {
             }
         }
         if self.auth.token.as_deref().is_some_and(|t| t.len() < 8) {
-            return invalid("auth.token", "must be at least 8 characters".into());
+            return invalid(
+                "auth.token",
+                "must be at least 8 characters (set it in the file or KILN_AUTH__TOKEN, e.g. KILN_AUTH__TOKEN=$(openssl rand -hex 24))".into(),
+            );
         }
         if self.auth.protect_predict && self.auth.token.is_none() {
             return invalid("auth.protect_predict", "needs auth.token".into());

@@ -59,6 +59,16 @@ pub enum Prediction {
     },
 }
 
+/// A probability as answered: 6 significant digits (more is noise from f32
+/// arithmetic), and never 0 (a softmax or sigmoid output is positive; one that
+/// underflowed f32 is answered as the smallest normal f32).
+pub fn shown(p: f32) -> f32 {
+    if !(p > 0.0) {
+        return if p.is_nan() { p } else { f32::MIN_POSITIVE };
+    }
+    format!("{p:.5e}").parse().unwrap_or(p)
+}
+
 /// A label and its probability.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Ranked {
@@ -216,7 +226,8 @@ impl LoadedModel {
             Task::Regression if out.len() == 1 => Prediction::Value(out[0]),
             Task::Regression => Prediction::Values(out.to_vec()),
             Task::Classification => {
-                let mut ranked: Vec<(usize, f32)> = out.iter().copied().enumerate().collect();
+                let mut ranked: Vec<(usize, f32)> =
+                    out.iter().map(|&p| shown(p)).enumerate().collect();
                 // Stable: ties keep label order.
                 ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
                 let (best, probability) = ranked[0];
@@ -227,7 +238,7 @@ impl LoadedModel {
                         self.labels
                             .iter()
                             .cloned()
-                            .zip(out.iter().copied())
+                            .zip(out.iter().map(|&p| shown(p)))
                             .collect(),
                     ),
                     top_k: top_k.map(|k| {

@@ -100,6 +100,18 @@ async fn infer_inner(
     crate::api::auth::check_predict(req.headers(), state)?;
     let model = resolve(state, &name, version.as_deref()).await?;
     let header_length = header_length(req.headers())?;
+    // As on /predict: no type is read as JSON, a declared one must be JSON (or
+    // octet-stream, with binary tensors after a JSON header).
+    if let Some(declared) = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| !crate::api::extract::is_json(t) && !t.starts_with("application/octet-stream"))
+    {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "the body is declared as {declared:?}; send JSON (Content-Type: application/json, or none), or application/octet-stream with {HEADER_LENGTH}"
+        )));
+    }
     let headers = req.headers().clone();
     let arrival = req
         .extensions()

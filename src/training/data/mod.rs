@@ -24,10 +24,24 @@ pub enum Target {
     Text(String),
 }
 
+/// A header read as one column holding `;` or tabs: the file uses another
+/// delimiter than the comma kiln reads.
+fn delimiter_hint(header: &[String]) -> &'static str {
+    match header {
+        [only] if only.contains(';') => {
+            ". The header is one column holding semicolons: kiln reads comma-separated values; convert the file (e.g. `tr ';' ','`)"
+        }
+        [only] if only.contains('\t') => {
+            ". The header is one column holding tabs: kiln reads comma-separated values; convert the file (e.g. `tr '\\t' ','`)"
+        }
+        _ => "",
+    }
+}
+
 /// Data that cannot be trained on; the text is what the client reads.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DataError {
-    #[error("no column named {0:?} (the target); columns are {1:?}")]
+    #[error("no column named {0:?} (the target); columns are {1:?}{hint}", hint = delimiter_hint(.1))]
     NoTarget(String, Vec<String>),
     #[error("line {line}: column {column:?}: {value:?} is not a number")]
     NotNumeric {

@@ -203,7 +203,7 @@ pub struct Submission {
 /// Why a job was not accepted, or not cancelled.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum JobError {
-    #[error("the training queue is full ({0} jobs waiting); retry later")]
+    #[error("the training queue is full ({0} jobs waiting, training.max_queued_jobs); retry later")]
     QueueFull(usize),
     #[error("no training job {0}")]
     NotFound(String),
