@@ -60,6 +60,11 @@ struct Row {
 }
 
 async fn run(duration: Duration) {
+    // The servers inherit this process's environment.
+    println!(
+        "access log: {} (telemetry.access_log; set KILN_TELEMETRY__ACCESS_LOG=false to measure without it)",
+        std::env::var("KILN_TELEMETRY__ACCESS_LOG").unwrap_or_else(|_| "on, the default".into())
+    );
     let body = Arc::new(
         serde_json::to_vec(&serde_json::json!({
             "instances": [(0..1000).map(|i| ((i % 97) as f32) / 97.0).collect::<Vec<f32>>()]

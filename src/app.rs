@@ -178,7 +178,10 @@ pub async fn run(
         }
         draining.cancel();
         serving.drain();
-        tracing::info!(?drain_delay, "shutting down: readiness is 503; draining");
+        tracing::info!(
+            drain_delay_ms = drain_delay.as_millis() as u64,
+            "shutting down: readiness is 503; draining"
+        );
         tokio::time::sleep(drain_delay).await;
     })
     .await;

@@ -330,6 +330,152 @@ fn config_mistakes_are_explained_once_in_the_users_words() {
     );
 }
 
+/// The operator's log: a startup line naming the config file, store and data
+/// directory; one access line per request; plain values; the right verbs; no
+/// ERROR for a deliberate drain; a prompt exit after "shut down cleanly".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_an_operator_can_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().to_str().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--store", store])
+        .env("KILN_TELEMETRY__FORMAT", "json")
+        .env("KILN_STORE__POLL_INTERVAL_MS", "100")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let Ok(v) = serde_json::from_str::<Value>(&line.unwrap()) else {
+                continue;
+            };
+            if v["message"] == "listening" {
+                let _ = tx.send(v["addr"].as_str().unwrap().to_string());
+            }
+            if v["message"] == "shut down cleanly" {
+                let _ = tx.send("down".into());
+            }
+            sink.lock().unwrap().push(v);
+        }
+    });
+    let base = format!(
+        "http://{}",
+        rx.recv_timeout(Duration::from_secs(60)).unwrap()
+    );
+    common::wait_ready(&reqwest::Client::new(), &base).await;
+    let client = reqwest::Client::new();
+    let ok = client
+        .post(format!("{base}/predict"))
+        .json(&json!({"instances": [[5.1, 3.5, 1.4, 0.2]]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let bad = client
+        .post(format!("{base}/predict"))
+        .json(&json!({"instances": [[1.0]]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    // A version written by the command line, then a rollback over the API.
+    let v2 = import_seed_mlp(dir.path());
+    for _ in 0..300 {
+        let ready: Value = client
+            .get(format!("{base}/health/ready"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ready["model_version"] == v2.as_str() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = client
+        .post(format!("{base}/models/v1/promote"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
+        .post(format!("{base}/models/rollback"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), "down");
+    let down = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    eprintln!("exited {:?} after \"shut down cleanly\"", down.elapsed());
+    assert!(status.success());
+    assert!(
+        down.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        down.elapsed()
+    );
+
+    let lines = lines.lock().unwrap().clone();
+    let find = |message: &str| lines.iter().find(|l| l["message"] == message).cloned();
+    let start = find("starting kiln").expect("a startup line");
+    assert_eq!(start["store"], store);
+    assert!(
+        start["config_file"].is_string() && start["data_dir"].is_string(),
+        "{start}"
+    );
+    let access: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "kiln::access")
+        .collect();
+    let predict = |status: u64| {
+        access
+            .iter()
+            .find(|l| l["route"] == "/predict" && l["status"] == status)
+            .unwrap_or_else(|| panic!("no access line for a {status} /predict: {access:?}"))
+    };
+    let line = predict(200);
+    assert_eq!(line["method"], "POST");
+    assert_eq!(line["version"], "v1");
+    assert!(
+        line["ms"].as_str().unwrap().parse::<f64>().is_ok(),
+        "{line}"
+    );
+    assert_eq!(line["request_id"].as_str().unwrap().len(), 36, "{line}");
+    assert!(
+        predict(422)["reason"].as_str().unwrap().contains("expects"),
+        "{}",
+        predict(422)
+    );
+    // The command line's version is not "another replica promoted"; a rollback
+    // is "rolled back".
+    let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    assert!(
+        text.iter()
+            .any(|l| l.contains("set by another replica or the command line") && l.contains(&v2)),
+        "{text:?}"
+    );
+    assert!(find("rolled back").is_some(), "{text:?}");
+    assert!(find("promoted").is_some());
+    for l in &text {
+        assert!(
+            !l.contains("Some(") && !l.contains("Classification") && !l.contains("0ns"),
+            "{l}"
+        );
+        assert!(!l.contains("\"level\":\"ERROR\""), "{l}");
+    }
+}
+
 /// `kiln train` with flags for the common recipe fields, progress lines when
 /// stderr is not a terminal, a summary that says what happened, and the recipe
 /// flag's mistakes explained.

@@ -58,6 +58,10 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// A 4xx answer's error text, for the access log.
+#[derive(Debug, Clone)]
+pub struct Reason(pub String);
+
 /// Every error response's body.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
@@ -129,7 +133,11 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
+        let reason = status.is_client_error().then(|| Reason(text.clone()));
         let mut response = (status, Json(ErrorBody { error: text })).into_response();
+        if let Some(reason) = reason {
+            response.extensions_mut().insert(reason);
+        }
         if matches!(self, Self::Unauthorized) {
             response
                 .headers_mut()

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::HeaderName;
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -148,20 +148,27 @@ pub fn router(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                    let id = req
-                        .headers()
-                        .get(&REQUEST_ID_HEADER)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-");
-                    tracing::info_span!(
-                        "request",
-                        method = %req.method(),
-                        uri = %req.uri(),
-                        request_id = %id,
-                        model_version = tracing::field::Empty,
-                    )
-                }))
+                // 5xx are not logged here as failures: the access log has every
+                // answer (a 503 while draining is deliberate), internal errors log
+                // their detail where they happen.
+                .layer(
+                    TraceLayer::new_for_http()
+                        .on_failure(())
+                        .make_span_with(|req: &Request| {
+                            let id = req
+                                .headers()
+                                .get(&REQUEST_ID_HEADER)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-");
+                            tracing::info_span!(
+                                "request",
+                                method = %req.method(),
+                                uri = %req.uri(),
+                                request_id = %id,
+                                model_version = tracing::field::Empty,
+                            )
+                        }),
+                )
                 .layer(PropagateRequestIdLayer::new(request_id)),
         )
         .with_state(state)
@@ -178,6 +185,8 @@ async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> R
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let started = Instant::now();
+    let method = req.method().clone();
+    let request_id = req.headers().get(&REQUEST_ID_HEADER).cloned();
     let limit = state.config.server.request_timeout();
     let response = match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
@@ -187,11 +196,30 @@ async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> R
         ))
         .into_response(),
     };
-    state.metrics.observe_request(
-        &route,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .observe_request(&route, status, elapsed.as_secs_f64());
+    if state.config.telemetry.access_log {
+        let text =
+            |v: Option<&HeaderValue>| v.and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+        let reason = response
+            .extensions()
+            .get::<error::Reason>()
+            .map(|r| r.0.as_str());
+        tracing::info!(
+            target: "kiln::access",
+            method = %method,
+            route,
+            status,
+            ms = format_args!("{:.2}", elapsed.as_secs_f64() * 1000.0),
+            version = text(response.headers().get(MODEL_VERSION_HEADER)).as_str(),
+            request_id = text(request_id.as_ref()).as_str(),
+            reason = reason.unwrap_or(""),
+            "request"
+        );
+    }
     response
 }
 

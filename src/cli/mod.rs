@@ -199,17 +199,35 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.common.load(args.listen)?;
     config.check_exposure(config.server.listen)?;
     crate::telemetry::init(&config.telemetry);
+    let file = match &args.common.config {
+        Some(path) => path.display().to_string(),
+        None if std::path::Path::new(crate::config::DEFAULT_CONFIG_FILE).exists() => {
+            crate::config::DEFAULT_CONFIG_FILE.to_string()
+        }
+        None => "none (built-in defaults)".to_string(),
+    };
+    tracing::info!(
+        config_file = file.as_str(),
+        store = %config.store.dir.display(),
+        data_dir = %config.training.data_dir.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "starting kiln"
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("kiln-io")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
         crate::app::run(config, listener, crate::app::shutdown_signal()).await
-    })
+    });
+    // Background work (a store poll, a heartbeat write) is not waited for: the
+    // process exits right after "shut down cleanly".
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    result
 }
 
 fn import(args: ImportArgs) -> anyhow::Result<()> {

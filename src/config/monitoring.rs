@@ -173,6 +173,17 @@ pub enum Gate {
     Canary,
 }
 
+impl Gate {
+    /// As configs spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Shadow => "shadow",
+            Self::Canary => "canary",
+        }
+    }
+}
+
 impl Default for RetrainConfig {
     fn default() -> Self {
         Self {

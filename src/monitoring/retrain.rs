@@ -141,7 +141,11 @@ impl Policy {
         match self.deps.models.get(&version).await {
             Ok(model) => {
                 slot.store(Some(Arc::new(Route::new(model, cfg.gate_percent))));
-                tracing::info!(version, gate = ?cfg.gate, "a retrained version starts its live trial");
+                tracing::info!(
+                    version,
+                    gate = cfg.gate.name(),
+                    "a retrained version starts its live trial"
+                );
                 self.trial = Some(version);
             }
             Err(e) => {

@@ -324,7 +324,10 @@ impl Manager {
         }
         let model = self.get(version)?;
         self.active.publish(model);
-        tracing::info!(version, "now serving the version another replica promoted");
+        tracing::info!(
+            version,
+            "now serving the store's active version (set by another replica or the command line)"
+        );
         Ok(true)
     }
 

@@ -98,6 +98,15 @@ pub fn load_warm(
     }
     let started = std::time::Instant::now();
     let buckets = model.warm_up(warm.max_rows);
-    tracing::info!(version, ?buckets, took = ?started.elapsed(), "warmed up");
+    tracing::info!(
+        version,
+        buckets = buckets
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        took_ms = started.elapsed().as_millis() as u64,
+        "warmed up"
+    );
     Ok(model)
 }

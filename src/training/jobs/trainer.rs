@@ -37,7 +37,7 @@ pub(super) fn lower_current_thread_priority() {
             ThreadPriority::Min,
             ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
         ) {
-            tracing::warn!(error = ?e, "could not lower the training thread's priority");
+            tracing::warn!(error = %e, "could not lower the training thread's priority");
         }
     }
 }
@@ -71,7 +71,12 @@ impl Runner {
             return;
         };
         self.shared.count_states();
-        tracing::info!(job = id, task = ?record.task, rows = record.rows.train, "training started");
+        tracing::info!(
+            job = id,
+            task = record.task.name(),
+            rows = record.rows.train,
+            "training started"
+        );
 
         let epochs = record.epochs;
         let start = Start {
@@ -116,7 +121,13 @@ impl Runner {
             })
         });
         if let Some(record) = record {
-            tracing::info!(job = id, state = record.state.name(), version = ?record.version, error = ?record.error, "training finished");
+            tracing::info!(
+                job = id,
+                state = record.state.name(),
+                version = record.version.as_deref().unwrap_or("none"),
+                error = record.error.as_deref().unwrap_or("none"),
+                "training finished"
+            );
         }
         self.shared.prune();
         self.last_metrics_job = Some(id);
