@@ -234,7 +234,7 @@ impl Metrics {
         ] {
             rejected.with_label_values(&[r.label()]);
         }
-        for state in ["succeeded", "failed", "cancelled"] {
+        for state in ["succeeded", "failed", "cancelled", "interrupted"] {
             train_results.with_label_values(&[state]);
         }
         Self(Arc::new(Collectors {

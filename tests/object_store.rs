@@ -350,44 +350,54 @@ async fn migrate_copies_a_store_and_kill_9_never_leaves_a_loadable_partial_versi
 
     let dest = Backing::s3().await;
     let moto = dest.moto.as_ref().unwrap();
-    let migrate = || {
+    let migrate = |to: &std::path::Path| {
         let mut cmd = dest.kiln(&["store", "migrate", "--from"]);
-        cmd.arg(src.path()).arg("--to").arg(&dest.location);
+        cmd.arg(src.path()).arg("--to").arg(to);
         cmd
     };
     let device = Device::flex();
-    let mut partial_seen = 0;
-    for round in 0..12u64 {
-        let mut child = migrate()
+    // Each round copies into a fresh prefix, so every round uploads, and is
+    // killed somewhere in it. Versions claimed (`ids/`) but without a manifest
+    // are the uploads a kill cut short.
+    let mut cut_short = 0;
+    for round in 0..8u64 {
+        let prefix = format!("round{round}");
+        let to = std::path::PathBuf::from(format!("s3://kiln-test/{prefix}"));
+        let mut child = migrate(&to)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(150 + (round * 397) % 900)).await;
+        tokio::time::sleep(Duration::from_millis(100 + (round * 173) % 500)).await;
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         // Whatever was cut, every version a reader can see loads whole.
-        let store = dest.store();
-        for v in store.list().unwrap() {
+        let store = Store::from_config(&kiln::config::StoreConfig {
+            dir: to.clone(),
+            ..dest.config()
+        })
+        .unwrap();
+        let listed = store.list().unwrap();
+        for v in &listed {
             store
-                .load(&v, &device)
+                .load(v, &device)
                 .unwrap_or_else(|e| panic!("round {round}: {v}: {e}"));
         }
-        let keys = moto.keys("kiln-test", "models/versions/").await;
-        partial_seen += keys
-            .iter()
-            .filter(|k| k.ends_with("/weights.safetensors"))
-            .filter(|k| !keys.contains(&k.replace("weights.safetensors", "model.json")))
-            .count();
-        if partial_seen > 0 && round >= 3 {
+        let claimed = moto
+            .keys("kiln-test", &format!("{prefix}/ids/"))
+            .await
+            .len();
+        cut_short += claimed - listed.len();
+        eprintln!("round {round}: {claimed} claimed, {} whole", listed.len());
+        if cut_short >= 2 {
             break;
         }
     }
-    eprintln!("partial uploads seen after kill -9: {partial_seen}");
-    assert!(partial_seen > 0, "no kill landed during an upload");
+    eprintln!("uploads cut short by kill -9: {cut_short}");
+    assert!(cut_short > 0, "no kill landed during an upload");
 
     // Run again, to the end: the copy is complete and identical.
-    let out = migrate().output().unwrap();
+    let out = migrate(&dest.location).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -29,19 +29,19 @@ async fn default_training_meets_the_accuracy_bars() {
     let cases = [
         (
             "iris",
-            json!({"dataset": {"csv": iris_csv}}),
+            json!({"dataset": {"csv": iris_csv}, "promote": "always"}),
             "classification",
             0.93,
         ),
         (
             "digits",
-            json!({"dataset": {"path": "digits.csv"}}),
+            json!({"dataset": {"path": "digits.csv"}, "promote": "always"}),
             "classification",
             0.95,
         ),
         (
             "diabetes",
-            json!({"dataset": {"path": "diabetes.csv"}}),
+            json!({"dataset": {"path": "diabetes.csv"}, "promote": "always"}),
             "regression",
             0.40,
         ),
@@ -67,7 +67,8 @@ async fn default_training_meets_the_accuracy_bars() {
         assert!(job["history"].as_array().unwrap().len() >= 2);
         assert_eq!(job["rows"]["dropped"], 0);
         let version = job["version"].as_str().unwrap();
-        // Each dataset differs from the last, so `if_better` promotes it.
+        // Each dataset has another schema than the last: `if_better` would keep
+        // the active version, so the jobs ask for promotion.
         assert_eq!(job["promoted"], true, "{name}: {}", job["promotion"]);
         let r = server
             .client
@@ -803,5 +804,48 @@ async fn the_first_job_replaces_the_placeholder_and_schemas_never_switch_by_surp
     .await;
     let job = wait_job(&server, &id).await;
     assert_eq!(job["promoted"], true, "{job}");
+    server.stop().await.unwrap();
+}
+
+/// After a restart, `kiln_train_jobs{state}` counts the jobs `GET /train` lists,
+/// and `interrupted` is a state of `kiln_train_job_results_total`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_gauges_agree_with_the_job_list_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(train_config(dir.path())).await;
+    for _ in 0..2 {
+        let id = submit(
+            &server,
+            json!({"dataset": {"path": "iris.csv"}, "epochs": 2}),
+        )
+        .await;
+        assert_eq!(wait_job(&server, &id).await["state"], "succeeded");
+    }
+    server.stop().await.unwrap();
+    let server = Server::start(train_config(dir.path())).await;
+    let jobs = get(&server, "/train").await;
+    let listed = jobs["jobs"].as_array().unwrap().len();
+    assert_eq!(listed, 2, "{jobs}");
+    // The trainer counts the store's records once it starts.
+    let mut gauge = 0.0;
+    for _ in 0..100 {
+        gauge = sample(
+            &server.metrics().await,
+            "kiln_train_jobs{state=\"succeeded\"}",
+        );
+        if gauge == 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gauge, 2.0);
+    let metrics = server.metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "kiln_train_job_results_total{state=\"interrupted\"}"
+        ),
+        0.0
+    );
     server.stop().await.unwrap();
 }

@@ -74,6 +74,9 @@ struct Shared {
     backend: &'static str,
     /// Set at shutdown: a job stopped now is `interrupted`, not `cancelled`.
     stopping: AtomicBool,
+    /// Jobs by state found in the store at start (earlier runs', other replicas'),
+    /// so `kiln_train_jobs` agrees with `GET /train` after a restart.
+    restored: Mutex<[i64; 6]>,
 }
 
 /// What the trainer thread needs besides the shared table.
@@ -119,6 +122,7 @@ impl Trainer {
             heartbeat_timeout_ms,
             backend: deps.config.training_backend().name(),
             stopping: AtomicBool::new(false),
+            restored: Mutex::new([0; 6]),
         });
         let mut runner = Runner {
             shared: shared.clone(),
@@ -288,6 +292,7 @@ impl Trainer {
                 job.record.state = JobState::Interrupted;
                 job.record.finished_at = Some(unix_now());
                 job.record.error = Some("the server shut down before this job ran".into());
+                self.shared.metrics.train_job_finished("interrupted");
                 staged.push(Staged::of(job));
             }
         }

@@ -31,20 +31,30 @@ impl Shared {
 
     /// Records of jobs whose process died (here or on another replica) are marked
     /// interrupted for good; jobs of live replicas are theirs to update.
+    /// Also counts the store's records by state for `kiln_train_jobs`.
     pub(super) fn sweep_orphans(&self) {
         let now = now_ms();
+        let mut counts = [0i64; 6];
         for value in self.store.read_jobs().unwrap_or_default() {
             let Ok(record) = serde_json::from_value::<JobRecord>(value) else {
                 continue;
             };
-            if record.orphaned(now, self.heartbeat_timeout_ms, &self.owner) {
+            let record = if record.orphaned(now, self.heartbeat_timeout_ms, &self.owner) {
                 let mut record = record.observed(now, self.heartbeat_timeout_ms, &self.owner);
                 record
                     .finished_at
                     .get_or_insert_with(crate::clock::unix_now);
                 persist(&self.store, &record);
+                self.metrics.train_job_finished("interrupted");
+                record
+            } else {
+                self.observe(record)
+            };
+            if !self.lock().contains_key(&record.id) {
+                counts[state_index(record.state)] += 1;
             }
         }
+        *self.restored.lock().unwrap_or_else(|e| e.into_inner()) = counts;
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Job>> {
@@ -61,12 +71,9 @@ impl Shared {
     }
 
     pub(super) fn count_states(&self) {
-        let mut counts = [0i64; 6];
+        let mut counts = *self.restored.lock().unwrap_or_else(|e| e.into_inner());
         for job in self.lock().values() {
-            counts[JobState::ALL
-                .iter()
-                .position(|s| *s == job.record.state)
-                .unwrap_or(0)] += 1;
+            counts[state_index(job.record.state)] += 1;
         }
         for (state, n) in JobState::ALL.iter().zip(counts) {
             self.metrics.set_train_jobs(state.name(), n);
@@ -174,4 +181,9 @@ pub(super) fn persist(store: &Store, record: &JobRecord) {
     if let Err(e) = store.write_job(&record.id, &value) {
         tracing::warn!(job = record.id, error = %e, "could not write the job record");
     }
+}
+
+/// A state's slot in the per-state counts.
+fn state_index(state: JobState) -> usize {
+    JobState::ALL.iter().position(|s| *s == state).unwrap_or(0)
 }
