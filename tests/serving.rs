@@ -412,6 +412,33 @@ async fn an_empty_store_gets_a_working_default_classifier() {
     );
     let total: f64 = probs.values().map(|p| p.as_f64().unwrap()).sum();
     assert!((total - 1.0).abs() < 1e-4);
+    // The README shows this answer: the same labels and probabilities.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let shown = readme
+        .split("```json\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let shown: Value = serde_json::from_str(shown).unwrap();
+    assert_eq!(shown["model_version"], body["model_version"]);
+    for (got, want) in body["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(shown["predictions"].as_array().unwrap())
+    {
+        assert_eq!(got["label"], want["label"]);
+        for (label, p) in want["probabilities"].as_object().unwrap() {
+            let real = got["probabilities"][label].as_f64().unwrap();
+            assert!(
+                (real - p.as_f64().unwrap()).abs() < 1e-3,
+                "README {label} {p}, real {real}"
+            );
+        }
+    }
 
     // The default model classifies its own bundled data well.
     let raw = kiln::training::data::RawTable::from_csv(

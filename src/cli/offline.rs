@@ -147,6 +147,19 @@ fn read_recipe(path: &std::path::Path) -> anyhow::Result<TrainSpec> {
 }
 
 pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
+    // `kiln predict ... | head`: a reader that stops early is not an error.
+    match write_predictions(args) {
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn write_predictions(args: PredictArgs) -> anyhow::Result<()> {
     let config = args.offline.load()?;
     crate::telemetry::init(&config.telemetry);
     let store = Store::from_config(&config.store)?;
