@@ -63,8 +63,11 @@ pub enum Prediction {
 /// arithmetic), and never 0 (a softmax or sigmoid output is positive; one that
 /// underflowed f32 is answered as the smallest normal f32).
 pub fn shown(p: f32) -> f32 {
-    if !(p > 0.0) {
-        return if p.is_nan() { p } else { f32::MIN_POSITIVE };
+    if p.is_nan() {
+        return p;
+    }
+    if p <= 0.0 {
+        return f32::MIN_POSITIVE;
     }
     format!("{p:.5e}").parse().unwrap_or(p)
 }
