@@ -5,6 +5,23 @@ use std::time::Duration;
 
 use super::StoreError;
 
+/// Checks a record name (`active`, `jobs/<id>`): ids come from URLs, so only
+/// `/`-separated parts of letters, digits, `-` and `_` name a record.
+pub(super) fn check_record_name(name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.split('/').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(name.into()))
+    }
+}
+
 /// An opaque version of a record: an object's ETag, or a digest of a file's
 /// bytes. Equal tags mean the record did not change in between.
 pub type Tag = String;

@@ -52,17 +52,7 @@ impl FsBackend {
     }
 
     fn record_path(&self, name: &str) -> Result<PathBuf, StoreError> {
-        // Record names are ours (`active`, `jobs/<id>`), but ids come from URLs.
-        let ok = !name.is_empty()
-            && name.split('/').all(|part| {
-                !part.is_empty()
-                    && part
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            });
-        if !ok {
-            return Err(StoreError::NotFound(name.into()));
-        }
+        super::backend::check_record_name(name)?;
         Ok(self.root.join(format!("{name}.json")))
     }
 

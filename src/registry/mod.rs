@@ -12,6 +12,7 @@
 //! share one store (replicas): writes are atomic and version ids never collide.
 //! Every backend call is timed for `kiln_store_request_duration_seconds{op}`.
 
+mod active;
 mod backend;
 mod error;
 mod fs;
@@ -19,6 +20,7 @@ mod location;
 mod object;
 
 pub use crate::clock::unix_now;
+pub use active::ActiveRecord;
 pub use backend::{Backend, Observer, Tag};
 pub use error::StoreError;
 pub use fs::FsBackend;
@@ -31,7 +33,6 @@ use std::time::{Duration, Instant};
 
 use burn::prelude::Device;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
-use serde::{Deserialize, Serialize};
 
 use crate::config::StoreConfig;
 use crate::model::{LoadedModel, Manifest, Net};
@@ -41,18 +42,6 @@ const JOBS: &str = "jobs";
 const CANCELS: &str = "cancels";
 const MANIFEST: &str = "model.json";
 const WEIGHTS: &str = "weights.safetensors";
-
-/// The record of the active version (and the one before it, for rollback).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
-pub struct ActiveRecord {
-    pub version: String,
-    #[serde(default)]
-    pub previous: Option<String>,
-    /// Counts the writes of this record: each promotion or rollback adds one, so
-    /// two writes never share a generation (none was lost).
-    #[serde(default)]
-    pub generation: u64,
-}
 
 /// The model store; a cheap `Clone` handle over its backend.
 #[derive(Clone)]
@@ -225,73 +214,6 @@ impl Store {
     /// Removes a version (the caller makes sure it is not the active one).
     pub fn delete_version(&self, version: &str) -> Result<(), StoreError> {
         self.timed("delete_version", |b| b.delete_version(version))
-    }
-
-    /// The active-version record, if one was ever written.
-    pub fn active(&self) -> Result<Option<ActiveRecord>, StoreError> {
-        Ok(self.active_tagged()?.map(|(record, _)| record))
-    }
-
-    /// The active record with its tag, for [`Store::activate_over`].
-    pub fn active_tagged(&self) -> Result<Option<(ActiveRecord, Tag)>, StoreError> {
-        let Some((bytes, tag)) = self.timed("read_record", |b| b.read_record_tagged(ACTIVE))?
-        else {
-            return Ok(None);
-        };
-        let record = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-            version: ACTIVE.into(),
-            reason: e.to_string(),
-        })?;
-        Ok(Some((record, tag)))
-    }
-
-    /// The active record's tag alone: what replicas poll (a HEAD on a bucket).
-    pub fn active_tag(&self) -> Result<Option<Tag>, StoreError> {
-        self.timed("head_record", |b| b.record_tag(ACTIVE))
-    }
-
-    /// Makes `version` the active one, remembering the current one as `previous`.
-    /// A concurrent writer makes it re-read and retry; it never overwrites one.
-    pub fn set_active(&self, version: &str) -> Result<ActiveRecord, StoreError> {
-        for _ in 0..20 {
-            let seen = self.active_tagged()?;
-            match self.activate_over(version, seen.as_ref()) {
-                Err(StoreError::Conflict(_)) => {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                other => return other,
-            }
-        }
-        Err(StoreError::Conflict("the active-version record".into()))
-    }
-
-    /// Makes `version` active if the record is still `seen` (as read with
-    /// [`Store::active_tagged`]; `None`: no record yet), else
-    /// [`StoreError::Conflict`] and nothing written.
-    pub fn activate_over(
-        &self,
-        version: &str,
-        seen: Option<&(ActiveRecord, Tag)>,
-    ) -> Result<ActiveRecord, StoreError> {
-        // NotFound if absent.
-        self.timed("read_version", |b| b.read_version_file(version, MANIFEST))?;
-        let previous = match seen {
-            Some((r, _)) if r.version == version => r.previous.clone(),
-            Some((r, _)) => Some(r.version.clone()),
-            None => None,
-        };
-        let record = ActiveRecord {
-            version: version.into(),
-            previous,
-            generation: seen.map_or(0, |(r, _)| r.generation) + 1,
-        };
-        let json = serde_json::to_vec_pretty(&record).expect("a record serialises");
-        let tag = seen.map(|(_, tag)| tag);
-        if self.timed("write_record", |b| b.write_record_if(ACTIVE, &json, tag))? {
-            Ok(record)
-        } else {
-            Err(StoreError::Conflict("the active-version record".into()))
-        }
     }
 
     /// Runs `f` holding the store-wide lock `name` (waiting up to 10 s for it), so
