@@ -813,6 +813,7 @@ async fn the_first_job_replaces_the_placeholder_and_schemas_never_switch_by_surp
 async fn job_gauges_agree_with_the_job_list_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(train_config(dir.path())).await;
+    let mut ids = Vec::new();
     for _ in 0..2 {
         let id = submit(
             &server,
@@ -820,12 +821,26 @@ async fn job_gauges_agree_with_the_job_list_after_a_restart() {
         )
         .await;
         assert_eq!(wait_job(&server, &id).await["state"], "succeeded");
+        ids.push(id);
     }
     server.stop().await.unwrap();
     let server = Server::start(train_config(dir.path())).await;
     let jobs = get(&server, "/train").await;
-    let listed = jobs["jobs"].as_array().unwrap().len();
-    assert_eq!(listed, 2, "{jobs}");
+    let listed = jobs["jobs"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{jobs}");
+    // In submission order, with every time in milliseconds.
+    let order: Vec<&str> = listed.iter().map(|j| j["id"].as_str().unwrap()).collect();
+    assert_eq!(order, ids, "{jobs}");
+    for job in listed {
+        let (created, started, finished) = (
+            job["created_at_ms"].as_u64().unwrap(),
+            job["started_at_ms"].as_u64().unwrap(),
+            job["finished_at_ms"].as_u64().unwrap(),
+        );
+        assert!(created > 1_000_000_000_000, "ms since the epoch: {job}");
+        assert!(created <= started && started <= finished, "{job}");
+        assert!(job["heartbeat_ms"].as_u64().unwrap() >= created);
+    }
     // The trainer counts the store's records once it starts.
     let mut gauge = 0.0;
     for _ in 0..100 {

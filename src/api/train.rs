@@ -131,9 +131,9 @@ pub async fn submit(
     Ok((StatusCode::ACCEPTED, Json(record)))
 }
 
-/// `GET /train`: every job, newest first (without per-epoch history).
+/// `GET /train`: every job, in submission order (without per-epoch history).
 #[utoipa::path(get, path = "/train", tag = "training",
-    responses((status = 200, description = "Every job, newest first", body = JobList)))]
+    responses((status = 200, description = "Every job, in submission order", body = JobList)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<JobList>, ApiError> {
     let jobs = blocking(move || Ok(state.trainer.list())).await?;
     Ok(Json(JobList { jobs }))
@@ -142,7 +142,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<JobList>, ApiErr
 /// `GET /train`'s body.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct JobList {
-    /// Newest first; `history` is left out (ask for one job to see it).
+    /// In submission order; `history` is left out (ask for one job to see it).
     pub jobs: Vec<JobRecord>,
 }
 

@@ -23,7 +23,7 @@ use super::evaluate;
 use super::input::JobInput;
 use crate::config::{BackendKind, Config};
 use crate::metrics::Metrics;
-use crate::registry::{Store, unix_now};
+use crate::registry::Store;
 use crate::serving::Models;
 pub use record::{JobError, JobRecord, JobState, Owner, Submission};
 use record::{me_started_ms, now_ms};
@@ -179,9 +179,9 @@ impl Trainer {
         let record = JobRecord {
             id: id.clone(),
             state: JobState::Queued,
-            created_at: unix_now(),
-            started_at: None,
-            finished_at: None,
+            created_at_ms: now_ms(),
+            started_at_ms: None,
+            finished_at_ms: None,
             task: submission.task,
             task_reason: submission.task_reason.clone(),
             metric: evaluate::metric_name(submission.task).into(),
@@ -251,8 +251,8 @@ impl Trainer {
         Some(self.shared.observe(record))
     }
 
-    /// Every job (this replica's and the others' in the shared store), newest
-    /// first, without per-epoch history.
+    /// Every job (this replica's and the others' in the shared store), in
+    /// submission order, without per-epoch history.
     pub fn list(&self) -> Vec<JobRecord> {
         let mut all: Vec<JobRecord> = self
             .shared
@@ -270,7 +270,8 @@ impl Trainer {
         for r in &mut all {
             r.history = Vec::new();
         }
-        all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        // Submission order.
+        all.sort_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms).then(a.id.cmp(&b.id)));
         all
     }
 
@@ -290,7 +291,7 @@ impl Trainer {
             job.cancel.store(true, Ordering::Relaxed);
             if job.record.state == JobState::Queued {
                 job.record.state = JobState::Interrupted;
-                job.record.finished_at = Some(unix_now());
+                job.record.finished_at_ms = Some(now_ms());
                 job.record.error = Some("the server shut down before this job ran".into());
                 self.shared.metrics.train_job_finished("interrupted");
                 staged.push(Staged::of(job));
@@ -350,7 +351,7 @@ impl Shared {
             job.record.cancel_requested = true;
             if job.record.state == JobState::Queued {
                 job.record.state = JobState::Cancelled;
-                job.record.finished_at = Some(unix_now());
+                job.record.finished_at_ms = Some(now_ms());
                 // Its slot and its input are freed now, not when its turn comes.
                 if let Some(q) = self.queue_lock().as_mut() {
                     q.retain(|queued| queued.id != id);

@@ -55,9 +55,15 @@ impl JobState {
 pub struct JobRecord {
     pub id: String,
     pub state: JobState,
-    pub created_at: u64,
-    pub started_at: Option<u64>,
-    pub finished_at: Option<u64>,
+    /// When the job was submitted, started and finished: milliseconds since the
+    /// Unix epoch, like `heartbeat_ms` (records written before carry seconds under
+    /// the old names; they are read as such).
+    #[serde(alias = "created_at", deserialize_with = "epoch_ms")]
+    pub created_at_ms: u64,
+    #[serde(alias = "started_at", default, deserialize_with = "epoch_ms_opt")]
+    pub started_at_ms: Option<u64>,
+    #[serde(alias = "finished_at", default, deserialize_with = "epoch_ms_opt")]
+    pub finished_at_ms: Option<u64>,
     pub task: Task,
     /// Whether the task was given or inferred (and how).
     pub task_reason: String,
@@ -213,4 +219,17 @@ pub enum JobError {
     Elsewhere(String, String),
     #[error("the trainer has stopped")]
     Stopped,
+}
+
+/// Before 10^11 (March 1973 in ms), a time stamp is in seconds: an older record's.
+fn to_ms(t: u64) -> u64 {
+    if t < 100_000_000_000 { t * 1000 } else { t }
+}
+
+fn epoch_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    u64::deserialize(d).map(to_ms)
+}
+
+fn epoch_ms_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Option::<u64>::deserialize(d).map(|t| t.map(to_ms))
 }

@@ -41,9 +41,7 @@ impl Shared {
             };
             let record = if record.orphaned(now, self.heartbeat_timeout_ms, &self.owner) {
                 let mut record = record.observed(now, self.heartbeat_timeout_ms, &self.owner);
-                record
-                    .finished_at
-                    .get_or_insert_with(crate::clock::unix_now);
+                record.finished_at_ms.get_or_insert_with(now_ms);
                 persist(&self.store, &record);
                 self.metrics.train_job_finished("interrupted");
                 record
@@ -144,7 +142,7 @@ impl Shared {
             .into_iter()
             .filter_map(|v| serde_json::from_value::<JobRecord>(v).ok())
             .filter(|r| r.state.is_finished())
-            .map(|r| (r.created_at, r.id))
+            .map(|r| (r.created_at_ms, r.id))
             .collect();
         finished.sort();
         let excess = finished.len().saturating_sub(self.max_kept);

@@ -8,11 +8,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::protocol::{Start, VERSION};
+use super::record::now_ms;
 use super::record::{JobRecord, JobState};
 use super::supervisor::{Ending, Spawner};
 use super::{Queued, Shared};
 use crate::config::Config;
-use crate::registry::unix_now;
 use crate::serving::Models;
 use crate::training::fit::EpochReport;
 use crate::training::run::Finished;
@@ -63,10 +63,10 @@ impl Runner {
         if let Some(previous) = self.last_metrics_job.take() {
             self.shared.metrics.forget_train_job(&previous);
         }
-        let started = unix_now();
+        let started = now_ms();
         let Some(record) = self.shared.update_persist(&id, |r| {
             r.state = JobState::Running;
-            r.started_at = Some(started);
+            r.started_at_ms = Some(started);
         }) else {
             return;
         };
@@ -113,10 +113,10 @@ impl Runner {
         if let Some(record) = &record {
             self.shared.metrics.train_job_finished(record.state.name());
         }
-        let finished_at = unix_now();
+        let finished_at = now_ms();
         let record = record.and_then(|_| {
             self.shared.update_persist(&id, |r| {
-                r.finished_at = Some(finished_at);
+                r.finished_at_ms = Some(finished_at);
                 r.eta_seconds = None;
             })
         });
