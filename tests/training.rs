@@ -864,3 +864,27 @@ async fn job_gauges_agree_with_the_job_list_after_a_restart() {
     );
     server.stop().await.unwrap();
 }
+
+/// A job record's `spec` shows the task and loss the job uses, not `null`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_records_show_the_values_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(train_config(dir.path())).await;
+    let id = submit(
+        &server,
+        json!({"dataset": {"path": "diabetes.csv"}, "epochs": 2}),
+    )
+    .await;
+    let job = wait_job(&server, &id).await;
+    assert_eq!(job["spec"]["task"], "regression", "{job}");
+    assert_eq!(job["spec"]["loss"], "mse", "{job}");
+    assert_eq!(job["task"], "regression");
+    // The same figures, under the same names, as GET /models shows the version.
+    let version = job["version"].as_str().unwrap();
+    let info = get(&server, &format!("/models/{version}")).await;
+    assert_eq!(job["metrics"], info["metrics"], "{job}\n{info}");
+    for name in ["r2", "val_loss", "rmse"] {
+        assert!(job["metrics"][name].is_number(), "{name}: {job}");
+    }
+    server.stop().await.unwrap();
+}

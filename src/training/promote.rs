@@ -20,16 +20,7 @@ pub fn annotate(
     validation: &Dataset,
 ) {
     manifest.source = source;
-    manifest.metrics.insert(
-        evaluate::metric_name(validation.task).into(),
-        best.val_metric.into(),
-    );
-    manifest
-        .metrics
-        .insert("val_loss".into(), best.val_loss.into());
-    if let Some(rmse) = best.val_rmse {
-        manifest.metrics.insert("rmse".into(), rmse.into());
-    }
+    manifest.metrics.extend(metrics_of(best, validation.task));
     manifest.training = Some(serde_json::json!({
         "run": run,
         "spec": spec,
@@ -38,6 +29,21 @@ pub fn annotate(
         "best_epoch": best.epoch,
         "stopped_early": stopped_early,
     }));
+}
+
+/// A trained version's validation figures, named as `GET /models` and the job
+/// record show them: `accuracy` or `r2`, `val_loss`, and `rmse` for regression.
+pub fn metrics_of(
+    best: &EpochReport,
+    task: crate::model::Task,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut metrics = serde_json::Map::new();
+    metrics.insert(evaluate::metric_name(task).into(), best.val_metric.into());
+    metrics.insert("val_loss".into(), best.val_loss.into());
+    if let Some(rmse) = best.val_rmse {
+        metrics.insert("rmse".into(), rmse.into());
+    }
+    metrics
 }
 
 /// How much better (absolute) the new version must score to count as better: both

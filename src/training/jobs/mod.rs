@@ -190,6 +190,7 @@ impl Trainer {
             epoch: 0,
             history: Vec::new(),
             best: None,
+            metrics: Default::default(),
             stopped_early: false,
             samples_per_second: None,
             eta_seconds: None,
@@ -198,7 +199,14 @@ impl Trainer {
             promotion: None,
             error: None,
             cancel_requested: false,
-            spec: submission.input.spec.clone(),
+            // The values the job uses, not the `null`s left to inference.
+            spec: {
+                let mut shown = submission.input.spec.clone();
+                let task = submission.task;
+                shown.loss = Some(crate::training::fit::loss_for(&shown, task));
+                shown.task = Some(task);
+                shown
+            },
             owner: self.shared.owner.tag(),
             heartbeat_ms: now_ms(),
             backend: self.shared.backend.into(),

@@ -75,6 +75,11 @@ pub struct JobRecord {
     pub epoch: usize,
     pub history: Vec<EpochReport>,
     pub best: Option<EpochReport>,
+    /// The written version's validation figures, under the names `GET /models`
+    /// uses (`accuracy` or `r2`, `val_loss`, `rmse`).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[schema(value_type = Object)]
+    pub metrics: serde_json::Map<String, serde_json::Value>,
     pub stopped_early: bool,
     pub samples_per_second: Option<f64>,
     pub eta_seconds: Option<f64>,

@@ -180,6 +180,7 @@ impl Runner {
         self.shared.update(id, |r| {
             r.state = state;
             r.best = Some(done.best.clone());
+            r.metrics = crate::training::promote::metrics_of(&done.best, r.task);
             r.stopped_early = done.stopped_early;
             r.version = (state == JobState::Succeeded).then(|| done.version.clone());
             r.promoted = Some(promoted);
