@@ -888,3 +888,53 @@ async fn job_records_show_the_values_used() {
     }
     server.stop().await.unwrap();
 }
+
+/// The README's example answer to `POST /train` has the real record's fields, in
+/// the real order, with the real values for the bundled digits data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_shows_the_real_job_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(train_config(dir.path())).await;
+    let r = post(
+        &server,
+        "/train",
+        json!({"dataset": {"path": "digits.csv"}, "epochs": 1}),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let text = r.text().await.unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let shown: String = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("# {\"id\":\"job-3f2a"))
+        .take_while(|l| l.starts_with("# ") && !l.starts_with("# (the job's record"))
+        .map(|l| l.trim_start_matches("# ").trim_start())
+        .collect();
+    // Each `"name":` ends a segment; the text after the last one is no key.
+    let keys = |s: &str| -> Vec<String> {
+        let parts: Vec<&str> = s.split("\":").collect();
+        parts[..parts.len() - 1]
+            .iter()
+            .map(|part| part.rsplit('"').next().unwrap().to_string())
+            .collect()
+    };
+    let (shown_keys, real_keys) = (keys(&shown), keys(&text));
+    let mut at = 0;
+    for key in shown_keys.iter().filter(|k| !k.is_empty()) {
+        at += real_keys[at..]
+            .iter()
+            .position(|k| k == key)
+            .unwrap_or_else(|| panic!("{key} out of order:\nREADME {shown}\nreal {text}"));
+    }
+    for fragment in [
+        "\"task_reason\":\"inferred: 10 distinct integer targets\"",
+        "\"rows\":{\"input\":1797,\"dropped\":0,\"train\":1438,\"validation\":359}",
+    ] {
+        assert!(
+            shown.contains(fragment) && text.contains(fragment),
+            "{fragment}"
+        );
+    }
+    server.stop().await.unwrap();
+}
