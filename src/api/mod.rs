@@ -204,10 +204,11 @@ async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> R
     if state.config.telemetry.access_log {
         let text =
             |v: Option<&HeaderValue>| v.and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
-        let reason = response
-            .extensions()
-            .get::<error::Reason>()
-            .map(|r| r.0.as_str());
+        // A client's text (a field name, say) may be long: the log keeps the start.
+        let reason = response.extensions().get::<error::Reason>().map(|r| {
+            let end = r.0.char_indices().nth(200).map_or(r.0.len(), |(i, _)| i);
+            &r.0[..end]
+        });
         tracing::info!(
             target: "kiln::access",
             method = %method,
