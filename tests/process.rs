@@ -341,6 +341,7 @@ async fn logs_an_operator_can_read() {
         .args(["serve", "--listen", "127.0.0.1:0", "--store", store])
         .env("KILN_TELEMETRY__FORMAT", "json")
         .env("KILN_STORE__POLL_INTERVAL_MS", "100")
+        .env("KILN_TRAINING__DATA_DIR", "/nonexistent/kiln-data")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -429,6 +430,18 @@ async fn logs_an_operator_can_read() {
     let lines = lines.lock().unwrap().clone();
     let find = |message: &str| lines.iter().find(|l| l["message"] == message).cloned();
     let start = find("starting kiln").expect("a startup line");
+    // A data directory that is not there is said at start, naming the key.
+    let missing = lines
+        .iter()
+        .find(|l| {
+            l["level"] == "WARN"
+                && l["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("training.data_dir (KILN_TRAINING__DATA_DIR) is not a directory")
+        })
+        .unwrap_or_else(|| panic!("no data_dir warning"));
+    assert_eq!(missing["dir"], "/nonexistent/kiln-data");
     assert_eq!(start["store"], store);
     assert!(
         start["config_file"].is_string() && start["data_dir"].is_string(),
