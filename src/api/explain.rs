@@ -8,7 +8,7 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::predict::Instances;
+use super::instances::Instances;
 use super::{ApiError, ApiJson, AppState, MODEL_VERSION_HEADER, auth};
 use crate::explainer::ExplainFailure;
 use crate::model::explain::{Explanation, Method, Request};

@@ -11,6 +11,7 @@ mod explain;
 mod extract;
 mod health;
 mod import;
+pub mod instances;
 mod models;
 mod monitoring;
 mod predict;

@@ -7,9 +7,10 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
+use super::instances::Instances;
 use super::{ApiError, ApiJson, AppState, MODEL_VERSION_HEADER, auth, deadline};
 use crate::batching::Work;
-use crate::model::{LoadedModel, Prediction};
+use crate::model::Prediction;
 use crate::monitoring::ids::PredictionId;
 
 /// The request body.
@@ -128,147 +129,4 @@ fn validate(state: &AppState, body: PredictRequest) -> Result<(Vec<f32>, usize, 
     let width = body.instances.width;
     let values = body.instances.check(&model)?;
     Ok((values, n, width))
-}
-
-/// Deepest nesting of one instance (its shape has at most 3 dimensions).
-const MAX_DEPTH: usize = 4;
-
-/// `instances`, parsed straight into one row-major buffer (no `Vec` per row). Each
-/// instance is a flat array, or arrays nested in the instance's shape; all
-/// instances must have the same shape.
-#[derive(Debug, Default)]
-pub struct Instances {
-    pub values: Vec<f32>,
-    pub rows: usize,
-    /// Values per instance.
-    pub width: usize,
-    /// The instances' shape as sent (`[width]` when flat).
-    pub shape: Vec<usize>,
-}
-
-impl Instances {
-    /// Checks the instances against `model` (width, nesting, input domain) and
-    /// returns their values.
-    pub fn check(self, model: &LoadedModel) -> Result<Vec<f32>, ApiError> {
-        let input_shape = model.manifest().net.input_shape();
-        if self.width != model.input_width() {
-            return Err(ApiError::Unprocessable(format!(
-                "instances have {} values; model version {} expects {} (input shape {input_shape:?})",
-                self.width,
-                model.version(),
-                model.input_width()
-            )));
-        }
-        if self.shape.len() > 1 && self.shape != input_shape {
-            return Err(ApiError::Unprocessable(format!(
-                "instances are nested as {:?}; model version {} takes {input_shape:?} (or flat arrays of {})",
-                self.shape,
-                model.version(),
-                model.input_width()
-            )));
-        }
-        model
-            .check_values(&self.values)
-            .map_err(ApiError::Unprocessable)?;
-        Ok(self.values)
-    }
-}
-
-impl<'de> Deserialize<'de> for Instances {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::{DeserializeSeed, Error, SeqAccess, Visitor};
-
-        /// One value (a number or nested arrays), appended to the shared buffer;
-        /// yields its shape.
-        struct Nested<'a> {
-            out: &'a mut Vec<f32>,
-            depth: usize,
-        }
-        impl<'de> DeserializeSeed<'de> for Nested<'_> {
-            type Value = Vec<usize>;
-            fn deserialize<D: serde::Deserializer<'de>>(
-                self,
-                d: D,
-            ) -> Result<Vec<usize>, D::Error> {
-                d.deserialize_any(self)
-            }
-        }
-        impl<'de> Visitor<'de> for Nested<'_> {
-            type Value = Vec<usize>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a number, or an array of numbers (one instance)")
-            }
-            fn visit_f64<E: Error>(self, v: f64) -> Result<Vec<usize>, E> {
-                self.out.push(v as f32);
-                Ok(Vec::new())
-            }
-            fn visit_i64<E: Error>(self, v: i64) -> Result<Vec<usize>, E> {
-                self.visit_f64(v as f64)
-            }
-            fn visit_u64<E: Error>(self, v: u64) -> Result<Vec<usize>, E> {
-                self.visit_f64(v as f64)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<usize>, A::Error> {
-                if self.depth > MAX_DEPTH {
-                    return Err(A::Error::custom(format!(
-                        "an instance is nested more than {MAX_DEPTH} levels deep"
-                    )));
-                }
-                let mut inner: Option<Vec<usize>> = None;
-                let mut n = 0;
-                while let Some(shape) = seq.next_element_seed(Nested {
-                    out: &mut *self.out,
-                    depth: self.depth + 1,
-                })? {
-                    match &inner {
-                        None => inner = Some(shape),
-                        Some(first) if *first != shape => {
-                            return Err(A::Error::custom(format!(
-                                "ragged instance: element {n} has shape {shape:?}, element 0 has {first:?}"
-                            )));
-                        }
-                        Some(_) => {}
-                    }
-                    n += 1;
-                }
-                let mut shape = vec![n];
-                shape.extend(inner.unwrap_or_default());
-                Ok(shape)
-            }
-        }
-
-        struct Rows;
-        impl<'de> Visitor<'de> for Rows {
-            type Value = Instances;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an array of instances, each an array of numbers")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Instances, A::Error> {
-                let mut out = Instances::default();
-                while let Some(shape) = seq.next_element_seed(Nested {
-                    out: &mut out.values,
-                    depth: 1,
-                })? {
-                    if shape.is_empty() {
-                        return Err(A::Error::custom(format!(
-                            "instance {} is a number; each instance is an array",
-                            out.rows
-                        )));
-                    }
-                    if out.rows == 0 {
-                        out.width = shape.iter().product();
-                        out.shape = shape;
-                    } else if shape != out.shape {
-                        return Err(A::Error::custom(format!(
-                            "instance {} has shape {shape:?}, instance 0 has {:?}",
-                            out.rows, out.shape
-                        )));
-                    }
-                    out.rows += 1;
-                }
-                Ok(out)
-            }
-        }
-        d.deserialize_seq(Rows)
-    }
 }
