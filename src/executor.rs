@@ -7,8 +7,8 @@
 //! applies from the next batch on. Requests pinned to a specific version run in
 //! passes of their own. Requests whose client has gone, or whose deadline has
 //! passed, are skipped before compute; each pass's duration feeds the batcher's
-//! [`CostModel`]. Passes run in a rayon pool of the executor's own
-//! (`batching.compute_threads`). A panic inside Burn fails that batch (500) and the
+//! [`CostModel`]. Passes run on the executor's own [`ComputePool`]
+//! (`batching.compute_threads`), cut into one part per thread on the CPU. A panic inside Burn fails that batch (500) and the
 //! thread carries on.
 
 use std::panic::AssertUnwindSafe;
@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::batching::cost::CostModel;
 use crate::batching::{Answer, Batch, PredictError, Request};
+use crate::compute::ComputePool;
 use crate::metrics::{Metrics, RejectReason};
 use crate::model::LoadedModel;
 use crate::serving::ActiveModel;
@@ -33,21 +34,18 @@ pub fn spawn(
     max_batch_size: usize,
     threads: usize,
 ) -> std::io::Result<JoinHandle<()>> {
-    // Forward passes run in a pool of their own: the CPU backend's matmuls use the
+    // Forward passes run in pools of their own: the CPU backend's matmuls use the
     // current rayon pool, and the global one would have idle workers spinning
-    // against the HTTP runtime.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
-        .thread_name(|i| format!("kiln-compute-{i}"))
-        .build()
-        .map_err(std::io::Error::other)?;
+    // against the HTTP runtime. The loop runs on the first compute thread.
+    let pool = ComputePool::new(threads)?;
     std::thread::Builder::new()
         .name("kiln-executor".into())
-        .spawn(move || pool.install(|| run(rx, model, cost, metrics, max_batch_size)))
+        .spawn(move || pool.install(|| run(rx, &pool, model, cost, metrics, max_batch_size)))
 }
 
 fn run(
     mut rx: mpsc::Receiver<Batch>,
+    pool: &ComputePool,
     active: ActiveModel,
     cost: Arc<CostModel>,
     metrics: Metrics,
@@ -70,7 +68,7 @@ fn run(
             }
         }
         for (model, requests) in groups {
-            execute(requests, &model, &cost, &metrics, max_batch_size);
+            execute(requests, &model, pool, &cost, &metrics, max_batch_size);
         }
         // Dropping `batch` (its busy permit) lets the batcher form the next one.
     }
@@ -80,6 +78,7 @@ fn run(
 fn execute(
     requests: Vec<Request>,
     model: &Arc<LoadedModel>,
+    pool: &ComputePool,
     cost: &CostModel,
     metrics: &Metrics,
     max_batch_size: usize,
@@ -130,7 +129,7 @@ fn execute(
             let chunk = std::mem::replace(&mut rest, tail);
             let n = chunk.len() / width;
             let started = StdInstant::now();
-            outputs.extend(model.forward(chunk, n));
+            outputs.extend(pool.forward(model, chunk, n));
             let took = started.elapsed();
             cost.record(n, took);
             metrics.batch_compute.observe(took.as_secs_f64());

@@ -38,6 +38,7 @@ pub mod app;
 pub mod batching;
 pub mod cli;
 pub mod clock;
+pub mod compute;
 pub mod config;
 pub mod executor;
 pub mod explainer;

@@ -169,6 +169,12 @@ impl LoadedModel {
         &self.device
     }
 
+    /// Whether passes run on a GPU (never cut into parts; see
+    /// [`ComputePool`](crate::compute::ComputePool)).
+    pub fn is_gpu(&self) -> bool {
+        !super::backend::is_flex(&self.device)
+    }
+
     /// Most rows one forward pass of this model may take (its widest activation
     /// bounded; see [`NetConfig::max_pass_rows`](super::NetConfig::max_pass_rows)).
     pub fn max_pass_rows(&self) -> usize {
