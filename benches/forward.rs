@@ -10,7 +10,6 @@
 //! per cell and round.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::hint::black_box;

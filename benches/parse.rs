@@ -35,7 +35,7 @@ struct ThreeD {
 
 /// One JSON number per value, written as clients do (`0.123457`-like, some integers).
 fn value(i: usize) -> serde_json::Value {
-    if i % 7 == 0 {
+    if i.is_multiple_of(7) {
         serde_json::json!((i % 13) as i64 - 6)
     } else {
         serde_json::json!((((i * 7919) % 10007) as f64 / 10007.0 * 2.0 - 1.0) as f32)
