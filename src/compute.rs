@@ -9,8 +9,10 @@
 //! multiply across threads synchronises several times per layer and scaled 1.3x
 //! on two cores. A GPU pass is never cut (one launch computes it whole).
 //!
-//! The pools are owned by the caller's thread (the executor); their threads end
-//! when the pool is dropped.
+//! The trainer cuts a training batch the same way ([`ComputePool::run_each`]).
+//!
+//! The pools are owned by the caller's thread (the executor, the training loop);
+//! their threads end when the pool is dropped.
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
@@ -29,11 +31,16 @@ pub struct ComputePool {
 impl ComputePool {
     /// `threads` single-threaded pools, named `kiln-compute-{i}`.
     pub fn new(threads: usize) -> std::io::Result<Self> {
+        Self::named(threads, "kiln-compute")
+    }
+
+    /// `threads` single-threaded pools, named `{name}-{i}`.
+    pub fn named(threads: usize, name: &'static str) -> std::io::Result<Self> {
         let pools = (0..threads.max(1))
             .map(|i| {
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(1)
-                    .thread_name(move |_| format!("kiln-compute-{i}"))
+                    .thread_name(move |_| format!("{name}-{i}"))
                     .build()
                     .map_err(std::io::Error::other)
             })
@@ -49,6 +56,32 @@ impl ComputePool {
     /// hand-over per pass).
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         self.pools[0].install(f)
+    }
+
+    /// Runs `f(i, input)` for the `i`-th of `inputs` on thread `i` (at most one
+    /// input per thread), all at once; the results in input order. The caller's
+    /// thread waits. A panic in any job is resumed here after every job has ended.
+    pub fn run_each<T, R, F>(&self, inputs: Vec<T>, f: F) -> Vec<R>
+    where
+        T: Send,
+        R: Send,
+        F: Fn(usize, T) -> R + Sync,
+    {
+        assert!(
+            inputs.len() <= self.threads(),
+            "one input per thread at most"
+        );
+        let mut slots: Vec<Option<R>> = inputs.iter().map(|_| None).collect();
+        let f = &f;
+        let mut jobs: Vec<Box<dyn FnOnce() + Send + '_>> = Vec::with_capacity(inputs.len());
+        for ((i, input), slot) in inputs.into_iter().enumerate().zip(slots.iter_mut()) {
+            jobs.push(Box::new(move || *slot = Some(f(i, input))));
+        }
+        spread(&self.pools, jobs);
+        slots
+            .into_iter()
+            .map(|r| r.expect("every job ran"))
+            .collect()
     }
 
     /// How many parts a pass of `n` rows of `model` is cut into.
@@ -110,5 +143,32 @@ impl ComputePool {
             all.extend(o);
         }
         all
+    }
+}
+
+/// Runs `jobs[i]` on `pools[i]`: the first in place (its pool's thread, the caller
+/// waiting), each later one spawned into a scope of its pool that outlives it.
+fn spread<'s>(pools: &[rayon::ThreadPool], mut jobs: Vec<Box<dyn FnOnce() + Send + 's>>) {
+    if jobs.is_empty() {
+        return;
+    }
+    let first = jobs.remove(0);
+    nest(&pools[1..], jobs.into_iter(), || pools[0].install(first));
+}
+
+/// Spawns each of `jobs` into a scope of the matching pool, nested, then runs `last`
+/// inside the innermost scope; every scope waits for its job (rayon resumes a
+/// job's panic when its scope ends).
+fn nest<'s>(
+    pools: &[rayon::ThreadPool],
+    mut jobs: impl Iterator<Item = Box<dyn FnOnce() + Send + 's>>,
+    last: impl FnOnce(),
+) {
+    match (pools.split_first(), jobs.next()) {
+        (Some((pool, rest)), Some(job)) => pool.in_place_scope(|scope| {
+            scope.spawn(move |_| job());
+            nest(rest, jobs, last);
+        }),
+        _ => last(),
     }
 }

@@ -39,6 +39,11 @@ fn vulkan() -> bool {
     }
 }
 
+/// Taken by every test that serves on wgpu: one server tunes its kernels at a time,
+/// and the next finds them in the shared autotune cache (three servers tuning the
+/// same kernels at once on a 2-core machine each took over 120 s to get ready).
+static ONE_GPU_SERVER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Serves `store` on wgpu, with small shape buckets (lavapipe tunes slowly).
 fn on_gpu(mut c: Config) -> Config {
     c.model.backend = BackendKind::Wgpu;
@@ -109,6 +114,7 @@ async fn every_architecture_predicts_on_wgpu_as_on_the_cpu() {
     if !vulkan() {
         return;
     }
+    let _one = ONE_GPU_SERVER.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let reference: Value =
         serde_json::from_slice(&std::fs::read(data("pytorch/reference.json")).unwrap()).unwrap();
@@ -183,6 +189,7 @@ async fn training_hot_swap_and_oip_binary_on_wgpu() {
     if !vulkan() {
         return;
     }
+    let _one = ONE_GPU_SERVER.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(on_gpu(train_config(dir.path()))).await;
     let first = get_active(&server).await;
@@ -317,6 +324,7 @@ async fn model_device_and_training_backend_are_honoured() {
     if !vulkan() {
         return;
     }
+    let _one = ONE_GPU_SERVER.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = on_gpu(train_config(dir.path()));
     // lavapipe is a CPU-type adapter; on a machine with only a real GPU, use it.

@@ -261,6 +261,15 @@ impl NetConfig {
         }
     }
 
+    /// Whether a layer computes statistics across a batch's rows in training (batch
+    /// normalisation): such a batch cannot be cut into parts.
+    pub fn batch_statistics(&self) -> bool {
+        match &self.architecture {
+            Architecture::Mlp(_) => false,
+            Architecture::Sequential(s) => s.batch_statistics(),
+        }
+    }
+
     /// `Some(n)` when the inputs are embedding ids in `[0, n)`.
     pub fn ids(&self) -> Option<usize> {
         match &self.architecture {

@@ -1,18 +1,20 @@
 //! The training loop: a hand-written minibatch loop with validation every epoch,
 //! early stopping, cancellation checked every batch, and progress reported every
-//! epoch. Runs on the caller's thread (the trainer's own thread); never async.
+//! epoch. Runs on the caller's thread (the trainer's own thread); never async. A
+//! batch's gradients come from [`BatchGrads`] (cut across the caller's rayon pool's
+//! threads on the CPU).
 
 use std::time::Instant;
 
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::data::{DataError, Dataset, SplitMix64};
 use super::error::TrainError;
 use super::evaluate::{Judge, evaluate};
-use super::parts::{data_loss, initializer, optimizer, penalty};
+use super::parts::{initializer, optimizer};
 use super::spec::{LossKind, ModelChoice, TrainSpec};
+use super::step::{BatchGrads, LossTerms, Rows};
 use crate::model::net::{Architecture, MlpConfig};
 use crate::model::profile::Profile;
 use crate::model::{Head, Manifest, Net, NetConfig, Standardize, Task};
@@ -218,6 +220,19 @@ pub fn fit(
     let lr = spec.optimizer.lr();
     let width = data.width();
     let mut rng = SplitMix64(spec.seed ^ 0x5EED);
+    let batch_grads = BatchGrads::new(&net_config, &eval_device);
+    let rows = Rows {
+        x: &train_x,
+        y: &train_y,
+        width,
+    };
+    let terms = LossTerms {
+        loss: loss_kind,
+        head,
+        l1: spec.l1,
+        l2: spec.l2,
+        device: &device,
+    };
 
     let mut history = Vec::with_capacity(spec.epochs);
     let mut best: Option<(EpochReport, Net)> = None;
@@ -232,16 +247,8 @@ pub fn fit(
             if observer.before_batch() {
                 return Err(TrainError::Cancelled);
             }
-            let mut xb = Vec::with_capacity(batch.len() * width);
-            for &i in batch {
-                xb.extend_from_slice(&train_x[i * width..(i + 1) * width]);
-            }
-            let yb: Vec<f32> = batch.iter().map(|&i| train_y[i]).collect();
-            let x = Tensor::<2>::from_data(TensorData::new(xb, [batch.len(), width]), &device);
-            let loss = data_loss(&net, x, yb, loss_kind, head, &device);
-            loss_sum += f64::from(loss.clone().into_scalar::<f32>()) * batch.len() as f64;
-            let loss = loss + penalty(&net, spec.l1, spec.l2, &device);
-            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            let (batch_loss, grads) = batch_grads.grads(&net, &rows, batch, &terms);
+            loss_sum += batch_loss * batch.len() as f64;
             net = optim.step(lr, net, grads);
         }
         let train_seconds = started.elapsed().as_secs_f64();

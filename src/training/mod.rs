@@ -17,6 +17,7 @@ mod parts;
 pub mod promote;
 pub mod run;
 pub mod spec;
+mod step;
 
 use burn::prelude::Device;
 

@@ -140,11 +140,12 @@ impl Server {
     }
 }
 
-/// Polls `/health/ready` until it answers 200 (120 s at most: a GPU backend on a
-/// software driver tunes its kernels before it is ready).
+/// Polls `/health/ready` until it answers 200 (300 s at most: a GPU backend on a
+/// software driver tunes its kernels before it is ready, and with an empty autotune
+/// cache on a 2-core machine that alone took over 120 s).
 pub async fn wait_ready(client: &reqwest::Client, base: &str) {
     // Every 10 ms: the start-up bench measures with it.
-    for _ in 0..12_000 {
+    for _ in 0..30_000 {
         if let Ok(r) = client.get(format!("{base}/health/ready")).send().await
             && r.status() == 200
         {

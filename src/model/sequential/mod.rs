@@ -270,6 +270,17 @@ impl SequentialConfig {
         }
     }
 
+    /// Whether a layer computes statistics across a batch's rows in training (batch
+    /// normalisation), so that rows are not independent.
+    pub fn batch_statistics(&self) -> bool {
+        self.layers.iter().any(|l| {
+            matches!(
+                l.kind,
+                LayerKind::BatchNorm1d(_) | LayerKind::BatchNorm2d(_)
+            )
+        })
+    }
+
     /// `Some(num_embeddings)` when the first layer is an embedding: the inputs are
     /// integer ids in `[0, num_embeddings)`.
     pub fn ids(&self) -> Option<usize> {

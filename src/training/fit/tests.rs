@@ -4,6 +4,7 @@
 use super::*;
 use crate::training::data::RawTable;
 use crate::training::spec::{InitSpec, ModelChoice};
+use burn::optim::GradientsParams;
 
 const IRIS: &str = include_str!("../../../examples/data/iris.csv");
 
