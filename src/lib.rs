@@ -32,6 +32,7 @@
 //!   background jobs in supervised worker processes, promotion decisions, and the
 //!   default model.
 //! - [`metrics`], [`telemetry`]: Prometheus collectors and the log subscriber.
+//! - [`quote`]: client text quoted back in error messages, bounded (a leaf).
 
 pub mod api;
 pub mod app;
@@ -45,6 +46,7 @@ pub mod explainer;
 pub mod metrics;
 pub mod model;
 pub mod monitoring;
+pub mod quote;
 pub mod registry;
 pub mod server;
 pub mod serving;

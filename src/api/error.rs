@@ -1,5 +1,6 @@
 //! [`ApiError`]: every way a request can fail, and the one table mapping each to an
-//! HTTP status. Bodies are always `{"error": "..."}`; 5xx details go to the log only.
+//! HTTP status. Bodies are always `{"error": "..."}`; 5xx details go to the log only,
+//! and client text quoted in a 4xx is bounded ([`crate::quote`]).
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -131,7 +132,9 @@ impl IntoResponse for ApiError {
                 tracing::error!(%detail, "internal error");
                 "internal server error".to_string()
             }
-            other => other.to_string(),
+            // Whatever client text a message quotes, at most a bounded part of it
+            // comes back (see `crate::quote`).
+            other => crate::quote::bound_message(&other.to_string()),
         };
         let reason = status.is_client_error().then(|| Reason(text.clone()));
         let mut response = (status, Json(ErrorBody { error: text })).into_response();

@@ -59,8 +59,20 @@ pub struct Explanation {
 
 /// Why an explanation cannot be computed (the client's mistake: a 422).
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct ExplainError(pub String);
+pub enum ExplainError {
+    /// The request does not fit the model (widths, baseline, target).
+    #[error("{0}")]
+    Request(String),
+    /// The explanation overflowed f32: the instance or the baseline is far outside
+    /// the range the model computes in (where `/predict` answers 422 too).
+    #[error(
+        "instance {instance}: {what} is not a finite number; its values or the baseline are far outside the range the model computes in"
+    )]
+    NotFinite { instance: usize, what: String },
+}
+
+/// Most class names an error message lists.
+const SHOWN_LABELS: usize = 20;
 
 /// Most rows per forward-and-backward pass (fewer for a wide model); larger
 /// requests run as several passes.
@@ -73,7 +85,8 @@ pub fn explain(
     req: &Request,
     pace: &mut dyn FnMut(),
 ) -> Result<Vec<Explanation>, ExplainError> {
-    let bad = |m: String| Err(ExplainError(m));
+    let bad = |m: String| Err(ExplainError::Request(m));
+    let quoted = crate::quote::quoted;
     let manifest = model.manifest();
     let net_cfg = &manifest.net;
     let width = model.input_width();
@@ -104,16 +117,26 @@ pub fn explain(
         // One output: its logit is the second class's.
         (Task::Classification, Some(label)) if outputs == 1 && *label != names[1] => {
             return bad(format!(
-                "this classifier has one output, the logit of {:?}; target must be that class",
-                names[1]
+                "this classifier has one output, the logit of {}; target must be that class, got {}",
+                quoted(&names[1]),
+                quoted(label)
             ));
         }
         (Task::Classification, _) if outputs == 1 => Some(0),
         (Task::Classification, Some(label)) => match names.iter().position(|n| n == label) {
             Some(i) => Some(i),
             None => {
+                let shown: Vec<String> =
+                    names.iter().take(SHOWN_LABELS).map(|n| quoted(n)).collect();
+                let more = if names.len() > SHOWN_LABELS {
+                    ", ..."
+                } else {
+                    ""
+                };
                 return bad(format!(
-                    "target {label:?} is not a class; the classes are {names:?}"
+                    "target {} is not a class; the classes are [{}{more}]",
+                    quoted(label),
+                    shown.join(", ")
                 ));
             }
         },
@@ -121,7 +144,8 @@ pub fn explain(
             Ok(i) if i < outputs => Some(i),
             _ => {
                 return bad(format!(
-                    "target {t:?} must be an output index below {outputs} for this regression model"
+                    "target {} must be an output index below {outputs} for this regression model",
+                    quoted(t)
                 ));
             }
         },
@@ -248,7 +272,25 @@ pub fn explain(
             }
         }
     }
+    for (instance, e) in out.iter().enumerate() {
+        check_finite(instance, e)?;
+    }
     Ok(out)
+}
+
+/// Refuses an explanation with a non-finite number in it, naming the first one.
+fn check_finite(instance: usize, e: &Explanation) -> Result<(), ExplainError> {
+    let not_finite = |what: String| ExplainError::NotFinite { instance, what };
+    if !e.output.is_finite() {
+        return Err(not_finite("the output at the instance".into()));
+    }
+    if e.baseline_output.is_some_and(|b| !b.is_finite()) {
+        return Err(not_finite("the output at the baseline".into()));
+    }
+    if let Some(j) = e.attributions.iter().position(|a| !a.is_finite()) {
+        return Err(not_finite(format!("the attribution of value {j}")));
+    }
+    Ok(())
 }
 
 /// The index of the largest score (the first on ties); 0 when there is one.

@@ -5,9 +5,11 @@
 //!
 //! The file's format is read from its first bytes, not its name. Every tensor the
 //! network needs must be present with PyTorch's shape, and the file must hold
-//! nothing else (batch norm's `num_batches_tracked` aside); errors name tensors and
-//! shapes as PyTorch does. The model config's `[preprocess]` becomes the version's
-//! input statistics and labels.
+//! nothing else (batch norm's `num_batches_tracked` aside); this is checked on the
+//! file's headers before any tensor is read, and only the expected tensors are
+//! ever read, within a byte budget ([`super::weights`]). Weights must be finite.
+//! Errors name tensors and shapes as PyTorch does. The model config's
+//! `[preprocess]` becomes the version's input statistics and labels.
 
 use std::path::Path;
 
@@ -15,15 +17,32 @@ use burn::prelude::Device;
 
 use super::Manifest;
 use super::net::{Net, NetConfig};
-use super::sequential::torch;
+use super::weights::{WeightFile, WeightsError};
 
 /// The weights could not be imported into the network.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    /// The file is not a weight file kiln reads, or reading it failed.
     #[error("cannot read {path}: {reason}")]
-    Read { path: String, reason: String },
+    Read { path: String, reason: WeightsError },
+    /// The file's tensors do not fit the network (names, shapes, types, budget).
     #[error("{path} does not fit the model config: {reason}")]
-    Mismatch { path: String, reason: String },
+    Mismatch { path: String, reason: WeightsError },
+    /// The weights fit but cannot be served (NaN or infinite values).
+    #[error("{path} holds weights that cannot be served: {reason}")]
+    Unusable { path: String, reason: WeightsError },
+}
+
+impl ImportError {
+    fn new(path: String, reason: WeightsError) -> Self {
+        match reason {
+            WeightsError::Unreadable(_) | WeightsError::Read { .. } => Self::Read { path, reason },
+            WeightsError::NonFinite { .. } => Self::Unusable { path, reason },
+            WeightsError::Mismatch(_)
+            | WeightsError::OverBudget { .. }
+            | WeightsError::Build(_) => Self::Mismatch { path, reason },
+        }
+    }
 }
 
 /// Reads `weights` into `config`'s network on `device`; returns the network and
@@ -50,19 +69,14 @@ pub fn import_as(
     origin: &str,
     device: &Device,
 ) -> Result<(Manifest, Net), ImportError> {
-    let path = name.to_string();
+    // The name may be the client's (an upload's file name): quoted in part if long.
+    let path = crate::quote::bare(name);
     let source = format!("{origin}: {name}");
-    let file = torch::read_file(weights).map_err(|reason| ImportError::Read {
-        path: path.clone(),
-        reason,
-    })?;
+    let file = WeightFile::open(weights).map_err(|e| ImportError::new(path.clone(), e))?;
     let net =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.import(file, device)))
-            .unwrap_or_else(|_| Err("building the network failed".into()))
-            .map_err(|reason| ImportError::Mismatch {
-                path: path.clone(),
-                reason,
-            })?;
+            .unwrap_or_else(|_| Err(WeightsError::Build("building the network failed".into())))
+            .map_err(|e| ImportError::new(path.clone(), e))?;
     Ok((manifest_for(config, source), net))
 }
 

@@ -116,6 +116,12 @@ impl Manifest {
                 "target standardisation does not match the outputs".into(),
             ));
         }
+        if let Some(label) = self.labels.as_deref().and_then(duplicate_label) {
+            return Err(NetConfigError(format!(
+                "label {} is given twice; class labels must be distinct",
+                crate::quote::quoted(label)
+            )));
+        }
         match (&self.labels, self.net.task) {
             (Some(labels), Task::Classification) if labels.len() != self.class_count() => {
                 Err(NetConfigError(format!(
@@ -142,6 +148,16 @@ impl Manifest {
             .clone()
             .unwrap_or_else(|| (0..self.class_count()).map(|i| i.to_string()).collect())
     }
+}
+
+/// The first label that appears twice in `labels`, if any: answers and feedback
+/// name classes by label, so two classes must never share one.
+pub fn duplicate_label(labels: &[String]) -> Option<&str> {
+    let mut seen = std::collections::HashSet::with_capacity(labels.len());
+    labels
+        .iter()
+        .find(|l| !seen.insert(l.as_str()))
+        .map(String::as_str)
 }
 
 /// Per-feature standardisation `(x - mean) / std`.

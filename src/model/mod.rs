@@ -1,9 +1,11 @@
 //! Models: the network definition (`mlp` and the PyTorch-shaped `sequential`
 //! stack), a version loaded for serving, device selection,
-//! import of foreign weights, and explanations.
+//! import of foreign weights (read header first, within a byte budget, finite
+//! values only), and explanations.
 
 pub mod backend;
 pub mod explain;
+pub mod finite;
 pub mod import;
 mod loaded;
 mod manifest;
@@ -11,6 +13,7 @@ mod mlp;
 pub mod net;
 pub mod profile;
 pub mod sequential;
+pub mod weights;
 
 pub use backend::{BackendError, BackendUnavailable};
 pub use loaded::{DriftBasis, LoadedModel, Prediction, Probabilities};

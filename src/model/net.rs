@@ -13,8 +13,8 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use super::mlp::{ActivationKind, Mlp, MlpConfig};
-use super::sequential::torch::{FileTensors, match_tensors};
 pub use super::sequential::{Head, Sequential, SequentialConfig};
+use super::weights::{WeightFile, WeightsError};
 
 /// What the network's outputs mean.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -142,6 +142,16 @@ impl NetConfig {
         }
         if let Some(p) = &self.preprocess {
             self.preprocess_stats(p)?;
+            if let Some(label) = p
+                .labels
+                .as_deref()
+                .and_then(super::manifest::duplicate_label)
+            {
+                return Err(err(format!(
+                    "preprocess.labels gives {} twice; class labels must be distinct",
+                    crate::quote::quoted(label)
+                )));
+            }
             match (&p.labels, self.task) {
                 (Some(_), Task::Regression) => {
                     return Err(err(
@@ -317,18 +327,23 @@ impl NetConfig {
 
     /// Builds the network from a PyTorch `state_dict` (or safetensors in the same
     /// naming): every tensor must be present with PyTorch's shape and the file must
-    /// hold nothing else; errors name tensors as PyTorch does.
-    pub fn import(&self, file: FileTensors, device: &Device) -> Result<Net, String> {
+    /// hold nothing else, which is checked before any tensor is read; errors name
+    /// tensors as PyTorch does.
+    pub fn import(&self, file: WeightFile, device: &Device) -> Result<Net, WeightsError> {
         match &self.architecture {
             Architecture::Mlp(cfg) => {
-                let keys: BTreeSet<String> = file.keys().cloned().collect();
-                let tensors: BTreeMap<String, Vec<f32>> =
-                    match_tensors(file, &cfg.torch_tensors(&keys))?;
-                Ok(Net::Mlp(cfg.import(tensors, &keys, device)?))
+                let keys: BTreeSet<String> = file.names();
+                let tensors: BTreeMap<String, Vec<f32>> = file.take(&cfg.torch_tensors(&keys))?;
+                Ok(Net::Mlp(
+                    cfg.import(tensors, &keys, device)
+                        .map_err(WeightsError::Build)?,
+                ))
             }
             Architecture::Sequential(cfg) => {
-                let tensors = match_tensors(file, &cfg.torch_tensors())?;
-                Ok(Net::Sequential(cfg.import(tensors, device)?))
+                let tensors = file.take(&cfg.torch_tensors())?;
+                Ok(Net::Sequential(
+                    cfg.import(tensors, device).map_err(WeightsError::Build)?,
+                ))
             }
         }
     }

@@ -178,7 +178,7 @@ impl Store {
     }
 
     /// Loads a version onto `device`: manifest, network, weights (every tensor must
-    /// be present with the right shape, and nothing extra).
+    /// be present with the right shape, nothing extra, and every value finite).
     pub fn load(&self, version: &str, device: &Device) -> Result<LoadedModel, StoreError> {
         let manifest = self.manifest(version)?;
         let mut net = manifest.net.init_default(device);
@@ -207,6 +207,10 @@ impl Store {
                 "{WEIGHTS} lacks tensors {:?}",
                 report.missing
             )));
+        }
+        // NaN or infinite weights answer nothing: such a version never serves.
+        if let Some(bad) = crate::model::finite::first_in(&net) {
+            return Err(corrupt(format!("{WEIGHTS}: {bad}")));
         }
         Ok(LoadedModel::new(version, manifest, net, device.clone()))
     }

@@ -15,6 +15,7 @@ use crate::api::{ApiError, AppState, deadline};
 use crate::batching::Work;
 use crate::model::Prediction;
 use crate::monitoring::ids::PredictionId;
+use crate::quote::quoted;
 
 /// Header of the binary tensor extension: the JSON part's length.
 const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -135,16 +136,23 @@ async fn infer_inner(
         && body_name != name
     {
         return Err(ApiError::BadRequest(format!(
-            "the body names model {body_name:?}, the URL {name:?}"
+            "the body names model {}, the URL {}",
+            quoted(body_name),
+            quoted(&name)
         )));
     }
     if let Some(body_version) = request.model_version.as_deref().filter(|v| !v.is_empty())
         && Some(body_version) != version.as_deref()
     {
         return Err(ApiError::BadRequest(match &version {
-            Some(v) => format!("the body names version {body_version:?}, the URL {v:?}"),
+            Some(v) => format!(
+                "the body names version {}, the URL {}",
+                quoted(body_version),
+                quoted(v)
+            ),
             None => format!(
-                "the body names version {body_version:?}; pin a version with /v2/models/{name}/versions/{body_version}/infer"
+                "the body names version {}; pin a version with /v2/models/{name}/versions/<version>/infer",
+                quoted(body_version)
             ),
         }));
     }
@@ -160,8 +168,8 @@ async fn infer_inner(
     };
     if input.name != INPUT {
         return Err(ApiError::BadRequest(format!(
-            "unknown input {:?}; the model's input is {INPUT:?}",
-            input.name
+            "unknown input {}; the model's input is {INPUT:?}",
+            quoted(&input.name)
         )));
     }
     let binary_size = input
@@ -198,7 +206,7 @@ async fn infer_inner(
         .map_err(ApiError::BadRequest)?;
     model
         .check_values(&rows.values)
-        .map_err(|e| ApiError::BadRequest(format!("input {:?}: {e}", input.name)))?;
+        .map_err(|e| ApiError::BadRequest(format!("input {}: {e}", quoted(&input.name))))?;
 
     let available = outputs_of(&model);
     let wanted: Vec<&str> = match &request.outputs {
@@ -212,8 +220,8 @@ async fn infer_inner(
                     .map(|a| a.0)
                     .ok_or_else(|| {
                         ApiError::BadRequest(format!(
-                            "unknown output {:?}; the model has {:?}",
-                            o.name,
+                            "unknown output {}; the model has {:?}",
+                            quoted(&o.name),
                             available.iter().map(|a| a.0).collect::<Vec<_>>()
                         ))
                     })

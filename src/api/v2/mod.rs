@@ -64,7 +64,8 @@ pub(super) async fn resolve(
 ) -> Result<Arc<LoadedModel>, ApiError> {
     if name != state.config.model.name {
         return Err(ApiError::NotFound(format!(
-            "no model {name:?}; this server serves {:?}",
+            "no model {}; this server serves {:?}",
+            crate::quote::quoted(name),
             state.config.model.name
         )));
     }
@@ -76,9 +77,10 @@ pub(super) async fn resolve(
         None => Ok(active),
         Some(v) if v == active.version() => Ok(active),
         Some(v) => state.models.get(v).await.map_err(|e| match e {
-            crate::serving::ManageError::NotFound(_) => {
-                ApiError::NotFound(format!("model {name:?} has no version {v:?}"))
-            }
+            crate::serving::ManageError::NotFound(_) => ApiError::NotFound(format!(
+                "model {name:?} has no version {}",
+                crate::quote::quoted(v)
+            )),
             other => ApiError::from(other),
         }),
     }

@@ -8,6 +8,8 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::quote::quoted;
+
 /// An inference request. Unknown top-level fields (extensions) are ignored, as
 /// other OIP servers do; `model_name` and `model_version` (sent by KServe's
 /// client) must match the URL.
@@ -172,7 +174,8 @@ impl Datatype {
             "UINT64" => Self::Uint(8),
             other => {
                 return Err(format!(
-                    "datatype {other:?} is not supported; send FP32, FP64 or an integer type"
+                    "datatype {} is not supported; send FP32, FP64 or an integer type",
+                    quoted(other)
                 ));
             }
         })
@@ -236,8 +239,8 @@ pub fn rows(input: &InferInput, instance: &[usize], binary: Option<&[u8]>) -> Re
         one if one == inst.as_slice() || one == [width as u64] => 1,
         [_, w] if instance.len() == 1 => {
             return Err(format!(
-                "input {:?} has {w} features per row; the model expects {width}",
-                input.name
+                "input {} has {w} features per row; the model expects {width}",
+                quoted(&input.name)
             ));
         }
         _ if instance.len() == 1 => {
@@ -264,8 +267,8 @@ pub fn rows(input: &InferInput, instance: &[usize], binary: Option<&[u8]>) -> Re
         (Some(bytes), _) => {
             if bytes.len() != expected * datatype.size() {
                 return Err(format!(
-                    "input {:?}: shape {:?} of {} needs {} bytes of binary data, got {}",
-                    input.name,
+                    "input {}: shape {:?} of {} needs {} bytes of binary data, got {}",
+                    quoted(&input.name),
                     input.shape,
                     input.datatype,
                     expected * datatype.size(),
@@ -277,8 +280,8 @@ pub fn rows(input: &InferInput, instance: &[usize], binary: Option<&[u8]>) -> Re
         (None, Some(FlatData(data))) => {
             if data.len() != expected {
                 return Err(format!(
-                    "input {:?}: shape {:?} holds {expected} elements, data has {}",
-                    input.name,
+                    "input {}: shape {:?} holds {expected} elements, data has {}",
+                    quoted(&input.name),
                     input.shape,
                     data.len()
                 ));
@@ -287,18 +290,19 @@ pub fn rows(input: &InferInput, instance: &[usize], binary: Option<&[u8]>) -> Re
                 && data.iter().any(|v| v.fract() != 0.0)
             {
                 return Err(format!(
-                    "input {:?}: {} data must be integers",
-                    input.name, input.datatype
+                    "input {}: {} data must be integers",
+                    quoted(&input.name),
+                    input.datatype
                 ));
             }
             data.iter().map(|v| *v as f32).collect()
         }
-        (None, None) => return Err(format!("input {:?} has no data", input.name)),
+        (None, None) => return Err(format!("input {} has no data", quoted(&input.name))),
     };
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
         return Err(format!(
-            "input {:?}: element {i} is not a finite number",
-            input.name
+            "input {}: element {i} is not a finite number",
+            quoted(&input.name)
         ));
     }
     Ok(Rows { values, n })

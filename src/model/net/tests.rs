@@ -285,6 +285,26 @@ fn preprocess_must_fit_the_inputs() {
 }
 
 #[test]
+fn duplicate_labels_are_refused_by_name() {
+    let base = r#"layers = [{type = "linear", in_features = 3, out_features = 3}]"#;
+    let e = seq(
+        Task::Classification,
+        &format!("{base}\n[preprocess]\nlabels = [\"a\", \"a\", \"b\"]"),
+        "[3]",
+    )
+    .unwrap_err()
+    .0;
+    assert!(e.contains(r#"preprocess.labels gives "a" twice"#), "{e}");
+    // A stored manifest with them does not validate either (it never loads).
+    let mut cfg = seq(Task::Classification, base, "[3]").unwrap();
+    cfg.preprocess = None;
+    let mut manifest = crate::model::Manifest::new(cfg, "test");
+    manifest.labels = Some(vec!["x".into(), "y".into(), "x".into()]);
+    let e = manifest.validate().unwrap_err().0;
+    assert!(e.contains(r#"label "x" is given twice"#), "{e}");
+}
+
+#[test]
 fn layer_entries_round_trip_through_json() {
     let cfg = seq(
         Task::Regression,
