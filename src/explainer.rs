@@ -6,7 +6,8 @@
 //! tensor work cannot spread over the cores serving uses, and before every forward-
 //! and-backward pass it lets in-flight `/predict` rows finish first (up to
 //! [`MAX_YIELD`]): a prediction waits for at most one explain pass. A panic inside
-//! Burn fails that request (500) and the thread carries on.
+//! Burn fails that request (500) and the thread carries on. The process lifecycle
+//! owns the thread ([`ExplainerThread`]) and stops and joins it at shutdown.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -42,25 +43,49 @@ struct Job {
     reply: oneshot::Sender<Result<Vec<Explanation>, ExplainFailure>>,
 }
 
+enum Message {
+    Explain(Job),
+    /// Answer what is queued before it, then end.
+    Stop,
+}
+
 /// Handle to the explainer thread.
 #[derive(Clone)]
 pub struct Explainer {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Message>,
+}
+
+/// The explainer thread, owned by the process lifecycle.
+pub struct ExplainerThread {
+    tx: mpsc::Sender<Message>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ExplainerThread {
+    /// Lets the thread answer what is queued, then joins it. Blocks: call it off
+    /// the async runtime.
+    pub fn stop(self) {
+        let _ = self.tx.blocking_send(Message::Stop);
+        if self.thread.join().is_err() {
+            tracing::error!("the explainer thread panicked");
+        }
+    }
 }
 
 impl Explainer {
-    /// Starts the thread; it ends when every handle is dropped.
-    pub fn spawn(capacity: usize, serving: Batcher) -> std::io::Result<Self> {
-        let (tx, mut rx) = mpsc::channel::<Job>(capacity.max(1));
+    /// Starts the thread; it ends at [`ExplainerThread::stop`] (or when every
+    /// handle is dropped).
+    pub fn spawn(capacity: usize, serving: Batcher) -> std::io::Result<(Self, ExplainerThread)> {
+        let (tx, mut rx) = mpsc::channel::<Message>(capacity.max(1));
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .thread_name(|_| "kiln-explain-pool".into())
             .build()
             .map_err(std::io::Error::other)?;
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("kiln-explain".into())
             .spawn(move || {
-                while let Some(job) = rx.blocking_recv() {
+                while let Some(Message::Explain(job)) = rx.blocking_recv() {
                     if job.reply.is_closed() {
                         continue; // the client has gone
                     }
@@ -84,7 +109,11 @@ impl Explainer {
                     let _ = job.reply.send(answer);
                 }
             })?;
-        Ok(Self { tx })
+        let owner = ExplainerThread {
+            tx: tx.clone(),
+            thread,
+        };
+        Ok((Self { tx }, owner))
     }
 
     /// Queues an explanation of `request` by `model`; waits for the answer.
@@ -95,11 +124,11 @@ impl Explainer {
     ) -> Result<Vec<Explanation>, ExplainFailure> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .try_send(Job {
+            .try_send(Message::Explain(Job {
                 model,
                 request,
                 reply,
-            })
+            }))
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => ExplainFailure::QueueFull,
                 mpsc::error::TrySendError::Closed(_) => ExplainFailure::Stopped,

@@ -9,7 +9,9 @@
 //! - [`cli`]: the command line (`serve`, `import`, `train`, `predict`); `main.rs` only
 //!   calls it.
 //! - [`config`]: one [`config::Config`] from file, environment and flags, validated.
-//! - [`app`]: wires the subsystems, serves HTTP, shuts down in order.
+//! - [`app`]: starts the subsystems into one value that owns every thread and task,
+//!   serves HTTP, and shuts down in the order [`app::lifecycle`] writes down, joining
+//!   each.
 //! - [`server`]: the accept loop (header timeouts, bounded graceful shutdown).
 //! - [`api`]: the axum router, handlers (`/predict`, `/train`, `/models`, health, the
 //!   Open Inference Protocol v2), the OpenAPI document, and the one error-to-status

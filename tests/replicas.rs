@@ -326,3 +326,27 @@ async fn feedback_on_one_replica_joins_predictions_logged_by_another(store: Back
     let report = get_json(&client, &b.url("/monitoring")).await;
     assert_eq!(report["versions"][0]["labelled"], 2, "{report}");
 }
+
+on_both_backends!(replicas_started_together_on_an_empty_store_make_one_default_model);
+async fn replicas_started_together_on_an_empty_store_make_one_default_model(store: Backing) {
+    let client = reqwest::Client::new();
+    // Each replica finds the store empty and trains the default model; one writes
+    // it, and the other serves that one.
+    let (a, b) = tokio::join!(
+        replica_on(&store, "replica-a"),
+        replica_on(&store, "replica-b")
+    );
+    assert_eq!(store.store().list().unwrap(), ["v1"], "one default model");
+    for p in [&a, &b] {
+        assert_eq!(serving(&client, p).await, "v1");
+        let models = get_json(&client, &p.url("/models")).await;
+        assert_eq!(models["versions"].as_array().unwrap().len(), 1, "{models}");
+        let r = client
+            .post(p.url("/predict"))
+            .json(&json!({"instances": [[5.1, 3.5, 1.4, 0.2]]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}

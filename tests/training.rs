@@ -717,6 +717,38 @@ async fn bad_training_requests_get_a_clear_4xx_and_write_nothing() {
     server.stop().await.unwrap();
 }
 
+/// The audit's case: values near `f32`'s limit whose standardised form
+/// overflows. The job used to end "exited with code 0" (its epoch reports held
+/// NaN, which JSON writes as `null`) and leave a version with `val_loss: null`;
+/// now it fails with the reason, writes no version, and the server serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_finite_training_figures_fail_the_job_and_leave_no_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(train_config(dir.path())).await;
+    let before = versions(dir.path());
+    let csv = "a,target\n3e38,x\n-3e38,y\n3,x\n4,y\n5,x\n";
+    let id = submit(&server, json!({"dataset": {"csv": csv}, "epochs": 2})).await;
+    let job = wait_job(&server, &id).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains("too large to standardise") && error.contains("column \"a\""),
+        "{job}"
+    );
+    assert!(job["version"].is_null(), "{job}");
+    assert_eq!(versions(dir.path()), before, "no version was written");
+    let models = get(&server, "/models").await;
+    assert_eq!(models["versions"].as_array().unwrap().len(), before.len());
+    assert_eq!(
+        server
+            .predict(&json!([[5.1, 3.5, 1.4, 0.2]]))
+            .await
+            .status(),
+        200
+    );
+    server.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_records_a_running_job_as_interrupted() {
     let dir = tempfile::tempdir().unwrap();

@@ -237,7 +237,7 @@ impl From<TrainError> for ApiError {
             }
             TrainError::TooLarge(_) => Self::TooLarge(e.to_string()),
             TrainError::Cancelled => Self::Conflict(e.to_string()),
-            TrainError::Diverged(_) => Self::Unprocessable(e.to_string()),
+            TrainError::Diverged { .. } => Self::Unprocessable(e.to_string()),
             TrainError::Store(_) => Self::Internal(e.to_string()),
         }
     }

@@ -88,6 +88,9 @@ pub struct Shared {
     pub monitor: Arc<crate::monitoring::Monitor>,
     /// Canary and shadow routes.
     pub routing: Arc<crate::serving::routing::Routing>,
+    /// Work a request leaves running after its answer (a shadow mirror): shutdown
+    /// waits for it before the batcher closes.
+    pub after_reply: tokio_util::task::TaskTracker,
 }
 
 /// Every route, with the middleware stack.

@@ -64,7 +64,7 @@ pub async fn compute(
                     logged,
                     sampled,
                 };
-                tokio::spawn(mirror.run());
+                state.after_reply.spawn(mirror.run());
             }
             None => state.monitor.record(logged),
         }

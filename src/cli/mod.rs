@@ -224,8 +224,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("binding {}", config.server.listen))?;
         crate::app::run(config, listener, crate::app::shutdown_signal()).await
     });
-    // Background work (a store poll, a heartbeat write) is not waited for: the
-    // process exits right after "shut down cleanly".
+    // `run` has joined every thread and task kiln started; what may be left is a
+    // blocking call of a request that `server.shutdown_timeout_ms` cut off.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     result
 }

@@ -6,9 +6,11 @@
 //! entry (counted). The writer gathers entries into a segment and writes it whole
 //! (temp, fsync, rename; never appended to, so an object store can hold it too)
 //! when it reaches `monitoring.segment_bytes` or `monitoring.flush_interval_ms`
-//! passes. Past `monitoring.max_log_bytes` the oldest segments of this replica are
-//! removed. A write that fails (a full disk) drops that segment, logs an error and
-//! counts it; serving never notices.
+//! passes. At shutdown [`LogWriter::close`] has it write everything queued, then
+//! joins it: an entry queued before shutdown is never lost. Past
+//! `monitoring.max_log_bytes` the oldest segments of this replica are removed. A
+//! write that fails (a full disk) drops that segment, logs an error and counts it;
+//! serving never notices.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
@@ -74,6 +76,8 @@ enum Message {
     Request(Box<Logged>),
     /// Write what is pending now, then say so (feedback for a fresh id asks this).
     Flush(tokio::sync::oneshot::Sender<()>),
+    /// Write everything queued and end (shutdown).
+    Close,
 }
 
 /// How often a busy writer drains its queue: it wakes per tick, not per request.
@@ -89,16 +93,35 @@ pub struct PredictionLog {
     metrics: Metrics,
 }
 
+/// The writer thread, owned by the process lifecycle.
+pub struct LogWriter {
+    tx: SyncSender<Message>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl LogWriter {
+    /// Has the writer write every entry queued before this call, then joins it.
+    /// Blocks (while the queue is full, and while the last segment is written).
+    pub fn close(self) {
+        // A full queue makes room as the writer drains it; a writer that has
+        // already ended (it panicked) refuses the send, and the join says so.
+        let _ = self.tx.send(Message::Close);
+        if self.thread.join().is_err() {
+            tracing::error!("the prediction log writer panicked");
+        }
+    }
+}
+
 impl PredictionLog {
-    /// Starts the writer thread; it ends when every [`PredictionLog`] is dropped,
-    /// after writing what it holds.
+    /// Starts the writer thread; it ends at [`LogWriter::close`] (or when every
+    /// sender is dropped), after writing what it holds.
     pub fn start(
         store: Store,
         replica: &str,
         config: &MonitoringConfig,
         metrics: Metrics,
         drift: Arc<Mutex<drift::Window>>,
-    ) -> (Self, std::thread::JoinHandle<()>) {
+    ) -> std::io::Result<(Self, LogWriter)> {
         let (tx, rx) = std::sync::mpsc::sync_channel(config.log_queue);
         let queued = Arc::new(AtomicUsize::new(0));
         let writer = Writer {
@@ -110,17 +133,16 @@ impl PredictionLog {
             drift,
             queued: queued.clone(),
         };
-        let handle = std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("kiln-prediction-log".into())
-            .spawn(move || writer.run(rx))
-            .expect("spawning the prediction log writer");
+            .spawn(move || writer.run(rx))?;
         let log = Self {
-            tx,
+            tx: tx.clone(),
             queued,
             limit: config.log_queue,
             metrics,
         };
-        (log, handle)
+        Ok((log, LogWriter { tx, thread }))
     }
 
     /// Queues a sampled request for the log, or drops it (counted) when the
@@ -222,6 +244,8 @@ impl Writer {
                         self.take(*logged, &mut pending);
                     }
                     Message::Flush(done) => asked.push(done),
+                    // What was queued before it is taken: it comes after them.
+                    Message::Close => closed = true,
                 }
             }
             if closed || !asked.is_empty() || since.elapsed() >= self.flush_every {

@@ -77,28 +77,28 @@ pub struct VersionQuality {
 }
 
 impl Monitor {
-    /// Starts the log writer (when `sample_rate` is above 0); its thread ends once
-    /// the monitor is dropped.
+    /// Starts the log writer (when `sample_rate` is above 0); the lifecycle owns
+    /// its thread and closes it ([`log::LogWriter::close`]) at shutdown.
     pub fn start(
         store: Store,
         replica: &str,
         config: &MonitoringConfig,
         metrics: Metrics,
-    ) -> (Self, Option<std::thread::JoinHandle<()>>) {
+    ) -> std::io::Result<(Self, Option<log::LogWriter>)> {
         let drift = Arc::new(Mutex::new(drift::Window::new(
             config.drift_window,
             config.drift_min_samples,
             config.drift_threshold,
         )));
         let (log, writer) = if config.sample_rate > 0.0 {
-            let (log, handle) = PredictionLog::start(
+            let (log, writer) = PredictionLog::start(
                 store.clone(),
                 replica,
                 config,
                 metrics.clone(),
                 drift.clone(),
-            );
-            (Some(log), Some(handle))
+            )?;
+            (Some(log), Some(writer))
         } else {
             (None, None)
         };
@@ -120,7 +120,7 @@ impl Monitor {
             labelled: AtomicU64::new(0),
             shadow: Mutex::new(None),
         };
-        (monitor, writer)
+        Ok((monitor, writer))
     }
 
     /// Whether the next request goes to the log: a deterministic spread at

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::Monitor;
 use super::feedback::{self, Labelled};
@@ -43,12 +44,13 @@ pub struct Deps {
     pub routing: Arc<Routing>,
 }
 
-/// Starts the policy task (when `retrain.enabled`); it ends with `stop`.
-pub fn spawn(deps: Deps, stop: CancellationToken) {
+/// Starts the policy task (when `retrain.enabled`) on `tracker`; it ends with
+/// `stop`, after the check under way.
+pub fn spawn(deps: Deps, stop: CancellationToken, tracker: &TaskTracker) {
     if !deps.config.retrain.enabled {
         return;
     }
-    tokio::spawn(async move {
+    tracker.spawn(async move {
         let mut policy = Policy {
             deps: Arc::new(deps),
             fired: HashMap::new(),

@@ -49,8 +49,8 @@ impl From<StoreError> for ManageError {
     }
 }
 
-/// The store-wide lock promotions and deletions take.
-const MODELS_LOCK: &str = "models";
+/// The store-wide lock promotions, deletions and the first version take.
+pub(super) const MODELS_LOCK: &str = "models";
 
 /// Versions kept loaded: the active one, the previous one, and on-demand ones.
 const MAX_WARM: usize = 4;
@@ -64,6 +64,8 @@ enum Command {
     Delete(String, Reply<()>),
     Get(String, Reply<Arc<LoadedModel>>),
     Sync(Reply<bool>),
+    /// Finish the commands asked for before, then end (shutdown).
+    Stop,
 }
 
 /// Handle to the model manager thread.
@@ -72,18 +74,36 @@ pub struct Models {
     tx: mpsc::Sender<Command>,
 }
 
+/// The model manager thread, owned by the process lifecycle.
+pub struct ManagerThread {
+    tx: mpsc::Sender<Command>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ManagerThread {
+    /// Lets the manager finish what it was asked before, then joins it. Blocks:
+    /// call it off the async runtime.
+    pub fn stop(self) {
+        let _ = self.tx.blocking_send(Command::Stop);
+        if self.thread.join().is_err() {
+            tracing::error!("the model manager thread panicked");
+        }
+    }
+}
+
 impl Models {
-    /// Starts the manager thread; it stops when every handle is dropped. Versions
-    /// are warmed up as `warm` says before they serve.
+    /// Starts the manager thread; it ends at [`ManagerThread::stop`] (or when
+    /// every handle is dropped). Versions are warmed up as `warm` says before they
+    /// serve.
     pub fn spawn(
         store: Store,
         device: Device,
         warm: WarmUp,
         bootstrap: swap::Bootstrap,
         active: ActiveModel,
-    ) -> std::io::Result<Self> {
+    ) -> std::io::Result<(Self, ManagerThread)> {
         let (tx, rx) = mpsc::channel(16);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("kiln-models".into())
             .spawn(move || {
                 Manager {
@@ -98,7 +118,11 @@ impl Models {
                 }
                 .run(rx)
             })?;
-        Ok(Self { tx })
+        let owner = ManagerThread {
+            tx: tx.clone(),
+            thread,
+        };
+        Ok((Self { tx }, owner))
     }
 
     /// Loads and publishes the active version (an empty store gets the default model).
@@ -196,6 +220,7 @@ impl Manager {
                 Command::Sync(reply) => {
                     let _ = reply.send(self.sync());
                 }
+                Command::Stop => return,
             }
         }
     }

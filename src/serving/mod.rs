@@ -12,4 +12,4 @@ pub mod swap;
 pub mod watch;
 
 pub use handle::ActiveModel;
-pub use manager::{ManageError, Models};
+pub use manager::{ManageError, ManagerThread, Models};

@@ -3,6 +3,7 @@
 
 use burn::prelude::Device;
 
+use super::manager::MODELS_LOCK;
 use crate::model::{LoadedModel, Manifest, Net};
 use crate::registry::{ActiveRecord, Store, StoreError};
 
@@ -26,28 +27,45 @@ pub fn load_active(
                 other => other,
             };
         }
-        None => {
-            let version = match store.list()?.pop() {
-                Some(newest) => {
-                    tracing::warn!(
-                        version = newest,
-                        "no active version recorded; activating the newest"
-                    );
-                    newest
-                }
-                None => {
-                    tracing::info!(
-                        "empty model store: training the default model (iris classifier)"
-                    );
-                    let (manifest, net) = bootstrap();
-                    store.create_version(&manifest, &net)?
-                }
-            };
-            store.set_active(&version)?;
-            version
-        }
+        None => first_version(store, bootstrap)?,
     };
     load_warm(store, &version, device, warm)
+}
+
+/// The version a store without an active record starts with: its newest, or on
+/// an empty store the default model. Replicas starting together on one store all
+/// get here: the record is written under the store-wide lock promotions take, and
+/// only if no other replica wrote one first, so the store gets one default model
+/// (each replica may train one, outside the lock; all but the first discard it).
+fn first_version(store: &Store, bootstrap: Bootstrap) -> Result<String, StoreError> {
+    let trained = store.list()?.is_empty().then(|| {
+        tracing::info!("empty model store: training the default model (iris classifier)");
+        bootstrap()
+    });
+    store.locked(MODELS_LOCK, || {
+        if let Some(record) = store.active()? {
+            tracing::info!(
+                version = record.version,
+                "another replica made the store's first version; serving it"
+            );
+            return Ok(record.version);
+        }
+        let version = match store.list()?.pop() {
+            Some(newest) => {
+                tracing::warn!(
+                    version = newest,
+                    "no active version recorded; activating the newest"
+                );
+                newest
+            }
+            None => {
+                let (manifest, net) = trained.unwrap_or_else(bootstrap);
+                store.create_version(&manifest, &net)?
+            }
+        };
+        store.set_active(&version)?;
+        Ok(version)
+    })
 }
 
 /// The active record names a version that is gone or unusable: serve `previous`,

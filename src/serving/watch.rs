@@ -10,22 +10,24 @@
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::{ActiveModel, Models};
 use crate::registry::Store;
 
-/// Starts the watch; it ends when `stop` is cancelled.
+/// Starts the watch on `tracker`; it ends when `stop` is cancelled.
 pub fn spawn(
     store: Store,
     models: Models,
     active: ActiveModel,
     interval: Duration,
     stop: CancellationToken,
+    tracker: &TaskTracker,
 ) {
     if interval.is_zero() {
         return;
     }
-    tokio::spawn(async move {
+    tracker.spawn(async move {
         // The tag this replica last caught up with; until then every tick reads.
         let mut seen: Option<crate::registry::Tag> = None;
         let mut tick = tokio::time::interval(interval);

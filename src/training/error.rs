@@ -24,8 +24,12 @@ pub enum TrainError {
     /// Stopped by a cancel.
     #[error("cancelled")]
     Cancelled,
-    #[error("training diverged at epoch {0}: the loss is not finite (try a smaller learning rate)")]
-    Diverged(usize),
+    /// A loss or metric of an epoch is not finite (NaN or infinite): the job
+    /// fails and writes no version.
+    #[error(
+        "training diverged: the {what} is not finite at epoch {epoch} (try a smaller learning rate, or rescale the data)"
+    )]
+    Diverged { epoch: usize, what: &'static str },
     /// The store or the device failed (a server fault, not the recipe's).
     #[error("{0}")]
     Store(String),

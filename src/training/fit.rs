@@ -161,6 +161,28 @@ pub fn resolve_net(
     Ok(net)
 }
 
+/// Refuses rows whose standardised values overflow `f32` (values near its limit
+/// in a column whose spread is as large): they could only train to a non-finite
+/// loss. `raw` is the data before standardising, `x` and `y` after.
+fn check_scaled(raw: &Dataset, x: &[f32], y: &[f32]) -> Result<(), TrainError> {
+    let too_large = |what: String| {
+        TrainError::Data(DataError::Value(format!(
+            "{what} is too large to standardise (it overflows 32-bit floats); rescale the column"
+        )))
+    };
+    if let Some(k) = x.iter().position(|v| !v.is_finite()) {
+        let column = &raw.features[k % raw.width().max(1)];
+        return Err(too_large(format!(
+            "column {column:?}: the value {}",
+            raw.x[k]
+        )));
+    }
+    if let Some(k) = y.iter().position(|v| !v.is_finite()) {
+        return Err(too_large(format!("the target value {}", raw.y[k])));
+    }
+    Ok(())
+}
+
 /// What the caller hears from the loop, and how it steers it.
 pub trait Observer {
     /// Called before every batch (it may pause there); `true` stops the run
@@ -208,6 +230,8 @@ pub fn fit(
     };
     let (train_x, train_y) = prepare(&train);
     let (val_x, val_y) = prepare(&validation);
+    check_scaled(&train, &train_x, &train_y)?;
+    check_scaled(&validation, &val_x, &val_y)?;
 
     let eval_device = device.clone();
     let device = device.clone().autodiff();
@@ -254,7 +278,10 @@ pub fn fit(
         let train_seconds = started.elapsed().as_secs_f64();
         let train_loss = loss_sum / train.len() as f64;
         if !train_loss.is_finite() {
-            return Err(TrainError::Diverged(epoch));
+            return Err(TrainError::Diverged {
+                epoch,
+                what: "training loss",
+            });
         }
         let valid = net.valid();
         let judge = Judge {
@@ -266,6 +293,19 @@ pub fn fit(
         };
         let (val_loss, val_metric, val_rmse) =
             evaluate(&valid, &eval_device, &val_x, &val_y, &judge);
+        // A non-finite figure would be no version's score (and JSON has no NaN).
+        if !val_loss.is_finite() {
+            return Err(TrainError::Diverged {
+                epoch,
+                what: "validation loss",
+            });
+        }
+        if !val_metric.is_finite() || val_rmse.is_some_and(|r| !r.is_finite()) {
+            return Err(TrainError::Diverged {
+                epoch,
+                what: "validation metric",
+            });
+        }
         let seconds = started.elapsed().as_secs_f64();
         let report = EpochReport {
             epoch,

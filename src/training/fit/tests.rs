@@ -186,3 +186,58 @@ fn the_fused_adam_step_matches_burns_adam_and_adamw() {
         }
     }
 }
+
+/// Fits `csv` (`a,target`) with its last `validation_last` rows as the validation
+/// set.
+fn fit_last(csv: &str, task: Task, validation_last: usize) -> Result<FitOutcome, TrainError> {
+    let data = Dataset::prepare(RawTable::from_csv(csv, "target").unwrap(), Some(task)).unwrap();
+    let s = spec(
+        serde_json::json!({"hidden": [8]}),
+        serde_json::json!({"validation_last": validation_last}),
+    );
+    let net = resolve_net(&s, &data, None).unwrap();
+    fit(&data, &s, net, &Device::flex(), &mut Quiet)
+}
+
+#[test]
+fn values_that_overflow_once_standardised_are_refused_up_front() {
+    // Fitted on the first four rows, the last one standardises past f32's limit.
+    let csv = "a,target\n-3e38,y\n3,x\n4,y\n5,x\n3e38,x\n";
+    let Err(e) = fit_last(csv, Task::Classification, 1) else {
+        panic!("trained on values that overflow");
+    };
+    let text = e.to_string();
+    assert!(matches!(e, TrainError::Data(_)), "{text}");
+    assert!(
+        text.contains("column \"a\"") && text.contains("too large to standardise"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_validation_loss_that_is_not_finite_fails_the_fit() {
+    // Small training rows; one validation row far outside them, whose squared
+    // error overflows while every training figure stays finite.
+    let mut csv = String::from("a,target\n");
+    for i in 0..30 {
+        csv += &format!("{},{}\n", i % 5, i % 3);
+    }
+    csv += "1e30,1\n";
+    let Err(e) = fit_last(&csv, Task::Regression, 1) else {
+        panic!("a non-finite validation loss was kept");
+    };
+    assert!(
+        matches!(
+            e,
+            TrainError::Diverged {
+                epoch: 1,
+                what: "validation loss"
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("validation loss is not finite at epoch 1")
+    );
+}

@@ -6,13 +6,16 @@
 //! memory, panics or hangs ends as a `failed` record while serving goes on. Every
 //! state change (and progress, at most once a second) is written to
 //! `<store>/jobs/<id>.json` by this process alone; at startup, records left
-//! `queued` or `running` by a dead process read `interrupted`.
+//! `queued` or `running` by a dead process read `interrupted`. The process
+//! lifecycle owns the trainer's threads ([`TrainerThreads`]) and stops them at
+//! shutdown.
 
 pub mod process;
 mod protocol;
 mod record;
 mod supervisor;
 mod table;
+mod threads;
 mod trainer;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -21,15 +24,14 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use super::evaluate;
 use super::input::JobInput;
-use crate::config::{BackendKind, Config};
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::registry::Store;
 use crate::serving::Models;
+use record::now_ms;
 pub use record::{JobError, JobRecord, JobState, Owner, Submission};
-use record::{me_started_ms, now_ms};
-use supervisor::Spawner;
 use table::Staged;
-use trainer::Runner;
+pub use threads::TrainerThreads;
 
 struct Job {
     record: JobRecord,
@@ -89,81 +91,6 @@ pub struct TrainerDeps {
 }
 
 impl Trainer {
-    /// Reads the job records (marking those a dead process left behind as
-    /// interrupted) and starts the trainer thread.
-    pub fn start(deps: TrainerDeps) -> std::io::Result<Self> {
-        let t = &deps.config.training;
-        let exe = match &t.worker_exe {
-            Some(exe) => exe.clone(),
-            None => std::env::current_exe()?,
-        };
-        let spawner = Spawner {
-            exe,
-            max_memory_mb: t.max_memory_mb,
-            cap_memory: deps.config.training_backend() == BackendKind::Cpu,
-            low_priority: t.low_priority,
-            grace: std::time::Duration::from_millis(t.cancel_grace_ms),
-        };
-        let (max_queued, max_kept) = (t.max_queued_jobs, t.max_jobs_kept);
-        let heartbeat_timeout_ms = t.heartbeat_timeout_ms;
-        let interval = std::time::Duration::from_millis(t.heartbeat_interval_ms);
-        let owner = Owner::me();
-        me_started_ms();
-        let shared = Arc::new(Shared {
-            jobs: Mutex::new(BTreeMap::new()),
-            written: Mutex::new(std::collections::HashMap::new()),
-            queue: Mutex::new(Some(VecDeque::new())),
-            queued: Condvar::new(),
-            max_queued,
-            max_kept,
-            store: deps.store.clone(),
-            metrics: deps.metrics.clone(),
-            owner,
-            heartbeat_timeout_ms,
-            backend: deps.config.training_backend().name(),
-            stopping: AtomicBool::new(false),
-            restored: Mutex::new([0; 6]),
-        });
-        let mut runner = Runner {
-            shared: shared.clone(),
-            models: deps.models,
-            spawner,
-            config: deps.config,
-            last_metrics_job: None,
-        };
-        let beat = Arc::downgrade(&shared);
-        std::thread::Builder::new()
-            .name("kiln-heartbeat".into())
-            .spawn(move || {
-                // Ends with the trainer (when the last handle is dropped). Beats at a
-                // fixed rate: the time spent writing does not stretch the interval.
-                let mut next = std::time::Instant::now();
-                while let Some(shared) = beat.upgrade() {
-                    shared.heartbeat();
-                    shared.take_cancels();
-                    drop(shared);
-                    next += interval;
-                    let now = std::time::Instant::now();
-                    if next < now {
-                        next = now;
-                    }
-                    std::thread::sleep(next - now);
-                }
-            })?;
-        std::thread::Builder::new()
-            .name("kiln-trainer".into())
-            .spawn(move || {
-                // Off the start-up path: on a bucket these are requests per record.
-                runner.shared.sweep_orphans();
-                runner.shared.prune();
-                runner.shared.count_states();
-                while let Some(job) = runner.shared.next_job() {
-                    runner.run(job);
-                }
-            })?;
-        Ok(Self { shared })
-    }
-
     /// Whether a job would be admitted now (checked before a body is read; the
     /// submission checks again).
     pub fn has_room(&self) -> bool {
@@ -281,43 +208,6 @@ impl Trainer {
         // Submission order.
         all.sort_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms).then(a.id.cmp(&b.id)));
         all
-    }
-
-    /// Stops this replica's jobs for shutdown: queued ones and the running one (within
-    /// one batch) are recorded as `interrupted`. Waits up to `grace` for the running
-    /// job to stop, so its record is written before the process exits.
-    pub fn shutdown(&self, grace: std::time::Duration) {
-        self.shared.stopping.store(true, Ordering::Relaxed);
-        // The trainer thread ends after the running job.
-        *self.shared.queue_lock() = None;
-        self.shared.queued.notify_all();
-        let mut staged = Vec::new();
-        for job in self.shared.lock().values_mut() {
-            if job.record.state.is_finished() {
-                continue;
-            }
-            job.cancel.store(true, Ordering::Relaxed);
-            if job.record.state == JobState::Queued {
-                job.record.state = JobState::Interrupted;
-                job.record.finished_at_ms = Some(now_ms());
-                job.record.error = Some("the server shut down before this job ran".into());
-                self.shared.metrics.train_job_finished("interrupted");
-                staged.push(Staged::of(job));
-            }
-        }
-        for copy in staged {
-            self.shared.write(copy);
-        }
-        let deadline = std::time::Instant::now() + grace;
-        while std::time::Instant::now() < deadline
-            && self
-                .shared
-                .lock()
-                .values()
-                .any(|j| j.record.state == JobState::Running)
-        {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
     }
 
     /// Cancels a job: a queued one at once, a running one within one batch.

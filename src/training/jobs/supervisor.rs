@@ -68,17 +68,18 @@ impl Spawner {
             std::thread::spawn(move || {
                 let mut out = BufReader::new(out);
                 loop {
-                    match read_line(&mut out, MAX_EVENT_LINE) {
-                        Ok(Some(line)) => match serde_json::from_str::<Event>(&line) {
-                            Ok(e) => {
-                                if tx.send(e).is_err() {
-                                    break;
-                                }
-                            }
-                            Err(e) => tracing::warn!(error = %e, "an unreadable worker event"),
-                        },
+                    let event = match read_line(&mut out, MAX_EVENT_LINE) {
+                        Ok(Some(line)) => {
+                            serde_json::from_str::<Event>(&line).map_err(|e| e.to_string())
+                        }
                         Ok(None) => break,
-                        Err(e) => tracing::warn!(error = %e, "an unreadable worker event"),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if let Err(e) = &event {
+                        tracing::warn!(error = %e, "an unreadable worker event");
+                    }
+                    if tx.send(event).is_err() {
+                        break;
                     }
                 }
             })
@@ -91,11 +92,14 @@ impl Spawner {
         }
 
         let mut last = None;
+        // The last event that could not be read: the reason, if no verdict came.
+        let mut unreadable = None;
         let mut terminated: Option<Instant> = None;
         loop {
             match events.recv_timeout(TICK) {
-                Ok(Event::Epoch { report, .. }) => on_epoch(&report),
-                Ok(e) => last = Some(e),
+                Ok(Ok(Event::Epoch { report, .. })) => on_epoch(&report),
+                Ok(Ok(e)) => last = Some(e),
+                Ok(Err(e)) => unreadable = Some(e),
                 Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -131,6 +135,10 @@ impl Spawner {
             (Some(Event::Cancelled { .. }), _) => Ending::Cancelled,
             (_, Ok(_)) if terminated.is_some() => Ending::Cancelled,
             (Some(Event::Failed { error, .. }), _) => Ending::Failed(error),
+            (_, Ok(status)) if status.success() && unreadable.is_some() => Ending::Failed(format!(
+                "the worker's verdict could not be read (an unreadable event: {})",
+                unreadable.unwrap_or_default()
+            )),
             (_, Ok(status)) => Ending::Failed(self.reason(status, &tail)),
             (_, Err(e)) => Ending::Failed(format!("waiting for the worker failed: {e}")),
         }
