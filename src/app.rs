@@ -25,6 +25,7 @@ use crate::explainer::Explainer;
 use crate::metrics::Metrics;
 use crate::monitoring::Monitor;
 use crate::registry::Store;
+use crate::serving::infer::{Inference, Limits};
 use crate::serving::{ActiveModel, Models};
 use crate::training::jobs::{Trainer, TrainerDeps};
 
@@ -119,6 +120,15 @@ pub async fn run(
     let replica = crate::training::jobs::Owner::me().tag();
     let (monitor, _log_writer) =
         Monitor::start(store.clone(), &replica, &config.monitoring, metrics.clone());
+    let monitor = Arc::new(monitor);
+    let inference = Inference::new(
+        batcher.clone(),
+        model.clone(),
+        models.routes().clone(),
+        monitor.clone(),
+        explainer.clone(),
+        Limits::from(&*config),
+    );
     let state = AppState::new(Shared {
         config: config.clone(),
         batcher: batcher.clone(),
@@ -133,8 +143,8 @@ pub async fn run(
         train_parses: Arc::new(tokio::sync::Semaphore::new(
             crate::api::train::MAX_CONCURRENT_SUBMISSIONS,
         )),
-        monitor: Arc::new(monitor),
-        routing: Arc::default(),
+        monitor,
+        inference,
     });
     crate::monitoring::retrain::spawn(
         crate::monitoring::retrain::Deps {
@@ -144,7 +154,6 @@ pub async fn run(
             store: state.store.clone(),
             model: state.model.clone(),
             models: state.models.clone(),
-            routing: state.routing.clone(),
         },
         draining.clone(),
     );
