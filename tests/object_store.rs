@@ -263,6 +263,7 @@ async fn an_unreachable_object_store_stops_promotions_not_serving() {
         (DOWN, "dropping connections"),
     ] {
         proxy.set(mode);
+        let mut id = String::new();
         for _ in 0..20 {
             let r = client
                 .post(p.url("/predict"))
@@ -271,6 +272,38 @@ async fn an_unreachable_object_store_stops_promotions_not_serving() {
                 .await
                 .unwrap();
             assert_eq!(r.status(), 200, "{what}: serving must go on");
+            id = r.json::<Value>().await.unwrap()["prediction_ids"][0]
+                .as_str()
+                .unwrap()
+                .to_string();
+        }
+        // Feedback and training need the store: a 503 that names it, within
+        // about one store timeout (before, a 500 after two and a 202 for a job
+        // that then failed).
+        for (path, body) in [
+            (
+                "/feedback",
+                json!({"items": [{"prediction_id": id, "target": "setosa"}]}),
+            ),
+            (
+                "/train",
+                json!({"dataset": {"path": "iris.csv"}, "epochs": 1}),
+            ),
+        ] {
+            let started = Instant::now();
+            let r = client.post(p.url(path)).json(&body).send().await.unwrap();
+            let (status, took) = (r.status(), started.elapsed());
+            let error = r.json::<Value>().await.unwrap()["error"].to_string();
+            eprintln!("{what}: {path} answered {status} after {took:?}: {error}");
+            assert_eq!(status, 503, "{what}: {path}: {error}");
+            assert!(
+                error.contains("model store s3://kiln-test/models is unavailable"),
+                "{what}: {path}: {error}"
+            );
+            assert!(
+                took < Duration::from_millis(4500),
+                "{what}: {path}: {took:?}"
+            );
         }
         let started = Instant::now();
         let r = client

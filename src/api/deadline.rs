@@ -11,11 +11,9 @@
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName};
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::ApiError;
-use crate::batching::{Answer, PredictError};
 
 /// The header a client sets its timeout with, in milliseconds.
 pub const TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-kiln-timeout-ms");
@@ -36,14 +34,8 @@ fn reply_margin(timeout: Duration) -> Duration {
 #[derive(Debug, Clone, Copy)]
 pub struct Arrival(pub Instant);
 
-/// A request's two deadlines.
-#[derive(Debug, Clone, Copy)]
-pub struct Deadline {
-    /// Its rows must be computed by then, or they are not computed at all.
-    pub compute_by: Instant,
-    /// The client gets its answer by then, or a 504.
-    pub answer_by: Instant,
-}
+/// A request's two deadlines (the inference service's type: it waits on them).
+pub use crate::serving::infer::Deadline;
 
 /// The deadline of a request that arrived at `arrival`: the header's timeout, else
 /// `fallback` (the protocol's own field, or the configured default).
@@ -94,16 +86,4 @@ fn checked(timeout: Duration, name: &str) -> Result<Duration, ApiError> {
         )));
     }
     Ok(timeout)
-}
-
-/// Waits for a queued request's answer until its deadline; past it, 504.
-pub async fn answer(
-    rx: oneshot::Receiver<Result<Answer, PredictError>>,
-    deadline: Deadline,
-) -> Result<Answer, ApiError> {
-    match tokio::time::timeout_at(deadline.answer_by, rx).await {
-        Ok(Ok(answer)) => Ok(answer?),
-        Ok(Err(_)) => Err(ApiError::NotReady("the server is shutting down".into())),
-        Err(_) => Err(PredictError::DeadlineExceeded.into()),
-    }
 }

@@ -8,8 +8,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::batching::{PredictError, RETRY_AFTER, SubmitError};
+use crate::explainer::ExplainFailure;
 use crate::metrics::RejectReason;
+use crate::monitoring::join::FeedbackError;
 use crate::serving::ManageError;
+use crate::serving::infer::InferError;
 use crate::training::error::TrainError;
 use crate::training::jobs::JobError;
 
@@ -190,7 +193,11 @@ impl From<ManageError> for ApiError {
             ManageError::Unusable { .. }
             | ManageError::IsActive(_)
             | ManageError::NoPrevious
-            | ManageError::PreviousGone(_) => Self::Conflict(e.to_string()),
+            | ManageError::PreviousGone(_)
+            | ManageError::RouteToActive(_)
+            | ManageError::Incompatible { .. }
+            | ManageError::RoutedElsewhere { .. } => Self::Conflict(e.to_string()),
+            ManageError::BadPercent(_) => Self::Unprocessable(e.to_string()),
             ManageError::Stopped => Self::NotReady(e.to_string()),
             ManageError::Store(
                 crate::registry::StoreError::Busy(_) | crate::registry::StoreError::Conflict(_),
@@ -199,6 +206,43 @@ impl From<ManageError> for ApiError {
                 Self::StoreUnavailable(e.to_string())
             }
             ManageError::Store(_) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<InferError> for ApiError {
+    fn from(e: InferError) -> Self {
+        match e {
+            InferError::NoRows
+            | InferError::Steps { .. }
+            | InferError::ZeroTopK
+            | InferError::TopKOnRegression(_)
+            | InferError::Invalid(_) => Self::Unprocessable(e.to_string()),
+            InferError::TooManyRows { .. } | InferError::TooManyToExplain { .. } => {
+                Self::TooLarge(e.to_string())
+            }
+            InferError::NoModel | InferError::ShuttingDown => Self::NotReady(e.to_string()),
+            InferError::Submit(e) => e.into(),
+            InferError::Predict(e) => e.into(),
+            InferError::Explain(e) => match e {
+                ExplainFailure::Invalid(e) => Self::Unprocessable(e.to_string()),
+                ExplainFailure::QueueFull => Self::QueueFull,
+                ExplainFailure::Stopped => Self::NotReady(e.to_string()),
+                ExplainFailure::Compute => Self::Internal(e.to_string()),
+            },
+        }
+    }
+}
+
+impl From<FeedbackError> for ApiError {
+    fn from(e: FeedbackError) -> Self {
+        match e {
+            FeedbackError::Empty | FeedbackError::BadId { .. } | FeedbackError::Invalid { .. } => {
+                Self::Unprocessable(e.to_string())
+            }
+            FeedbackError::TooMany { .. } => Self::TooLarge(e.to_string()),
+            FeedbackError::Store(e) => e.into(),
+            FeedbackError::Task(_) => Self::Internal(e.to_string()),
         }
     }
 }

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::instances::Instances;
 use super::{ApiError, ApiJson, AppState, MODEL_VERSION_HEADER, auth};
-use crate::explainer::ExplainFailure;
-use crate::model::explain::{Explanation, Method, Request};
+use crate::model::explain::{Explanation, Method};
+use crate::serving::infer::{ExplainQuery, Explained};
 
 fn default_steps() -> usize {
     32
@@ -67,49 +67,19 @@ pub async fn explain(
     body: Result<ApiJson<ExplainRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let ApiJson(body) = body?;
-    let limits = &state.config.explain;
-    let n = body.instances.rows;
-    if n == 0 {
-        return Err(ApiError::Unprocessable(
-            "\"instances\" must hold at least one row".into(),
-        ));
-    }
-    if n > limits.max_rows {
-        return Err(ApiError::TooLarge(format!(
-            "{n} instances in one request; the limit is {} (explain.max_rows)",
-            limits.max_rows
-        )));
-    }
-    if body.steps == 0 || body.steps > limits.max_steps {
-        return Err(ApiError::Unprocessable(format!(
-            "steps must be between 1 and {} (explain.max_steps), got {}",
-            limits.max_steps, body.steps
-        )));
-    }
-    let model = state
-        .model
-        .current()
-        .ok_or_else(|| ApiError::NotReady("no model is loaded yet".into()))?;
-    let values = body.instances.check(&model)?;
-    let request = Request {
-        rows: values,
-        n,
-        method: body.method,
-        steps: body.steps,
-        baseline: body.baseline,
-        target: body.target,
-    };
-    let version = model.version().to_string();
-    let explanations = state
-        .explainer
-        .explain(model, request)
-        .await
-        .map_err(|e| match e {
-            ExplainFailure::Invalid(e) => ApiError::Unprocessable(e.to_string()),
-            ExplainFailure::QueueFull => ApiError::QueueFull,
-            ExplainFailure::Stopped => ApiError::NotReady(e.to_string()),
-            ExplainFailure::Compute => ApiError::Internal(e.to_string()),
-        })?;
+    let Explained {
+        version,
+        explanations,
+    } = state
+        .inference
+        .explain(ExplainQuery {
+            rows: body.instances.into(),
+            method: body.method,
+            steps: body.steps,
+            baseline: body.baseline,
+            target: body.target,
+        })
+        .await?;
     let mut response = Json(ExplainResponse {
         explanations,
         model_version: version.clone(),

@@ -6,6 +6,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use super::{ApiError, AppState};
+use crate::serving::routing::RouteKind;
 
 /// `GET /health/live`: the process is up and answering.
 #[utoipa::path(get, path = "/health/live", tag = "health",
@@ -51,7 +52,11 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiErr
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // The drift and route series are computed when scraped.
     state.monitor.drift();
-    let (canary, shadow) = (state.routing.canary.load(), state.routing.shadow.load());
+    let routing = state.models.routes();
+    let (canary, shadow) = (
+        routing.get(RouteKind::Canary),
+        routing.get(RouteKind::Shadow),
+    );
     let routes = [("canary", canary.as_ref()), ("shadow", shadow.as_ref())]
         .into_iter()
         .filter_map(|(name, r)| Some((name, r?.model.version(), r?.percent)));

@@ -17,8 +17,7 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Error, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::ApiError;
-use crate::model::LoadedModel;
+use crate::serving::infer::Rows;
 
 /// The most dimensions one instance may have.
 pub const MAX_DIMS: usize = 4;
@@ -34,31 +33,16 @@ pub struct Instances {
     pub shape: Vec<usize>,
 }
 
-impl Instances {
-    /// Checks the instances against `model` (width, nesting, input domain) and
-    /// returns their values.
-    pub fn check(self, model: &LoadedModel) -> Result<Vec<f32>, ApiError> {
-        let input_shape = model.manifest().net.input_shape();
-        if self.width != model.input_width() {
-            return Err(ApiError::Unprocessable(format!(
-                "instances have {} values; model version {} expects {} (input shape {input_shape:?})",
-                self.width,
-                model.version(),
-                model.input_width()
-            )));
+impl From<Instances> for Rows {
+    /// The parsed instances, for the inference service to check against the
+    /// version that computes them.
+    fn from(i: Instances) -> Self {
+        Rows {
+            values: i.values,
+            n: i.rows,
+            width: i.width,
+            shape: i.shape,
         }
-        if self.shape.len() > 1 && self.shape != input_shape {
-            return Err(ApiError::Unprocessable(format!(
-                "instances are nested as {:?}; model version {} takes {input_shape:?} (or flat arrays of {})",
-                self.shape,
-                model.version(),
-                model.input_width()
-            )));
-        }
-        model
-            .check_values(&self.values)
-            .map_err(ApiError::Unprocessable)?;
-        Ok(self.values)
     }
 }
 

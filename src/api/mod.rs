@@ -16,7 +16,6 @@ mod models;
 mod monitoring;
 mod predict;
 mod routing;
-mod submit;
 pub(crate) mod train;
 pub mod v2;
 
@@ -86,11 +85,11 @@ pub struct Shared {
     pub train_parses: Arc<tokio::sync::Semaphore>,
     /// Prediction ids, the prediction log, feedback and live quality.
     pub monitor: Arc<crate::monitoring::Monitor>,
-    /// Canary and shadow routes.
-    pub routing: Arc<crate::serving::routing::Routing>,
     /// Work a request leaves running after its answer (a shadow mirror): shutdown
     /// waits for it before the batcher closes.
     pub after_reply: tokio_util::task::TaskTracker,
+    /// What a prediction is: route choice, checks, ids, sampling, mirroring.
+    pub inference: crate::serving::infer::Inference,
 }
 
 /// Every route, with the middleware stack.

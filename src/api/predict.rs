@@ -1,5 +1,5 @@
-//! `POST /predict`: validate the instances, queue them for a batch, answer with the
-//! predictions and the version that computed them.
+//! `POST /predict`: parse the instances, ask the inference service, answer with the
+//! predictions, their ids and the version that computed them.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
@@ -9,9 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use super::instances::Instances;
 use super::{ApiError, ApiJson, AppState, MODEL_VERSION_HEADER, auth, deadline};
-use crate::batching::Work;
 use crate::model::Prediction;
 use crate::monitoring::ids::PredictionId;
+use crate::serving::infer::{Predicted, Query};
+
+/// The header naming a request's first prediction id.
+pub const PREDICTION_ID_HEADER: &str = "x-prediction-id";
 
 /// The request body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -67,30 +70,14 @@ pub async fn predict(
         let deadline =
             deadline::deadline(&headers, arrival, state.config.batching.default_timeout())?;
         let ApiJson(body) = body?;
-        let top_k = body.top_k;
-        if top_k == Some(0) {
-            return Err(ApiError::Unprocessable("top_k must be at least 1".into()));
-        }
-        if top_k.is_some()
-            && let Some(model) = state.model.current()
-            && model.manifest().net.task == crate::model::Task::Regression
-        {
-            return Err(ApiError::Unprocessable(format!(
-                "top_k ranks class labels; version {} is a regression model (drop top_k)",
-                model.version()
-            )));
-        }
-        let (rows, n, width) = validate(&state, body)?;
-        let work = Work {
-            rows,
-            n_rows: n,
-            width,
-            top_k,
-            model: None,
-            deadline: deadline.compute_by,
+        let query = Query {
+            rows: body.instances.into(),
+            top_k: body.top_k,
+            pinned: None,
+            deadline,
         };
-        let (answer, ids) = super::submit::compute(&state, work, deadline).await?;
-        let first = ids[..1.min(ids.len())].to_vec();
+        let Predicted { answer, ids } = state.inference.predict(query).await?;
+        let first = ids.first().copied();
         tracing::Span::current().record("model_version", &*answer.version);
         let mut response = Json(PredictResponse {
             predictions: answer.predictions,
@@ -98,7 +85,7 @@ pub async fn predict(
             model_version: answer.version.to_string(),
         })
         .into_response();
-        super::submit::name_prediction(&mut response, &first);
+        name_prediction(&mut response, first);
         if let Ok(v) = HeaderValue::from_str(&answer.version) {
             response.headers_mut().insert(MODEL_VERSION_HEADER, v);
         }
@@ -113,20 +100,9 @@ pub async fn predict(
     result
 }
 
-/// Checks the instances against the serving model; flattens them (the row limit is
-/// the batcher entry's, shared with OIP v2).
-fn validate(state: &AppState, body: PredictRequest) -> Result<(Vec<f32>, usize, usize), ApiError> {
-    let n = body.instances.rows;
-    if n == 0 {
-        return Err(ApiError::Unprocessable(
-            "\"instances\" must hold at least one row".into(),
-        ));
+/// Names the request's first prediction id in `response`'s headers.
+pub fn name_prediction(response: &mut Response, first: Option<PredictionId>) {
+    if let Some(v) = first.and_then(|id| HeaderValue::from_str(&id.to_string()).ok()) {
+        response.headers_mut().insert(PREDICTION_ID_HEADER, v);
     }
-    let model = state
-        .model
-        .current()
-        .ok_or_else(|| ApiError::NotReady("no model is loaded yet".into()))?;
-    let width = body.instances.width;
-    let values = body.instances.check(&model)?;
-    Ok((values, n, width))
 }

@@ -107,7 +107,7 @@ struct InstancesSource {
         (status = 415, description = "Not JSON", body = crate::api::error::ErrorBody),
         (status = 422, description = "A bad recipe or bad data", body = crate::api::error::ErrorBody),
         (status = 429, description = "The training queue is full", body = crate::api::error::ErrorBody),
-        (status = 503, description = "The trainer has stopped", body = crate::api::error::ErrorBody),
+        (status = 503, description = "The trainer has stopped, or the model store is unavailable (named)", body = crate::api::error::ErrorBody),
     ),
     security((), ("bearer" = [])))]
 pub async fn submit(
@@ -122,6 +122,10 @@ pub async fn submit(
     let record = {
         let state = state.clone();
         tokio::task::spawn_blocking(move || {
+            // A job needs the store for its record and its version: one that is
+            // unreachable is a 503 naming it now (within one store timeout), not
+            // a 202 for a job that then fails.
+            state.store.active_tag()?;
             let prepared = prepare(&state, body)?;
             Ok::<_, ApiError>(state.trainer.submit(prepared)?)
         })

@@ -20,6 +20,7 @@ use crate::explainer::Explainer;
 use crate::metrics::Metrics;
 use crate::monitoring::Monitor;
 use crate::registry::Store;
+use crate::serving::infer::{Inference, Limits};
 use crate::serving::{ActiveModel, Models};
 use crate::training::jobs::{Trainer, TrainerDeps};
 
@@ -116,6 +117,17 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
         draining.clone(),
         &watchers,
     );
+    let monitor = Arc::new(monitor);
+    let after_reply = TaskTracker::new();
+    let inference = Inference::new(
+        batcher.clone(),
+        model.clone(),
+        models.routes().clone(),
+        monitor.clone(),
+        explainer.clone(),
+        Limits::from(&*config),
+        after_reply.clone(),
+    );
     let state = AppState::new(Shared {
         config: config.clone(),
         batcher,
@@ -130,9 +142,9 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
         train_parses: Arc::new(tokio::sync::Semaphore::new(
             crate::api::train::MAX_CONCURRENT_SUBMISSIONS,
         )),
-        monitor: Arc::new(monitor),
-        routing: Arc::default(),
-        after_reply: TaskTracker::new(),
+        monitor,
+        after_reply,
+        inference,
     });
     crate::monitoring::retrain::spawn(
         crate::monitoring::retrain::Deps {
@@ -142,7 +154,6 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
             store: state.store.clone(),
             model: state.model.clone(),
             models: state.models.clone(),
-            routing: state.routing.clone(),
         },
         draining.clone(),
         &watchers,

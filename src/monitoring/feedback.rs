@@ -13,7 +13,7 @@ use super::log::{self, Entry};
 use super::quality::Outcome;
 use super::segments;
 use crate::model::{Manifest, Task};
-use crate::registry::Store;
+use crate::registry::{Store, StoreError};
 
 /// `POST /feedback`'s body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -62,12 +62,13 @@ pub struct Finder<'a> {
 }
 
 impl<'a> Finder<'a> {
-    pub fn new(store: &'a Store) -> Self {
-        Self {
+    /// Lists the log's segments; a store that cannot list them is an error.
+    pub fn try_new(store: &'a Store) -> Result<Self, StoreError> {
+        Ok(Self {
             store,
-            listing: segments::list(store, log::FOLDER),
+            listing: segments::try_list(store, log::FOLDER)?,
             read: HashMap::new(),
-        }
+        })
     }
 
     /// The logged entry of `id`, if a segment holds it.

@@ -1,13 +1,14 @@
 //! Monitoring: kiln watching its own answers. Every answered instance gets a
 //! prediction id ([`ids`]); a sample of them goes to the prediction log ([`log`]);
-//! labels sent back through `POST /feedback` are joined to them ([`feedback`]) and
-//! scored per version over a sliding window ([`quality`]).
+//! labels sent back through `POST /feedback` are joined to them ([`feedback`],
+//! [`join`]) and scored per version over a sliding window ([`quality`]).
 //!
 //! [`Monitor`] is the handle the HTTP layer holds.
 
 pub mod drift;
 pub mod feedback;
 pub mod ids;
+pub mod join;
 pub mod log;
 pub mod quality;
 pub mod retrain;

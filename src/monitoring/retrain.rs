@@ -25,7 +25,7 @@ use super::segments;
 use crate::config::{Config, Gate};
 use crate::model::{LoadedModel, Task};
 use crate::registry::Store;
-use crate::serving::routing::{Route, Routing};
+use crate::serving::routing::RouteKind;
 use crate::serving::{ActiveModel, Models};
 use crate::training::budget::Budget;
 use crate::training::input::{DataSource, JobInput};
@@ -41,7 +41,6 @@ pub struct Deps {
     pub store: Store,
     pub model: ActiveModel,
     pub models: Models,
-    pub routing: Arc<Routing>,
 }
 
 /// Starts the policy task (when `retrain.enabled`) on `tracker`; it ends with
@@ -135,14 +134,16 @@ impl Policy {
     /// Serves a held version as the configured shadow or canary.
     async fn start_trial(&mut self, version: String) {
         let cfg = &self.deps.config.retrain;
-        let slot = match cfg.gate {
-            Gate::Shadow => &self.deps.routing.shadow,
-            Gate::Canary => &self.deps.routing.canary,
-            Gate::None => return,
+        let Some(kind) = route_kind(cfg.gate) else {
+            return;
         };
-        match self.deps.models.get(&version).await {
-            Ok(model) => {
-                slot.store(Some(Arc::new(Route::new(model, cfg.gate_percent))));
+        match self
+            .deps
+            .models
+            .route(kind, &version, cfg.gate_percent)
+            .await
+        {
+            Ok(_) => {
                 tracing::info!(
                     version,
                     gate = cfg.gate.name(),
@@ -151,7 +152,7 @@ impl Policy {
                 self.trial = Some(version);
             }
             Err(e) => {
-                tracing::warn!(version, error = %e, "the held version cannot be loaded for its trial")
+                tracing::warn!(version, error = %e, "the held version cannot start its trial")
             }
         }
     }
@@ -169,7 +170,12 @@ impl Policy {
         let served = monitor.quality(active.version());
         let value = |s: &super::quality::Score| s.accuracy.or(s.r2).unwrap_or(f64::NEG_INFINITY);
         let passed = served.as_ref().is_none_or(|s| value(&score) >= value(s));
-        self.deps.routing.forget(candidate);
+        if let Some(kind) = route_kind(self.deps.config.retrain.gate)
+            && let Err(e) = self.deps.models.route(kind, candidate, 0.0).await
+        {
+            // Another route replaced the trial's (an operator's): it stays.
+            tracing::info!(version = candidate, error = %e, "the trial's route is already gone");
+        }
         self.trial = None;
         let outcome = if passed {
             match self.deps.models.promote(candidate).await {
@@ -248,6 +254,15 @@ impl Policy {
                 active.version()
             ),
         ))
+    }
+}
+
+/// The route a trial runs on.
+fn route_kind(gate: Gate) -> Option<RouteKind> {
+    match gate {
+        Gate::Shadow => Some(RouteKind::Shadow),
+        Gate::Canary => Some(RouteKind::Canary),
+        Gate::None => None,
     }
 }
 

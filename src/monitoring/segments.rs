@@ -98,14 +98,19 @@ impl Segments {
     }
 }
 
-/// Every replica's segments in `folder` (any order; unreadable names skipped).
+/// Every replica's segments in `folder` (any order; unreadable names skipped);
+/// none when the store cannot list them.
 pub fn list(store: &Store, folder: &str) -> Vec<SegmentName> {
-    store
-        .list_records(folder)
-        .unwrap_or_default()
+    try_list(store, folder).unwrap_or_default()
+}
+
+/// [`list`], with the store's error when it cannot list them.
+pub fn try_list(store: &Store, folder: &str) -> Result<Vec<SegmentName>, StoreError> {
+    Ok(store
+        .list_records(folder)?
         .into_iter()
         .filter_map(SegmentName::parse)
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]

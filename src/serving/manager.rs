@@ -8,6 +8,12 @@
 //! The active and the previous versions stay loaded, so a rollback is instant; a
 //! version asked for by name (OIP v2) is loaded on demand and kept warm too, up to
 //! [`MAX_WARM`] versions.
+//!
+//! The manager also owns the canary and shadow routes ([`Routing`]): they are set
+//! and removed through the handle, and a promotion, rollback or deletion drops
+//! (or checks again) the routes it touches before it publishes, in the same step,
+//! so no request is ever routed to a deleted or active version, or to one that
+//! cannot take the new active version's requests.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,39 +21,13 @@ use std::sync::Arc;
 use burn::prelude::Device;
 use tokio::sync::{mpsc, oneshot};
 
+pub use super::error::ManageError;
+
 use super::ActiveModel;
+use super::routing::{RouteInfo, RouteKind, Routing};
 use super::swap::{self, WarmUp};
 use crate::model::LoadedModel;
-use crate::registry::{ActiveRecord, Store, StoreError, Tag};
-
-/// Why a model operation was refused or failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ManageError {
-    #[error("version {0} not found")]
-    NotFound(String),
-    #[error("version {version} cannot be loaded, the active version is unchanged: {reason}")]
-    Unusable { version: String, reason: String },
-    #[error("version {0} is the active version; promote another one first")]
-    IsActive(String),
-    #[error("there is no previous version to roll back to")]
-    NoPrevious,
-    #[error("the previous version {0} has been deleted; promote a version instead")]
-    PreviousGone(String),
-    #[error("the model manager has stopped")]
-    Stopped,
-    #[error(transparent)]
-    Store(StoreError),
-}
-
-impl From<StoreError> for ManageError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(v) => Self::NotFound(v),
-            StoreError::Corrupt { version, reason } => Self::Unusable { version, reason },
-            other => Self::Store(other),
-        }
-    }
-}
+use crate::registry::{ActiveRecord, Store, Tag};
 
 /// The store-wide lock promotions, deletions and the first version take.
 pub(super) const MODELS_LOCK: &str = "models";
@@ -66,12 +46,14 @@ enum Command {
     Sync(Reply<bool>),
     /// Finish the commands asked for before, then end (shutdown).
     Stop,
+    Route(RouteKind, String, f64, Reply<RouteInfo>),
 }
 
 /// Handle to the model manager thread.
 #[derive(Clone)]
 pub struct Models {
     tx: mpsc::Sender<Command>,
+    routing: Arc<Routing>,
 }
 
 /// The model manager thread, owned by the process lifecycle.
@@ -103,6 +85,8 @@ impl Models {
         active: ActiveModel,
     ) -> std::io::Result<(Self, ManagerThread)> {
         let (tx, rx) = mpsc::channel(16);
+        let routing = Arc::new(Routing::default());
+        let routes = routing.clone();
         let thread = std::thread::Builder::new()
             .name("kiln-models".into())
             .spawn(move || {
@@ -112,6 +96,7 @@ impl Models {
                     warm_up: warm,
                     bootstrap,
                     active,
+                    routing: routes,
                     warm: HashMap::new(),
                     used: HashMap::new(),
                     clock: 0,
@@ -122,7 +107,26 @@ impl Models {
             tx: tx.clone(),
             thread,
         };
-        Ok((Self { tx }, owner))
+        Ok((Self { tx, routing }, owner))
+    }
+
+    /// The canary and shadow routes, for reading (one atomic load per request).
+    pub fn routes(&self) -> &Arc<Routing> {
+        &self.routing
+    }
+
+    /// Sends `percent`% (0 to 100) of unpinned requests to `version` as the route
+    /// of `kind`, replacing the route there. Percent 0 removes the route, which
+    /// must name `version` (removing none is not an error).
+    pub async fn route(
+        &self,
+        kind: RouteKind,
+        version: &str,
+        percent: f64,
+    ) -> Result<RouteInfo, ManageError> {
+        let version = version.to_owned();
+        self.call(|r| Command::Route(kind, version, percent, r))
+            .await
     }
 
     /// Loads and publishes the active version (an empty store gets the default model).
@@ -190,6 +194,8 @@ struct Manager {
     /// Makes the model an empty store starts with.
     bootstrap: swap::Bootstrap,
     active: ActiveModel,
+    /// Canary and shadow routes: written here only.
+    routing: Arc<Routing>,
     /// Loaded versions kept warm: the active one and the previous one, and up to
     /// [`MAX_WARM`] in all with versions asked for by name.
     warm: HashMap<String, Arc<LoadedModel>>,
@@ -221,6 +227,9 @@ impl Manager {
                     let _ = reply.send(self.sync());
                 }
                 Command::Stop => return,
+                Command::Route(kind, version, percent, reply) => {
+                    let _ = reply.send(self.route(kind, &version, percent));
+                }
             }
         }
     }
@@ -285,6 +294,7 @@ impl Manager {
                 return Err(e.into());
             }
         };
+        self.routing.recheck(&model);
         self.active.publish(model.clone());
         self.warm.insert(version.to_owned(), model);
         self.warm
@@ -348,6 +358,7 @@ impl Manager {
             return Ok(false);
         }
         let model = self.get(version)?;
+        self.routing.recheck(&model);
         self.active.publish(model);
         tracing::info!(
             version,
@@ -377,7 +388,24 @@ impl Manager {
             }
             store.delete_version(version).map(Ok)
         })??;
+        for (kind, version) in self.routing.retain(|r| r.model.version() != version) {
+            tracing::info!(version, route = %kind, "route removed: its version was deleted");
+        }
         self.warm.remove(version);
         Ok(())
+    }
+
+    /// Sets, replaces or removes the route of `kind` (see [`Models::route`]).
+    fn route(
+        &mut self,
+        kind: RouteKind,
+        version: &str,
+        percent: f64,
+    ) -> Result<RouteInfo, ManageError> {
+        let routing = self.routing.clone();
+        let active = self.active.current();
+        routing.change(kind, version, percent, active.as_deref(), || {
+            self.get(version)
+        })
     }
 }

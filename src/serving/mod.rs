@@ -2,10 +2,14 @@
 //! the model manager that owns promotion, rollback, deletion and on-demand loads
 //! ([`Models`]), loading and warming versions up ([`swap`]), and keeping a replica
 //! on the store's active version ([`watch`]); canary and shadow routes
-//! ([`routing`]). The store itself (`registry`) only
-//! keeps bytes and records.
+//! ([`routing`], set and dropped by the model manager only); and the inference
+//! service every prediction protocol calls ([`infer`]). The store itself
+//! (`registry`) only keeps bytes and records.
 
+mod error;
 mod handle;
+pub mod infer;
+mod input;
 mod manager;
 pub mod routing;
 pub mod swap;
@@ -13,3 +17,6 @@ pub mod watch;
 
 pub use handle::ActiveModel;
 pub use manager::{ManageError, ManagerThread, Models};
+
+#[cfg(test)]
+mod tests;

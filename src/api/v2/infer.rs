@@ -12,10 +12,10 @@ use super::tensor::{
 use super::{INPUT, outputs_of, resolve};
 use crate::api::extract::read_limited;
 use crate::api::{ApiError, AppState, deadline};
-use crate::batching::Work;
 use crate::model::Prediction;
 use crate::monitoring::ids::PredictionId;
 use crate::quote::quoted;
+use crate::serving::infer::{InferError, Predicted, Query, Rows};
 
 /// Header of the binary tensor extension: the JSON part's length.
 const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -67,7 +67,7 @@ async fn run_infer(
     match result {
         Ok((status, served_by, first, body)) => {
             let mut response = (status, body).into_response();
-            crate::api::submit::name_prediction(&mut response, first.as_slice());
+            crate::api::predict::name_prediction(&mut response, first);
             if let Ok(v) = HeaderValue::from_str(&served_by) {
                 response
                     .headers_mut()
@@ -204,9 +204,6 @@ async fn infer_inner(
     }
     let rows = tensor::rows(input, &model.manifest().net.input_shape(), input_bytes)
         .map_err(ApiError::BadRequest)?;
-    model
-        .check_values(&rows.values)
-        .map_err(|e| ApiError::BadRequest(format!("input {}: {e}", quoted(&input.name))))?;
 
     let available = outputs_of(&model);
     let wanted: Vec<&str> = match &request.outputs {
@@ -228,16 +225,24 @@ async fn infer_inner(
             })
             .collect::<Result<_, _>>()?,
     };
-    let pinned = version.is_some().then(|| model.clone());
-    let work = Work {
-        rows: rows.values,
-        n_rows: rows.n,
-        width: model.input_width(),
+    let width = model.input_width();
+    let query = Query {
+        rows: Rows {
+            values: rows.values,
+            n: rows.n,
+            width,
+            shape: Vec::new(),
+        },
         top_k: None,
-        model: pinned,
-        deadline: deadline.compute_by,
+        pinned: version.is_some().then(|| model.clone()),
+        deadline,
     };
-    let (answer, ids) = crate::api::submit::compute(state, work, deadline).await?;
+    // A value outside the computing version's domain is a malformed tensor by
+    // the protocol: 400.
+    let Predicted { answer, ids } = state.inference.predict(query).await.map_err(|e| match e {
+        InferError::Invalid(e) => ApiError::BadRequest(format!("input {INPUT:?}: {e}")),
+        other => other.into(),
+    })?;
     // The answer is shaped by the version that computed it: a promotion between
     // admission and compute changes names, shapes and labels with it.
     let computed = &answer.model;

@@ -1,0 +1,194 @@
+//! The feedback join: `POST /feedback`'s labels joined to the logged predictions
+//! (or to the instance sent with them), checked against the version that
+//! answered, kept for retraining and scored into live quality. All or nothing: one
+//! bad item refuses the request and keeps nothing.
+//!
+//! The store is read and written on the blocking pool. An unreachable store fails
+//! the request at its first call (the listing of the log), so the answer comes
+//! within one store timeout, naming the store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::Monitor;
+use super::feedback::{FeedbackItem, Finder, Labelled, judge};
+use super::ids::PredictionId;
+use super::log::Entry;
+use crate::model::{LoadedModel, Manifest};
+use crate::registry::{Store, StoreError};
+
+/// `POST /feedback`'s answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FeedbackAccepted {
+    /// Labelled rows kept.
+    pub accepted: usize,
+    /// Of those, rows joined to a logged prediction (and scored for its version).
+    pub joined: usize,
+}
+
+/// Why feedback was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedbackError {
+    #[error("\"items\" must hold at least one label")]
+    Empty,
+    #[error("{items} items in one request; the limit is {limit} (monitoring.max_feedback_items)")]
+    TooMany { items: usize, limit: usize },
+    #[error("items[{item}].prediction_id: {reason}")]
+    BadId { item: usize, reason: String },
+    /// One item's instance or target is wrong.
+    #[error("items[{item}]: {reason}")]
+    Invalid { item: usize, reason: String },
+    /// The store cannot be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("a feedback task failed: {0}")]
+    Task(String),
+}
+
+impl FeedbackError {
+    fn item(item: usize) -> impl Fn(String) -> Self {
+        move |reason| Self::Invalid { item, reason }
+    }
+}
+
+impl Monitor {
+    /// Joins `items` to their logged predictions (else to the instance sent with
+    /// them, checked against `active`), keeps them and scores them.
+    pub async fn feedback(
+        self: Arc<Self>,
+        items: Vec<FeedbackItem>,
+        active: Arc<LoadedModel>,
+    ) -> Result<FeedbackAccepted, FeedbackError> {
+        let limit = self.config().max_feedback_items;
+        if items.is_empty() {
+            return Err(FeedbackError::Empty);
+        }
+        if items.len() > limit {
+            return Err(FeedbackError::TooMany {
+                items: items.len(),
+                limit,
+            });
+        }
+        let ids = items
+            .iter()
+            .enumerate()
+            .map(|(item, i)| {
+                i.prediction_id
+                    .parse::<PredictionId>()
+                    .map_err(|e| FeedbackError::BadId {
+                        item,
+                        reason: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut found = lookup(self.store(), &ids).await?;
+        // Ids answered a moment ago may still wait in this replica's log writer.
+        if ids
+            .iter()
+            .zip(&found)
+            .any(|(id, f)| f.is_none() && self.may_be_pending(id.t_ms()))
+            && self.flush_log().await
+        {
+            found = lookup(self.store(), &ids).await?;
+        }
+        tokio::task::spawn_blocking(move || self.join(items, ids, found, &active))
+            .await
+            .map_err(|e| FeedbackError::Task(e.to_string()))?
+    }
+
+    /// Checks and scores each label (blocking: reads manifests, writes a segment).
+    fn join(
+        &self,
+        items: Vec<FeedbackItem>,
+        ids: Vec<PredictionId>,
+        found: Vec<Option<Entry>>,
+        active: &LoadedModel,
+    ) -> Result<FeedbackAccepted, FeedbackError> {
+        let store = self.store();
+        // Each version's manifest is read once.
+        let mut manifests: HashMap<String, Option<Arc<Manifest>>> = HashMap::new();
+        let mut manifest = |version: &str| -> Option<Arc<Manifest>> {
+            manifests
+                .entry(version.to_owned())
+                .or_insert_with(|| store.manifest(version).ok().map(Arc::new))
+                .clone()
+        };
+        let mut rows = Vec::with_capacity(ids.len());
+        let mut outcomes = Vec::new();
+        let mut joined = 0;
+        for (i, ((item, id), entry)) in items.into_iter().zip(ids).zip(found).enumerate() {
+            let bad = FeedbackError::item(i);
+            let Some(entry) = entry else {
+                let Some(instance) = item.instance else {
+                    return Err(bad(format!(
+                        "prediction id {id} is not in the prediction log (not sampled, or older than it keeps: monitoring.max_log_bytes); send its \"instance\" with the target"
+                    )));
+                };
+                if instance.len() != active.input_width() {
+                    return Err(bad(format!(
+                        "instance has {} values; version {} takes {}",
+                        instance.len(),
+                        active.version(),
+                        active.input_width()
+                    )));
+                }
+                active.check_values(&instance).map_err(&bad)?;
+                judge(active.version(), active.manifest(), &item.target, None).map_err(&bad)?;
+                rows.push(Labelled {
+                    id,
+                    t_ms: id.t_ms(),
+                    version: None,
+                    features: instance,
+                    target: item.target,
+                });
+                continue;
+            };
+            // A deleted version's label is checked against the serving one.
+            let answered = manifest(&entry.version);
+            let (version, checked) = match &answered {
+                Some(m) => (entry.version.as_str(), m.as_ref()),
+                None => (active.version(), active.manifest()),
+            };
+            if let Some(outcome) =
+                judge(version, checked, &item.target, Some(&entry.prediction)).map_err(&bad)?
+            {
+                outcomes.push((entry.version.clone(), outcome));
+            }
+            joined += 1;
+            // A shadow's answer to the same instance is scored for it too.
+            if let Some(shadow) = &entry.shadow
+                && let Some(m) = manifest(&shadow.version)
+                && let Ok(Some(outcome)) =
+                    judge(&shadow.version, &m, &item.target, Some(&shadow.prediction))
+            {
+                outcomes.push((shadow.version.clone(), outcome));
+            }
+            rows.push(Labelled {
+                id,
+                t_ms: entry.t_ms,
+                version: Some(entry.version),
+                features: entry.features,
+                target: item.target,
+            });
+        }
+        self.accept(&rows, &outcomes)?;
+        Ok(FeedbackAccepted {
+            accepted: rows.len(),
+            joined,
+        })
+    }
+}
+
+/// The logged entry of each id, if the log holds it. A store that cannot list the
+/// log is an error, not an empty log.
+async fn lookup(store: &Store, ids: &[PredictionId]) -> Result<Vec<Option<Entry>>, FeedbackError> {
+    let (store, ids) = (store.clone(), ids.to_vec());
+    tokio::task::spawn_blocking(move || {
+        let mut finder = Finder::try_new(&store)?;
+        Ok(ids.iter().map(|id| finder.find(id)).collect())
+    })
+    .await
+    .map_err(|e| FeedbackError::Task(e.to_string()))?
+}
