@@ -159,7 +159,7 @@ pub fn safetensors(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) {
         );
     }
     let mut header = serde_json::to_vec(&header).unwrap();
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     let mut out = (header.len() as u64).to_le_bytes().to_vec();
