@@ -1,7 +1,9 @@
 //! kiln: an inference server with an embedded trainer.
 //!
 //! # Layout
-//! A request flows `api` -> `batching` -> `executor` -> back; the `registry` holds
+//! A request flows `api` (parse, shape the answer) -> `serving::infer` (route
+//! choice, checks against the version that computes, ids, log sampling, shadow
+//! mirroring) -> `batching` -> `executor` -> back; the `registry` holds
 //! versions on disk; `serving` loads them and publishes one on the hot-swap seam
 //! ([`serving::ActiveModel`]);
 //! `training` jobs write new versions there and ask `serving` to promote them.
