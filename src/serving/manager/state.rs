@@ -1,0 +1,249 @@
+//! The model manager thread's state and its command handlers: loading, promotion,
+//! rollback, deletion, sync and routes, one command at a time.
+
+use super::*;
+
+/// State owned by the manager thread.
+pub(super) struct Manager {
+    store: Store,
+    device: Device,
+    warm_up: WarmUp,
+    /// Makes the model an empty store starts with.
+    bootstrap: swap::Bootstrap,
+    active: ActiveModel,
+    /// Canary and shadow routes: written here only.
+    routing: Arc<Routing>,
+    /// Loaded versions kept warm: the active one and the previous one, and up to
+    /// [`MAX_WARM`] in all with versions asked for by name.
+    warm: HashMap<String, Arc<LoadedModel>>,
+    /// When each warm version was last asked for (a counter), for LRU eviction.
+    used: HashMap<String, u64>,
+    clock: u64,
+}
+
+impl Manager {
+    pub(super) fn new(
+        store: Store,
+        device: Device,
+        warm_up: WarmUp,
+        bootstrap: swap::Bootstrap,
+        active: ActiveModel,
+        routing: Arc<Routing>,
+    ) -> Self {
+        Self {
+            store,
+            device,
+            warm_up,
+            bootstrap,
+            active,
+            routing,
+            warm: HashMap::new(),
+            used: HashMap::new(),
+            clock: 0,
+        }
+    }
+
+    pub(super) fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        while let Some(command) = rx.blocking_recv() {
+            match command {
+                Command::LoadInitial(reply) => {
+                    let _ = reply.send(self.load_initial());
+                }
+                Command::Promote(version, reply) => {
+                    let _ = reply.send(self.promote(&version));
+                }
+                Command::Rollback(reply) => {
+                    let _ = reply.send(self.rollback());
+                }
+                Command::Delete(version, reply) => {
+                    let _ = reply.send(self.delete(&version));
+                }
+                Command::Get(version, reply) => {
+                    let _ = reply.send(self.get(&version));
+                }
+                Command::Sync(reply) => {
+                    let _ = reply.send(self.sync());
+                }
+                Command::Stop => return,
+                Command::Route(kind, version, percent, reply) => {
+                    let _ = reply.send(self.route(kind, &version, percent));
+                }
+            }
+        }
+    }
+
+    fn load_initial(&mut self) -> Result<String, ManageError> {
+        let model = Arc::new(swap::load_active(
+            &self.store,
+            &self.device,
+            self.warm_up,
+            self.bootstrap,
+        )?);
+        let version = model.version().to_owned();
+        self.warm.insert(version.clone(), model.clone());
+        self.active.publish(model);
+        Ok(version)
+    }
+
+    fn promote(&mut self, version: &str) -> Result<ActiveRecord, ManageError> {
+        self.activate(version, None)
+    }
+
+    /// Makes `version` active. With `seen` (a rollback), only over that record: a
+    /// promotion by another replica in between is a conflict, not overwritten.
+    fn activate(
+        &mut self,
+        version: &str,
+        seen: Option<(ActiveRecord, Tag)>,
+    ) -> Result<ActiveRecord, ManageError> {
+        // Compared with the store's record, not only what this replica serves: it
+        // may not have seen another replica's promotion yet.
+        let record = match &seen {
+            Some((record, _)) => Some(record.clone()),
+            None => self.store.active()?,
+        };
+        let serving = self.active.current();
+        if seen.is_none()
+            && let Some(record) = record.filter(|r| r.version == version)
+            && serving.as_ref().is_some_and(|m| m.version() == version)
+        {
+            return Ok(record);
+        }
+        let model = match self.warm.get(version) {
+            Some(m) => m.clone(),
+            None => Arc::new(swap::load_warm(
+                &self.store,
+                version,
+                &self.device,
+                self.warm_up,
+            )?),
+        };
+        // Under the store-wide lock: no replica deletes it between the check that
+        // it exists and the record naming it.
+        let store = &self.store;
+        let written = store.locked(MODELS_LOCK, || match &seen {
+            Some(seen) => store.activate_over(version, Some(seen)),
+            None => store.set_active(version),
+        });
+        let record = match written {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::error!(version, error = %e, "promotion failed; the serving version is unchanged");
+                return Err(e.into());
+            }
+        };
+        self.routing.recheck(&model);
+        self.active.publish(model.clone());
+        self.warm.insert(version.to_owned(), model);
+        self.warm
+            .retain(|v, _| v == version || record.previous.as_deref() == Some(v.as_str()));
+        let verb = if seen.is_some() {
+            "rolled back"
+        } else {
+            "promoted"
+        };
+        tracing::info!(
+            version,
+            previous = record.previous.as_deref().unwrap_or("none"),
+            generation = record.generation,
+            "{verb}"
+        );
+        Ok(record)
+    }
+
+    fn get(&mut self, version: &str) -> Result<Arc<LoadedModel>, ManageError> {
+        self.clock += 1;
+        self.used.insert(version.to_owned(), self.clock);
+        if let Some(m) = self.warm.get(version) {
+            return Ok(m.clone());
+        }
+        let model = Arc::new(swap::load_warm(
+            &self.store,
+            version,
+            &self.device,
+            self.warm_up,
+        )?);
+        // Keep the active and previous versions, and the most recently used others:
+        // the least recently used spare makes room.
+        if self.warm.len() >= MAX_WARM {
+            let keep = self.store.active()?;
+            let spare = self
+                .warm
+                .keys()
+                .filter(|v| {
+                    keep.as_ref().is_none_or(|r| {
+                        r.version != **v && r.previous.as_deref() != Some(v.as_str())
+                    })
+                })
+                .min_by_key(|v| self.used.get(*v).copied().unwrap_or(0))
+                .cloned();
+            if let Some(spare) = spare {
+                self.warm.remove(&spare);
+            }
+        }
+        self.warm.insert(version.to_owned(), model.clone());
+        self.used.retain(|v, _| self.warm.contains_key(v));
+        Ok(model)
+    }
+
+    fn sync(&mut self) -> Result<bool, ManageError> {
+        let Some(record) = self.store.active()? else {
+            return Ok(false);
+        };
+        let version = record.version.as_str();
+        if self.active.current().is_none_or(|m| m.version() == version) {
+            // Not loaded yet (the initial load will read the record), or current.
+            return Ok(false);
+        }
+        let model = self.get(version)?;
+        self.routing.recheck(&model);
+        self.active.publish(model);
+        tracing::info!(
+            version,
+            "now serving the store's active version (set by another replica or the command line)"
+        );
+        Ok(true)
+    }
+
+    fn rollback(&mut self) -> Result<ActiveRecord, ManageError> {
+        let seen = self.store.active_tagged()?;
+        let previous = seen
+            .as_ref()
+            .and_then(|(r, _)| r.previous.clone())
+            .ok_or(ManageError::NoPrevious)?;
+        match self.activate(&previous, seen) {
+            Err(ManageError::NotFound(v)) => Err(ManageError::PreviousGone(v)),
+            other => other,
+        }
+    }
+
+    fn delete(&mut self, version: &str) -> Result<(), ManageError> {
+        let store = &self.store;
+        store.locked(MODELS_LOCK, || {
+            let active = store.active()?.map(|r| r.version);
+            if active.as_deref() == Some(version) {
+                return Ok(Err(ManageError::IsActive(version.into())));
+            }
+            store.delete_version(version).map(Ok)
+        })??;
+        for (kind, version) in self.routing.retain(|r| r.model.version() != version) {
+            tracing::info!(version, route = %kind, "route removed: its version was deleted");
+        }
+        self.warm.remove(version);
+        Ok(())
+    }
+
+    /// Sets, replaces or removes the route of `kind` (see [`Models::route`]).
+    fn route(
+        &mut self,
+        kind: RouteKind,
+        version: &str,
+        percent: f64,
+    ) -> Result<RouteInfo, ManageError> {
+        let routing = self.routing.clone();
+        let active = self.active.current();
+        routing.change(kind, version, percent, active.as_deref(), || {
+            self.get(version)
+        })
+    }
+}
