@@ -229,17 +229,18 @@ async fn the_log_stays_within_its_bound() {
         let r = server.predict(&json!(vec![row; 8])).await;
         assert_eq!(r.status(), 200);
     }
-    // Let the writer flush what it holds.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let metrics = server.metrics().await;
-    let written = common::sample(
-        &metrics,
-        "kiln_prediction_log_entries_total{outcome=\"written\"}",
-    );
-    let dropped = common::sample(
-        &metrics,
-        "kiln_prediction_log_entries_total{outcome=\"dropped\"}",
-    );
+    // The log's entries are queued after each answer: wait until the writer has
+    // accounted for every one.
+    let log = |metrics: &str, outcome: &str| {
+        common::sample(
+            metrics,
+            &format!("kiln_prediction_log_entries_total{{outcome=\"{outcome}\"}}"),
+        )
+    };
+    let metrics = server
+        .metrics_until(|m| log(m, "written") + log(m, "dropped") >= 1600.0)
+        .await;
+    let (written, dropped) = (log(&metrics, "written"), log(&metrics, "dropped"));
     assert_eq!(written + dropped, 1600.0, "{metrics}");
     assert!(written > 0.0);
     let bytes: u64 = std::fs::read_dir(dir.path().join("predictions"))
@@ -416,26 +417,17 @@ async fn a_store_that_refuses_log_segments_stops_logging_not_serving() {
         let r = server.predict(&json!([[5.1, 3.5, 1.4, 0.2]])).await;
         assert_eq!(r.status(), 200);
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let metrics = server.metrics().await;
-        let failed = common::sample(
+    let failed = "kiln_prediction_log_entries_total{outcome=\"failed\"}";
+    let metrics = server
+        .metrics_until(|m| common::sample(m, failed) == 20.0)
+        .await;
+    assert_eq!(
+        common::sample(
             &metrics,
-            "kiln_prediction_log_entries_total{outcome=\"failed\"}",
-        );
-        if failed == 20.0 {
-            assert_eq!(
-                common::sample(
-                    &metrics,
-                    "kiln_prediction_log_entries_total{outcome=\"written\"}"
-                ),
-                0.0
-            );
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{metrics}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+            "kiln_prediction_log_entries_total{outcome=\"written\"}"
+        ),
+        0.0
+    );
     let r = server.predict(&json!([[5.1, 3.5, 1.4, 0.2]])).await;
     assert_eq!(r.status(), 200, "serving goes on");
     server.stop().await.unwrap();

@@ -133,6 +133,23 @@ impl Server {
             .unwrap()
     }
 
+    /// Scrapes `/metrics` until `done` holds for a scrape and returns that scrape.
+    /// Work that runs after the answer (the prediction log, shadow mirrors) lands
+    /// a moment later, longer on a loaded machine: panics with the last scrape
+    /// after 30 s.
+    #[allow(dead_code)]
+    pub async fn metrics_until(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let metrics = self.metrics().await;
+            if done(&metrics) {
+                return metrics;
+            }
+            assert!(std::time::Instant::now() < deadline, "{metrics}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Triggers shutdown and waits for `run` to return.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         let _ = self.shutdown.take().unwrap().send(());
