@@ -12,7 +12,7 @@
 //! The trainer cuts a training batch the same way ([`ComputePool::run_each`]).
 //!
 //! The pools are owned by the caller's thread (the executor, the training loop);
-//! their threads end when the pool is dropped.
+//! dropping a pool joins its threads (rayon's own drop only signals them).
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
@@ -26,6 +26,8 @@ pub const MIN_PART_ROWS: usize = 2;
 /// Forward-pass threads.
 pub struct ComputePool {
     pools: Vec<rayon::ThreadPool>,
+    /// The pools' threads, joined by the drop.
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl ComputePool {
@@ -36,16 +38,27 @@ impl ComputePool {
 
     /// `threads` single-threaded pools, named `{name}-{i}`.
     pub fn named(threads: usize, name: &'static str) -> std::io::Result<Self> {
+        let spawned = Arc::new(std::sync::Mutex::new(Vec::new()));
         let pools = (0..threads.max(1))
             .map(|i| {
+                let spawned = spawned.clone();
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(1)
-                    .thread_name(move |_| format!("{name}-{i}"))
+                    .spawn_handler(move |thread| {
+                        let mut b = std::thread::Builder::new().name(format!("{name}-{i}"));
+                        if let Some(size) = thread.stack_size() {
+                            b = b.stack_size(size);
+                        }
+                        let handle = b.spawn(|| thread.run())?;
+                        spawned.lock().expect("spawned threads").push(handle);
+                        Ok(())
+                    })
                     .build()
                     .map_err(std::io::Error::other)
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { pools })
+        let threads = std::mem::take(&mut *spawned.lock().expect("spawned threads"));
+        Ok(Self { pools, threads })
     }
 
     pub fn threads(&self) -> usize {
@@ -146,6 +159,20 @@ impl ComputePool {
     }
 }
 
+impl Drop for ComputePool {
+    /// Ends the threads and joins each (not one the drop runs on: it ends when
+    /// the drop returns).
+    fn drop(&mut self) {
+        self.pools.clear();
+        let me = std::thread::current().id();
+        for thread in self.threads.drain(..) {
+            if thread.thread().id() != me && thread.join().is_err() {
+                tracing::error!("a compute thread panicked");
+            }
+        }
+    }
+}
+
 /// Runs `jobs[i]` on `pools[i]`: the first in place (its pool's thread, the caller
 /// waiting), each later one spawned into a scope of its pool that outlives it.
 fn spread<'s>(pools: &[rayon::ThreadPool], mut jobs: Vec<Box<dyn FnOnce() + Send + 's>>) {
@@ -170,5 +197,49 @@ fn nest<'s>(
             nest(rest, jobs, last);
         }),
         _ => last(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Threads of this process whose name starts with `prefix` (Linux).
+    fn named(prefix: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with(prefix))
+            .count()
+    }
+
+    #[test]
+    fn dropping_a_pool_joins_its_threads() {
+        let pool = ComputePool::named(3, "kiln-jt").unwrap();
+        let ids = pool.run_each(vec![1, 2, 3], |i, x| (i, x * 2));
+        assert_eq!(ids, vec![(0, 2), (1, 4), (2, 6)]);
+        assert_eq!(named("kiln-jt"), 3);
+        drop(pool);
+        assert_eq!(named("kiln-jt"), 0, "every thread has ended");
+    }
+
+    #[test]
+    fn a_pool_dropped_on_its_own_thread_does_not_wait_for_itself() {
+        let pool = Arc::new(ComputePool::named(2, "kiln-own").unwrap());
+        let inner = pool.clone();
+        let (go, wait) = mpsc::channel::<()>();
+        let (done, finished) = mpsc::channel();
+        pool.pools[0].spawn(move || {
+            wait.recv().unwrap();
+            // The last handle, dropped on the pool's own thread: the drop joins
+            // the other thread only.
+            drop(inner);
+            done.send(()).unwrap();
+        });
+        drop(pool);
+        go.send(()).unwrap();
+        finished
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the drop returned");
     }
 }

@@ -115,19 +115,6 @@ impl Default for ModelConfig {
     }
 }
 
-/// A compute backend; each but `cpu` needs the cargo feature of the same name.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendKind {
-    /// burn-flex on the CPU (always compiled in).
-    #[default]
-    Cpu,
-    /// wgpu (Vulkan, Metal, DX12, or Mesa's software Vulkan).
-    Wgpu,
-    /// NVIDIA CUDA.
-    Cuda,
-}
-
 /// Where model versions live.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -167,6 +154,20 @@ impl Default for StoreConfig {
             cache_max_mb: 2048,
             options: Default::default(),
         }
+    }
+}
+
+impl StoreConfig {
+    /// Opens the store `dir` names: a directory or a bucket URL.
+    pub fn open(&self) -> Result<crate::registry::Store, crate::registry::StoreError> {
+        let settings = crate::registry::ObjectSettings {
+            endpoint: self.endpoint.clone(),
+            timeout_ms: self.timeout_ms,
+            cache_dir: self.cache_dir.clone(),
+            cache_max_mb: self.cache_max_mb,
+            options: self.options.clone(),
+        };
+        crate::registry::Store::at(crate::registry::Location::parse(&self.dir)?, &settings)
     }
 }
 
@@ -355,8 +356,8 @@ impl Config {
     }
 
     /// The serving device, created now.
-    pub fn serving_device(&self) -> Result<burn::prelude::Device, crate::model::BackendError> {
-        crate::model::backend::device(
+    pub fn serving_device(&self) -> Result<burn::prelude::Device, crate::device::BackendError> {
+        crate::device::device(
             self.model.backend,
             &self.model.device,
             self.model.autotune_cache_dir.as_deref(),
@@ -364,14 +365,14 @@ impl Config {
     }
 
     /// The training device, created now (the serving one when they agree).
-    pub fn training_device(&self) -> Result<burn::prelude::Device, crate::model::BackendError> {
+    pub fn training_device(&self) -> Result<burn::prelude::Device, crate::device::BackendError> {
         let backend = self.training_backend();
         let selector = match &self.training.device {
             Some(s) => s.as_str(),
             None if backend == self.model.backend => &self.model.device,
             None => "default",
         };
-        crate::model::backend::device(backend, selector, self.model.autotune_cache_dir.as_deref())
+        crate::device::device(backend, selector, self.model.autotune_cache_dir.as_deref())
     }
 }
 
@@ -380,6 +381,7 @@ mod monitoring;
 mod server;
 mod validate;
 
+pub use crate::device::BackendKind;
 pub use monitoring::{Gate, MonitoringConfig, RetrainConfig};
 pub use server::{AuthConfig, ServerConfig};
 

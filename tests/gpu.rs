@@ -27,7 +27,7 @@ fn cache() -> PathBuf {
 /// Whether a wgpu adapter exists; without one the tests fail under
 /// `KILN_REQUIRE_VULKAN=1` and are skipped (loudly) otherwise.
 fn vulkan() -> bool {
-    match kiln::model::backend::device(BackendKind::Wgpu, "default", Some(&cache())) {
+    match kiln::device::device(BackendKind::Wgpu, "default", Some(&cache())) {
         Ok(_) => true,
         Err(e) if std::env::var("KILN_REQUIRE_VULKAN").as_deref() == Ok("1") => {
             panic!("KILN_REQUIRE_VULKAN=1 but no wgpu device: {e}")
@@ -328,7 +328,7 @@ async fn model_device_and_training_backend_are_honoured() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = on_gpu(train_config(dir.path()));
     // lavapipe is a CPU-type adapter; on a machine with only a real GPU, use it.
-    if kiln::model::backend::device(BackendKind::Wgpu, "cpu", None).is_ok() {
+    if kiln::device::device(BackendKind::Wgpu, "cpu", None).is_ok() {
         config.model.device = "cpu".into();
     }
     config.training.backend = Some(BackendKind::Cpu);

@@ -405,10 +405,11 @@ async fn migrate_copies_a_store_and_kill_9_never_leaves_a_loadable_partial_versi
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         // Whatever was cut, every version a reader can see loads whole.
-        let store = Store::from_config(&kiln::config::StoreConfig {
+        let store = kiln::config::StoreConfig {
             dir: to.clone(),
             ..dest.config()
-        })
+        }
+        .open()
         .unwrap();
         let listed = store.list().unwrap();
         for v in &listed {

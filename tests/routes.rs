@@ -83,6 +83,12 @@ fn only(version: &str, n: usize) -> HashMap<String, usize> {
     HashMap::from([(version.to_string(), n)])
 }
 
+/// POSTs `body` to `path` and checks the answer's status.
+async fn expect(server: &Server, path: &str, body: Value, status: u16) {
+    let r = post(server, path, body).await;
+    assert_eq!(r.status(), status, "{path}: {}", r.text().await.unwrap());
+}
+
 async fn routes(server: &Server) -> (Value, Value) {
     let report = get(server, "/monitoring").await;
     (report["canary"].clone(), report["shadow"].clone())
@@ -91,18 +97,8 @@ async fn routes(server: &Server) -> (Value, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_version_answers_nothing() {
     let (server, _dir) = start().await;
-    assert_eq!(
-        post(&server, "/models/v2/canary", json!({"percent": 50}))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        post(&server, "/models/v2/shadow", json!({"percent": 50}))
-            .await
-            .status(),
-        200
-    );
+    expect(&server, "/models/v2/canary", json!({"percent": 50}), 200).await;
+    expect(&server, "/models/v2/shadow", json!({"percent": 50}), 200).await;
     let before = answered(&server, 20, &IRIS).await;
     assert_eq!(before.get("v2"), Some(&10), "{before:?}");
 
@@ -129,27 +125,14 @@ async fn a_deleted_version_answers_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promotion_and_rollback_take_the_route_with_them() {
     let (server, _dir) = start().await;
-    assert_eq!(
-        post(&server, "/models/v2/canary", json!({"percent": 50}))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        post(&server, "/models/v2/promote", json!({}))
-            .await
-            .status(),
-        200
-    );
+    expect(&server, "/models/v2/canary", json!({"percent": 50}), 200).await;
+    expect(&server, "/models/v2/promote", json!({}), 200).await;
     assert_eq!(answered(&server, 20, &IRIS).await, only("v2", 20));
     assert_eq!(routes(&server).await, (Value::Null, Value::Null));
     // With v2 active, removing "its" route is not a conflict: there is none.
     let r = post(&server, "/models/v2/canary", json!({"percent": 0})).await;
     assert_eq!(r.status(), 200);
-    assert_eq!(
-        post(&server, "/models/rollback", json!({})).await.status(),
-        200
-    );
+    expect(&server, "/models/rollback", json!({}), 200).await;
     // Before, 6 of these 20 came from v2.
     assert_eq!(answered(&server, 20, &IRIS).await, only("v1", 20));
     server.stop().await.unwrap();
@@ -158,12 +141,7 @@ async fn promotion_and_rollback_take_the_route_with_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_is_removed_by_the_version_it_names() {
     let (server, _dir) = start().await;
-    assert_eq!(
-        post(&server, "/models/v2/canary", json!({"percent": 50}))
-            .await
-            .status(),
-        200
-    );
+    expect(&server, "/models/v2/canary", json!({"percent": 50}), 200).await;
     // Before, this removed whatever route was set.
     let r = post(&server, "/models/v999/canary", json!({"percent": 0})).await;
     assert_eq!(r.status(), 409);
@@ -180,18 +158,8 @@ async fn a_route_is_removed_by_the_version_it_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_that_cannot_take_the_promoted_versions_inputs_is_dropped() {
     let (server, _dir) = start().await;
-    assert_eq!(
-        post(&server, "/models/v2/canary", json!({"percent": 50}))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        post(&server, "/models/v4/promote", json!({}))
-            .await
-            .status(),
-        200
-    );
+    expect(&server, "/models/v2/canary", json!({"percent": 50}), 200).await;
+    expect(&server, "/models/v4/promote", json!({}), 200).await;
     // Before, half of these were refused with 422 by the iris canary.
     assert_eq!(answered(&server, 20, &[0.5; 10]).await, only("v4", 20));
     assert_eq!(routes(&server).await, (Value::Null, Value::Null));
@@ -205,12 +173,7 @@ async fn a_route_that_cannot_take_the_promoted_versions_inputs_is_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_embedding_canary_computes_only_the_ids_it_takes() {
     let (server, _dir) = start().await;
-    assert_eq!(
-        post(&server, "/models/v3/canary", json!({"percent": 50}))
-            .await
-            .status(),
-        200
-    );
+    expect(&server, "/models/v3/canary", json!({"percent": 50}), 200).await;
     // Before: a panic in the canary's pass and a 500 for half of these...
     assert_eq!(
         answered(&server, 20, &[50.0, 60.0, 70.0, 80.0]).await,

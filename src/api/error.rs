@@ -199,6 +199,8 @@ impl From<ManageError> for ApiError {
             | ManageError::RoutedElsewhere { .. } => Self::Conflict(e.to_string()),
             ManageError::BadPercent(_) => Self::Unprocessable(e.to_string()),
             ManageError::Stopped => Self::NotReady(e.to_string()),
+            ManageError::Import(_) => Self::Unprocessable(e.to_string()),
+            ManageError::Crashed(_) => Self::Internal(e.to_string()),
             ManageError::Store(
                 crate::registry::StoreError::Busy(_) | crate::registry::StoreError::Conflict(_),
             ) => Self::Conflict(e.to_string()),

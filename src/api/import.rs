@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::Authorized;
 use super::extract::drain;
 use super::{ApiError, AppState};
-use crate::model::{NetConfig, import};
+use crate::model::NetConfig;
 
 /// Largest model-config part.
 const MAX_CONFIG_BYTES: usize = 1024 * 1024;
@@ -162,28 +162,15 @@ pub async fn upload(
     };
     let net_config = NetConfig::parse(&text, json)
         .map_err(|e| ApiError::Unprocessable(format!("config: {}", e.0)))?;
-    let device = state
-        .config
-        .serving_device()
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let store = state.store.clone();
     let name = if file_name.is_empty() {
         "weights".to_string()
     } else {
         file_name
     };
-    let version = tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
-        let (manifest, net) = import::import_as(file.path(), &name, &net_config, "upload", &device)
-            .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-        store
-            .create_version(&manifest, &net)
-            .map_err(|e| ApiError::Internal(e.to_string()))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("import panicked: {e}")))??;
-    if query.activate {
-        state.models.promote(&version).await?;
-    }
+    let version = state
+        .models
+        .import(file.into_temp_path(), name, net_config, query.activate)
+        .await?;
     tracing::info!(
         version,
         activate = query.activate,

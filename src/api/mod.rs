@@ -36,10 +36,11 @@ use tower_http::trace::TraceLayer;
 
 use crate::batching::Batcher;
 use crate::config::Config;
+use crate::executor::ActiveModel;
 use crate::explainer::Explainer;
 use crate::metrics::Metrics;
 use crate::registry::Store;
-use crate::serving::{ActiveModel, Models};
+use crate::serving::Models;
 use crate::training::jobs::Trainer;
 pub use error::ApiError;
 pub use extract::{ApiJson, parse_json};

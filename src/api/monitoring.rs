@@ -10,7 +10,18 @@ use crate::monitoring::Report;
 use crate::monitoring::drift::DriftReport;
 use crate::monitoring::feedback::FeedbackRequest;
 use crate::monitoring::join::FeedbackAccepted;
-use crate::serving::routing::RouteKind;
+use crate::serving::routing::{RouteInfo, RouteKind};
+
+/// `GET /monitoring`: live quality, and the routes it compares.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct MonitoringReport {
+    #[serde(flatten)]
+    pub quality: Report,
+    /// The canary route, if one is set.
+    pub canary: Option<RouteInfo>,
+    /// The shadow route, if one is set (`shadow_agreement` scores it).
+    pub shadow: Option<RouteInfo>,
+}
 
 /// `POST /feedback`: labels joined to logged predictions (or to the instance sent
 /// with them), kept for retraining and scored into live quality. All or nothing:
@@ -51,12 +62,12 @@ pub async fn drift(State(state): State<AppState>) -> Json<DriftReport> {
 
 /// `GET /monitoring`: live quality per version.
 #[utoipa::path(get, path = "/monitoring", tag = "monitoring",
-    responses((status = 200, description = "Live quality per version", body = Report)))]
-pub async fn report(State(state): State<AppState>) -> Json<Report> {
-    let mut report = state.monitor.report();
+    responses((status = 200, description = "Live quality per version", body = MonitoringReport)))]
+pub async fn report(State(state): State<AppState>) -> Json<MonitoringReport> {
     let routing = state.models.routes();
-    report.canary = routing.describe(RouteKind::Canary);
-    report.shadow = routing.describe(RouteKind::Shadow);
-    report.shadow_agreement = state.monitor.shadow_stats();
-    Json(report)
+    Json(MonitoringReport {
+        quality: state.monitor.report(),
+        canary: routing.describe(RouteKind::Canary),
+        shadow: routing.describe(RouteKind::Shadow),
+    })
 }

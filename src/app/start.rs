@@ -16,12 +16,12 @@ use crate::api::{AppState, Shared};
 use crate::batching::Batcher;
 use crate::config::Config;
 use crate::executor;
+use crate::executor::ActiveModel;
 use crate::explainer::Explainer;
 use crate::metrics::Metrics;
 use crate::monitoring::Monitor;
-use crate::registry::Store;
-use crate::serving::infer::{Inference, Limits};
-use crate::serving::{ActiveModel, Models};
+use crate::serving::Models;
+use crate::serving::infer::{Inference, Limits, Parts};
 use crate::training::jobs::{Trainer, TrainerDeps};
 
 /// Builds every subsystem for `config` and starts their threads and tasks; the
@@ -35,7 +35,9 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
     // Jobs train in worker processes; a device that cannot be made fails here, at
     // start, rather than in every job.
     config.training_device()?;
-    let store = Store::from_config(&config.store)
+    let store = config
+        .store
+        .open()
         .with_context(|| format!("opening the model store {}", config.store.dir.display()))?
         .observed(Arc::new(metrics.store.clone()));
     let model = ActiveModel::new(metrics.clone());
@@ -119,15 +121,15 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
     );
     let monitor = Arc::new(monitor);
     let after_reply = TaskTracker::new();
-    let inference = Inference::new(
-        batcher.clone(),
-        model.clone(),
-        models.routes().clone(),
-        monitor.clone(),
-        explainer.clone(),
-        Limits::from(&*config),
-        after_reply.clone(),
-    );
+    let inference = Inference::new(Parts {
+        batcher: batcher.clone(),
+        active: model.clone(),
+        routing: models.routes().clone(),
+        monitor: monitor.clone(),
+        explainer: explainer.clone(),
+        limits: Limits::from(&*config),
+        mirrors: after_reply.clone(),
+    });
     let state = AppState::new(Shared {
         config: config.clone(),
         batcher,
@@ -146,8 +148,8 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
         after_reply,
         inference,
     });
-    crate::monitoring::retrain::spawn(
-        crate::monitoring::retrain::Deps {
+    crate::retrain::spawn(
+        crate::retrain::Deps {
             config: config.clone(),
             monitor: state.monitor.clone(),
             trainer: state.trainer.clone(),

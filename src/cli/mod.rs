@@ -15,7 +15,6 @@ mod store;
 
 use crate::config::{Config, Overrides};
 use crate::model::{NetConfig, import};
-use crate::registry::Store;
 
 /// kiln: an inference server with an embedded trainer.
 #[derive(Debug, Parser)]
@@ -236,7 +235,7 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
     let net_config = NetConfig::from_file(&args.model_config)?;
     let device = config.serving_device()?;
     let (manifest, net) = import::import(&args.weights, &net_config, "import", &device)?;
-    let store = Store::from_config(&config.store)?;
+    let store = config.store.open()?;
     let version = store.create_version(&manifest, &net)?;
     if args.no_activate {
         println!(

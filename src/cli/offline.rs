@@ -6,7 +6,6 @@ use std::io::Write;
 use super::progress::Progress;
 use super::{PredictArgs, TrainArgs};
 use crate::model::NetConfig;
-use crate::registry::Store;
 use crate::training::budget::Budget;
 use crate::training::input::{DataSource, JobInput};
 use crate::training::spec::{ModelChoice, TrainSpec};
@@ -59,7 +58,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.training.threads)
         .build()?;
-    let store = Store::from_config(&config.store)?;
+    let store = config.store.open()?;
     let source = format!(
         "kiln train: {}",
         args.data
@@ -162,7 +161,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
 fn write_predictions(args: PredictArgs) -> anyhow::Result<()> {
     let config = args.offline.load()?;
     crate::telemetry::init(&config.telemetry);
-    let store = Store::from_config(&config.store)?;
+    let store = config.store.open()?;
     let version = match args.version {
         Some(v) => v,
         None => match store.active()? {

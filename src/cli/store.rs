@@ -13,7 +13,6 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use crate::config::StoreConfig;
-use crate::registry::Store;
 
 #[derive(Debug, Args)]
 pub struct StoreArgs {
@@ -64,7 +63,8 @@ fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
             cache_max_mb: 0,
             ..config.store.clone()
         };
-        Store::from_config(&store_config)
+        store_config
+            .open()
             .with_context(|| format!("opening the model store {}", dir.display()))
     };
     let (from, to) = (open(&args.from)?, open(&args.to)?);

@@ -4,8 +4,6 @@
 
 use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
-use crate::monitoring::drift::DriftReport;
-
 pub struct Collectors {
     log_entries: IntCounterVec,
     log_bytes: IntGauge,
@@ -172,15 +170,19 @@ impl Collectors {
         self.retrain.with_label_values(&[trigger]).inc();
     }
 
-    /// Sets the drift series from `report`.
-    pub fn set_drift(&self, report: &DriftReport) {
-        self.drift_score.set(report.score);
-        self.drift_prediction.set(report.prediction_psi);
+    /// Sets the drift series: the overall `score`, the predictions' PSI, and
+    /// `(feature, psi)` pairs, largest first (only the first few get a series).
+    pub fn set_drift<'a>(
+        &self,
+        score: f64,
+        prediction_psi: f64,
+        features: impl IntoIterator<Item = (&'a str, f64)>,
+    ) {
+        self.drift_score.set(score);
+        self.drift_prediction.set(prediction_psi);
         self.drift_features.reset();
-        for f in report.features.iter().take(TOP_FEATURES) {
-            self.drift_features
-                .with_label_values(&[&f.feature])
-                .set(f.psi);
+        for (feature, psi) in features.into_iter().take(TOP_FEATURES) {
+            self.drift_features.with_label_values(&[feature]).set(psi);
         }
     }
 

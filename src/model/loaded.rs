@@ -146,7 +146,7 @@ impl LoadedModel {
             net_outputs: manifest.net.output_width(),
             head: manifest.net.head(),
             max_pass_rows: manifest.net.max_pass_rows(),
-            buckets: !super::backend::is_flex(&device),
+            buckets: !crate::device::is_flex(&device),
             manifest,
             labels,
             net,
@@ -169,10 +169,10 @@ impl LoadedModel {
         &self.device
     }
 
-    /// Whether passes run on a GPU (never cut into parts; see
-    /// [`ComputePool`](crate::compute::ComputePool)).
+    /// Whether passes run on a GPU (the compute pool never cuts those into
+    /// parts).
     pub fn is_gpu(&self) -> bool {
-        !super::backend::is_flex(&self.device)
+        !crate::device::is_flex(&self.device)
     }
 
     /// Most rows one forward pass of this model may take (its widest activation

@@ -1,9 +1,8 @@
 //! Models: the network definition (`mlp` and the PyTorch-shaped `sequential`
-//! stack), a version loaded for serving, device selection,
+//! stack), a version loaded for serving,
 //! import of foreign weights (read header first, within a byte budget, finite
 //! values only), and explanations.
 
-pub mod backend;
 pub mod explain;
 pub mod finite;
 pub mod import;
@@ -15,7 +14,6 @@ pub mod profile;
 pub mod sequential;
 pub mod weights;
 
-pub use backend::{BackendError, BackendUnavailable};
 pub use loaded::{DriftBasis, LoadedModel, Prediction, Probabilities};
 pub use manifest::{Manifest, Standardize};
 pub use net::{Head, Net, NetConfig, Task};

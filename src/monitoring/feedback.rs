@@ -144,6 +144,30 @@ pub fn judge(
     }
 }
 
+/// The newest `max` kept labelled rows of `width` features, oldest first. Segments
+/// are read newest first and reading stops once `max` rows are in hand, so memory
+/// follows `retrain.max_rows`, not the feedback kept.
+pub fn newest(store: &Store, width: usize, max: usize) -> Vec<Labelled> {
+    let mut names = segments::list(store, FOLDER);
+    names.sort_by_key(|s| std::cmp::Reverse((s.last_ms, s.first_ms)));
+    let mut rows: Vec<Labelled> = Vec::new();
+    for segment in names {
+        if rows.len() >= max {
+            break;
+        }
+        let Some(bytes) = store.read_record(&segment.name).ok().flatten() else {
+            continue;
+        };
+        if let Ok(read) = serde_json::from_slice::<Vec<Labelled>>(&bytes) {
+            rows.extend(read.into_iter().filter(|r| r.features.len() == width));
+        }
+    }
+    rows.sort_by_key(|r| r.t_ms);
+    let extra = rows.len().saturating_sub(max);
+    rows.drain(..extra);
+    rows
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,8 +11,8 @@ pub mod ids;
 pub mod join;
 pub mod log;
 pub mod quality;
-pub mod retrain;
 mod segments;
+pub mod spread;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,6 +27,7 @@ use feedback::Labelled;
 use log::PredictionLog;
 use quality::{Outcome, Score, Windows};
 use segments::Segments;
+use spread::spread;
 
 /// The monitoring state of one replica.
 pub struct Monitor {
@@ -61,11 +62,7 @@ pub struct Report {
     pub sample_rate: f64,
     /// Live quality of each version with labelled predictions.
     pub versions: Vec<VersionQuality>,
-    /// The canary route, if one is set.
-    pub canary: Option<crate::serving::routing::RouteInfo>,
-    /// The shadow route, if one is set...
-    pub shadow: Option<crate::serving::routing::RouteInfo>,
-    /// ... and how often the last shadow version agreed with the served answers.
+    /// How often the last shadow version agreed with the served answers.
     pub shadow_agreement: Option<ShadowStats>,
 }
 
@@ -130,7 +127,7 @@ impl Monitor {
         if self.log.is_none() {
             return false;
         }
-        crate::serving::routing::spread(
+        spread(
             self.sampled.fetch_add(1, Ordering::Relaxed),
             self.config.sample_rate,
         )
@@ -147,7 +144,11 @@ impl Monitor {
     /// also sets the drift series.
     pub fn drift(&self) -> drift::DriftReport {
         let report = self.drift.lock().expect("drift lock").report();
-        self.metrics.monitoring.set_drift(&report);
+        self.metrics.monitoring.set_drift(
+            report.score,
+            report.prediction_psi,
+            report.features.iter().map(|f| (f.feature.as_str(), f.psi)),
+        );
         report
     }
 
@@ -271,9 +272,7 @@ impl Monitor {
                 .into_iter()
                 .map(|(version, score)| VersionQuality { version, score })
                 .collect(),
-            canary: None,
-            shadow: None,
-            shadow_agreement: None,
+            shadow_agreement: self.shadow_stats(),
         }
     }
 }

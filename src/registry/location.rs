@@ -19,7 +19,21 @@ use object_store::{BackoffConfig, RetryConfig};
 
 use super::StoreError;
 use super::object::{Cache, ObjectBackend};
-use crate::config::StoreConfig;
+
+/// How an object store is reached (the `store.*` settings but `dir`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObjectSettings {
+    /// An S3-compatible service's URL, or Azure's blob endpoint; `http://` is
+    /// allowed only when named here.
+    pub endpoint: Option<String>,
+    /// Each request (with its retries) gives up after this long.
+    pub timeout_ms: u64,
+    /// The local read cache of immutable files, and its bound (0: none).
+    pub cache_dir: PathBuf,
+    pub cache_max_mb: u64,
+    /// More `object_store` settings by name; they override kiln's.
+    pub options: std::collections::BTreeMap<String, String>,
+}
 
 /// What `store.dir` names.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,7 +69,7 @@ impl Location {
 }
 
 /// Opens the object store `url` names, as `config` says.
-pub fn open_object(url: &url::Url, config: &StoreConfig) -> Result<ObjectBackend, StoreError> {
+pub fn open_object(url: &url::Url, config: &ObjectSettings) -> Result<ObjectBackend, StoreError> {
     let text = url.to_string();
     let bad = |reason: String| StoreError::Location {
         store: text.clone(),
@@ -145,7 +159,7 @@ pub fn open_object(url: &url::Url, config: &StoreConfig) -> Result<ObjectBackend
 
 /// kiln's settings, then `store.options` (which may override them).
 fn options<'a>(
-    config: &'a StoreConfig,
+    config: &'a ObjectSettings,
     ours: &'a [(&'a str, &'a String)],
 ) -> impl Iterator<Item = (&'a str, &'a str)> {
     ours.iter()
@@ -180,10 +194,9 @@ mod tests {
 
     #[test]
     fn unknown_options_are_refused_by_name() {
-        let config = StoreConfig {
-            dir: "s3://bucket".into(),
+        let config = ObjectSettings {
             options: [("aws_no_such_key".to_string(), "1".to_string())].into(),
-            ..StoreConfig::default()
+            ..ObjectSettings::default()
         };
         let url = url::Url::parse("s3://bucket").unwrap();
         let err = open_object(&url, &config).unwrap_err().to_string();

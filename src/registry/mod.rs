@@ -24,7 +24,7 @@ pub use active::ActiveRecord;
 pub use backend::{Backend, Observer, Tag};
 pub use error::StoreError;
 pub use fs::FsBackend;
-pub use location::Location;
+pub use location::{Location, ObjectSettings};
 pub use object::ObjectBackend;
 
 use std::path::PathBuf;
@@ -34,7 +34,6 @@ use std::time::{Duration, Instant};
 use burn::prelude::Device;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 
-use crate::config::StoreConfig;
 use crate::model::{LoadedModel, Manifest, Net};
 
 const ACTIVE: &str = "active";
@@ -64,11 +63,12 @@ impl Store {
         Ok(Self::with_backend(Arc::new(FsBackend::open(root)?)))
     }
 
-    /// Opens the store `config.dir` names: a directory or a bucket URL.
-    pub fn from_config(config: &StoreConfig) -> Result<Self, StoreError> {
-        let backend: Arc<dyn Backend> = match Location::parse(&config.dir)? {
+    /// Opens the store at `location`: a directory, or a bucket reached as
+    /// `settings` say.
+    pub fn at(location: Location, settings: &ObjectSettings) -> Result<Self, StoreError> {
+        let backend: Arc<dyn Backend> = match location {
             Location::Dir(dir) => Arc::new(FsBackend::open(dir)?),
-            Location::Url(url) => Arc::new(location::open_object(&url, config)?),
+            Location::Url(url) => Arc::new(location::open_object(&url, settings)?),
         };
         Ok(Self::with_backend(backend))
     }

@@ -1,5 +1,5 @@
 //! [`ManageError`]: why a model manager operation (promote, rollback, delete, a
-//! route change, an on-demand load) was refused or failed.
+//! route change, an on-demand load, an import) was refused or failed.
 
 use super::routing::RouteKind;
 use crate::registry::StoreError;
@@ -33,6 +33,12 @@ pub enum ManageError {
     BadPercent(f64),
     #[error("the model manager has stopped")]
     Stopped,
+    /// Imported weights that cannot become a version.
+    #[error(transparent)]
+    Import(#[from] crate::model::import::ImportError),
+    /// An operation's worker ended without an answer (a panic).
+    #[error("{0}")]
+    Crashed(String),
     #[error(transparent)]
     Store(StoreError),
 }

@@ -26,10 +26,10 @@ use tokio_util::task::TaskTracker;
 
 pub use super::input::{InputError, Rows, check};
 
-use super::ActiveModel;
 use super::routing::Routing;
 use crate::batching::{Answer, Batcher, PredictError, SubmitError, Work};
 use crate::config::Config;
+use crate::executor::ActiveModel;
 use crate::explainer::{ExplainFailure, Explainer};
 use crate::model::explain::{Explanation, Method, Request};
 use crate::model::{LoadedModel, Task};
@@ -42,17 +42,18 @@ const MIRROR_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The service: a cheap `Clone` handle (one reference count).
 #[derive(Clone)]
-pub struct Inference(Arc<Inner>);
+pub struct Inference(Arc<Parts>);
 
-struct Inner {
-    batcher: Batcher,
-    active: ActiveModel,
-    routing: Arc<Routing>,
-    monitor: Arc<Monitor>,
-    explainer: Explainer,
-    limits: Limits,
+/// What the service calls on.
+pub struct Parts {
+    pub batcher: Batcher,
+    pub active: ActiveModel,
+    pub routing: Arc<Routing>,
+    pub monitor: Arc<Monitor>,
+    pub explainer: Explainer,
+    pub limits: Limits,
     /// Shadow mirrors still running after their answer: shutdown waits for them.
-    mirrors: TaskTracker,
+    pub mirrors: TaskTracker,
 }
 
 /// The configured bounds the service applies.
@@ -168,24 +169,8 @@ enum Served {
 }
 
 impl Inference {
-    pub fn new(
-        batcher: Batcher,
-        active: ActiveModel,
-        routing: Arc<Routing>,
-        monitor: Arc<Monitor>,
-        explainer: Explainer,
-        limits: Limits,
-        mirrors: TaskTracker,
-    ) -> Self {
-        Self(Arc::new(Inner {
-            batcher,
-            active,
-            routing,
-            monitor,
-            explainer,
-            limits,
-            mirrors,
-        }))
+    pub fn new(parts: Parts) -> Self {
+        Self(Arc::new(parts))
     }
 
     /// Predicts one answer per instance through the batching queue.

@@ -9,6 +9,10 @@
 //! version asked for by name (OIP v2) is loaded on demand and kept warm too, up to
 //! [`MAX_WARM`] versions.
 //!
+//! An import ([`Models::import`]) reads and checks the weights off the async
+//! runtime, writes the new version, and promotes it through the same queue when
+//! asked.
+//!
 //! The manager also owns the canary and shadow routes ([`Routing`]): they are set
 //! and removed through the handle, and a promotion, rollback or deletion drops
 //! (or checks again) the routes it touches before it publishes, in the same step,
@@ -23,10 +27,10 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use super::error::ManageError;
 
-use super::ActiveModel;
 use super::routing::{RouteInfo, RouteKind, Routing};
 use super::swap::{self, WarmUp};
-use crate::model::LoadedModel;
+use crate::executor::ActiveModel;
+use crate::model::{LoadedModel, NetConfig, import};
 use crate::registry::{ActiveRecord, Store, Tag};
 
 /// The store-wide lock promotions, deletions and the first version take.
@@ -54,6 +58,9 @@ enum Command {
 pub struct Models {
     tx: mpsc::Sender<Command>,
     routing: Arc<Routing>,
+    /// For imports: where versions are written, and the device they are checked on.
+    store: Store,
+    device: Device,
 }
 
 /// The model manager thread, owned by the process lifecycle.
@@ -87,14 +94,45 @@ impl Models {
         let (tx, rx) = mpsc::channel(16);
         let routing = Arc::new(Routing::default());
         let routes = routing.clone();
+        let handle = Self {
+            tx: tx.clone(),
+            routing,
+            store: store.clone(),
+            device: device.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("kiln-models".into())
             .spawn(move || Manager::new(store, device, warm, bootstrap, active, routes).run(rx))?;
-        let owner = ManagerThread {
-            tx: tx.clone(),
-            thread,
-        };
-        Ok((Self { tx, routing }, owner))
+        let owner = ManagerThread { tx, thread };
+        Ok((handle, owner))
+    }
+
+    /// A new version from PyTorch weights (a `torch.save` file or safetensors at
+    /// `weights`, called `name` in messages) for the network `config`; promoted
+    /// too when `activate`. Reading and checking the file runs off the async
+    /// runtime; the version is written only once the weights pass every check.
+    pub async fn import<P>(
+        &self,
+        weights: P,
+        name: String,
+        config: NetConfig,
+        activate: bool,
+    ) -> Result<String, ManageError>
+    where
+        P: AsRef<std::path::Path> + Send + 'static,
+    {
+        let (store, device) = (self.store.clone(), self.device.clone());
+        let version = tokio::task::spawn_blocking(move || -> Result<String, ManageError> {
+            let (manifest, net) =
+                import::import_as(weights.as_ref(), &name, &config, "upload", &device)?;
+            Ok(store.create_version(&manifest, &net)?)
+        })
+        .await
+        .map_err(|e| ManageError::Crashed(format!("the import stopped: {e}")))??;
+        if activate {
+            self.promote(&version).await?;
+        }
+        Ok(version)
     }
 
     /// The canary and shadow routes, for reading (one atomic load per request).

@@ -1,5 +1,6 @@
-//! Which version serves: the hot-swap seam the executor reads ([`ActiveModel`]),
-//! the model manager that owns promotion, rollback, deletion and on-demand loads
+//! Which version serves: the model manager that publishes on the executor's
+//! hot-swap seam ([`crate::executor::ActiveModel`]) and owns promotion, rollback,
+//! deletion and on-demand loads
 //! ([`Models`]), loading and warming versions up ([`swap`]), and keeping a replica
 //! on the store's active version ([`watch`]); canary and shadow routes
 //! ([`routing`], set and dropped by the model manager only); and the inference
@@ -7,7 +8,6 @@
 //! (`registry`) only keeps bytes and records.
 
 mod error;
-mod handle;
 pub mod infer;
 mod input;
 mod manager;
@@ -15,7 +15,6 @@ pub mod routing;
 pub mod swap;
 pub mod watch;
 
-pub use handle::ActiveModel;
 pub use manager::{ManageError, ManagerThread, Models};
 
 #[cfg(test)]

@@ -9,13 +9,16 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-use super::infer::{Deadline, InferError, Inference, InputError, Limits, Query, Rows, check};
+use super::infer::{
+    Deadline, InferError, Inference, InputError, Limits, Parts, Query, Rows, check,
+};
 use super::routing::RouteKind;
 use super::swap::WarmUp;
-use super::{ActiveModel, ManageError, Models};
+use super::{ManageError, Models};
 use crate::batching::Batcher;
 use crate::batching::cost::CostModel;
 use crate::config::{BatchingConfig, MonitoringConfig};
+use crate::executor::ActiveModel;
 use crate::explainer::Explainer;
 use crate::metrics::Metrics;
 use crate::model::net::{ActivationKind, Architecture, MlpConfig};
@@ -49,6 +52,11 @@ fn embedding() -> NetConfig {
         .unwrap(),
         preprocess: None,
     }
+}
+
+/// The store is never empty here: nothing is bootstrapped.
+fn no_bootstrap() -> (Manifest, crate::model::Net) {
+    unreachable!("the test store has versions")
 }
 
 /// v1: an iris-shaped classifier (active); v2: an embedding classifier over four
@@ -107,14 +115,8 @@ async fn fixture() -> Fixture {
         max_rows: 4,
         buckets: false,
     };
-    let (models, manager) = Models::spawn(
-        store.clone(),
-        device,
-        warm,
-        crate::training::default_model,
-        active.clone(),
-    )
-    .unwrap();
+    let (models, manager) =
+        Models::spawn(store.clone(), device, warm, no_bootstrap, active.clone()).unwrap();
     assert_eq!(models.load_initial().await.unwrap(), "v1");
     let monitoring = MonitoringConfig {
         sample_rate: 0.0,
@@ -128,15 +130,15 @@ async fn fixture() -> Fixture {
         explain_max_rows: 4,
         explain_max_steps: 8,
     };
-    let service = Inference::new(
+    let service = Inference::new(Parts {
         batcher,
         active,
-        models.routes().clone(),
-        Arc::new(monitor),
+        routing: models.routes().clone(),
+        monitor: Arc::new(monitor),
         explainer,
         limits,
-        tokio_util::task::TaskTracker::new(),
-    );
+        mirrors: tokio_util::task::TaskTracker::new(),
+    });
     Fixture {
         service,
         models,

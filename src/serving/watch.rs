@@ -12,7 +12,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{ActiveModel, Models};
+use super::Models;
+use crate::executor::ActiveModel;
 use crate::registry::Store;
 
 /// Starts the watch on `tracker`; it ends when `stop` is cancelled.

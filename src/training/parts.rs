@@ -45,7 +45,7 @@ impl Stepper {
 
 /// The optimizer for `spec` on `device`: Adam and AdamW are fused on the CPU.
 pub fn optimizer(spec: &OptimizerSpec, device: &Device) -> Stepper {
-    if crate::model::backend::is_flex(device) {
+    if crate::device::is_flex(device) {
         match *spec {
             OptimizerSpec::Adam {
                 beta1,

@@ -80,7 +80,7 @@ impl BatchGrads {
         } else {
             1
         };
-        let cut = threads > 1 && crate::model::backend::is_flex(device) && !net.batch_statistics();
+        let cut = threads > 1 && crate::device::is_flex(device) && !net.batch_statistics();
         Self {
             pool: cut
                 .then(|| ComputePool::named(threads, "kiln-train").ok())

@@ -186,7 +186,7 @@ impl Backing {
 
     /// The store, opened in this process.
     pub fn store(&self) -> Store {
-        Store::from_config(&self.config()).unwrap()
+        self.config().open().unwrap()
     }
 
     /// `kiln serve` on this store, with `extra` env.

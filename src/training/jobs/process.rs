@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::protocol::{Event, MAX_LINE, Start, VERSION, read_line};
-use crate::registry::Store;
 use crate::training::budget::Budget;
 use crate::training::error::TrainError;
 use crate::training::fit::{EpochReport, Observer};
@@ -95,7 +94,10 @@ pub fn main(args: &WorkerArgs) -> i32 {
 
 fn train(start: &Start, cancel: &AtomicBool) -> Result<run::Finished, TrainError> {
     let config = &start.config;
-    let store = Store::from_config(&config.store).map_err(|e| TrainError::Store(e.to_string()))?;
+    let store = config
+        .store
+        .open()
+        .map_err(|e| TrainError::Store(e.to_string()))?;
     let device = config
         .training_device()
         .map_err(|e| TrainError::Store(e.to_string()))?;

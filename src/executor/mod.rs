@@ -23,7 +23,9 @@ use crate::batching::{Answer, Batch, PredictError, Request};
 use crate::compute::ComputePool;
 use crate::metrics::{Metrics, RejectReason};
 use crate::model::LoadedModel;
-use crate::serving::ActiveModel;
+
+mod active;
+pub use active::ActiveModel;
 
 /// Starts the executor thread; it ends when every batch sender is dropped.
 pub fn spawn(

@@ -1,5 +1,5 @@
 //! Picks the Burn device for the configured backend and device, and prepares GPU
-//! runtimes before their first use.
+//! runtimes before their first use. A leaf: it knows Burn, nothing of kiln.
 //!
 //! Burn 0.22 chooses devices at run time, so one code path serves every backend;
 //! cargo features only decide which backends are compiled in. Asking for one that
@@ -13,7 +13,20 @@ use std::path::Path;
 
 use burn::prelude::Device;
 
-use crate::config::BackendKind;
+use serde::{Deserialize, Serialize};
+
+/// A compute backend; each but `cpu` needs the cargo feature of the same name.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// burn-flex on the CPU (always compiled in).
+    #[default]
+    Cpu,
+    /// wgpu (Vulkan, Metal, DX12, or Mesa's software Vulkan).
+    Wgpu,
+    /// NVIDIA CUDA.
+    Cuda,
+}
 
 /// The configured backend or device cannot be used.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -1,0 +1,257 @@
+//! The policy on paused time: triggers, cooldowns, waiting on a job, trials.
+
+use super::*;
+use crate::monitoring::drift::FeaturePsi;
+
+fn config() -> RetrainConfig {
+    RetrainConfig {
+        enabled: true,
+        min_new_labels: 50,
+        min_accuracy: 0.8,
+        min_labelled: 20,
+        cooldown_ms: 10_000,
+        gate_min_labelled: 30,
+        ..RetrainConfig::default()
+    }
+}
+
+fn accuracy(labelled: usize, a: f64) -> Option<Score> {
+    Some(Score {
+        labelled,
+        accuracy: Some(a),
+        mae: None,
+        r2: None,
+    })
+}
+
+fn drift(drifted: bool) -> Option<DriftReport> {
+    Some(DriftReport {
+        version: Some("v1".into()),
+        window: 500,
+        enough: true,
+        score: if drifted { 0.9 } else { 0.01 },
+        drifted,
+        threshold: 0.25,
+        prediction_psi: 0.1,
+        features: vec![FeaturePsi {
+            feature: "temp".into(),
+            psi: 0.9,
+        }],
+    })
+}
+
+/// Nothing new: 10 labels, no drift, the serving version good.
+fn quiet() -> Observed<'static> {
+    Observed {
+        now: Instant::now(),
+        serving: "v1",
+        labelled_total: 10,
+        drift: drift(false),
+        serving_score: accuracy(100, 0.95),
+        job: None,
+        candidate_score: None,
+    }
+}
+
+fn trigger(d: &Decision) -> Option<&'static str> {
+    match d {
+        Decision::Retrain { trigger, .. } => Some(trigger),
+        _ => None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quiet_world_never_retrains() {
+    let mut policy = Policy::new(config());
+    for _ in 0..100 {
+        assert_eq!(policy.decide(quiet()), Decision::Wait);
+        tokio::time::advance(Duration::from_secs(60)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_trigger_fires_and_says_why() {
+    let mut policy = Policy::new(config());
+    let d = policy.decide(Observed {
+        labelled_total: 60,
+        ..quiet()
+    });
+    let Decision::Retrain { trigger, why } = d else {
+        panic!("{d:?}")
+    };
+    assert_eq!(trigger, "labels");
+    assert!(why.contains("60 new labelled rows"), "{why}");
+
+    let mut policy = Policy::new(config());
+    let d = policy.decide(Observed {
+        drift: drift(true),
+        ..quiet()
+    });
+    let Decision::Retrain { trigger, why } = d else {
+        panic!("{d:?}")
+    };
+    assert_eq!(trigger, "drift");
+    assert!(why.contains("feature \"temp\""), "{why}");
+
+    let mut policy = Policy::new(config());
+    let d = policy.decide(Observed {
+        serving_score: accuracy(100, 0.5),
+        ..quiet()
+    });
+    let Decision::Retrain { trigger, why } = d else {
+        panic!("{d:?}")
+    };
+    assert_eq!(trigger, "quality");
+    assert!(
+        why.contains("live accuracy 0.500") && why.contains("of v1"),
+        "{why}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn quality_needs_enough_labels_and_drift_can_be_off() {
+    let mut policy = Policy::new(config());
+    let few = Observed {
+        serving_score: accuracy(19, 0.1),
+        ..quiet()
+    };
+    assert_eq!(policy.decide(few), Decision::Wait);
+    let mut policy = Policy::new(RetrainConfig {
+        on_drift: false,
+        ..config()
+    });
+    let drifted = Observed {
+        drift: drift(true),
+        ..quiet()
+    };
+    assert_eq!(policy.decide(drifted), Decision::Wait);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trigger_waits_out_its_cooldown_even_when_no_job_started() {
+    let mut policy = Policy::new(config());
+    let low = || Observed {
+        serving_score: accuracy(100, 0.5),
+        ..quiet()
+    };
+    assert_eq!(trigger(&policy.decide(low())), Some("quality"));
+    // No job started (no labelled rows yet, say): the cooldown still holds.
+    tokio::time::advance(Duration::from_millis(9_999)).await;
+    assert_eq!(policy.decide(low()), Decision::Wait);
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert_eq!(trigger(&policy.decide(low())), Some("quality"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn labels_count_from_the_last_job() {
+    let mut policy = Policy::new(RetrainConfig {
+        cooldown_ms: 0,
+        ..config()
+    });
+    let labels = |n| Observed {
+        labelled_total: n,
+        ..quiet()
+    };
+    assert_eq!(trigger(&policy.decide(labels(60))), Some("labels"));
+    policy.started("job-1".into(), 60);
+    let done = |n| Observed {
+        job: Some(JobSeen::Done),
+        ..labels(n)
+    };
+    assert_eq!(policy.decide(done(100)), Decision::Wait, "40 new rows");
+    assert_eq!(trigger(&policy.decide(labels(110))), Some("labels"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_second_job_while_one_runs() {
+    let mut policy = Policy::new(RetrainConfig {
+        cooldown_ms: 0,
+        ..config()
+    });
+    let low = |job| Observed {
+        serving_score: accuracy(100, 0.5),
+        job,
+        ..quiet()
+    };
+    assert_eq!(trigger(&policy.decide(low(None))), Some("quality"));
+    policy.started("job-1".into(), 10);
+    assert_eq!(policy.job(), Some("job-1"));
+    for _ in 0..10 {
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(policy.decide(low(Some(JobSeen::Running))), Decision::Wait);
+    }
+    assert_eq!(
+        trigger(&policy.decide(low(Some(JobSeen::Done)))),
+        Some("quality")
+    );
+    assert_eq!(policy.job(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_version_goes_on_trial_and_is_judged_on_live_quality() {
+    let mut policy = Policy::new(config());
+    policy.started("job-1".into(), 10);
+    let held = Observed {
+        job: Some(JobSeen::Held(Some("v2".into()))),
+        ..quiet()
+    };
+    assert_eq!(
+        policy.decide(held),
+        Decision::StartTrial {
+            version: "v2".into()
+        }
+    );
+    policy.trial_started("v2".into());
+    // No trigger fires during a trial, and it waits for enough labels.
+    let trial = |candidate, serving| Observed {
+        labelled_total: 1_000,
+        drift: drift(true),
+        serving_score: serving,
+        candidate_score: candidate,
+        ..quiet()
+    };
+    assert_eq!(
+        policy.decide(trial(None, accuracy(100, 0.5))),
+        Decision::Wait
+    );
+    assert_eq!(
+        policy.decide(trial(accuracy(29, 0.9), accuracy(100, 0.5))),
+        Decision::Wait
+    );
+    assert_eq!(
+        policy.decide(trial(accuracy(30, 0.9), accuracy(100, 0.5))),
+        Decision::EndTrial {
+            version: "v2".into(),
+            passed: true,
+            live: 0.9,
+            serving: Some(0.5)
+        }
+    );
+    assert_eq!(policy.trial(), None);
+
+    // A worse candidate fails; one with nothing to compare against passes.
+    policy.trial_started("v3".into());
+    let d = policy.decide(trial(accuracy(30, 0.4), accuracy(100, 0.5)));
+    assert!(
+        matches!(d, Decision::EndTrial { passed: false, .. }),
+        "{d:?}"
+    );
+    policy.trial_started("v4".into());
+    let d = policy.decide(trial(accuracy(30, 0.4), None));
+    assert!(
+        matches!(d, Decision::EndTrial { passed: true, .. }),
+        "{d:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_job_without_a_version_ends_the_wait() {
+    let mut policy = Policy::new(config());
+    policy.started("job-1".into(), 10);
+    let held = Observed {
+        job: Some(JobSeen::Held(None)),
+        ..quiet()
+    };
+    assert_eq!(policy.decide(held), Decision::Wait);
+    assert_eq!(policy.job(), None);
+}
