@@ -2,6 +2,9 @@
 //! every answer, labels joined to logged predictions, the quality they give, and
 //! every bad label refused with a 422 that keeps nothing.
 
+/// The closed loop's audit defects in the feedback path.
+#[path = "monitoring/audit.rs"]
+mod audit;
 mod common;
 
 use common::{Server, post, test_config};

@@ -156,11 +156,18 @@ pub struct RetrainConfig {
     pub max_rows: usize,
     /// What a retrained version that beats the serving one on the newest labels
     /// must pass before it is promoted: nothing, or a live trial as a `shadow` or
-    /// a `canary` at `gate_percent`, until it has `gate_min_labelled` labelled
-    /// predictions and live quality at least the serving version's.
+    /// a `canary` at `gate_percent`, until both it and the serving version have
+    /// `gate_min_labelled` labelled predictions; it passes with live quality at
+    /// least the serving version's.
     pub gate: Gate,
     pub gate_percent: f64,
     pub gate_min_labelled: usize,
+    /// A trial still short of labels after this long ends as rejected.
+    pub gate_timeout_ms: u64,
+    /// Versions automatic jobs wrote but did not promote (beaten on the newest
+    /// labels, or rejected by their trial) kept at most; older ones are deleted
+    /// with their kept data.
+    pub keep_rejected: usize,
 }
 
 /// `retrain.gate`.
@@ -200,6 +207,8 @@ impl Default for RetrainConfig {
             gate: Gate::None,
             gate_percent: 10.0,
             gate_min_labelled: 200,
+            gate_timeout_ms: 86_400_000,
+            keep_rejected: 2,
         }
     }
 }
@@ -239,6 +248,13 @@ impl RetrainConfig {
                 3_600_000,
             ),
             ("retrain.cooldown_ms", self.cooldown_ms, 0, 30 * 86_400_000),
+            ("retrain.keep_rejected", self.keep_rejected as u64, 0, 1_000),
+            (
+                "retrain.gate_timeout_ms",
+                self.gate_timeout_ms,
+                1_000,
+                30 * 86_400_000,
+            ),
             (
                 "retrain.min_labelled",
                 self.min_labelled as u64,

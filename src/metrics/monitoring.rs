@@ -90,12 +90,12 @@ impl Collectors {
         let trials = IntCounterVec::new(
             Opts::new(
                 "kiln_retrain_trials_total",
-                "Live trials (retrain.gate) of retrained versions, by outcome (promoted, rejected, failed).",
+                "Live trials (retrain.gate) of retrained versions, by outcome (promoted, rejected, timed_out, failed).",
             ),
             &["outcome"],
         )
         .unwrap();
-        for outcome in ["promoted", "rejected", "failed"] {
+        for outcome in ["promoted", "rejected", "timed_out", "failed"] {
             trials.with_label_values(&[outcome]);
         }
         let routes = GaugeVec::new(

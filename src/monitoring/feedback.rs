@@ -49,43 +49,47 @@ pub struct Labelled {
     pub version: Option<String>,
     pub features: Vec<f32>,
     pub target: serde_json::Value,
+    /// When the label arrived (0 in segments written before it was kept): of
+    /// two labels of one prediction, the later one counts.
+    #[serde(default)]
+    pub labelled_ms: u64,
 }
 
 /// The store folder of feedback segments.
 pub const FOLDER: &str = "feedback";
 
-/// Finds logged entries by id, reading each candidate segment once.
-pub struct Finder<'a> {
-    store: &'a Store,
-    listing: Vec<segments::SegmentName>,
-    read: HashMap<String, HashMap<PredictionId, Entry>>,
-}
-
-impl<'a> Finder<'a> {
-    /// Lists the log's segments; a store that cannot list them is an error.
-    pub fn try_new(store: &'a Store) -> Result<Self, StoreError> {
-        Ok(Self {
-            store,
-            listing: segments::try_list(store, log::FOLDER)?,
-            read: HashMap::new(),
-        })
+/// The logged entry of each of `ids` (in order), if the log holds it. Each
+/// segment that may hold a missing one is read once, and only the entries asked
+/// for are kept: memory follows one segment and the answers, not the log (made-up
+/// ids spread over a large log cost reads, not memory). A store that cannot list
+/// the log is an error.
+pub fn find_logged(store: &Store, ids: &[PredictionId]) -> Result<Vec<Option<Entry>>, StoreError> {
+    let listing = segments::try_list(store, log::FOLDER)?;
+    let mut wanted: HashMap<PredictionId, Vec<usize>> = HashMap::new();
+    for (i, id) in ids.iter().enumerate() {
+        wanted.entry(*id).or_default().push(i);
     }
-
-    /// The logged entry of `id`, if a segment holds it.
-    pub fn find(&mut self, id: &PredictionId) -> Option<Entry> {
-        let t = id.t_ms();
-        for segment in self.listing.iter().filter(|s| s.covers(t)) {
-            let entries = self.read.entry(segment.name.clone()).or_insert_with(|| {
-                log::read_segment(self.store, &segment.name)
-                    .map(|s| s.entries.into_iter().map(|e| (e.id, e)).collect())
-                    .unwrap_or_default()
-            });
-            if let Some(entry) = entries.get(id) {
-                return Some(entry.clone());
+    let mut found: Vec<Option<Entry>> = vec![None; ids.len()];
+    for segment in &listing {
+        let needed = ids
+            .iter()
+            .zip(&found)
+            .any(|(id, f)| f.is_none() && segment.covers(id.t_ms()));
+        if !needed {
+            continue;
+        }
+        let Some(read) = log::read_segment(store, &segment.name) else {
+            continue;
+        };
+        for entry in read.entries {
+            for &i in wanted.get(&entry.id).into_iter().flatten() {
+                if found[i].is_none() {
+                    found[i] = Some(entry.clone());
+                }
             }
         }
-        None
     }
+    Ok(found)
 }
 
 /// Checks `target` against the task and classes of `version` (its manifest);
@@ -144,9 +148,10 @@ pub fn judge(
     }
 }
 
-/// The newest `max` kept labelled rows of `width` features, oldest first. Segments
-/// are read newest first and reading stops once `max` rows are in hand, so memory
-/// follows `retrain.max_rows`, not the feedback kept.
+/// The newest `max` kept labelled rows of `width` features, oldest first, one per
+/// prediction (its latest label). Segments are read newest first and reading
+/// stops once `max` rows are in hand, so memory follows `retrain.max_rows`, not
+/// the feedback kept.
 pub fn newest(store: &Store, width: usize, max: usize) -> Vec<Labelled> {
     let mut names = segments::list(store, FOLDER);
     names.sort_by_key(|s| std::cmp::Reverse((s.last_ms, s.first_ms)));
@@ -162,10 +167,29 @@ pub fn newest(store: &Store, width: usize, max: usize) -> Vec<Labelled> {
             rows.extend(read.into_iter().filter(|r| r.features.len() == width));
         }
     }
+    let mut rows = latest_per_prediction(rows);
     rows.sort_by_key(|r| r.t_ms);
     let extra = rows.len().saturating_sub(max);
     rows.drain(..extra);
     rows
+}
+
+/// One row per prediction id: the one labelled last (of equal times, the first
+/// given). Order otherwise kept.
+pub fn latest_per_prediction(rows: Vec<Labelled>) -> Vec<Labelled> {
+    let mut at: HashMap<PredictionId, usize> = HashMap::new();
+    let mut out: Vec<Labelled> = Vec::with_capacity(rows.len());
+    for row in rows {
+        match at.get(&row.id) {
+            Some(&i) if out[i].labelled_ms >= row.labelled_ms => {}
+            Some(&i) => out[i] = row,
+            None => {
+                at.insert(row.id, out.len());
+                out.push(row);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -174,6 +198,30 @@ mod tests {
     use crate::model::NetConfig;
     use crate::model::net::{ActivationKind, Architecture, MlpConfig};
     use serde_json::json;
+
+    #[test]
+    fn each_prediction_keeps_its_latest_label() {
+        let [a, b] = PredictionId::batch(1_795_000_000_000, 2)[..] else {
+            unreachable!()
+        };
+        let row = |id, target: &str, labelled_ms| Labelled {
+            id,
+            t_ms: 1,
+            version: None,
+            features: vec![1.0],
+            target: json!(target),
+            labelled_ms,
+        };
+        let kept = latest_per_prediction(vec![
+            row(a, "x", 10),
+            row(b, "y", 10),
+            row(a, "z", 30),
+            row(a, "w", 20),
+            row(b, "v", 10),
+        ]);
+        let got: Vec<_> = kept.iter().map(|r| (r.id, r.target.clone())).collect();
+        assert_eq!(got, vec![(a, json!("z")), (b, json!("y"))]);
+    }
 
     #[test]
     fn regression_targets_must_fit_f32_and_classes_must_exist() {

@@ -13,11 +13,15 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::Monitor;
-use super::feedback::{FeedbackItem, Finder, Labelled, judge};
+use super::feedback::{FeedbackItem, Labelled, find_logged, judge};
 use super::ids::PredictionId;
 use super::log::Entry;
 use crate::model::{LoadedModel, Manifest};
 use crate::registry::{Store, StoreError};
+
+/// How far ahead of this server's clock a prediction id's millisecond may be
+/// (another replica's clock may run ahead); later ids were never made by kiln.
+pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
 
 /// `POST /feedback`'s answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -83,6 +87,18 @@ impl Monitor {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // An id from the future would sort as the newest label for ever (and
+        // push real ones out of the bounded feedback store).
+        let latest = crate::clock::unix_now_ms().saturating_add(MAX_CLOCK_SKEW_MS);
+        if let Some((item, id)) = ids.iter().enumerate().find(|(_, id)| id.t_ms() > latest) {
+            return Err(FeedbackError::BadId {
+                item,
+                reason: format!(
+                    "{id} was made {} ms after this server's clock: not an id kiln made",
+                    id.t_ms() - crate::clock::unix_now_ms()
+                ),
+            });
+        }
         let mut found = lookup(self.store(), &ids).await?;
         // Ids answered a moment ago may still wait in this replica's log writer.
         if ids
@@ -115,9 +131,9 @@ impl Monitor {
                 .or_insert_with(|| store.manifest(version).ok().map(Arc::new))
                 .clone()
         };
+        let now = crate::clock::unix_now_ms();
         let mut rows = Vec::with_capacity(ids.len());
         let mut outcomes = Vec::new();
-        let mut joined = 0;
         for (i, ((item, id), entry)) in items.into_iter().zip(ids).zip(found).enumerate() {
             let bad = FeedbackError::item(i);
             let Some(entry) = entry else {
@@ -142,6 +158,7 @@ impl Monitor {
                     version: None,
                     features: instance,
                     target: item.target,
+                    labelled_ms: now,
                 });
                 continue;
             };
@@ -154,16 +171,15 @@ impl Monitor {
             if let Some(outcome) =
                 judge(version, checked, &item.target, Some(&entry.prediction)).map_err(&bad)?
             {
-                outcomes.push((entry.version.clone(), outcome));
+                outcomes.push((entry.version.clone(), id, outcome));
             }
-            joined += 1;
             // A shadow's answer to the same instance is scored for it too.
             if let Some(shadow) = &entry.shadow
                 && let Some(m) = manifest(&shadow.version)
                 && let Ok(Some(outcome)) =
                     judge(&shadow.version, &m, &item.target, Some(&shadow.prediction))
             {
-                outcomes.push((shadow.version.clone(), outcome));
+                outcomes.push((shadow.version.clone(), id, outcome));
             }
             rows.push(Labelled {
                 id,
@@ -171,12 +187,18 @@ impl Monitor {
                 version: Some(entry.version),
                 features: entry.features,
                 target: item.target,
+                labelled_ms: now,
             });
         }
+        // A prediction labelled twice in one request counts once: the last label
+        // (the quality windows replace by id in the same order).
+        rows.reverse();
+        let mut rows = super::feedback::latest_per_prediction(rows);
+        rows.reverse();
         self.accept(&rows, &outcomes)?;
         Ok(FeedbackAccepted {
             accepted: rows.len(),
-            joined,
+            joined: rows.iter().filter(|r| r.version.is_some()).count(),
         })
     }
 }
@@ -185,10 +207,7 @@ impl Monitor {
 /// log is an error, not an empty log.
 async fn lookup(store: &Store, ids: &[PredictionId]) -> Result<Vec<Option<Entry>>, FeedbackError> {
     let (store, ids) = (store.clone(), ids.to_vec());
-    tokio::task::spawn_blocking(move || {
-        let mut finder = Finder::try_new(&store)?;
-        Ok(ids.iter().map(|id| finder.find(id)).collect())
-    })
-    .await
-    .map_err(|e| FeedbackError::Task(e.to_string()))?
+    tokio::task::spawn_blocking(move || Ok(find_logged(&store, &ids)?))
+        .await
+        .map_err(|e| FeedbackError::Task(e.to_string()))?
 }

@@ -211,7 +211,7 @@ impl Monitor {
     pub fn accept(
         &self,
         rows: &[Labelled],
-        outcomes: &[(String, Outcome)],
+        outcomes: &[(String, ids::PredictionId, Outcome)],
     ) -> Result<(), crate::registry::StoreError> {
         if let (Some(first), Some(last)) = (
             rows.iter().map(|r| r.t_ms).min(),
@@ -227,8 +227,8 @@ impl Monitor {
         self.labelled
             .fetch_add(rows.len() as u64, Ordering::Relaxed);
         let mut quality = self.quality.lock().expect("quality lock");
-        for (version, outcome) in outcomes {
-            quality.push(version, *outcome);
+        for (version, id, outcome) in outcomes {
+            quality.push(version, *id, *outcome);
         }
         let scores = quality.scores();
         self.metrics

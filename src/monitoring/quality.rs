@@ -5,6 +5,8 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::Serialize;
 
+use super::ids::PredictionId;
+
 /// What one labelled prediction says.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Outcome {
@@ -35,7 +37,7 @@ const MAX_VERSIONS: usize = 16;
 #[derive(Debug)]
 pub struct Windows {
     size: usize,
-    versions: HashMap<String, (u64, VecDeque<Outcome>)>,
+    versions: HashMap<String, (u64, VecDeque<(PredictionId, Outcome)>)>,
     tick: u64,
 }
 
@@ -48,8 +50,9 @@ impl Windows {
         }
     }
 
-    /// Adds one labelled outcome of `version`.
-    pub fn push(&mut self, version: &str, outcome: Outcome) {
+    /// Adds one labelled outcome of `version`'s prediction `id`; a prediction
+    /// still in the window is scored once, by its latest label.
+    pub fn push(&mut self, version: &str, id: PredictionId, outcome: Outcome) {
         self.tick += 1;
         if !self.versions.contains_key(version) && self.versions.len() >= MAX_VERSIONS {
             let oldest = self
@@ -66,10 +69,14 @@ impl Windows {
             .entry(version.to_string())
             .or_insert_with(|| (0, VecDeque::new()));
         *tick = self.tick;
+        if let Some(slot) = window.iter_mut().find(|(seen, _)| *seen == id) {
+            slot.1 = outcome;
+            return;
+        }
         if window.len() == self.size {
             window.pop_front();
         }
-        window.push_back(outcome);
+        window.push_back((id, outcome));
     }
 
     /// Every tracked version's score.
@@ -89,12 +96,12 @@ impl Windows {
     }
 }
 
-fn score(window: &VecDeque<Outcome>) -> Score {
+fn score(window: &VecDeque<(PredictionId, Outcome)>) -> Score {
     let n = window.len();
     let mut correct = 0usize;
     let mut classes = 0usize;
     let (mut abs, mut values) = (0.0, Vec::new());
-    for outcome in window {
+    for (_, outcome) in window {
         match *outcome {
             Outcome::Class { correct: c } => {
                 classes += 1;
@@ -128,11 +135,29 @@ fn score(window: &VecDeque<Outcome>) -> Score {
 mod tests {
     use super::*;
 
+    fn id() -> PredictionId {
+        PredictionId::batch(1_795_000_000_000, 1)[0]
+    }
+
+    #[test]
+    fn a_prediction_labelled_again_counts_once_by_its_latest_label() {
+        let mut w = Windows::new(10);
+        let once = id();
+        for _ in 0..1_000 {
+            w.push("v1", once, Outcome::Class { correct: true });
+        }
+        w.push("v1", once, Outcome::Class { correct: false });
+        let s = w.score("v1").unwrap();
+        assert_eq!((s.labelled, s.accuracy), (1, Some(0.0)));
+        w.push("v1", id(), Outcome::Class { correct: true });
+        assert_eq!(w.score("v1").unwrap().labelled, 2);
+    }
+
     #[test]
     fn windows_slide_and_score() {
         let mut w = Windows::new(4);
         for correct in [false, false, true, true, true, true] {
-            w.push("v1", Outcome::Class { correct });
+            w.push("v1", id(), Outcome::Class { correct });
         }
         let s = w.score("v1").unwrap();
         assert_eq!(s.labelled, 4);
@@ -140,6 +165,7 @@ mod tests {
         for (p, t) in [(1.0, 1.0), (2.0, 3.0), (3.0, 3.0)] {
             w.push(
                 "v2",
+                id(),
                 Outcome::Value {
                     predicted: p,
                     target: t,
@@ -157,7 +183,7 @@ mod tests {
     fn versions_are_bounded() {
         let mut w = Windows::new(2);
         for i in 0..40 {
-            w.push(&format!("v{i}"), Outcome::Class { correct: true });
+            w.push(&format!("v{i}"), id(), Outcome::Class { correct: true });
         }
         assert_eq!(w.scores().len(), MAX_VERSIONS);
         assert!(w.score("v39").is_some());

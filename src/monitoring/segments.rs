@@ -70,8 +70,9 @@ impl Segments {
 
     /// Writes one segment holding instances answered from `first_ms` to `last_ms`,
     /// then removes the folder's oldest segments (any replica's: a restarted
-    /// replica's old ones too) past the bound. Returns the bytes the folder now
-    /// takes.
+    /// replica's old ones too) past the bound, never the one just written (its
+    /// bytes may hold instances older than the rest). Returns the bytes the folder
+    /// now takes.
     pub fn write(&mut self, first_ms: u64, last_ms: u64, bytes: &[u8]) -> Result<u64, StoreError> {
         self.seq += 1;
         let name = format!(
@@ -85,7 +86,7 @@ impl Segments {
         let mut all = list(&self.store, self.folder);
         all.sort_by_key(|s| (s.last_ms, s.first_ms));
         let mut total: u64 = all.iter().map(|s| s.bytes).sum();
-        for old in &all {
+        for old in all.iter().filter(|s| s.name != name) {
             if total <= self.max_bytes {
                 break;
             }
@@ -142,5 +143,20 @@ mod tests {
             .map(|e| e.unwrap().metadata().unwrap().len())
             .sum();
         assert_eq!(on_disk, bytes);
+    }
+
+    #[test]
+    fn the_segment_just_written_is_never_the_one_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut w = Segments::open(store.clone(), "feedback", "a", 250);
+        // Two segments from far ahead fill the bound...
+        w.write(9_000_000, 9_000_001, &[b'f'; 100]).unwrap();
+        w.write(9_000_002, 9_000_003, &[b'f'; 100]).unwrap();
+        // ... and a real, older one is written: an older one goes, not it.
+        let total = w.write(1_000, 2_000, &[b'r'; 100]).unwrap();
+        assert!(total <= 250, "{total}");
+        let all = list(&store, "feedback");
+        assert!(all.iter().any(|s| s.covers(1_500)), "{all:?}");
     }
 }

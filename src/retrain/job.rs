@@ -18,6 +18,16 @@ use crate::training::spec::{Promote, TrainSpec};
 pub enum BuildError {
     #[error("no labelled rows yet")]
     NoLabels,
+    /// A version without kept data retrains on feedback alone, which must show
+    /// every class the version answers.
+    #[error(
+        "version {version} has no kept training data and the feedback holds {seen} of its {classes} classes; retraining waits for labels of every class"
+    )]
+    FewClasses {
+        version: String,
+        seen: usize,
+        classes: usize,
+    },
     #[error(transparent)]
     Data(#[from] TrainError),
 }
@@ -45,6 +55,21 @@ pub fn build(
         return Err(BuildError::NoLabels);
     }
     let kept = kept::read(store, active.version());
+    if kept.is_none() && manifest.net.task == Task::Classification {
+        let classes = manifest.class_count();
+        let seen = labels
+            .iter()
+            .map(|r| r.target.to_string())
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        if seen < classes {
+            return Err(BuildError::FewClasses {
+                version: active.version().into(),
+                seen,
+                classes,
+            });
+        }
+    }
     let header = match kept.as_deref().and_then(|k| k.lines().next()) {
         Some(h) => h.to_string(),
         None => {

@@ -30,7 +30,8 @@ use crate::registry::Store;
 use crate::serving::Models;
 use crate::serving::routing::RouteKind;
 use crate::training::jobs::Trainer;
-use policy::{Decision, JobSeen, Observed, Policy};
+use crate::training::kept;
+use policy::{Decision, JobSeen, Observed, Policy, Verdict};
 
 /// What the loop needs.
 pub struct Deps {
@@ -68,6 +69,16 @@ async fn check(deps: &Arc<Deps>, policy: &mut Policy) {
         return;
     };
     let monitor = &deps.monitor;
+    // A finished automatic job whose version was not promoted (nor held for a
+    // trial) counts against retrain.keep_rejected.
+    let rejected = policy
+        .job()
+        .and_then(|id| deps.trainer.get(id))
+        .filter(|j| j.state.is_finished() && !j.held && j.promoted != Some(true))
+        .and_then(|j| j.version);
+    if let Some(version) = rejected {
+        discard(deps, policy.rejected(version)).await;
+    }
     let labelled_total = monitor.labelled_total();
     let seen = Observed {
         now: tokio::time::Instant::now(),
@@ -88,12 +99,12 @@ async fn check(deps: &Arc<Deps>, policy: &mut Policy) {
             retrain(deps, policy, active, trigger, why, labelled_total).await
         }
         Decision::StartTrial { version } => start_trial(deps, policy, version).await,
-        Decision::EndTrial {
-            version,
-            passed,
-            live,
-            serving,
-        } => end_trial(deps, &version, passed, live, serving).await,
+        Decision::EndTrial { version, verdict } => {
+            end_trial(deps, &version, verdict).await;
+            if !verdict.passed() {
+                discard(deps, policy.rejected(version)).await;
+            }
+        }
     }
 }
 
@@ -123,9 +134,11 @@ async fn retrain(
             deps.monitor.retrain_started(trigger);
             policy.started(id, labelled_total);
         }
-        Ok(Err(e)) => {
+        // Said once: the same reason at every check is noise.
+        Ok(Err(e)) if policy.refused(&e) => {
             tracing::warn!(trigger, error = %e, "automatic retraining not started")
         }
+        Ok(Err(_)) => {}
         Err(e) => tracing::error!(error = %e, "the retraining task failed"),
     }
 }
@@ -143,7 +156,7 @@ async fn start_trial(deps: &Deps, policy: &mut Policy, version: String) {
                 gate = cfg.gate.name(),
                 "a retrained version starts its live trial"
             );
-            policy.trial_started(version);
+            policy.trial_started(version, tokio::time::Instant::now());
         }
         Err(e) => {
             tracing::warn!(version, error = %e, "the held version cannot start its trial")
@@ -152,14 +165,14 @@ async fn start_trial(deps: &Deps, policy: &mut Policy, version: String) {
 }
 
 /// Removes the trial's route, and promotes the candidate if it passed.
-async fn end_trial(deps: &Deps, candidate: &str, passed: bool, live: f64, serving: Option<f64>) {
+async fn end_trial(deps: &Deps, candidate: &str, verdict: Verdict) {
     if let Some(kind) = route_kind(deps.config.retrain.gate)
         && let Err(e) = deps.models.route(kind, candidate, 0.0).await
     {
         // Another route replaced the trial's (an operator's): it stays.
         tracing::info!(version = candidate, error = %e, "the trial's route is already gone");
     }
-    let outcome = if passed {
+    let outcome = if verdict.passed() {
         match deps.models.promote(candidate).await {
             Ok(_) => "promoted",
             Err(e) => {
@@ -167,6 +180,8 @@ async fn end_trial(deps: &Deps, candidate: &str, passed: bool, live: f64, servin
                 "failed"
             }
         }
+    } else if verdict == Verdict::TimedOut {
+        "timed_out"
     } else {
         "rejected"
     };
@@ -174,10 +189,28 @@ async fn end_trial(deps: &Deps, candidate: &str, passed: bool, live: f64, servin
     tracing::info!(
         version = candidate,
         outcome,
-        live,
-        serving,
+        verdict = ?verdict,
         "a retrained version's live trial ended"
     );
+}
+
+/// Deletes rejected versions and their kept data (a version that meanwhile
+/// serves, or is routed to, is refused by the manager and stays).
+async fn discard(deps: &Arc<Deps>, versions: Vec<String>) {
+    for version in versions {
+        match deps.models.delete(&version).await {
+            Ok(()) => {
+                let store = deps.store.clone();
+                let name = kept::record_name(&version);
+                let _ = tokio::task::spawn_blocking(move || store.delete_record(&name)).await;
+                tracing::info!(
+                    version,
+                    "deleted a rejected automatic version (retrain.keep_rejected)"
+                );
+            }
+            Err(e) => tracing::info!(version, error = %e, "a rejected automatic version stays"),
+        }
+    }
 }
 
 /// The route a trial runs on.

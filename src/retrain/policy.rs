@@ -3,7 +3,7 @@
 //! its last job and trial), what it does next. No I/O and no clock of its own:
 //! the driver passes `now`, so the tests run on paused time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -53,14 +53,44 @@ pub enum Decision {
     StartTrial {
         version: String,
     },
-    /// The trial of `version` is over: remove its route, and promote it if
-    /// `passed`. `live` and `serving` are the scores compared.
+    /// The trial of `version` is over: remove its route, and promote it if it
+    /// passed.
     EndTrial {
         version: String,
-        passed: bool,
-        live: f64,
-        serving: Option<f64>,
+        verdict: Verdict,
     },
+}
+
+/// How a live trial ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Verdict {
+    /// Its live score (accuracy or R²) is at least the serving version's.
+    Passed {
+        live: f64,
+        serving: f64,
+    },
+    Failed {
+        live: f64,
+        serving: f64,
+    },
+    /// `retrain.gate_timeout_ms` passed before both versions had
+    /// `retrain.gate_min_labelled` labels.
+    TimedOut,
+}
+
+impl Verdict {
+    pub fn passed(self) -> bool {
+        matches!(self, Self::Passed { .. })
+    }
+
+    /// As the job record and the trial metric say it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Passed { .. } => "passed",
+            Self::Failed { .. } => "rejected",
+            Self::TimedOut => "timed out",
+        }
+    }
 }
 
 /// The policy's memory between checks.
@@ -71,8 +101,12 @@ pub struct Policy {
     labels_at_last_job: u64,
     /// The automatic job last submitted.
     job: Option<String>,
-    /// A held version on its live trial.
-    trial: Option<String>,
+    /// A held version on its live trial, and when the trial began.
+    trial: Option<(String, Instant)>,
+    /// Versions automatic jobs wrote and did not promote, oldest first.
+    rejected: VecDeque<String>,
+    /// Why the last job could not start.
+    refusal: Option<String>,
 }
 
 impl Policy {
@@ -83,7 +117,30 @@ impl Policy {
             labels_at_last_job: 0,
             job: None,
             trial: None,
+            rejected: VecDeque::new(),
+            refusal: None,
         }
+    }
+
+    /// A job could not start, for `why`: whether that is news (a reason
+    /// differing from the last one), to be said once rather than at every check.
+    pub fn refused(&mut self, why: &str) -> bool {
+        let news = self.refusal.as_deref() != Some(why);
+        self.refusal = Some(why.to_string());
+        news
+    }
+
+    /// `version` was written by an automatic job and not promoted: the versions
+    /// to delete now, past `retrain.keep_rejected` (oldest first).
+    pub fn rejected(&mut self, version: String) -> Vec<String> {
+        if !self.rejected.contains(&version) {
+            self.rejected.push_back(version);
+        }
+        let over = self
+            .rejected
+            .len()
+            .saturating_sub(self.config.keep_rejected);
+        self.rejected.drain(..over).collect()
     }
 
     /// The job the policy waits on.
@@ -93,14 +150,14 @@ impl Policy {
 
     /// The version on trial.
     pub fn trial(&self) -> Option<&str> {
-        self.trial.as_deref()
+        self.trial.as_ref().map(|(v, _)| v.as_str())
     }
 
     /// The next step. A `Retrain` starts its trigger's cooldown whether or not a
     /// job then starts; an `EndTrial` ends the trial.
     pub fn decide(&mut self, seen: Observed<'_>) -> Decision {
-        if let Some(candidate) = self.trial.clone() {
-            return self.judge(candidate, &seen);
+        if let Some((candidate, since)) = self.trial.clone() {
+            return self.judge(candidate, since, &seen);
         }
         if self.job.is_some() {
             match seen.job {
@@ -122,33 +179,40 @@ impl Policy {
 
     /// A job started for the last `Retrain`, when `labelled_total` rows were kept.
     pub fn started(&mut self, job: String, labelled_total: u64) {
+        self.refusal = None;
         self.job = Some(job);
         self.labels_at_last_job = labelled_total;
     }
 
-    /// The held version now serves on its trial route.
-    pub fn trial_started(&mut self, version: String) {
-        self.trial = Some(version);
+    /// The held version now serves on its trial route, from `now`.
+    pub fn trial_started(&mut self, version: String, now: Instant) {
+        self.trial = Some((version, now));
     }
 
-    /// Ends the trial once the candidate has enough labelled predictions: it
-    /// passes if its live quality is at least the serving version's.
-    fn judge(&mut self, candidate: String, seen: &Observed<'_>) -> Decision {
-        let Some(score) = &seen.candidate_score else {
-            return Decision::Wait;
+    /// Ends the trial once both the candidate and the serving version have
+    /// enough labelled predictions (a score on one side alone proves nothing):
+    /// it passes if its live quality is at least the serving version's. Past
+    /// `retrain.gate_timeout_ms` it ends as timed out.
+    fn judge(&mut self, candidate: String, since: Instant, seen: &Observed<'_>) -> Decision {
+        let enough = |s: &Option<Score>| {
+            s.as_ref()
+                .filter(|s| s.labelled >= self.config.gate_min_labelled)
+                .map(|s| s.accuracy.or(s.r2).unwrap_or(f64::NEG_INFINITY))
         };
-        if score.labelled < self.config.gate_min_labelled {
-            return Decision::Wait;
-        }
-        let value = |s: &Score| s.accuracy.or(s.r2).unwrap_or(f64::NEG_INFINITY);
-        let serving = seen.serving_score.as_ref().map(value);
-        let live = value(score);
+        let verdict = match (enough(&seen.candidate_score), enough(&seen.serving_score)) {
+            (Some(live), Some(serving)) if live >= serving => Verdict::Passed { live, serving },
+            (Some(live), Some(serving)) => Verdict::Failed { live, serving },
+            _ if seen.now.duration_since(since)
+                >= Duration::from_millis(self.config.gate_timeout_ms) =>
+            {
+                Verdict::TimedOut
+            }
+            _ => return Decision::Wait,
+        };
         self.trial = None;
         Decision::EndTrial {
             version: candidate,
-            passed: serving.is_none_or(|s| live >= s),
-            live,
-            serving,
+            verdict,
         }
     }
 

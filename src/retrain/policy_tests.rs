@@ -201,7 +201,7 @@ async fn a_held_version_goes_on_trial_and_is_judged_on_live_quality() {
             version: "v2".into()
         }
     );
-    policy.trial_started("v2".into());
+    policy.trial_started("v2".into(), Instant::now());
     // No trigger fires during a trial, and it waits for enough labels.
     let trial = |candidate, serving| Observed {
         labelled_total: 1_000,
@@ -222,26 +222,61 @@ async fn a_held_version_goes_on_trial_and_is_judged_on_live_quality() {
         policy.decide(trial(accuracy(30, 0.9), accuracy(100, 0.5))),
         Decision::EndTrial {
             version: "v2".into(),
-            passed: true,
-            live: 0.9,
-            serving: Some(0.5)
+            verdict: Verdict::Passed {
+                live: 0.9,
+                serving: 0.5
+            }
         }
     );
     assert_eq!(policy.trial(), None);
 
-    // A worse candidate fails; one with nothing to compare against passes.
-    policy.trial_started("v3".into());
+    // A worse candidate fails.
+    policy.trial_started("v3".into(), Instant::now());
     let d = policy.decide(trial(accuracy(30, 0.4), accuracy(100, 0.5)));
     assert!(
-        matches!(d, Decision::EndTrial { passed: false, .. }),
+        matches!(
+            d,
+            Decision::EndTrial {
+                verdict: Verdict::Failed { .. },
+                ..
+            }
+        ),
         "{d:?}"
     );
-    policy.trial_started("v4".into());
-    let d = policy.decide(trial(accuracy(30, 0.4), None));
-    assert!(
-        matches!(d, Decision::EndTrial { passed: true, .. }),
-        "{d:?}"
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trial_needs_a_score_on_both_sides_and_times_out_without() {
+    let mut policy = Policy::new(RetrainConfig {
+        gate_timeout_ms: 60_000,
+        ..config()
+    });
+    policy.trial_started("v2".into(), Instant::now());
+    // Before, a candidate with labels passed whenever the serving version had
+    // none.
+    let one_sided = || Observed {
+        serving_score: None,
+        candidate_score: accuracy(500, 0.99),
+        ..quiet()
+    };
+    tokio::time::advance(Duration::from_millis(59_999)).await;
+    assert_eq!(policy.decide(one_sided()), Decision::Wait);
+    let thin = Observed {
+        serving_score: accuracy(29, 0.5),
+        ..one_sided()
+    };
+    assert_eq!(policy.decide(thin), Decision::Wait);
+    assert_eq!(policy.trial(), Some("v2"));
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert_eq!(
+        policy.decide(one_sided()),
+        Decision::EndTrial {
+            version: "v2".into(),
+            verdict: Verdict::TimedOut
+        }
     );
+    assert_eq!(policy.trial(), None);
+    assert!(!Verdict::TimedOut.passed());
 }
 
 #[tokio::test(start_paused = true)]
@@ -254,4 +289,32 @@ async fn a_held_job_without_a_version_ends_the_wait() {
     };
     assert_eq!(policy.decide(held), Decision::Wait);
     assert_eq!(policy.job(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejected_versions_are_kept_up_to_the_bound() {
+    let mut policy = Policy::new(RetrainConfig {
+        keep_rejected: 2,
+        ..config()
+    });
+    assert!(policy.rejected("v2".into()).is_empty());
+    assert!(policy.rejected("v3".into()).is_empty());
+    assert!(policy.rejected("v3".into()).is_empty(), "counted once");
+    assert_eq!(policy.rejected("v4".into()), vec!["v2".to_string()]);
+    assert_eq!(policy.rejected("v5".into()), vec!["v3".to_string()]);
+    let mut none_kept = Policy::new(RetrainConfig {
+        keep_rejected: 0,
+        ..config()
+    });
+    assert_eq!(none_kept.rejected("v9".into()), vec!["v9".to_string()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_is_news_once_until_a_job_starts() {
+    let mut policy = Policy::new(config());
+    assert!(policy.refused("no labelled rows yet"));
+    assert!(!policy.refused("no labelled rows yet"));
+    assert!(policy.refused("the feedback holds 2 of its 3 classes"));
+    policy.started("job-1".into(), 10);
+    assert!(policy.refused("the feedback holds 2 of its 3 classes"));
 }

@@ -1,0 +1,55 @@
+//! The feedback path against the audit's cases: ids from the future, a
+//! prediction labelled many times.
+
+use serde_json::{Value, json};
+
+use super::common::post;
+use super::monitored;
+
+#[tokio::test]
+async fn ids_from_the_future_are_refused_and_keep_nothing() {
+    let (server, dir) = monitored(0.0, 1 << 20).await;
+    // The audit's id: the largest millisecond a UUIDv7 holds.
+    let future = "ffffffff-ffff-7fff-bfff-ffffffffffff";
+    let items: Vec<Value> = (0..3)
+        .map(|_| json!({"prediction_id": future, "instance": [5.1, 3.5, 1.4, 0.2], "target": "setosa"}))
+        .collect();
+    let r = post(&server, "/feedback", json!({ "items": items })).await;
+    assert_eq!(r.status(), 422);
+    let error = r.json::<Value>().await.unwrap()["error"].to_string();
+    assert!(
+        error.contains("items[0].prediction_id") && error.contains("not an id kiln made"),
+        "{error}"
+    );
+    assert!(!dir.path().join("feedback").exists(), "nothing was kept");
+    // A real id, answered now, is taken.
+    let r = server.predict(&json!([[5.1, 3.5, 1.4, 0.2]])).await;
+    let id = r.headers()["x-prediction-id"].to_str().unwrap().to_string();
+    let item = json!({"prediction_id": id, "instance": [5.1, 3.5, 1.4, 0.2], "target": "setosa"});
+    let r = post(&server, "/feedback", json!({ "items": [item] })).await;
+    assert_eq!(r.status(), 200);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_prediction_labelled_a_thousand_times_counts_once() {
+    let (server, _dir) = monitored(1.0, 1 << 20).await;
+    let r = server.predict(&json!([[5.1, 3.5, 1.4, 0.2]])).await;
+    let id = r.headers()["x-prediction-id"].to_str().unwrap().to_string();
+    let label = |target: &str| json!({"prediction_id": id, "target": target});
+    let mut items: Vec<Value> = (0..999).map(|_| label("setosa")).collect();
+    // The last label wins.
+    items.push(label("virginica"));
+    let r = post(&server, "/feedback", json!({ "items": items })).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, json!({"accepted": 1, "joined": 1}));
+    // And again in a second request: still one labelled prediction.
+    let r = post(&server, "/feedback", json!({"items": [label("setosa")]})).await;
+    assert_eq!(r.status(), 200);
+    let report = super::common::get(&server, "/monitoring").await;
+    let v1 = &report["versions"][0];
+    assert_eq!(v1["version"], "v1", "{report}");
+    assert_eq!(v1["labelled"], 1, "{report}");
+    server.stop().await.unwrap();
+}
