@@ -873,20 +873,14 @@ async fn job_gauges_agree_with_the_job_list_after_a_restart() {
         assert!(created <= started && started <= finished, "{job}");
         assert!(job["heartbeat_ms"].as_u64().unwrap() >= created);
     }
-    // The trainer counts the store's records once it starts.
-    let mut gauge = 0.0;
-    for _ in 0..100 {
-        gauge = sample(
-            &server.metrics().await,
-            "kiln_train_jobs{state=\"succeeded\"}",
-        );
-        if gauge == 2.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(gauge, 2.0);
-    let metrics = server.metrics().await;
+    // The trainer counts the store's records once it starts (its series appear
+    // then).
+    let metrics = server
+        .metrics_until(|m| {
+            m.lines()
+                .any(|l| l == "kiln_train_jobs{state=\"succeeded\"} 2")
+        })
+        .await;
     assert_eq!(
         sample(
             &metrics,
