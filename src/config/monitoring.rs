@@ -137,8 +137,11 @@ pub struct RetrainConfig {
     pub check_interval_ms: u64,
     /// Retrain after this many new labelled rows (0: never for this reason).
     pub min_new_labels: u64,
-    /// Retrain when the drift score is over `monitoring.drift_threshold`.
+    /// Retrain when the drift score is over `monitoring.drift_threshold`: once
+    /// `drift_labels` labelled rows have arrived after the drift's onset (a job
+    /// started on drift alone would learn the old world again).
     pub on_drift: bool,
+    pub drift_labels: u64,
     /// Retrain when the serving classifier's live accuracy is under this (0: never).
     pub min_accuracy: f64,
     /// Retrain when the serving regression model's live R² is under this
@@ -198,6 +201,7 @@ impl Default for RetrainConfig {
             check_interval_ms: 5000,
             min_new_labels: 0,
             on_drift: true,
+            drift_labels: 200,
             min_accuracy: 0.0,
             min_r2: -1e9,
             min_labelled: 100,
@@ -249,6 +253,7 @@ impl RetrainConfig {
             ),
             ("retrain.cooldown_ms", self.cooldown_ms, 0, 30 * 86_400_000),
             ("retrain.keep_rejected", self.keep_rejected as u64, 0, 1_000),
+            ("retrain.drift_labels", self.drift_labels, 1, 1_000_000),
             (
                 "retrain.gate_timeout_ms",
                 self.gate_timeout_ms,

@@ -107,6 +107,9 @@ pub struct Policy {
     rejected: VecDeque<String>,
     /// Why the last job could not start.
     refusal: Option<String>,
+    /// When drift was first seen since the last job, and the labelled rows kept
+    /// then.
+    onset: Option<(Instant, u64)>,
 }
 
 impl Policy {
@@ -119,6 +122,7 @@ impl Policy {
             trial: None,
             rejected: VecDeque::new(),
             refusal: None,
+            onset: None,
         }
     }
 
@@ -170,6 +174,9 @@ impl Policy {
                 Some(JobSeen::Done) | None => self.job = None,
             }
         }
+        if self.onset.is_none() && seen.drift.as_ref().is_some_and(|d| d.drifted) {
+            self.onset = Some((seen.now, seen.labelled_total));
+        }
         let Some((trigger, why)) = self.trigger(&seen) else {
             return Decision::Wait;
         };
@@ -180,6 +187,7 @@ impl Policy {
     /// A job started for the last `Retrain`, when `labelled_total` rows were kept.
     pub fn started(&mut self, job: String, labelled_total: u64) {
         self.refusal = None;
+        self.onset = None;
         self.job = Some(job);
         self.labels_at_last_job = labelled_total;
     }
@@ -237,20 +245,28 @@ impl Policy {
         }
         if cfg.on_drift
             && ready("drift")
-            && let Some(drift) = seen.drift.as_ref().filter(|d| d.drifted)
+            && let Some((since, labels_then)) = self.onset
+            && let Some(drift) = &seen.drift
         {
-            let worst = drift
-                .features
-                .first()
-                .map(|f| format!("; feature {:?} at {:.3}", f.feature, f.psi))
-                .unwrap_or_default();
-            return Some((
-                "drift",
-                format!(
-                    "drift score {:.3} over monitoring.drift_threshold {} (predictions at {:.3}{worst})",
-                    drift.score, drift.threshold, drift.prediction_psi
-                ),
-            ));
+            let after = seen.labelled_total.saturating_sub(labels_then);
+            if after >= cfg.drift_labels {
+                let worst = drift
+                    .features
+                    .first()
+                    .map(|f| format!("; feature {:?} at {:.3}", f.feature, f.psi))
+                    .unwrap_or_default();
+                return Some((
+                    "drift",
+                    format!(
+                        "drift over monitoring.drift_threshold {} since {:.0} s ago (now {:.3}, predictions at {:.3}{worst}); waited for {after} labelled rows after its onset (retrain.drift_labels = {})",
+                        drift.threshold,
+                        seen.now.duration_since(since).as_secs_f64(),
+                        drift.score,
+                        drift.prediction_psi,
+                        cfg.drift_labels
+                    ),
+                ));
+            }
         }
         let score = seen.serving_score.as_ref()?;
         if score.labelled < cfg.min_labelled || !ready("quality") {

@@ -82,16 +82,26 @@ async fn each_trigger_fires_and_says_why() {
     assert_eq!(trigger, "labels");
     assert!(why.contains("60 new labelled rows"), "{why}");
 
+    // Drift waits for labels of the new world: its onset is noted first.
     let mut policy = Policy::new(config());
-    let d = policy.decide(Observed {
+    let drifted = |labelled_total| Observed {
         drift: drift(true),
+        labelled_total,
         ..quiet()
-    });
+    };
+    assert_eq!(policy.decide(drifted(10)), Decision::Wait);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert_eq!(policy.decide(drifted(209)), Decision::Wait);
+    let d = policy.decide(drifted(210));
     let Decision::Retrain { trigger, why } = d else {
         panic!("{d:?}")
     };
     assert_eq!(trigger, "drift");
     assert!(why.contains("feature \"temp\""), "{why}");
+    assert!(
+        why.contains("since 30 s ago") && why.contains("waited for 200 labelled rows"),
+        "{why}"
+    );
 
     let mut policy = Policy::new(config());
     let d = policy.decide(Observed {
@@ -317,4 +327,38 @@ async fn a_refusal_is_news_once_until_a_job_starts() {
     assert!(policy.refused("the feedback holds 2 of its 3 classes"));
     policy.started("job-1".into(), 10);
     assert!(policy.refused("the feedback holds 2 of its 3 classes"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn drift_without_new_labels_never_starts_a_job() {
+    // The audit's flood: drifting traffic (anyone may send it) and no labels
+    // started a job at every check.
+    let mut policy = Policy::new(RetrainConfig {
+        cooldown_ms: 0,
+        ..config()
+    });
+    for _ in 0..1_000 {
+        let seen = Observed {
+            drift: drift(true),
+            labelled_total: 60,
+            ..quiet()
+        };
+        assert_eq!(policy.decide(seen), Decision::Wait);
+        tokio::time::advance(Duration::from_millis(500)).await;
+    }
+    // A job resets the onset: the next drift job waits for labels again.
+    let seen = Observed {
+        drift: drift(true),
+        labelled_total: 260,
+        ..quiet()
+    };
+    assert_eq!(trigger(&policy.decide(seen)), Some("drift"));
+    policy.started("job-1".into(), 260);
+    let seen = Observed {
+        drift: drift(true),
+        labelled_total: 300,
+        job: Some(JobSeen::Done),
+        ..quiet()
+    };
+    assert_eq!(policy.decide(seen), Decision::Wait);
 }
