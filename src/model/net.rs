@@ -289,25 +289,6 @@ impl NetConfig {
         }
     }
 
-    /// Checks one request's values against the input domain: ids must be integers
-    /// in range; returns the offending index and a reason.
-    pub fn check_values(&self, values: &[f32]) -> Result<(), (usize, String)> {
-        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err((i, "is not a finite number".into()));
-        }
-        if let Some(n) = self.ids()
-            && let Some(i) = values
-                .iter()
-                .position(|v| v.fract() != 0.0 || *v < 0.0 || *v >= n as f32)
-        {
-            return Err((
-                i,
-                format!("is not an id: the embedding takes integers in [0, {n})"),
-            ));
-        }
-        Ok(())
-    }
-
     /// Builds the network with fresh weights from `init` on `device`. The config
     /// must be valid ([`validate`](Self::validate)).
     pub fn init(&self, init: &Initializer, device: &Device) -> Net {
@@ -376,6 +357,9 @@ impl Net {
 }
 
 mod file;
+mod values;
+
+pub use values::{BadInstance, BadValue, ValueFault};
 
 #[cfg(test)]
 mod tests;
