@@ -282,7 +282,10 @@ impl From<TrainError> for ApiError {
             TrainError::TooLarge(_) => Self::TooLarge(e.to_string()),
             TrainError::Cancelled => Self::Conflict(e.to_string()),
             TrainError::Diverged { .. } => Self::Unprocessable(e.to_string()),
-            TrainError::Store(_) => Self::Internal(e.to_string()),
+            TrainError::Store(_)
+            | TrainError::WriteVersion(_)
+            | TrainError::Device(_)
+            | TrainError::Threads(_) => Self::Internal(e.to_string()),
         }
     }
 }
@@ -300,6 +303,19 @@ mod tests {
         assert!(
             e.contains("training.max_queued_jobs") && e.contains("4 jobs waiting"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_training_fault_is_internal_and_keeps_its_text() {
+        let e = TrainError::WriteVersion(crate::registry::StoreError::Busy("lock".into()));
+        assert_eq!(
+            e.to_string(),
+            "writing the version failed: the model store is busy (lock lock held by another replica); retry"
+        );
+        assert_eq!(
+            ApiError::from(e).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
         );
     }
 }
