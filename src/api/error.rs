@@ -247,6 +247,13 @@ impl From<FeedbackError> for ApiError {
     }
 }
 
+/// An input tensor that does not give the model's rows: a bad request.
+impl From<crate::api::v2::tensor::TensorError> for ApiError {
+    fn from(e: crate::api::v2::tensor::TensorError) -> Self {
+        Self::BadRequest(e.to_string())
+    }
+}
+
 impl From<crate::registry::StoreError> for ApiError {
     fn from(e: crate::registry::StoreError) -> Self {
         use crate::registry::StoreError;
@@ -317,5 +324,13 @@ mod tests {
             ApiError::from(e).status(),
             StatusCode::INTERNAL_SERVER_ERROR
         );
+    }
+
+    #[test]
+    fn a_bad_input_tensor_is_a_bad_request() {
+        let e = crate::api::v2::tensor::TensorError::TooLarge(vec![1 << 40, 2]);
+        let e = ApiError::from(e);
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert!(e.to_string().contains("is too large"), "{e}");
     }
 }
