@@ -68,13 +68,24 @@ pub enum Selector {
     CpuAdapter,
 }
 
+/// A device selector that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorError {
+    #[error("{0:?} is not a device index")]
+    NotIndex(String),
+    #[error(
+        "unknown device kind {0:?}; use default, N, discrete:N, integrated:N, virtual:N or cpu"
+    )]
+    UnknownKind(String),
+}
+
 impl Selector {
     /// Parses `default`, `N`, `discrete:N`, `integrated:N`, `virtual:N` or `cpu`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, SelectorError> {
         let text = text.trim().to_ascii_lowercase();
         let index = |s: &str| {
             s.parse::<usize>()
-                .map_err(|_| format!("{s:?} is not a device index"))
+                .map_err(|_| SelectorError::NotIndex(s.chars().take(40).collect()))
         };
         Ok(match text.split_once(':') {
             None if text.is_empty() || text == "default" => Self::Default,
@@ -84,9 +95,7 @@ impl Selector {
             Some(("integrated", n)) => Self::Integrated(index(n)?),
             Some(("virtual", n)) => Self::Virtual(index(n)?),
             Some((kind, _)) => {
-                return Err(format!(
-                    "unknown device kind {kind:?}; use default, N, discrete:N, integrated:N, virtual:N or cpu"
-                ));
+                return Err(SelectorError::UnknownKind(kind.chars().take(40).collect()));
             }
         })
     }
@@ -144,7 +153,7 @@ pub fn device(
     let parsed = Selector::parse(selector).map_err(|why| BackendError::BadSelector {
         backend: backend.name(),
         selector: selector.into(),
-        why,
+        why: why.to_string(),
     })?;
     parsed.check(backend, selector)?;
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
@@ -266,6 +275,7 @@ mod tests {
         assert!(
             Selector::parse("gpu:1")
                 .unwrap_err()
+                .to_string()
                 .contains("unknown device kind")
         );
         assert!(Selector::parse("discrete:x").is_err());

@@ -249,6 +249,13 @@ impl From<FeedbackError> for ApiError {
     }
 }
 
+/// An input tensor that does not give the model's rows: a bad request.
+impl From<crate::api::v2::tensor::TensorError> for ApiError {
+    fn from(e: crate::api::v2::tensor::TensorError) -> Self {
+        Self::BadRequest(e.to_string())
+    }
+}
+
 impl From<crate::registry::StoreError> for ApiError {
     fn from(e: crate::registry::StoreError) -> Self {
         use crate::registry::StoreError;
@@ -284,7 +291,10 @@ impl From<TrainError> for ApiError {
             TrainError::TooLarge(_) => Self::TooLarge(e.to_string()),
             TrainError::Cancelled => Self::Conflict(e.to_string()),
             TrainError::Diverged { .. } => Self::Unprocessable(e.to_string()),
-            TrainError::Store(_) => Self::Internal(e.to_string()),
+            TrainError::Store(_)
+            | TrainError::WriteVersion(_)
+            | TrainError::Device(_)
+            | TrainError::Threads(_) => Self::Internal(e.to_string()),
         }
     }
 }
@@ -303,5 +313,26 @@ mod tests {
             e.contains("training.max_queued_jobs") && e.contains("4 jobs waiting"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_training_fault_is_internal_and_keeps_its_text() {
+        let e = TrainError::WriteVersion(crate::registry::StoreError::Busy("lock".into()));
+        assert_eq!(
+            e.to_string(),
+            "writing the version failed: the model store is busy (lock lock held by another replica); retry"
+        );
+        assert_eq!(
+            ApiError::from(e).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn a_bad_input_tensor_is_a_bad_request() {
+        let e = crate::api::v2::tensor::TensorError::TooLarge(vec![1 << 40, 2]);
+        let e = ApiError::from(e);
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert!(e.to_string().contains("is too large"), "{e}");
     }
 }

@@ -9,9 +9,12 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+mod error;
 mod offline;
 mod progress;
 mod store;
+
+use error::{ListenError, TaskError};
 
 use crate::config::{Config, Overrides};
 use crate::model::{NetConfig, import};
@@ -102,24 +105,24 @@ pub struct TrainArgs {
 }
 
 /// `host:port` with an IP or a host name (`localhost:8080`: its first address).
-fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+fn parse_listen(text: &str) -> Result<SocketAddr, ListenError> {
     use std::net::ToSocketAddrs;
     if let Ok(addr) = text.parse() {
         return Ok(addr);
     }
-    let mut addrs = text
-        .to_socket_addrs()
-        .map_err(|e| format!("expected host:port, e.g. 0.0.0.0:8080 or localhost:8080 ({e})"))?;
+    let mut addrs = text.to_socket_addrs().map_err(ListenError::Resolve)?;
     addrs
         .next()
-        .ok_or_else(|| format!("{text} resolves to no address"))
+        .ok_or_else(|| ListenError::NoAddress(text.to_string()))
 }
 
-fn parse_task(text: &str) -> Result<crate::model::Task, String> {
+fn parse_task(text: &str) -> Result<crate::model::Task, TaskError> {
     match text {
         "classification" => Ok(crate::model::Task::Classification),
         "regression" => Ok(crate::model::Task::Regression),
-        _ => Err("expected `classification` or `regression`".into()),
+        _ => Err(TaskError {
+            given: text.to_string(),
+        }),
     }
 }
 

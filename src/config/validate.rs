@@ -149,6 +149,7 @@ impl Config {
         ] {
             let Some(selector) = selector else { continue };
             let checked = crate::device::Selector::parse(selector)
+                .map_err(|e| e.to_string())
                 .and_then(|s| s.check(backend, selector).map_err(|e| e.to_string()));
             if let Err(why) = checked {
                 return invalid(key, why);

@@ -40,7 +40,8 @@ impl ImportError {
             WeightsError::NonFinite { .. } => Self::Unusable { path, reason },
             WeightsError::Mismatch(_)
             | WeightsError::OverBudget { .. }
-            | WeightsError::Build(_) => Self::Mismatch { path, reason },
+            | WeightsError::Build(_)
+            | WeightsError::BuildPanicked => Self::Mismatch { path, reason },
         }
     }
 }
@@ -75,7 +76,7 @@ pub fn import_as(
     let file = WeightFile::open(weights).map_err(|e| ImportError::new(path.clone(), e))?;
     let net =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.import(file, device)))
-            .unwrap_or_else(|_| Err(WeightsError::Build("building the network failed".into())))
+            .unwrap_or(Err(WeightsError::BuildPanicked))
             .map_err(|e| ImportError::new(path.clone(), e))?;
     Ok((manifest_for(config, source), net))
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use std::sync::Arc;
 
 use super::manifest::Manifest;
-use super::net::{Head, Net, Task};
+use super::net::{BadInstance, Head, Net, Task};
 use super::profile::Profile;
 
 /// A version in memory, ready for forward passes.
@@ -184,11 +184,11 @@ impl LoadedModel {
     /// Checks a request's row-major values against the model's input domain
     /// (finite; integer ids in range for an embedding); the error names the
     /// instance and value.
-    pub fn check_values(&self, values: &[f32]) -> Result<(), String> {
-        self.manifest.net.check_values(values).map_err(|(k, why)| {
-            let w = self.input_width.max(1);
-            format!("instance {}, value {} {why}", k / w, k % w)
-        })
+    pub fn check_instances(&self, values: &[f32]) -> Result<(), BadInstance> {
+        self.manifest
+            .net
+            .check_values(values)
+            .map_err(|bad| bad.in_instances(self.input_width))
     }
 
     pub fn version(&self) -> &str {

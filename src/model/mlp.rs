@@ -8,6 +8,11 @@ use burn::prelude::*;
 use burn::tensor::activation;
 use serde::{Deserialize, Serialize};
 
+mod error;
+
+pub use error::{MAX_HIDDEN, MlpError};
+
+use super::sequential::Unmatched;
 use super::sequential::torch::{Expected, transpose};
 
 /// A multi-layer perceptron: `input -> hidden[0] -> ... -> output`.
@@ -61,22 +66,17 @@ impl MlpConfig {
             .collect()
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), MlpError> {
         let widths = self.widths();
-        if widths.iter().any(|w| *w == 0 || *w > MAX_WIDTH) || self.hidden.len() > 64 {
-            return Err(format!(
-                "layer widths must be between 1 and {MAX_WIDTH}, with at most 64 hidden layers"
-            ));
+        if widths.iter().any(|w| *w == 0 || *w > MAX_WIDTH) || self.hidden.len() > MAX_HIDDEN {
+            return Err(MlpError::Widths { widths });
         }
         let params: u64 = widths
             .windows(2)
             .map(|w| (w[0] as u64 + 1) * w[1] as u64)
             .sum();
         if params > super::sequential::MAX_PARAMETERS {
-            return Err(format!(
-                "the MLP would have {params} parameters; the limit is {}",
-                super::sequential::MAX_PARAMETERS
-            ));
+            return Err(MlpError::TooManyParameters { params });
         }
         Ok(())
     }
@@ -128,14 +128,13 @@ impl MlpConfig {
         mut tensors: BTreeMap<String, Vec<f32>>,
         keys: &BTreeSet<String>,
         device: &Device,
-    ) -> Result<Mlp, String> {
+    ) -> Result<Mlp, Unmatched> {
         let widths = self.widths();
         let mut layers = Vec::new();
         for (key, w) in self.torch_indices(keys).into_iter().zip(widths.windows(2)) {
             let mut take = |s: &str| {
-                tensors
-                    .remove(&format!("{key}.{s}"))
-                    .ok_or_else(|| format!("tensor {key}.{s} was not matched"))
+                let name = format!("{key}.{s}");
+                tensors.remove(&name).ok_or(Unmatched { name })
             };
             let (weight, bias) = (take("weight")?, take("bias")?);
             let mut linear = LinearConfig::new(w[0], w[1]).init(device);

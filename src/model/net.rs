@@ -13,6 +13,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use super::mlp::{ActivationKind, Mlp, MlpConfig};
+use super::sequential::BuildError;
 pub use super::sequential::{Head, Sequential, SequentialConfig};
 use super::weights::{WeightFile, WeightsError};
 
@@ -117,9 +118,9 @@ impl NetConfig {
     pub fn validate(&self) -> Result<(), NetConfigError> {
         let err = NetConfigError;
         match &self.architecture {
-            Architecture::Mlp(mlp) => mlp.validate().map_err(err)?,
+            Architecture::Mlp(mlp) => mlp.validate().map_err(|e| err(e.to_string()))?,
             Architecture::Sequential(seq) => {
-                let plan = seq.plan().map_err(err)?;
+                let plan = seq.plan().map_err(|e| err(e.to_string()))?;
                 let head = seq.head();
                 if self.task == Task::Classification {
                     if plan.output.len() != 1 {
@@ -288,25 +289,6 @@ impl NetConfig {
         }
     }
 
-    /// Checks one request's values against the input domain: ids must be integers
-    /// in range; returns the offending index and a reason.
-    pub fn check_values(&self, values: &[f32]) -> Result<(), (usize, String)> {
-        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err((i, "is not a finite number".into()));
-        }
-        if let Some(n) = self.ids()
-            && let Some(i) = values
-                .iter()
-                .position(|v| v.fract() != 0.0 || *v < 0.0 || *v >= n as f32)
-        {
-            return Err((
-                i,
-                format!("is not an id: the embedding takes integers in [0, {n})"),
-            ));
-        }
-        Ok(())
-    }
-
     /// Builds the network with fresh weights from `init` on `device`. The config
     /// must be valid ([`validate`](Self::validate)).
     pub fn init(&self, init: &Initializer, device: &Device) -> Net {
@@ -334,16 +316,14 @@ impl NetConfig {
             Architecture::Mlp(cfg) => {
                 let keys: BTreeSet<String> = file.names();
                 let tensors: BTreeMap<String, Vec<f32>> = file.take(&cfg.torch_tensors(&keys))?;
-                Ok(Net::Mlp(
-                    cfg.import(tensors, &keys, device)
-                        .map_err(WeightsError::Build)?,
-                ))
+                let mlp = cfg
+                    .import(tensors, &keys, device)
+                    .map_err(BuildError::from)?;
+                Ok(Net::Mlp(mlp))
             }
             Architecture::Sequential(cfg) => {
                 let tensors = file.take(&cfg.torch_tensors())?;
-                Ok(Net::Sequential(
-                    cfg.import(tensors, device).map_err(WeightsError::Build)?,
-                ))
+                Ok(Net::Sequential(cfg.import(tensors, device)?))
             }
         }
     }
@@ -377,6 +357,9 @@ impl Net {
 }
 
 mod file;
+mod values;
+
+pub use values::{BadInstance, BadValue, ValueFault};
 
 #[cfg(test)]
 mod tests;

@@ -23,37 +23,16 @@ use burn::store::pytorch_reader::{self, DType as TorchDType, PytorchReader};
 use burn::store::{ModuleStore, SafetensorsStore};
 use burn::tensor::DType;
 
-use super::finite::{self, NonFinite};
+use super::finite;
 use super::sequential::torch::{Expected, check_headers};
+
+mod error;
+
+pub use error::{ReadError, Unreadable, WeightsError};
 
 /// The widest float element a file may hold (f64): an import's byte budget allows
 /// every expected tensor at this width.
 const WIDEST_FLOAT: u64 = 8;
-
-/// Why a weight file cannot become a network's weights.
-#[derive(Debug, thiserror::Error)]
-pub enum WeightsError {
-    /// Not a weight file kiln reads, or one its reader gives up on.
-    #[error("{0}")]
-    Unreadable(String),
-    /// The file's tensors do not match the network's (every problem listed).
-    #[error("{0}")]
-    Mismatch(String),
-    /// The tensors to read expand to more bytes than the import allows.
-    #[error(
-        "its tensors expand to {needed} bytes when read, over this import's budget of {budget} bytes (the network's parameters at 8 bytes each)"
-    )]
-    OverBudget { needed: u64, budget: u64 },
-    /// Reading one tensor's data failed.
-    #[error("tensor {name}: {reason}")]
-    Read { name: String, reason: String },
-    /// A tensor holds NaN or infinite values.
-    #[error("tensor {name} holds {found}: weights must be finite numbers")]
-    NonFinite { name: String, found: NonFinite },
-    /// The matched tensors did not build the network.
-    #[error("{0}")]
-    Build(String),
-}
 
 /// What a file says about one tensor, before any of its data is read.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,14 +100,11 @@ impl WeightFile {
     /// Opens a weight file, telling PyTorch and safetensors files apart by content;
     /// reads headers only.
     pub fn open(path: &Path) -> Result<Self, WeightsError> {
-        let unreadable = WeightsError::Unreadable;
         let mut head = [0u8; 16];
         let n = {
             use std::io::Read;
-            let mut f = std::fs::File::open(path)
-                .map_err(|e| unreadable(format!("cannot open it: {e}")))?;
-            f.read(&mut head)
-                .map_err(|e| unreadable(format!("cannot read it: {e}")))?
+            let mut f = std::fs::File::open(path).map_err(Unreadable::Open)?;
+            f.read(&mut head).map_err(Unreadable::Read)?
         };
         let head = &head[..n];
         let result = std::panic::catch_unwind(|| {
@@ -137,10 +113,10 @@ impl WeightFile {
             } else if looks_like_safetensors(head) {
                 open_safetensors(path)
             } else {
-                Err(unreadable("it is neither a PyTorch file (torch.save: a zip archive or a pickle) nor safetensors".into()))
+                Err(Unreadable::UnknownFormat.into())
             }
         });
-        result.unwrap_or_else(|_| Err(malformed()))
+        result.unwrap_or_else(|_| Err(Unreadable::Malformed.into()))
     }
 
     /// Every tensor name in the file.
@@ -155,7 +131,7 @@ impl WeightFile {
         mut self,
         expected: &[Expected],
     ) -> Result<BTreeMap<String, Vec<f32>>, WeightsError> {
-        check_headers(&self.headers, expected).map_err(WeightsError::Mismatch)?;
+        check_headers(&self.headers, expected)?;
         let budget = budget(expected);
         let needed = expected
             .iter()
@@ -167,20 +143,19 @@ impl WeightFile {
         let mut out = BTreeMap::new();
         for e in expected {
             let header = self.headers.remove(&e.name).expect("checked above");
-            let read_error = |reason: String| WeightsError::Read {
+            let read_error = |reason: ReadError| WeightsError::Read {
                 name: e.name.clone(),
                 reason,
             };
             let bytes = std::panic::catch_unwind(AssertUnwindSafe(|| self.data.read(&e.name)))
-                .unwrap_or_else(|_| Err(malformed().to_string()))
+                .unwrap_or(Err(ReadError::Malformed))
                 .map_err(read_error)?;
             // What is read is what the header said: the budget holds.
             if bytes.len() as u64 != header.bytes {
-                return Err(read_error(format!(
-                    "{} bytes were read where its header says {}",
-                    bytes.len(),
-                    header.bytes
-                )));
+                return Err(read_error(ReadError::Length {
+                    read: bytes.len() as u64,
+                    header: header.bytes,
+                }));
             }
             let kind = header.float.expect("checked to be a float tensor");
             let values = floats(kind, &bytes, self.data.order());
@@ -231,27 +206,23 @@ pub fn budget(expected: &[Expected]) -> u64 {
         .fold(0u64, u64::saturating_add)
 }
 
-fn malformed() -> WeightsError {
-    WeightsError::Unreadable("the file is malformed (the reader gave up on it)".into())
-}
-
 impl Data {
     /// One tensor's bytes, contiguous and in [`order`](Self::order).
-    fn read(&mut self, name: &str) -> Result<Vec<u8>, String> {
+    fn read(&mut self, name: &str) -> Result<Vec<u8>, ReadError> {
         match self {
             Data::Torch(tensors) => {
-                let tensor = tensors.remove(name).ok_or("it is not in the file")?;
-                tensor.read().map_err(|e| e.to_string())
+                let tensor = tensors.remove(name).ok_or(ReadError::Absent)?;
+                Ok(tensor.read()?)
             }
             Data::Safetensors(store) => {
-                let all = store.get_all_tensors().map_err(|e| e.to_string())?;
-                let tensor = all.get(name).ok_or("it is not in the file")?;
-                Ok(tensor.to_bytes().map_err(|e| e.to_string())?.to_vec())
+                let all = store.get_all_tensors()?;
+                let tensor = all.get(name).ok_or(ReadError::Absent)?;
+                Ok(tensor.to_bytes()?.to_vec())
             }
             #[cfg(test)]
             Data::Memory { bytes, reads } => {
                 reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                bytes.remove(name).ok_or_else(|| "not in the file".into())
+                bytes.remove(name).ok_or(ReadError::Absent)
             }
         }
     }
@@ -272,8 +243,7 @@ fn looks_like_safetensors(head: &[u8]) -> bool {
 }
 
 fn open_pytorch(path: &Path) -> Result<WeightFile, WeightsError> {
-    let reader = PytorchReader::new(path)
-        .map_err(|e| WeightsError::Unreadable(format!("not a readable PyTorch file: {e}")))?;
+    let reader = PytorchReader::new(path).map_err(Unreadable::Pytorch)?;
     let tensors = reader.into_tensors();
     let headers = tensors
         .iter()
@@ -302,12 +272,9 @@ fn open_pytorch(path: &Path) -> Result<WeightFile, WeightsError> {
 }
 
 fn open_safetensors(path: &Path) -> Result<WeightFile, WeightsError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| WeightsError::Unreadable(format!("cannot read it: {e}")))?;
+    let bytes = std::fs::read(path).map_err(Unreadable::Read)?;
     let mut store = SafetensorsStore::from_bytes(Some(bytes));
-    let all = store
-        .get_all_tensors()
-        .map_err(|e| WeightsError::Unreadable(format!("not a readable safetensors file: {e}")))?;
+    let all = store.get_all_tensors().map_err(Unreadable::Safetensors)?;
     let mut headers = BTreeMap::new();
     for (name, tensor) in all {
         let float = match tensor.dtype {
@@ -316,10 +283,7 @@ fn open_safetensors(path: &Path) -> Result<WeightFile, WeightsError> {
             DType::F16 => Some(FloatKind::F16),
             DType::BF16 => Some(FloatKind::BF16),
             DType::QFloat(_) => {
-                return Err(WeightsError::Unreadable(format!(
-                    "tensor {}: quantized tensors are not supported",
-                    crate::quote::bare(name)
-                )));
+                return Err(Unreadable::Quantized(name.clone()).into());
             }
             _ => None,
         };

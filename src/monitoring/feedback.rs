@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::ids::PredictionId;
+use super::item_error::TargetError;
 use super::log::{self, Entry};
 use super::quality::Outcome;
 use super::segments;
@@ -100,7 +101,7 @@ pub fn judge(
     manifest: &Manifest,
     target: &serde_json::Value,
     answer: Option<&serde_json::Value>,
-) -> Result<Option<Outcome>, String> {
+) -> Result<Option<Outcome>, TargetError> {
     match manifest.net.task {
         Task::Classification => {
             let labels = manifest.label_names();
@@ -109,13 +110,7 @@ pub fn judge(
                 other => other.to_string(),
             };
             if !labels.contains(&label) {
-                let shown: Vec<_> = labels.iter().take(20).collect();
-                let label: String = label.chars().take(100).collect();
-                return Err(format!(
-                    "target {label:?} is not one of version {}'s classes {shown:?}{}",
-                    version,
-                    if labels.len() > 20 { " ..." } else { "" }
-                ));
+                return Err(TargetError::unknown_class(&label, version, &labels));
             }
             Ok(answer
                 .and_then(|a| a.get("label"))
@@ -124,22 +119,17 @@ pub fn judge(
                     correct: predicted == label,
                 }))
         }
-        Task::Regression if manifest.net.output_width() != 1 => Err(format!(
-            "version {} has {} outputs; feedback takes single-output regression targets",
-            version,
-            manifest.net.output_width()
-        )),
+        Task::Regression if manifest.net.output_width() != 1 => Err(TargetError::MultiOutput {
+            version: version.to_owned(),
+            outputs: manifest.net.output_width(),
+        }),
         Task::Regression => {
             // Within f32, as the model computes: 1e39 would poison the live window.
             let Some(target) = target
                 .as_f64()
                 .filter(|t| t.is_finite() && t.abs() <= f64::from(f32::MAX))
             else {
-                let shown: String = target.to_string().chars().take(40).collect();
-                return Err(format!(
-                    "target must be a finite 32-bit number for version {} (regression), got {shown}",
-                    version
-                ));
+                return Err(TargetError::not_a_number(version, target));
             };
             Ok(answer
                 .and_then(|a| a.as_f64())
@@ -243,7 +233,13 @@ mod tests {
             json!(null),
             json!([1.0]),
         ] {
-            assert!(judge("v1", &regression, &bad, None).is_err(), "{bad}");
+            assert!(
+                matches!(
+                    judge("v1", &regression, &bad, None),
+                    Err(TargetError::NotANumber { .. })
+                ),
+                "{bad}"
+            );
         }
         let outcome = judge("v1", &regression, &json!(2.5), Some(&json!(2.0))).unwrap();
         assert_eq!(
@@ -255,8 +251,19 @@ mod tests {
         );
         let long = json!("x".repeat(100_000));
         let classifier = Manifest::new(net(Task::Classification, 3), "test");
-        let e = judge("v1", &classifier, &long, None).unwrap_err();
+        let e = judge("v1", &classifier, &long, None)
+            .unwrap_err()
+            .to_string();
         assert!(e.len() < 300, "{} bytes", e.len());
+        assert!(matches!(
+            judge(
+                "v1",
+                &Manifest::new(net(Task::Regression, 2), "test"),
+                &json!(1.0),
+                None
+            ),
+            Err(TargetError::MultiOutput { outputs: 2, .. })
+        ));
         assert!(judge("v1", &classifier, &json!("2"), None).is_ok());
     }
 }

@@ -8,6 +8,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::{Builder, Uuid};
 
+use super::item_error::BadPredictionId;
+
 /// One instance's prediction id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PredictionId(Uuid);
@@ -42,13 +44,17 @@ impl fmt::Display for PredictionId {
 
 /// Only ids this server could have made: version 7 UUIDs.
 impl FromStr for PredictionId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = BadPredictionId;
+    fn from_str(s: &str) -> Result<Self, BadPredictionId> {
         // Quoted back at most in part: the text is the client's.
-        let shown: String = s.chars().take(40).collect();
-        let id = Uuid::try_parse(s).map_err(|_| format!("{shown:?} is not a prediction id"))?;
-        if id.get_version_num() != 7 {
-            return Err(format!("{shown:?} is not a prediction id kiln made"));
+        let id =
+            Uuid::try_parse(s).map_err(|_| BadPredictionId::NotUuid(BadPredictionId::shown(s)))?;
+        let version = id.get_version_num();
+        if version != 7 {
+            return Err(BadPredictionId::NotKilns {
+                shown: BadPredictionId::shown(s),
+                version,
+            });
         }
         Ok(Self(id))
     }
@@ -81,8 +87,14 @@ mod tests {
             let text = id.to_string();
             assert_eq!(text.parse::<PredictionId>().unwrap(), *id);
         }
-        assert!("not-an-id".parse::<PredictionId>().is_err());
+        assert_eq!(
+            "not-an-id".parse::<PredictionId>(),
+            Err(BadPredictionId::NotUuid("not-an-id".into()))
+        );
         let v4 = Uuid::new_v4().to_string();
-        assert!(v4.parse::<PredictionId>().is_err());
+        assert!(matches!(
+            v4.parse::<PredictionId>(),
+            Err(BadPredictionId::NotKilns { version: 4, .. })
+        ));
     }
 }

@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::Monitor;
 use super::feedback::{FeedbackItem, Labelled, find_logged, judge};
 use super::ids::PredictionId;
+use super::item_error::{BadPredictionId, ItemFault};
 use super::log::Entry;
 use crate::model::{LoadedModel, Manifest};
 use crate::registry::{Store, StoreError};
@@ -40,10 +41,13 @@ pub enum FeedbackError {
     #[error("{items} items in one request; the limit is {limit} (monitoring.max_feedback_items)")]
     TooMany { items: usize, limit: usize },
     #[error("items[{item}].prediction_id: {reason}")]
-    BadId { item: usize, reason: String },
+    BadId {
+        item: usize,
+        reason: BadPredictionId,
+    },
     /// One item's instance or target is wrong.
     #[error("items[{item}]: {reason}")]
-    Invalid { item: usize, reason: String },
+    Invalid { item: usize, reason: ItemFault },
     /// The store cannot be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -52,8 +56,11 @@ pub enum FeedbackError {
 }
 
 impl FeedbackError {
-    fn item(item: usize) -> impl Fn(String) -> Self {
-        move |reason| Self::Invalid { item, reason }
+    fn invalid(item: usize, reason: impl Into<ItemFault>) -> Self {
+        Self::Invalid {
+            item,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -81,10 +88,7 @@ impl Monitor {
             .map(|(item, i)| {
                 i.prediction_id
                     .parse::<PredictionId>()
-                    .map_err(|e| FeedbackError::BadId {
-                        item,
-                        reason: e.to_string(),
-                    })
+                    .map_err(|reason| FeedbackError::BadId { item, reason })
             })
             .collect::<Result<Vec<_>, _>>()?;
         // An id from the future would sort as the newest label for ever (and
@@ -93,10 +97,10 @@ impl Monitor {
         if let Some((item, id)) = ids.iter().enumerate().find(|(_, id)| id.t_ms() > latest) {
             return Err(FeedbackError::BadId {
                 item,
-                reason: format!(
-                    "{id} was made {} ms after this server's clock: not an id kiln made",
-                    id.t_ms() - crate::clock::unix_now_ms()
-                ),
+                reason: BadPredictionId::FromTheFuture {
+                    id: *id,
+                    ahead_ms: id.t_ms().saturating_sub(crate::clock::unix_now_ms()),
+                },
             });
         }
         let mut found = lookup(self.store(), &ids).await?;
@@ -135,23 +139,23 @@ impl Monitor {
         let mut rows = Vec::with_capacity(ids.len());
         let mut outcomes = Vec::new();
         for (i, ((item, id), entry)) in items.into_iter().zip(ids).zip(found).enumerate() {
-            let bad = FeedbackError::item(i);
+            let bad = |reason: ItemFault| FeedbackError::invalid(i, reason);
             let Some(entry) = entry else {
                 let Some(instance) = item.instance else {
-                    return Err(bad(format!(
-                        "prediction id {id} is not in the prediction log (not sampled, or older than it keeps: monitoring.max_log_bytes); send its \"instance\" with the target"
-                    )));
+                    return Err(bad(ItemFault::NotLogged(id)));
                 };
                 if instance.len() != active.input_width() {
-                    return Err(bad(format!(
-                        "instance has {} values; version {} takes {}",
-                        instance.len(),
-                        active.version(),
-                        active.input_width()
-                    )));
+                    return Err(bad(ItemFault::Width {
+                        got: instance.len(),
+                        version: active.version().to_owned(),
+                        expected: active.input_width(),
+                    }));
                 }
-                active.check_values(&instance).map_err(&bad)?;
-                judge(active.version(), active.manifest(), &item.target, None).map_err(&bad)?;
+                active
+                    .check_instances(&instance)
+                    .map_err(|e| FeedbackError::invalid(i, e))?;
+                judge(active.version(), active.manifest(), &item.target, None)
+                    .map_err(|e| FeedbackError::invalid(i, e))?;
                 rows.push(Labelled {
                     id,
                     t_ms: id.t_ms(),
@@ -168,8 +172,8 @@ impl Monitor {
                 Some(m) => (entry.version.as_str(), m.as_ref()),
                 None => (active.version(), active.manifest()),
             };
-            if let Some(outcome) =
-                judge(version, checked, &item.target, Some(&entry.prediction)).map_err(&bad)?
+            if let Some(outcome) = judge(version, checked, &item.target, Some(&entry.prediction))
+                .map_err(|e| FeedbackError::invalid(i, e))?
             {
                 outcomes.push((entry.version.clone(), id, outcome));
             }

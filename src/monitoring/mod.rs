@@ -8,6 +8,7 @@
 pub mod drift;
 pub mod feedback;
 pub mod ids;
+pub mod item_error;
 pub mod join;
 pub mod log;
 pub mod quality;

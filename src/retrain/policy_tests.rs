@@ -83,7 +83,10 @@ async fn each_trigger_fires_and_says_why() {
     assert!(why.contains("60 new labelled rows"), "{why}");
 
     // Drift waits for labels of the new world: its onset is noted first.
-    let mut policy = Policy::new(config());
+    let mut policy = Policy::new(RetrainConfig {
+        min_new_labels: 0,
+        ..config()
+    });
     let drifted = |labelled_total| Observed {
         drift: drift(true),
         labelled_total,
@@ -335,6 +338,7 @@ async fn drift_without_new_labels_never_starts_a_job() {
     // started a job at every check.
     let mut policy = Policy::new(RetrainConfig {
         cooldown_ms: 0,
+        min_new_labels: 0,
         ..config()
     });
     for _ in 0..1_000 {

@@ -38,8 +38,8 @@ pub enum InputError {
         width: usize,
     },
     /// A value outside the version's input domain (not finite, not an id).
-    #[error("{0}")]
-    Values(String),
+    #[error(transparent)]
+    Values(crate::model::net::BadInstance),
 }
 
 /// Checks instances (`values`, `width` per instance, nested as `shape`) against
@@ -69,7 +69,7 @@ pub fn check(
             });
         }
     }
-    model.check_values(values).map_err(InputError::Values)
+    model.check_instances(values).map_err(InputError::Values)
 }
 
 impl Rows {

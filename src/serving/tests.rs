@@ -195,7 +195,7 @@ async fn instances_are_checked_against_the_version_that_computes_them() {
     q.pinned = Some(f.models.get("v2").await.unwrap());
     let e = f.service.predict(q).await.unwrap_err();
     assert!(
-        matches!(&e, InferError::Invalid(InputError::Values(why)) if why.contains("is not an id")),
+        matches!(&e, InferError::Invalid(InputError::Values(why)) if why.to_string().contains("is not an id")),
         "{e}"
     );
     let v4 = f.models.get("v4").await.unwrap();

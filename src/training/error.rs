@@ -4,6 +4,8 @@
 //! record.
 
 use super::data::DataError;
+use crate::device::BackendError;
+use crate::registry::StoreError;
 
 /// Why a job cannot run, or ended without a version; the text is what the client
 /// (or the job record) reads.
@@ -30,9 +32,18 @@ pub enum TrainError {
         "training diverged: the {what} is not finite at epoch {epoch} (try a smaller learning rate, or rescale the data)"
     )]
     Diverged { epoch: usize, what: &'static str },
-    /// The store or the device failed (a server fault, not the recipe's).
-    #[error("{0}")]
-    Store(String),
+    /// The store cannot be opened or read (a server fault, not the recipe's).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The trained version could not be written to the store.
+    #[error("writing the version failed: {0}")]
+    WriteVersion(#[source] StoreError),
+    /// The training device cannot be used.
+    #[error(transparent)]
+    Device(#[from] BackendError),
+    /// The training thread pool cannot be started.
+    #[error(transparent)]
+    Threads(#[from] rayon::ThreadPoolBuildError),
 }
 
 impl TrainError {

@@ -118,7 +118,7 @@ pub fn r2_rmse(pred: &[f64], truth: &[f64]) -> (f64, f64) {
 pub fn score(model: &LoadedModel, data: &Dataset) -> Option<f64> {
     if model.input_width() != data.width()
         || model.manifest().net.task != data.task
-        || model.check_values(&data.x).is_err()
+        || model.check_instances(&data.x).is_err()
     {
         return None;
     }

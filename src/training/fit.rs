@@ -149,13 +149,14 @@ pub fn resolve_net(
         }
         _ => {}
     }
-    if let Err((k, why)) = net.check_values(&data.x) {
-        let w = data.width();
+    if let Err(bad) = net.check_values(&data.x) {
+        let (k, w) = (bad.index, data.width());
         return Err(TrainError::Data(DataError::Value(format!(
-            "row {}, column {:?}: {} {why}",
+            "row {}, column {:?}: {} {}",
             k / w,
             data.features[k % w],
-            data.x[k]
+            data.x[k],
+            bad.fault
         ))));
     }
     Ok(net)

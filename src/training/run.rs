@@ -65,7 +65,7 @@ pub fn run(
     );
     let version = store
         .create_version(&manifest, &net)
-        .map_err(|e| TrainError::Store(format!("writing the version failed: {e}")))?;
+        .map_err(TrainError::WriteVersion)?;
     // Its data, for automatic retraining; a version without it retrains on
     // feedback alone.
     if let Err(e) = kept::keep(store, &version, &prepared.data, &spec.target) {

@@ -202,8 +202,7 @@ async fn infer_inner(
             binary.len()
         )));
     }
-    let rows = tensor::rows(input, &model.manifest().net.input_shape(), input_bytes)
-        .map_err(ApiError::BadRequest)?;
+    let rows = tensor::rows(input, &model.manifest().net.input_shape(), input_bytes)?;
 
     let available = outputs_of(&model);
     let wanted: Vec<&str> = match &request.outputs {

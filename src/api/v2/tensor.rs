@@ -8,7 +8,9 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::quote::quoted;
+mod error;
+
+pub use error::TensorError;
 
 /// An inference request. Unknown top-level fields (extensions) are ignored, as
 /// other OIP servers do; `model_name` and `model_version` (sent by KServe's
@@ -160,7 +162,7 @@ pub enum Datatype {
 
 impl Datatype {
     /// Parses an OIP datatype name; others (`BOOL`, `BYTES`, `FP16`, ...) are refused.
-    pub fn parse(name: &str) -> Result<Self, String> {
+    pub fn parse(name: &str) -> Result<Self, TensorError> {
         Ok(match name {
             "FP32" => Self::Fp32,
             "FP64" => Self::Fp64,
@@ -172,12 +174,7 @@ impl Datatype {
             "UINT16" => Self::Uint(2),
             "UINT32" => Self::Uint(4),
             "UINT64" => Self::Uint(8),
-            other => {
-                return Err(format!(
-                    "datatype {} is not supported; send FP32, FP64 or an integer type",
-                    quoted(other)
-                ));
-            }
+            other => return Err(TensorError::Datatype(other.to_string())),
         })
     }
 
@@ -222,14 +219,19 @@ pub struct Rows {
 /// its rows. The tensor is `[N, ..instance]`, `[N, prod(instance)]` (flat rows), or
 /// one instance without the batch dimension. `binary` holds this input's bytes
 /// when it came through the binary extension.
-pub fn rows(input: &InferInput, instance: &[usize], binary: Option<&[u8]>) -> Result<Rows, String> {
+pub fn rows(
+    input: &InferInput,
+    instance: &[usize],
+    binary: Option<&[u8]>,
+) -> Result<Rows, TensorError> {
     let datatype = Datatype::parse(&input.datatype)?;
     let width: usize = instance.iter().product();
     let shape = input.shape.as_slice();
     if let Some(bad) = shape.iter().find(|d| **d <= 0) {
-        return Err(format!(
-            "shape {shape:?} has a dimension that is not positive ({bad})"
-        ));
+        return Err(TensorError::NonPositive {
+            shape: shape.to_vec(),
+            dim: *bad,
+        });
     }
     let dims: Vec<u64> = shape.iter().map(|d| *d as u64).collect();
     let inst: Vec<u64> = instance.iter().map(|d| *d as u64).collect();
@@ -238,154 +240,76 @@ pub fn rows(input: &InferInput, instance: &[usize], binary: Option<&[u8]>) -> Re
         [n, w] if *w == width as u64 => *n as usize,
         one if one == inst.as_slice() || one == [width as u64] => 1,
         [_, w] if instance.len() == 1 => {
-            return Err(format!(
-                "input {} has {w} features per row; the model expects {width}",
-                quoted(&input.name)
-            ));
+            return Err(TensorError::Features {
+                input: input.name.clone(),
+                got: *w,
+                width,
+            });
         }
         _ if instance.len() == 1 => {
-            return Err(format!(
-                "shape {shape:?} must be [N, {width}] (or [{width}] for one row)"
-            ));
+            return Err(TensorError::FlatShape {
+                shape: shape.to_vec(),
+                width,
+            });
         }
         _ => {
-            return Err(format!(
-                "shape {shape:?} must be [N, {}] or [N, {width}]",
-                instance
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            return Err(TensorError::InstanceShape {
+                shape: shape.to_vec(),
+                instance: instance.to_vec(),
+                width,
+            });
         }
     };
     let expected = n
         .checked_mul(width)
         .filter(|e| *e <= u32::MAX as usize)
-        .ok_or_else(|| format!("shape {:?} is too large", input.shape))?;
+        .ok_or_else(|| TensorError::TooLarge(input.shape.clone()))?;
     let values: Vec<f32> = match (binary, &input.data) {
         (Some(bytes), _) => {
             if bytes.len() != expected * datatype.size() {
-                return Err(format!(
-                    "input {}: shape {:?} of {} needs {} bytes of binary data, got {}",
-                    quoted(&input.name),
-                    input.shape,
-                    input.datatype,
-                    expected * datatype.size(),
-                    bytes.len()
-                ));
+                return Err(TensorError::BinaryLength {
+                    input: input.name.clone(),
+                    shape: input.shape.clone(),
+                    datatype: input.datatype.clone(),
+                    needed: expected * datatype.size(),
+                    got: bytes.len(),
+                });
             }
             datatype.decode(bytes)
         }
         (None, Some(FlatData(data))) => {
             if data.len() != expected {
-                return Err(format!(
-                    "input {}: shape {:?} holds {expected} elements, data has {}",
-                    quoted(&input.name),
-                    input.shape,
-                    data.len()
-                ));
+                return Err(TensorError::DataLength {
+                    input: input.name.clone(),
+                    shape: input.shape.clone(),
+                    expected,
+                    got: data.len(),
+                });
             }
             if matches!(datatype, Datatype::Int(_) | Datatype::Uint(_))
                 && data.iter().any(|v| v.fract() != 0.0)
             {
-                return Err(format!(
-                    "input {}: {} data must be integers",
-                    quoted(&input.name),
-                    input.datatype
-                ));
+                return Err(TensorError::NotIntegers {
+                    input: input.name.clone(),
+                    datatype: input.datatype.clone(),
+                });
             }
             data.iter().map(|v| *v as f32).collect()
         }
-        (None, None) => return Err(format!("input {} has no data", quoted(&input.name))),
+        (None, None) => {
+            return Err(TensorError::NoData {
+                input: input.name.clone(),
+            });
+        }
     };
-    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        return Err(format!(
-            "input {}: element {i} is not a finite number",
-            quoted(&input.name)
-        ));
+    if let Some(element) = values.iter().position(|v| !v.is_finite()) {
+        return Err(TensorError::NotFinite {
+            input: input.name.clone(),
+            element,
+        });
     }
     Ok(Rows { values, n })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn input(shape: Vec<i64>, datatype: &str, data: &str) -> InferInput {
-        serde_json::from_str(&format!(
-            r#"{{"name": "input", "shape": {}, "datatype": "{datatype}", "data": {data}}}"#,
-            serde_json::to_string(&shape).unwrap()
-        ))
-        .unwrap()
-    }
-
-    #[test]
-    fn flat_and_nested_data_read_the_same() {
-        let flat = rows(&input(vec![2, 2], "FP32", "[1, 2, 3, 4]"), &[2], None).unwrap();
-        let nested = rows(&input(vec![2, 2], "FP32", "[[1, 2], [3, 4]]"), &[2], None).unwrap();
-        assert_eq!(flat, nested);
-        assert_eq!(
-            flat,
-            Rows {
-                values: vec![1.0, 2.0, 3.0, 4.0],
-                n: 2
-            }
-        );
-        let ints = rows(&input(vec![1, 2], "INT64", "[[7, -8]]"), &[2], None).unwrap();
-        assert_eq!(ints.values, [7.0, -8.0]);
-    }
-
-    #[test]
-    fn bad_tensors_are_refused_with_a_reason() {
-        let err = |shape: Vec<i64>, dt: &str, data: &str| {
-            rows(&input(shape, dt, data), &[2], None).unwrap_err()
-        };
-        assert!(err(vec![2, 2], "FP32", "[1, 2, 3]").contains("holds 4 elements"));
-        assert!(err(vec![1, 2], "BYTES", "[1, 2]").contains("not supported"));
-        assert!(err(vec![1, 2], "FP16", "[1, 2]").contains("not supported"));
-        assert!(err(vec![0, 2], "FP32", "[]").contains("not positive"));
-        assert!(err(vec![-1, 2], "FP32", "[1, 2]").contains("not positive"));
-        assert!(err(vec![1, 3], "FP32", "[1, 2, 3]").contains("expects 2"));
-        assert!(err(vec![1_000_000_000_000, 2], "FP32", "[1, 2]").contains("too large"));
-        assert!(err(vec![1, 2], "INT32", "[1.5, 2]").contains("integers"));
-        assert!(err(vec![1, 2, 3], "FP32", "[1, 2]").contains("must be"));
-        assert!(
-            serde_json::from_str::<InferInput>(
-                r#"{"name":"input","shape":[1,2],"datatype":"FP32","data":["a","b"]}"#
-            )
-            .is_err()
-        );
-    }
-
-    #[test]
-    fn instances_may_keep_their_shape() {
-        let image = [1, 2, 2];
-        let data = "[1, 2, 3, 4, 5, 6, 7, 8]";
-        let a = rows(&input(vec![2, 1, 2, 2], "FP32", data), &image, None).unwrap();
-        let b = rows(&input(vec![2, 4], "FP32", data), &image, None).unwrap();
-        assert_eq!(a, b);
-        assert_eq!(a.n, 2);
-        let one = rows(&input(vec![1, 2, 2], "FP32", "[1, 2, 3, 4]"), &image, None).unwrap();
-        assert_eq!(one.n, 1);
-        let err = rows(&input(vec![2, 2, 2], "FP32", data), &image, None).unwrap_err();
-        assert!(err.contains("[N, 1, 2, 2] or [N, 4]"), "{err}");
-    }
-
-    #[test]
-    fn binary_data_decodes_little_endian() {
-        let mut i = input(vec![1, 2], "FP32", "null");
-        i.data = None;
-        let bytes: Vec<u8> = [1.5f32, -2.0]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-        assert_eq!(rows(&i, &[2], Some(&bytes)).unwrap().values, [1.5, -2.0]);
-        assert!(
-            rows(&i, &[2], Some(&bytes[..4]))
-                .unwrap_err()
-                .contains("bytes")
-        );
-        assert_eq!(Datatype::Uint(2).decode(&[1, 1]), [257.0]);
-    }
-}
+mod tests;

@@ -246,9 +246,9 @@ fn ids_must_be_integers_in_range() {
     )
     .unwrap();
     assert!(cfg.check_values(&[0.0, 4.0, 2.0]).is_ok());
-    assert_eq!(cfg.check_values(&[0.0, 5.0, 2.0]).unwrap_err().0, 1);
-    assert_eq!(cfg.check_values(&[0.0, 1.0, 0.5]).unwrap_err().0, 2);
-    assert_eq!(cfg.check_values(&[-1.0, 1.0, 0.0]).unwrap_err().0, 0);
+    assert_eq!(cfg.check_values(&[0.0, 5.0, 2.0]).unwrap_err().index, 1);
+    assert_eq!(cfg.check_values(&[0.0, 1.0, 0.5]).unwrap_err().index, 2);
+    assert_eq!(cfg.check_values(&[-1.0, 1.0, 0.0]).unwrap_err().index, 0);
 }
 
 #[test]

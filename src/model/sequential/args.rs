@@ -6,6 +6,8 @@
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use super::layer_error::LayerError;
+
 /// Largest size kiln accepts for any one dimension, channel count or width.
 pub const MAX_DIM: usize = 65_536;
 
@@ -50,17 +52,28 @@ impl<'de> Deserialize<'de> for Dims {
     }
 }
 
+/// As the config writes it: `3` or `[3, 3]`.
+impl std::fmt::Display for Dims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dims::One(v) => write!(f, "{v}"),
+            Dims::Many(v) => write!(f, "{v:?}"),
+        }
+    }
+}
+
 impl Dims {
-    /// The value for `N` spatial dimensions (`3` -> `[3, 3]`); `what` names the
+    /// The value for `N` spatial dimensions (`3` -> `[3, 3]`); `arg` names the
     /// argument in the error.
-    pub fn expand<const N: usize>(&self, what: &str) -> Result<[usize; N], String> {
+    pub fn expand<const N: usize>(&self, arg: &'static str) -> Result<[usize; N], LayerError> {
         match self {
             Dims::One(v) => Ok([*v; N]),
             Dims::Many(v) if v.len() == N => Ok(std::array::from_fn(|i| v[i])),
-            Dims::Many(v) => Err(format!(
-                "{what} has {} values; this layer takes 1 or {N}",
-                v.len()
-            )),
+            Dims::Many(v) => Err(LayerError::Arity {
+                arg,
+                got: v.len(),
+                takes: N,
+            }),
         }
     }
 }
@@ -89,38 +102,36 @@ impl Default for Padding {
 
 /// A dimension index as PyTorch writes it (`-1` = last), including the batch
 /// dimension 0, resolved against a tensor of rank `rank` (batch included).
-pub fn resolve_dim(dim: i64, rank: usize, what: &str) -> Result<usize, String> {
+pub fn resolve_dim(dim: i64, rank: usize, arg: &'static str) -> Result<usize, LayerError> {
     let r = rank as i64;
     let d = if dim < 0 { dim + r } else { dim };
     if !(0..r).contains(&d) {
-        return Err(format!(
-            "{what} = {dim} is out of range for a {rank}-dimensional tensor (batch included)"
-        ));
+        return Err(LayerError::DimOutOfRange { arg, dim, rank });
     }
     Ok(d as usize)
 }
 
 /// Checks `1 <= v <= MAX_DIM`.
-pub fn positive(name: &str, v: usize) -> Result<(), String> {
+pub fn positive(arg: &'static str, v: usize) -> Result<(), LayerError> {
     if v == 0 || v > MAX_DIM {
-        return Err(format!("{name} must be between 1 and {MAX_DIM}, got {v}"));
+        return Err(LayerError::Size { arg, got: v });
     }
     Ok(())
 }
 
 /// Checks a probability in `[0, 1)`.
-pub fn probability(name: &str, p: f64) -> Result<(), String> {
+pub fn probability(arg: &'static str, p: f64) -> Result<(), LayerError> {
     if !(p.is_finite() && (0.0..1.0).contains(&p)) {
-        return Err(format!("{name} must be in [0, 1), got {p}"));
+        return Err(LayerError::Probability { arg, got: p });
     }
     Ok(())
 }
 
 /// Checks a small positive constant such as `eps`: below 1e-12 it vanishes next
 /// to an f32 variance and a constant input would divide by zero.
-pub fn epsilon(name: &str, v: f64) -> Result<(), String> {
+pub fn epsilon(arg: &'static str, v: f64) -> Result<(), LayerError> {
     if !(v.is_finite() && (1e-12..=1.0).contains(&v)) {
-        return Err(format!("{name} must be between 1e-12 and 1, got {v}"));
+        return Err(LayerError::Epsilon { arg, got: v });
     }
     Ok(())
 }
@@ -134,14 +145,17 @@ pub fn window_out(
     pad: (usize, usize),
     dilation: usize,
     ceil_mode: bool,
-) -> Result<usize, String> {
+) -> Result<usize, LayerError> {
     let span = dilation * (kernel - 1) + 1;
     let padded = len + pad.0 + pad.1;
     if padded < span {
-        return Err(format!(
-            "a window of {span} (kernel {kernel}, dilation {dilation}) does not fit in {len} (+{} padding)",
-            pad.0 + pad.1
-        ));
+        return Err(LayerError::WindowTooLarge {
+            span,
+            kernel,
+            dilation,
+            len,
+            padding: pad.0 + pad.1,
+        });
     }
     let steps = padded - span;
     let mut out = if ceil_mode {
@@ -172,7 +186,15 @@ mod tests {
         assert_eq!(d.expand::<2>("k").unwrap(), [3, 3]);
         let d: Dims = serde_json::from_str("[2, 5]").unwrap();
         assert_eq!(d.expand::<2>("k").unwrap(), [2, 5]);
-        assert!(d.expand::<1>("k").unwrap_err().contains("2 values"));
+        assert_eq!(
+            d.expand::<1>("k").unwrap_err(),
+            LayerError::Arity {
+                arg: "k",
+                got: 2,
+                takes: 1
+            }
+        );
+        assert_eq!(d.to_string(), "[2, 5]");
         assert!(serde_json::from_str::<Dims>("-1").is_err());
         let p: Padding = serde_json::from_str("\"same\"").unwrap();
         assert_eq!(p, Padding::Mode(PaddingMode::Same));
@@ -186,14 +208,24 @@ mod tests {
         assert_eq!(window_out(7, 2, 2, (0, 0), 1, false).unwrap(), 3);
         assert_eq!(window_out(7, 2, 2, (0, 0), 1, true).unwrap(), 4);
         assert_eq!(window_out(5, 3, 1, (0, 0), 2, false).unwrap(), 1);
-        assert!(window_out(2, 3, 1, (0, 0), 1, false).is_err());
+        assert!(matches!(
+            window_out(2, 3, 1, (0, 0), 1, false),
+            Err(LayerError::WindowTooLarge {
+                span: 3,
+                len: 2,
+                ..
+            })
+        ));
     }
 
     #[test]
     fn negative_dims_count_from_the_end() {
         assert_eq!(resolve_dim(-1, 3, "dim").unwrap(), 2);
         assert_eq!(resolve_dim(1, 3, "dim").unwrap(), 1);
-        assert!(resolve_dim(3, 3, "dim").is_err());
+        assert_eq!(
+            resolve_dim(3, 3, "dim").unwrap_err().to_string(),
+            "dim = 3 is out of range for a 3-dimensional tensor (batch included)"
+        );
         assert!(resolve_dim(-4, 3, "dim").is_err());
     }
 }

@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::args::{epsilon, positive, probability, yes};
 use super::dense::{linear_from_rows, linear_from_torch};
+use super::error::Unmatched;
+use super::layer_error::LayerError;
 use super::torch::{Source, TorchShape, param};
 
 fn ff_default() -> usize {
@@ -62,17 +64,19 @@ pub struct EncoderArgs {
 }
 
 impl EncoderArgs {
-    fn activation(&self) -> Result<ActivationConfig, String> {
+    fn activation(&self) -> Result<ActivationConfig, LayerError> {
         match self.activation.as_str() {
             "relu" => Ok(ActivationConfig::Relu),
             "gelu" => Ok(ActivationConfig::Gelu),
-            other => Err(format!(
-                "activation must be \"relu\" or \"gelu\", got {other:?}"
-            )),
+            other => Err(LayerError::Choice {
+                arg: "activation",
+                expected: "\"relu\" or \"gelu\"",
+                got: other.to_string(),
+            }),
         }
     }
 
-    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
         positive("d_model", self.d_model)?;
         positive("nhead", self.nhead)?;
         positive("dim_feedforward", self.dim_feedforward)?;
@@ -80,25 +84,22 @@ impl EncoderArgs {
         epsilon("layer_norm_eps", self.layer_norm_eps)?;
         self.activation()?;
         if !self.d_model.is_multiple_of(self.nhead) {
-            return Err(format!(
-                "d_model ({}) must be divisible by nhead ({})",
-                self.d_model, self.nhead
-            ));
+            return Err(LayerError::Heads {
+                d_model: self.d_model,
+                nhead: self.nhead,
+            });
         }
         if !self.bias {
-            return Err("only bias = true is supported".into());
+            return Err(LayerError::EncoderBias);
         }
         if input.len() != 2 || input[1] != self.d_model {
-            return Err(format!(
-                "takes sequences [T, d_model = {}], got shape {input:?}",
-                self.d_model
-            ));
+            return Err(LayerError::EncoderInput {
+                d_model: self.d_model,
+                input: input.to_vec(),
+            });
         }
         if input[0] > MAX_TOKENS {
-            return Err(format!(
-                "sequences of {} positions are longer than the {MAX_TOKENS} an encoder layer attends over",
-                input[0]
-            ));
+            return Err(LayerError::TooManyTokens(input[0]));
         }
         Ok(input.to_vec())
     }
@@ -150,7 +151,7 @@ impl EncoderArgs {
         &self,
         src: &mut Source,
         device: &Device,
-    ) -> Result<TransformerEncoderLayer, String> {
+    ) -> Result<TransformerEncoderLayer, Unmatched> {
         let (d, f) = (self.d_model, self.dim_feedforward);
         let mut layer = self.init(&Initializer::Zeros, device);
         let w = src.take("self_attn.in_proj_weight")?;
@@ -164,9 +165,9 @@ impl EncoderArgs {
                 device,
             )
         };
-        layer.mha.query = part(0)?;
-        layer.mha.key = part(1)?;
-        layer.mha.value = part(2)?;
+        layer.mha.query = part(0);
+        layer.mha.key = part(1);
+        layer.mha.value = part(2);
         layer.mha.output = linear_from_torch(
             src,
             "self_attn.out_proj.weight",
@@ -179,7 +180,7 @@ impl EncoderArgs {
             linear_from_torch(src, "linear1.weight", Some("linear1.bias"), d, f, device)?;
         layer.pwff.linear_outer =
             linear_from_torch(src, "linear2.weight", Some("linear2.bias"), f, d, device)?;
-        let mut norm = |name: &str, target: &mut LayerNorm| -> Result<(), String> {
+        let mut norm = |name: &str, target: &mut LayerNorm| -> Result<(), Unmatched> {
             target.gamma = param(src.take(&format!("{name}.weight"))?, [d], device);
             target.beta = Some(param(src.take(&format!("{name}.bias"))?, [d], device));
             Ok(())
@@ -204,21 +205,21 @@ pub struct PositionalArgs {
 }
 
 impl PositionalArgs {
-    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
         if !(2..=1_000_000_000).contains(&self.max_timescale) {
-            return Err(format!(
-                "max_timescale must be between 2 and 1e9, got {}",
-                self.max_timescale
-            ));
+            return Err(LayerError::MaxTimescale(self.max_timescale));
         }
         if input.len() != 2 {
-            return Err(format!("takes sequences [T, d_model], got shape {input:?}"));
+            return Err(LayerError::Rank {
+                takes: "sequences [T, d_model]",
+                input: input.to_vec(),
+            });
         }
         if !input[1].is_multiple_of(2) {
-            return Err(format!(
-                "needs an even d_model, got {} (input shape {input:?})",
-                input[1]
-            ));
+            return Err(LayerError::OddModelWidth {
+                d_model: input[1],
+                input: input.to_vec(),
+            });
         }
         Ok(input.to_vec())
     }

@@ -9,6 +9,8 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::args::{Dims, MAX_DIM, Padding, PaddingMode, positive, window_out, yes};
+use super::error::Unmatched;
+use super::layer_error::LayerError;
 use super::torch::{Source, TorchShape, param};
 
 fn one() -> Dims {
@@ -61,7 +63,7 @@ impl Window {
         channels: usize,
         input: &[usize],
         ceil_mode: bool,
-    ) -> Result<Vec<usize>, String> {
+    ) -> Result<Vec<usize>, LayerError> {
         let mut out = vec![channels];
         for (i, len) in input[1..].iter().enumerate() {
             out.push(window_out(
@@ -78,30 +80,37 @@ impl Window {
 }
 
 /// Checks `input` is `[channels, ..n spatial dimensions]`.
-pub fn spatial_input(n: usize, input: &[usize]) -> Result<(), String> {
+pub fn spatial_input(n: usize, input: &[usize]) -> Result<(), LayerError> {
     if input.len() != n + 1 {
-        return Err(format!(
-            "takes [channels, {}] inputs, got shape {input:?}",
-            if n == 1 { "length" } else { "height, width" }
-        ));
+        return Err(LayerError::Rank {
+            takes: if n == 1 {
+                "[channels, length] inputs"
+            } else {
+                "[channels, height, width] inputs"
+            },
+            input: input.to_vec(),
+        });
     }
     Ok(())
 }
 
 /// `d` for `n` spatial dimensions, each between 1 and [`MAX_DIM`].
-pub fn expand(d: &Dims, n: usize, what: &str) -> Result<Vec<usize>, String> {
+pub fn expand(d: &Dims, n: usize, arg: &'static str) -> Result<Vec<usize>, LayerError> {
     let v = match n {
-        1 => d.expand::<1>(what)?.to_vec(),
-        _ => d.expand::<2>(what)?.to_vec(),
+        1 => d.expand::<1>(arg)?.to_vec(),
+        _ => d.expand::<2>(arg)?.to_vec(),
     };
     if v.iter().any(|x| *x == 0 || *x > MAX_DIM) {
-        return Err(format!("{what} must be between 1 and {MAX_DIM}, got {d:?}"));
+        return Err(LayerError::Sizes {
+            arg,
+            got: d.clone(),
+        });
     }
     Ok(v)
 }
 
 impl ConvArgs {
-    fn window(&self, n: usize) -> Result<Window, String> {
+    fn window(&self, n: usize) -> Result<Window, LayerError> {
         let kernel = expand(&self.kernel_size, n, "kernel_size")?;
         let stride = expand(&self.stride, n, "stride")?;
         let dilation = expand(&self.dilation, n, "dilation")?;
@@ -112,14 +121,14 @@ impl ConvArgs {
                     _ => p.expand::<2>("padding")?.to_vec(),
                 };
                 if p.iter().any(|x| *x > MAX_DIM) {
-                    return Err(format!("padding must be at most {MAX_DIM}"));
+                    return Err(LayerError::PaddingTooLarge);
                 }
                 p.into_iter().map(|p| (p, p)).collect()
             }
             Padding::Mode(PaddingMode::Valid) => vec![(0, 0); n],
             Padding::Mode(PaddingMode::Same) => {
                 if stride.iter().any(|s| *s != 1) {
-                    return Err("padding = \"same\" needs stride 1 (as in PyTorch)".into());
+                    return Err(LayerError::SamePaddingStride);
                 }
                 // PyTorch pads the odd one out after.
                 kernel
@@ -141,30 +150,30 @@ impl ConvArgs {
     }
 
     /// Checks the arguments against an input of `n` spatial dimensions.
-    pub fn output_shape(&self, n: usize, input: &[usize]) -> Result<Vec<usize>, String> {
+    pub fn output_shape(&self, n: usize, input: &[usize]) -> Result<Vec<usize>, LayerError> {
         positive("in_channels", self.in_channels)?;
         positive("out_channels", self.out_channels)?;
         positive("groups", self.groups)?;
         if self.padding_mode != "zeros" {
-            return Err(format!(
-                "padding_mode {:?} is not supported (only \"zeros\")",
-                self.padding_mode
-            ));
+            return Err(LayerError::PaddingMode(self.padding_mode.clone()));
         }
         if !self.in_channels.is_multiple_of(self.groups)
             || !self.out_channels.is_multiple_of(self.groups)
         {
-            return Err(format!(
-                "in_channels ({}) and out_channels ({}) must both be divisible by groups ({})",
-                self.in_channels, self.out_channels, self.groups
-            ));
+            return Err(LayerError::Groups {
+                in_channels: self.in_channels,
+                out_channels: self.out_channels,
+                groups: self.groups,
+            });
         }
         spatial_input(n, input)?;
         if input[0] != self.in_channels {
-            return Err(format!(
-                "in_channels = {} but the input has {} channels (input shape {input:?})",
-                self.in_channels, input[0]
-            ));
+            return Err(LayerError::Channels {
+                arg: "in_channels",
+                expected: self.in_channels,
+                got: input[0],
+                input: input.to_vec(),
+            });
         }
         self.window(n)?
             .output_shape(self.out_channels, input, false)
@@ -236,7 +245,7 @@ impl ConvArgs {
         t
     }
 
-    pub fn import1d(&self, src: &mut Source, device: &Device) -> Result<Conv1d, String> {
+    pub fn import1d(&self, src: &mut Source, device: &Device) -> Result<Conv1d, Unmatched> {
         let mut conv = self.init1d(&Initializer::Zeros, device);
         let s = self.weight_shape(1);
         conv.weight = param(src.take("weight")?, [s[0], s[1], s[2]], device);
@@ -246,7 +255,7 @@ impl ConvArgs {
         Ok(conv)
     }
 
-    pub fn import2d(&self, src: &mut Source, device: &Device) -> Result<Conv2d, String> {
+    pub fn import2d(&self, src: &mut Source, device: &Device) -> Result<Conv2d, Unmatched> {
         let mut conv = self.init2d(&Initializer::Zeros, device);
         let s = self.weight_shape(2);
         conv.weight = param(src.take("weight")?, [s[0], s[1], s[2], s[3]], device);

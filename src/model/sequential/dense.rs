@@ -5,6 +5,8 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::args::{positive, yes};
+use super::error::Unmatched;
+use super::layer_error::LayerError;
 use super::torch::{Source, TorchShape, param, transpose};
 
 /// `nn.Linear(in_features, out_features, bias=True)`: applies to the last dimension.
@@ -18,15 +20,17 @@ pub struct LinearArgs {
 }
 
 impl LinearArgs {
-    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
         positive("in_features", self.in_features)?;
         positive("out_features", self.out_features)?;
         let last = *input.last().expect("shapes are never empty");
         if last != self.in_features {
-            return Err(format!(
-                "in_features = {} but the input's last dimension is {last} (input shape {input:?})",
-                self.in_features
-            ));
+            return Err(LayerError::LastDim {
+                arg: "in_features",
+                expected: self.in_features,
+                got: last,
+                input: input.to_vec(),
+            });
         }
         let mut out = input.to_vec();
         *out.last_mut().expect("non-empty") = self.out_features;
@@ -56,7 +60,7 @@ impl LinearArgs {
         t
     }
 
-    pub fn import(&self, src: &mut Source, device: &Device) -> Result<Linear, String> {
+    pub fn import(&self, src: &mut Source, device: &Device) -> Result<Linear, Unmatched> {
         linear_from_torch(
             src,
             "weight",
@@ -76,15 +80,15 @@ pub fn linear_from_torch(
     d_in: usize,
     d_out: usize,
     device: &Device,
-) -> Result<Linear, String> {
+) -> Result<Linear, Unmatched> {
     let w = src.take(weight)?;
-    linear_from_rows(
+    Ok(linear_from_rows(
         &w,
         bias.map(|b| src.take(b)).transpose()?,
         d_in,
         d_out,
         device,
-    )
+    ))
 }
 
 /// A Burn `Linear` from row-major PyTorch data already in memory (`w` is `[out, in]`).
@@ -94,13 +98,13 @@ pub fn linear_from_rows(
     d_in: usize,
     d_out: usize,
     device: &Device,
-) -> Result<Linear, String> {
+) -> Linear {
     let mut linear = LinearConfig::new(d_in, d_out)
         .with_bias(b.is_some())
         .init(device);
     linear.weight = param(transpose(w, d_out, d_in), [d_in, d_out], device);
     linear.bias = b.map(|b| param(b, [d_out], device));
-    Ok(linear)
+    linear
 }
 
 /// `nn.Embedding(num_embeddings, embedding_dim)`: integer ids `[T]` -> `[T, dim]`.
@@ -113,16 +117,14 @@ pub struct EmbeddingArgs {
 }
 
 impl EmbeddingArgs {
-    pub fn output_shape(&self, position: usize, input: &[usize]) -> Result<Vec<usize>, String> {
+    pub fn output_shape(&self, position: usize, input: &[usize]) -> Result<Vec<usize>, LayerError> {
         positive("num_embeddings", self.num_embeddings)?;
         positive("embedding_dim", self.embedding_dim)?;
         if position != 0 {
-            return Err("embedding may only be the first layer (its inputs are ids)".into());
+            return Err(LayerError::EmbeddingNotFirst);
         }
         if input.len() != 1 {
-            return Err(format!(
-                "embedding takes a sequence of ids: input_shape must be [T], got {input:?}"
-            ));
+            return Err(LayerError::IdsInput(input.to_vec()));
         }
         Ok(vec![input[0], self.embedding_dim])
     }
@@ -143,7 +145,7 @@ impl EmbeddingArgs {
         )]
     }
 
-    pub fn import(&self, src: &mut Source, device: &Device) -> Result<Embedding, String> {
+    pub fn import(&self, src: &mut Source, device: &Device) -> Result<Embedding, Unmatched> {
         let mut e = self.init(device);
         e.weight = param(
             src.take("weight")?,

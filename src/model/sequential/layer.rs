@@ -14,6 +14,8 @@ use super::Act;
 use super::attention::{EncoderArgs, PositionalArgs};
 use super::conv::ConvArgs;
 use super::dense::{EmbeddingArgs, LinearArgs};
+use super::error::Unmatched;
+use super::layer_error::LayerError;
 use super::norm::{BatchNormArgs, DropoutArgs, LayerNormArgs};
 use super::ops::{
     DimArgs, FlattenArgs, GeluArgs, LeakyReluArgs, NoArgs, Op, OpKind, ReluArgs, SelectArgs,
@@ -94,7 +96,7 @@ impl LayerKind {
 
     /// The shape of one instance after this layer, or why `input` does not fit.
     /// Checks every argument, so [`init`](Self::init) never reaches a Burn panic.
-    pub fn output_shape(&self, position: usize, input: &[usize]) -> Result<Vec<usize>, String> {
+    pub fn output_shape(&self, position: usize, input: &[usize]) -> Result<Vec<usize>, LayerError> {
         match self {
             Self::Linear(a) => a.output_shape(input),
             Self::Conv1d(a) => a.output_shape(1, input),
@@ -249,7 +251,7 @@ impl LayerKind {
         input: &[usize],
         src: &mut Source,
         device: &Device,
-    ) -> Result<Layer, String> {
+    ) -> Result<Layer, Unmatched> {
         Ok(match self {
             Self::Linear(a) => Layer::Linear(a.import(src, device)?),
             Self::Conv1d(a) => Layer::Conv1d(a.import1d(src, device)?),

@@ -26,7 +26,10 @@ mod args;
 mod attention;
 mod conv;
 mod dense;
+pub mod error;
 mod layer;
+pub mod layer_error;
+pub mod mismatch;
 mod norm;
 mod ops;
 mod pool;
@@ -41,7 +44,9 @@ use burn::prelude::*;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use error::{BuildError, EntryError, LayerRef, SpecError, Unmatched};
 pub use layer::{Layer, LayerKind};
+pub use layer_error::LayerError;
 pub use stack::{Act, Sequential};
 use torch::{Expected, Source};
 
@@ -88,24 +93,28 @@ fn parse_layers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<LayerEntry>, D::E
         .collect()
 }
 
-fn parse_entry(i: usize, v: serde_json::Value) -> Result<LayerEntry, String> {
+fn parse_entry(index: usize, v: serde_json::Value) -> Result<LayerEntry, EntryError> {
     let serde_json::Value::Object(mut m) = v else {
-        return Err(format!(
-            "layers[{i}] must be a table with a `type`, got {v}"
-        ));
+        return Err(EntryError::NotATable { index, value: v });
     };
     let name = match m.remove("name") {
         None => None,
         Some(serde_json::Value::String(s)) => Some(s),
-        Some(other) => return Err(format!("layers[{i}]: name must be a string, got {other}")),
+        Some(value) => return Err(EntryError::Name { index, value }),
     };
-    let ty = m
+    let type_name = m
         .get("type")
         .and_then(|t| t.as_str())
         .unwrap_or("?")
         .to_string();
-    let kind = serde_json::from_value::<LayerKind>(serde_json::Value::Object(m))
-        .map_err(|e| format!("layers[{i}] ({ty}): {e}"))?;
+    let kind =
+        serde_json::from_value::<LayerKind>(serde_json::Value::Object(m)).map_err(|source| {
+            EntryError::Layer {
+                index,
+                type_name,
+                source,
+            }
+        })?;
     Ok(LayerEntry { name, kind })
 }
 
@@ -142,23 +151,22 @@ impl SequentialConfig {
         self.layers[i].name.clone().unwrap_or_else(|| i.to_string())
     }
 
-    /// `layer 2 (conv2d "conv1")`, for messages.
-    pub fn label(&self, i: usize) -> String {
+    /// Layer `i` for messages: `layer 2 (conv2d "conv1")`.
+    pub fn layer_ref(&self, i: usize) -> LayerRef {
         let entry = &self.layers[i];
-        match &entry.name {
-            Some(n) => format!("layer {i} ({} {n:?})", entry.kind.type_name()),
-            None => format!("layer {i} ({})", entry.kind.type_name()),
+        LayerRef {
+            index: i,
+            kind: entry.kind.type_name(),
+            name: entry.name.clone(),
         }
     }
 
     /// Checks the input shape, every layer's arguments and input, the names and the
     /// size limits.
-    pub fn plan(&self) -> Result<Plan, String> {
+    pub fn plan(&self) -> Result<Plan, SpecError> {
         let s = &self.input_shape;
         if s.is_empty() || s.len() > 3 || s.contains(&0) {
-            return Err(format!(
-                "input_shape must have 1 to 3 dimensions, each at least 1, got {s:?}"
-            ));
+            return Err(SpecError::InputShape(s.clone()));
         }
         let volume = |shape: &[usize]| -> u64 {
             shape
@@ -166,15 +174,10 @@ impl SequentialConfig {
                 .fold(1u64, |acc, d| acc.saturating_mul(*d as u64))
         };
         if volume(s) > MAX_ACTIVATION {
-            return Err(format!(
-                "input_shape {s:?} has more than {MAX_ACTIVATION} values"
-            ));
+            return Err(SpecError::InputTooLarge(s.clone()));
         }
         if self.layers.is_empty() || self.layers.len() > MAX_LAYERS {
-            return Err(format!(
-                "layers must hold between 1 and {MAX_LAYERS} layers, got {}",
-                self.layers.len()
-            ));
+            return Err(SpecError::LayerCount(self.layers.len()));
         }
         self.check_names()?;
         let mut inputs = Vec::with_capacity(self.layers.len());
@@ -182,38 +185,39 @@ impl SequentialConfig {
         let mut parameters = 0u64;
         let mut widest = 0u64;
         for (i, entry) in self.layers.iter().enumerate() {
-            let out = entry
+            let layer = || self.layer_ref(i);
+            let output = entry
                 .kind
                 .output_shape(i, &shape)
-                .map_err(|e| format!("{}: {e}", self.label(i)))?;
-            if out.len() > 3 {
-                return Err(format!(
-                    "{}: its output {out:?} has more than 3 dimensions per instance",
-                    self.label(i)
-                ));
+                .map_err(|source| SpecError::Layer {
+                    layer: layer(),
+                    source,
+                })?;
+            if output.len() > 3 {
+                return Err(SpecError::OutputRank {
+                    layer: layer(),
+                    output,
+                });
             }
-            if volume(&out) > MAX_ACTIVATION {
-                return Err(format!(
-                    "{}: its output {out:?} has more than {MAX_ACTIVATION} values per instance",
-                    self.label(i)
-                ));
+            if volume(&output) > MAX_ACTIVATION {
+                return Err(SpecError::OutputTooLarge {
+                    layer: layer(),
+                    output,
+                });
             }
             parameters = parameters.saturating_add(entry.kind.parameters());
             let inside = entry.kind.inner_values(&shape);
             if inside > MAX_ACTIVATION {
-                return Err(format!(
-                    "{}: it holds {inside} values per instance (more than {MAX_ACTIVATION})",
-                    self.label(i)
-                ));
+                return Err(SpecError::InnerTooLarge {
+                    layer: layer(),
+                    values: inside,
+                });
             }
-            widest = widest.max(volume(&shape)).max(volume(&out)).max(inside);
+            widest = widest.max(volume(&shape)).max(volume(&output)).max(inside);
             if parameters > MAX_PARAMETERS {
-                return Err(format!(
-                    "{}: the model would store more than {MAX_PARAMETERS} values",
-                    self.label(i)
-                ));
+                return Err(SpecError::TooManyParameters { layer: layer() });
             }
-            inputs.push(std::mem::replace(&mut shape, out));
+            inputs.push(std::mem::replace(&mut shape, output));
         }
         Ok(Plan {
             inputs,
@@ -223,7 +227,7 @@ impl SequentialConfig {
         })
     }
 
-    fn check_names(&self) -> Result<(), String> {
+    fn check_names(&self) -> Result<(), SpecError> {
         let mut seen = HashSet::new();
         let names: Vec<String> = (0..self.layers.len()).map(|i| self.layer_name(i)).collect();
         for (i, name) in names.iter().enumerate() {
@@ -233,23 +237,21 @@ impl SequentialConfig {
                     !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 });
             if !ok {
-                return Err(format!(
-                    "{}: name must be dot-separated ASCII letters, digits and '_', got {name:?}",
-                    self.label(i)
-                ));
+                return Err(SpecError::BadName {
+                    layer: self.layer_ref(i),
+                    name: name.clone(),
+                });
             }
             if !seen.insert(name.clone()) {
-                return Err(format!(
-                    "{}: another layer is also named {name:?}",
-                    self.label(i)
-                ));
+                return Err(SpecError::DuplicateName {
+                    layer: self.layer_ref(i),
+                    name: name.clone(),
+                });
             }
         }
         for a in &names {
             if let Some(b) = names.iter().find(|b| b.starts_with(&format!("{a}."))) {
-                return Err(format!(
-                    "layer names {a:?} and {b:?} overlap: PyTorch's keys could not tell them apart"
-                ));
+                return Err(SpecError::OverlappingNames(a.clone(), b.clone()));
             }
         }
         Ok(())
@@ -291,7 +293,7 @@ impl SequentialConfig {
     }
 
     /// Builds the stack with fresh weights; the config must have a [`plan`](Self::plan).
-    pub fn init(&self, init: &Initializer, device: &Device) -> Result<Sequential, String> {
+    pub fn init(&self, init: &Initializer, device: &Device) -> Result<Sequential, SpecError> {
         let plan = self.plan()?;
         let layers = self
             .layers
@@ -316,7 +318,7 @@ impl SequentialConfig {
         (0..self.layers.len())
             .flat_map(|i| {
                 let prefix = self.layer_name(i);
-                let label = self.label(i);
+                let label = self.layer_ref(i).to_string();
                 self.layers[i]
                     .kind
                     .torch_tensors()
@@ -336,7 +338,7 @@ impl SequentialConfig {
         &self,
         mut tensors: BTreeMap<String, Vec<f32>>,
         device: &Device,
-    ) -> Result<Sequential, String> {
+    ) -> Result<Sequential, BuildError> {
         let plan = self.plan()?;
         let mut layers = Vec::with_capacity(self.layers.len());
         for (i, (entry, input)) in self.layers.iter().zip(&plan.inputs).enumerate() {
@@ -348,7 +350,10 @@ impl SequentialConfig {
                 entry
                     .kind
                     .import(input, &mut src, device)
-                    .map_err(|e| format!("{}: {e}", self.label(i)))?,
+                    .map_err(|source| BuildError::Layer {
+                        layer: self.layer_ref(i),
+                        source,
+                    })?,
             );
         }
         Ok(self.module(layers))

@@ -10,6 +10,8 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::args::{Dims, epsilon, positive, probability, yes};
+use super::error::Unmatched;
+use super::layer_error::LayerError;
 use super::torch::{Source, TorchShape, param};
 
 fn eps_default() -> f64 {
@@ -42,14 +44,14 @@ pub struct BatchNormArgs {
 impl BatchNormArgs {
     /// `batch_norm1d` (`two_d = false`) takes `[C]` or `[C, L]`; `batch_norm2d` takes
     /// `[C, H, W]`.
-    pub fn output_shape(&self, two_d: bool, input: &[usize]) -> Result<Vec<usize>, String> {
+    pub fn output_shape(&self, two_d: bool, input: &[usize]) -> Result<Vec<usize>, LayerError> {
         positive("num_features", self.num_features)?;
         epsilon("eps", self.eps)?;
         if !(self.momentum.is_finite() && (0.0..=1.0).contains(&self.momentum)) {
-            return Err(format!("momentum must be in [0, 1], got {}", self.momentum));
+            return Err(LayerError::Momentum(self.momentum));
         }
         if !self.affine || !self.track_running_stats {
-            return Err("only affine = true and track_running_stats = true are supported".into());
+            return Err(LayerError::BatchNormAffine);
         }
         let ok_rank = if two_d {
             input.len() == 3
@@ -57,16 +59,22 @@ impl BatchNormArgs {
             matches!(input.len(), 1 | 2)
         };
         if !ok_rank {
-            return Err(format!(
-                "takes {} inputs, got shape {input:?}",
-                if two_d { "[C, H, W]" } else { "[C] or [C, L]" }
-            ));
+            return Err(LayerError::Rank {
+                takes: if two_d {
+                    "[C, H, W] inputs"
+                } else {
+                    "[C] or [C, L] inputs"
+                },
+                input: input.to_vec(),
+            });
         }
         if input[0] != self.num_features {
-            return Err(format!(
-                "num_features = {} but the input has {} channels (input shape {input:?})",
-                self.num_features, input[0]
-            ));
+            return Err(LayerError::Channels {
+                arg: "num_features",
+                expected: self.num_features,
+                got: input[0],
+                input: input.to_vec(),
+            });
         }
         Ok(input.to_vec())
     }
@@ -91,7 +99,7 @@ impl BatchNormArgs {
             .collect()
     }
 
-    pub fn import(&self, src: &mut Source, device: &Device) -> Result<BatchNorm, String> {
+    pub fn import(&self, src: &mut Source, device: &Device) -> Result<BatchNorm, Unmatched> {
         let c = self.num_features;
         let mut bn = self.init(device);
         bn.gamma = param(src.take("weight")?, [c], device);
@@ -118,28 +126,29 @@ pub struct LayerNormArgs {
 }
 
 impl LayerNormArgs {
-    fn width(&self) -> Result<usize, String> {
+    fn width(&self) -> Result<usize, LayerError> {
         match &self.normalized_shape {
             Dims::One(d) => Ok(*d),
             Dims::Many(v) if v.len() == 1 => Ok(v[0]),
-            Dims::Many(v) => Err(format!(
-                "normalized_shape {v:?}: only the last dimension can be normalised (one size)"
-            )),
+            Dims::Many(v) => Err(LayerError::NormalizedShape(v.clone())),
         }
     }
 
-    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
         let d = self.width()?;
         positive("normalized_shape", d)?;
         epsilon("eps", self.eps)?;
         if !self.elementwise_affine {
-            return Err("only elementwise_affine = true is supported".into());
+            return Err(LayerError::LayerNormAffine);
         }
         let last = *input.last().expect("shapes are never empty");
         if last != d {
-            return Err(format!(
-                "normalized_shape = {d} but the input's last dimension is {last} (input shape {input:?})"
-            ));
+            return Err(LayerError::LastDim {
+                arg: "normalized_shape",
+                expected: d,
+                got: last,
+                input: input.to_vec(),
+            });
         }
         Ok(input.to_vec())
     }
@@ -164,7 +173,7 @@ impl LayerNormArgs {
         t
     }
 
-    pub fn import(&self, src: &mut Source, device: &Device) -> Result<LayerNorm, String> {
+    pub fn import(&self, src: &mut Source, device: &Device) -> Result<LayerNorm, Unmatched> {
         let d = self.width().expect("validated");
         let mut ln = self.init(device);
         ln.gamma = param(src.take("weight")?, [d], device);
@@ -187,7 +196,7 @@ pub struct DropoutArgs {
 }
 
 impl DropoutArgs {
-    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
         probability("p", self.p)?;
         Ok(input.to_vec())
     }

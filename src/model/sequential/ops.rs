@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Act;
 use super::args::resolve_dim;
+use super::layer_error::LayerError;
 use super::pool::Pool;
 
 fn minus_one() -> i64 {
@@ -94,14 +95,14 @@ pub struct TransposeArgs {
 }
 
 impl TransposeArgs {
-    pub fn resolve(&self, input: &[usize]) -> Result<(usize, usize), String> {
+    pub fn resolve(&self, input: &[usize]) -> Result<(usize, usize), LayerError> {
         Ok((
             instance_dim(self.dim0, input, "dim0")?,
             instance_dim(self.dim1, input, "dim1")?,
         ))
     }
 
-    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
         let (a, b) = self.resolve(input)?;
         let mut out = input.to_vec();
         out.swap(a - 1, b - 1);
@@ -110,24 +111,26 @@ impl TransposeArgs {
 }
 
 impl GeluArgs {
-    pub fn check(&self) -> Result<bool, String> {
+    pub fn check(&self) -> Result<bool, LayerError> {
         match self.approximate.as_str() {
             "none" => Ok(false),
             "tanh" => Ok(true),
-            other => Err(format!(
-                "approximate must be \"none\" or \"tanh\", got {other:?}"
-            )),
+            other => Err(LayerError::Choice {
+                arg: "approximate",
+                expected: "\"none\" or \"tanh\"",
+                got: other.to_string(),
+            }),
         }
     }
 }
 
 impl LeakyReluArgs {
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), LayerError> {
         if !(self.negative_slope.is_finite() && self.negative_slope.abs() <= 1e6) {
-            return Err(format!(
-                "negative_slope must be a finite number, got {}",
-                self.negative_slope
-            ));
+            return Err(LayerError::NotFinite {
+                arg: "negative_slope",
+                got: self.negative_slope,
+            });
         }
         Ok(())
     }
@@ -135,35 +138,35 @@ impl LeakyReluArgs {
 
 /// A dimension that is not the batch dimension, resolved against `input` (the
 /// shape of one instance).
-fn instance_dim(dim: i64, input: &[usize], what: &str) -> Result<usize, String> {
-    let d = resolve_dim(dim, input.len() + 1, what)?;
+fn instance_dim(dim: i64, input: &[usize], arg: &'static str) -> Result<usize, LayerError> {
+    let d = resolve_dim(dim, input.len() + 1, arg)?;
     if d == 0 {
-        return Err(format!("{what} = {dim} is the batch dimension"));
+        return Err(LayerError::BatchDim { arg, dim });
     }
     Ok(d)
 }
 
 impl DimArgs {
-    pub fn resolve(&self, input: &[usize]) -> Result<usize, String> {
+    pub fn resolve(&self, input: &[usize]) -> Result<usize, LayerError> {
         instance_dim(self.dim, input, "dim")
     }
 }
 
 impl FlattenArgs {
     /// `(start, end)`, both counted with the batch dimension as 0.
-    pub fn resolve(&self, input: &[usize]) -> Result<(usize, usize), String> {
+    pub fn resolve(&self, input: &[usize]) -> Result<(usize, usize), LayerError> {
         let start = instance_dim(self.start_dim, input, "start_dim")?;
         let end = instance_dim(self.end_dim, input, "end_dim")?;
         if start > end {
-            return Err(format!(
-                "start_dim ({}) comes after end_dim ({})",
-                self.start_dim, self.end_dim
-            ));
+            return Err(LayerError::FlattenOrder {
+                start_dim: self.start_dim,
+                end_dim: self.end_dim,
+            });
         }
         Ok((start, end))
     }
 
-    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
         let (s, e) = self.resolve(input)?;
         let mut out = input[..s - 1].to_vec();
         out.push(input[s - 1..e].iter().product());
@@ -174,11 +177,9 @@ impl FlattenArgs {
 
 impl SelectArgs {
     /// `(dim, index)`, `dim` counted with the batch dimension as 0.
-    pub fn resolve(&self, input: &[usize]) -> Result<(usize, usize), String> {
+    pub fn resolve(&self, input: &[usize]) -> Result<(usize, usize), LayerError> {
         if input.len() < 2 {
-            return Err(format!(
-                "select needs an input of at least 2 dimensions, got shape {input:?}"
-            ));
+            return Err(LayerError::SelectRank(input.to_vec()));
         }
         let d = instance_dim(self.dim, input, "dim")?;
         let len = input[d - 1] as i64;
@@ -188,15 +189,15 @@ impl SelectArgs {
             self.index
         };
         if !(0..len).contains(&i) {
-            return Err(format!(
-                "index {} is out of range for a dimension of size {len}",
-                self.index
-            ));
+            return Err(LayerError::IndexOutOfRange {
+                index: self.index,
+                len: input[d - 1],
+            });
         }
         Ok((d, i as usize))
     }
 
-    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
         let (d, _) = self.resolve(input)?;
         let mut out = input.to_vec();
         out.remove(d - 1);

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::args::Dims;
 use super::conv::{Window, expand, spatial_input};
+use super::layer_error::LayerError;
 
 /// `nn.MaxPool1d/2d`, `nn.AvgPool1d/2d`: `stride` defaults to `kernel_size`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,7 +40,7 @@ pub enum PoolKind {
 
 impl PoolArgs {
     /// The resolved window (validated by [`output_shape`](Self::output_shape)).
-    pub fn window(&self, kind: PoolKind, n: usize) -> Result<Window, String> {
+    pub fn window(&self, kind: PoolKind, n: usize) -> Result<Window, LayerError> {
         let kernel = expand(&self.kernel_size, n, "kernel_size")?;
         let stride = match &self.stride {
             Some(s) => expand(s, n, "stride")?,
@@ -47,13 +48,13 @@ impl PoolArgs {
         };
         let dilation = match (&self.dilation, kind) {
             (Some(_), PoolKind::Avg) => {
-                return Err("average pooling has no dilation".into());
+                return Err(LayerError::AvgPoolDilation);
             }
             (Some(d), PoolKind::Max) => expand(d, n, "dilation")?,
             (None, _) => vec![1; n],
         };
         if kind == PoolKind::Max && self.count_include_pad.is_some() {
-            return Err("count_include_pad is for average pooling".into());
+            return Err(LayerError::MaxPoolCountIncludePad);
         }
         let padding = match &self.padding {
             None => vec![0; n],
@@ -64,9 +65,10 @@ impl PoolArgs {
         };
         for (p, k) in padding.iter().zip(&kernel) {
             if *p > k / 2 {
-                return Err(format!(
-                    "padding ({p}) must be at most half of kernel_size ({k}), as in PyTorch"
-                ));
+                return Err(LayerError::PoolPadding {
+                    padding: *p,
+                    kernel: *k,
+                });
             }
         }
         Ok(Window {
@@ -82,7 +84,7 @@ impl PoolArgs {
         kind: PoolKind,
         n: usize,
         input: &[usize],
-    ) -> Result<Vec<usize>, String> {
+    ) -> Result<Vec<usize>, LayerError> {
         spatial_input(n, input)?;
         self.window(kind, n)?
             .output_shape(input[0], input, self.ceil_mode)
@@ -97,11 +99,11 @@ pub struct AdaptiveArgs {
 }
 
 impl AdaptiveArgs {
-    pub fn sizes(&self, n: usize) -> Result<Vec<usize>, String> {
+    pub fn sizes(&self, n: usize) -> Result<Vec<usize>, LayerError> {
         expand(&self.output_size, n, "output_size")
     }
 
-    pub fn output_shape(&self, n: usize, input: &[usize]) -> Result<Vec<usize>, String> {
+    pub fn output_shape(&self, n: usize, input: &[usize]) -> Result<Vec<usize>, LayerError> {
         spatial_input(n, input)?;
         let mut out = vec![input[0]];
         out.extend(self.sizes(n)?);

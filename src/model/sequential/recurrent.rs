@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::args::{positive, probability, yes};
 use super::dense::linear_from_rows;
+use super::error::Unmatched;
+use super::layer_error::LayerError;
 use super::torch::{Source, TorchShape};
 
 fn one() -> usize {
@@ -23,7 +25,7 @@ fn one() -> usize {
 }
 
 /// Most stacked layers in one `lstm` / `gru`.
-const MAX_LAYERS: usize = 16;
+pub const MAX_LAYERS: usize = 16;
 /// Longest sequence a recurrent layer steps through (one step at a time).
 pub const MAX_STEPS: usize = 4096;
 
@@ -80,35 +82,31 @@ impl RnnArgs {
         }
     }
 
-    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
         positive("input_size", self.input_size)?;
         positive("hidden_size", self.hidden_size)?;
         if self.num_layers == 0 || self.num_layers > MAX_LAYERS {
-            return Err(format!(
-                "num_layers must be between 1 and {MAX_LAYERS}, got {}",
-                self.num_layers
-            ));
+            return Err(LayerError::NumLayers(self.num_layers));
         }
         probability("dropout", self.dropout)?;
         if self.proj_size != 0 {
-            return Err("proj_size is not supported (only 0)".into());
+            return Err(LayerError::ProjSize(self.proj_size));
         }
         if input.len() != 2 {
-            return Err(format!(
-                "takes sequences [T, input_size], got shape {input:?}"
-            ));
+            return Err(LayerError::Rank {
+                takes: "sequences [T, input_size]",
+                input: input.to_vec(),
+            });
         }
         if input[0] > MAX_STEPS {
-            return Err(format!(
-                "sequences of {} steps are longer than the {MAX_STEPS} a recurrent layer takes",
-                input[0]
-            ));
+            return Err(LayerError::TooManySteps(input[0]));
         }
         if input[1] != self.input_size {
-            return Err(format!(
-                "input_size = {} but the input has {} features per step (input shape {input:?})",
-                self.input_size, input[1]
-            ));
+            return Err(LayerError::StepFeatures {
+                expected: self.input_size,
+                got: input[1],
+                input: input.to_vec(),
+            });
         }
         Ok(vec![input[0], self.hidden_size * self.directions()])
     }
@@ -196,10 +194,10 @@ impl RnnArgs {
         cell: Cell,
         src: &mut Source,
         device: &Device,
-    ) -> Result<Recurrent, String> {
+    ) -> Result<Recurrent, Unmatched> {
         let mut rnn = self.init(cell, &Initializer::Zeros, device);
         for (l, layer) in rnn.layers.iter_mut().enumerate() {
-            let mut gates = |sfx: &str| -> Result<Vec<GateController>, String> {
+            let mut gates = |sfx: &str| -> Result<Vec<GateController>, Unmatched> {
                 let w_ih = src.take(&format!("weight_ih_l{l}{sfx}"))?;
                 let w_hh = src.take(&format!("weight_hh_l{l}{sfx}"))?;
                 let (b_ih, b_hh) = if self.bias {
@@ -211,7 +209,7 @@ impl RnnArgs {
                     (None, None)
                 };
                 let (i, h) = (self.layer_input(l), self.hidden_size);
-                (0..cell.gates())
+                Ok((0..cell.gates())
                     .map(|g| {
                         let rows = |w: &[f32], width: usize| {
                             w[g * h * width..(g + 1) * h * width].to_vec()
@@ -219,24 +217,24 @@ impl RnnArgs {
                         let part = |b: &Option<Vec<f32>>| {
                             b.as_ref().map(|b| b[g * h..(g + 1) * h].to_vec())
                         };
-                        Ok(GateController {
+                        GateController {
                             input_transform: linear_from_rows(
                                 &rows(&w_ih, i),
                                 part(&b_ih),
                                 i,
                                 h,
                                 device,
-                            )?,
+                            ),
                             hidden_transform: linear_from_rows(
                                 &rows(&w_hh, h),
                                 part(&b_hh),
                                 h,
                                 h,
                                 device,
-                            )?,
-                        })
+                            ),
+                        }
                     })
-                    .collect()
+                    .collect())
             };
             match layer {
                 RnnLayer::Lstm(m) => set_lstm(m, gates("")?),

@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use burn::module::Param;
 use burn::prelude::*;
 
+use super::error::Unmatched;
+use super::mismatch::{HeaderMismatch, TensorProblem};
 use crate::model::weights::Header;
-use crate::quote::bare;
 
 /// A tensor shape in PyTorch's layout, e.g. `[out, in]` for a Linear weight.
 pub type TorchShape = Vec<usize>;
@@ -30,24 +31,28 @@ pub struct Expected {
 pub fn check_headers(
     headers: &BTreeMap<String, Header>,
     expected: &[Expected],
-) -> Result<(), String> {
+) -> Result<(), HeaderMismatch> {
     let mut problems = Vec::new();
     let mut wanted = std::collections::BTreeSet::new();
     for e in expected {
         wanted.insert(e.name.as_str());
         match headers.get(&e.name) {
-            None => problems.push(format!(
-                "missing tensor {} {:?} ({})",
-                e.name, e.shape, e.layer
-            )),
-            Some(t) if t.shape != e.shape => problems.push(format!(
-                "{} has shape {:?}; {} needs {:?}",
-                e.name, t.shape, e.layer, e.shape
-            )),
-            Some(t) if !t.is_float() => problems.push(format!(
-                "{} is a {} tensor; {} needs floats",
-                e.name, t.dtype, e.layer
-            )),
+            None => problems.push(TensorProblem::Missing {
+                name: e.name.clone(),
+                shape: e.shape.clone(),
+                layer: e.layer.clone(),
+            }),
+            Some(t) if t.shape != e.shape => problems.push(TensorProblem::Shape {
+                name: e.name.clone(),
+                found: t.shape.clone(),
+                layer: e.layer.clone(),
+                needs: e.shape.clone(),
+            }),
+            Some(t) if !t.is_float() => problems.push(TensorProblem::NotFloat {
+                name: e.name.clone(),
+                dtype: t.dtype.clone(),
+                layer: e.layer.clone(),
+            }),
             Some(_) => {}
         }
     }
@@ -58,23 +63,15 @@ pub fn check_headers(
         {
             continue;
         }
-        problems.push(format!(
-            "{} {:?} is not part of the model config (no layer has it)",
-            bare(name),
-            t.shape
-        ));
+        problems.push(TensorProblem::Unexpected {
+            name: name.clone(),
+            shape: t.shape.clone(),
+        });
     }
     if problems.is_empty() {
         return Ok(());
     }
-    let total = problems.len();
-    problems.truncate(12);
-    let more = if total > 12 {
-        format!(" (and {} more)", total - 12)
-    } else {
-        String::new()
-    };
-    Err(format!("{}{more}", problems.join("; ")))
+    Err(HeaderMismatch::new(problems))
 }
 
 /// One layer's view of the matched tensors: names relative to the layer's prefix.
@@ -85,11 +82,12 @@ pub struct Source<'a> {
 
 impl Source<'_> {
     /// The tensor `<prefix>.<suffix>` (checked for presence and shape beforehand).
-    pub fn take(&mut self, suffix: &str) -> Result<Vec<f32>, String> {
+    pub fn take(&mut self, suffix: &str) -> Result<Vec<f32>, Unmatched> {
         let name = self.full(suffix);
-        self.tensors
-            .remove(&name)
-            .ok_or_else(|| format!("tensor {name} was not matched"))
+        match self.tensors.remove(&name) {
+            Some(values) => Ok(values),
+            None => Err(Unmatched { name }),
+        }
     }
 
     /// `<prefix>.<suffix>`, or `<suffix>` for an empty prefix.
@@ -167,6 +165,11 @@ mod tests {
             ],
         )
         .unwrap_err();
+        assert_eq!(err.problems.len(), 4);
+        assert!(
+            matches!(&err.problems[2], TensorProblem::Missing { name, .. } if name == "2.weight")
+        );
+        let err = err.to_string();
         assert!(
             err.contains("0.bias has shape [4]; layer 0 (linear) needs [3]"),
             "{err}"
@@ -183,7 +186,9 @@ mod tests {
     #[test]
     fn a_long_unknown_name_is_quoted_in_part() {
         let long = "x".repeat(10_000);
-        let err = check_headers(&headers(&[(&long, vec![1], true)]), &[]).unwrap_err();
+        let err = check_headers(&headers(&[(&long, vec![1], true)]), &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.len() < 300, "{err}");
         assert!(err.contains("(10000 bytes in all)"), "{err}");
     }

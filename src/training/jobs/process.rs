@@ -14,6 +14,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+mod error;
+
+pub use error::ProtectError;
+
 use super::protocol::{Event, MAX_LINE, Start, VERSION, read_line};
 use crate::training::budget::Budget;
 use crate::training::error::TrainError;
@@ -94,18 +98,12 @@ pub fn main(args: &WorkerArgs) -> i32 {
 
 fn train(start: &Start, cancel: &AtomicBool) -> Result<run::Finished, TrainError> {
     let config = &start.config;
-    let store = config
-        .store
-        .open()
-        .map_err(|e| TrainError::Store(e.to_string()))?;
-    let device = config
-        .training_device()
-        .map_err(|e| TrainError::Store(e.to_string()))?;
+    let store = config.store.open()?;
+    let device = config.training_device()?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.training.threads.max(1))
         .thread_name(|i| format!("kiln-train-{i}"))
-        .build()
-        .map_err(|e| TrainError::Store(e.to_string()))?;
+        .build()?;
     let mut observer = Reporter { cancel };
     pool.install(|| {
         run::run(
@@ -121,23 +119,22 @@ fn train(start: &Start, cancel: &AtomicBool) -> Result<run::Finished, TrainError
 }
 
 /// Dies with the parent, caps memory, lowers priority.
-fn protect(args: &WorkerArgs) -> Result<(), String> {
+fn protect(args: &WorkerArgs) -> Result<(), ProtectError> {
     #[cfg(target_os = "linux")]
     {
         use nix::sys::signal::Signal;
-        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-            .map_err(|e| format!("PR_SET_PDEATHSIG: {e}"))?;
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(ProtectError::DeathSignal)?;
         // The parent may have died before the line above: then we were adopted.
         if let Some(parent) = args.parent
             && nix::unistd::getppid().as_raw() as u32 != parent
         {
-            return Err(format!("the server (pid {parent}) is gone"));
+            return Err(ProtectError::ParentGone(parent));
         }
     }
     if args.max_memory_mb > 0 {
         use nix::sys::resource::{Resource, setrlimit};
         let bytes = args.max_memory_mb.saturating_mul(1 << 20);
-        setrlimit(Resource::RLIMIT_AS, bytes, bytes).map_err(|e| format!("RLIMIT_AS: {e}"))?;
+        setrlimit(Resource::RLIMIT_AS, bytes, bytes).map_err(ProtectError::MemoryCap)?;
     }
     if args.low_priority {
         // Threads made from now on (the training pool) inherit the class.
