@@ -242,6 +242,26 @@ async fn drift_scenario(extra: &[(&str, &str)]) -> String {
             "{trigger}"
         );
     }
+    // With a gate, the held version's job says how its live trial ended (written
+    // just after the promotion the loop above saw).
+    if automatic.iter().any(|j| j["held"] == true) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let jobs = get_json(&client, &format!("{base}/train")).await;
+            let said: Vec<&str> = jobs["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|j| j["trial"].as_str())
+                .collect();
+            if said.iter().any(|t| t.starts_with("passed: live")) {
+                assert!(said.iter().any(|t| t.ends_with("; promoted")), "{said:?}");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{jobs}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     assert_eq!(
         labels_seen,
         BTreeSet::from(["no".to_string(), "yes".to_string()])

@@ -99,8 +99,12 @@ async fn check(deps: &Arc<Deps>, policy: &mut Policy) {
             retrain(deps, policy, active, trigger, why, labelled_total).await
         }
         Decision::StartTrial { version } => start_trial(deps, policy, version).await,
-        Decision::EndTrial { version, verdict } => {
-            end_trial(deps, &version, verdict).await;
+        Decision::EndTrial {
+            version,
+            job,
+            verdict,
+        } => {
+            end_trial(deps, &version, job, verdict).await;
             if !verdict.passed() {
                 discard(deps, policy.rejected(version)).await;
             }
@@ -165,7 +169,7 @@ async fn start_trial(deps: &Deps, policy: &mut Policy, version: String) {
 }
 
 /// Removes the trial's route, and promotes the candidate if it passed.
-async fn end_trial(deps: &Deps, candidate: &str, verdict: Verdict) {
+async fn end_trial(deps: &Arc<Deps>, candidate: &str, job: Option<String>, verdict: Verdict) {
     if let Some(kind) = route_kind(deps.config.retrain.gate)
         && let Err(e) = deps.models.route(kind, candidate, 0.0).await
     {
@@ -186,6 +190,22 @@ async fn end_trial(deps: &Deps, candidate: &str, verdict: Verdict) {
         "rejected"
     };
     deps.monitor.trial_ended(outcome);
+    if let Some(job) = job {
+        let said = match verdict {
+            Verdict::Passed { live, serving } | Verdict::Failed { live, serving } => format!(
+                "{}: live {live:.3} against the serving version's {serving:.3}; {}",
+                verdict.name(),
+                outcome.replace('_', " ")
+            ),
+            Verdict::TimedOut => format!(
+                "timed out: fewer than retrain.gate_min_labelled = {} labels on a side after retrain.gate_timeout_ms = {}; rejected",
+                deps.config.retrain.gate_min_labelled, deps.config.retrain.gate_timeout_ms
+            ),
+        };
+        let (d, promoted) = (deps.clone(), outcome == "promoted");
+        let _ =
+            tokio::task::spawn_blocking(move || d.trainer.trial_ended(&job, said, promoted)).await;
+    }
     tracing::info!(
         version = candidate,
         outcome,

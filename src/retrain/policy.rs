@@ -53,10 +53,11 @@ pub enum Decision {
     StartTrial {
         version: String,
     },
-    /// The trial of `version` is over: remove its route, and promote it if it
-    /// passed.
+    /// The trial of `version` (held by `job`) is over: remove its route, and
+    /// promote it if it passed.
     EndTrial {
         version: String,
+        job: Option<String>,
         verdict: Verdict,
     },
 }
@@ -101,8 +102,10 @@ pub struct Policy {
     labels_at_last_job: u64,
     /// The automatic job last submitted.
     job: Option<String>,
-    /// A held version on its live trial, and when the trial began.
-    trial: Option<(String, Instant)>,
+    /// A held version on its live trial, when the trial began, and its job.
+    trial: Option<(String, Instant, Option<String>)>,
+    /// The job whose version waits to start its trial.
+    held: Option<String>,
     /// Versions automatic jobs wrote and did not promote, oldest first.
     rejected: VecDeque<String>,
     /// Why the last job could not start.
@@ -120,6 +123,7 @@ impl Policy {
             labels_at_last_job: 0,
             job: None,
             trial: None,
+            held: None,
             rejected: VecDeque::new(),
             refusal: None,
             onset: None,
@@ -154,20 +158,20 @@ impl Policy {
 
     /// The version on trial.
     pub fn trial(&self) -> Option<&str> {
-        self.trial.as_ref().map(|(v, _)| v.as_str())
+        self.trial.as_ref().map(|(v, _, _)| v.as_str())
     }
 
     /// The next step. A `Retrain` starts its trigger's cooldown whether or not a
     /// job then starts; an `EndTrial` ends the trial.
     pub fn decide(&mut self, seen: Observed<'_>) -> Decision {
-        if let Some((candidate, since)) = self.trial.clone() {
-            return self.judge(candidate, since, &seen);
+        if let Some((candidate, since, job)) = self.trial.clone() {
+            return self.judge(candidate, since, job, &seen);
         }
         if self.job.is_some() {
             match seen.job {
                 Some(JobSeen::Running) => return Decision::Wait,
                 Some(JobSeen::Held(version)) => {
-                    self.job = None;
+                    self.held = self.job.take();
                     return version
                         .map_or(Decision::Wait, |version| Decision::StartTrial { version });
                 }
@@ -194,14 +198,20 @@ impl Policy {
 
     /// The held version now serves on its trial route, from `now`.
     pub fn trial_started(&mut self, version: String, now: Instant) {
-        self.trial = Some((version, now));
+        self.trial = Some((version, now, self.held.take()));
     }
 
     /// Ends the trial once both the candidate and the serving version have
     /// enough labelled predictions (a score on one side alone proves nothing):
     /// it passes if its live quality is at least the serving version's. Past
     /// `retrain.gate_timeout_ms` it ends as timed out.
-    fn judge(&mut self, candidate: String, since: Instant, seen: &Observed<'_>) -> Decision {
+    fn judge(
+        &mut self,
+        candidate: String,
+        since: Instant,
+        job: Option<String>,
+        seen: &Observed<'_>,
+    ) -> Decision {
         let enough = |s: &Option<Score>| {
             s.as_ref()
                 .filter(|s| s.labelled >= self.config.gate_min_labelled)
@@ -220,6 +230,7 @@ impl Policy {
         self.trial = None;
         Decision::EndTrial {
             version: candidate,
+            job,
             verdict,
         }
     }

@@ -235,6 +235,7 @@ async fn a_held_version_goes_on_trial_and_is_judged_on_live_quality() {
         policy.decide(trial(accuracy(30, 0.9), accuracy(100, 0.5))),
         Decision::EndTrial {
             version: "v2".into(),
+            job: Some("job-1".into()),
             verdict: Verdict::Passed {
                 live: 0.9,
                 serving: 0.5
@@ -285,6 +286,7 @@ async fn a_trial_needs_a_score_on_both_sides_and_times_out_without() {
         policy.decide(one_sided()),
         Decision::EndTrial {
             version: "v2".into(),
+            job: None,
             verdict: Verdict::TimedOut
         }
     );

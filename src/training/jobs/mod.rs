@@ -140,6 +140,7 @@ impl Trainer {
             trigger: submission.trigger.clone(),
             gate: submission.gate.clone(),
             held: false,
+            trial: None,
         };
         let cancel = Arc::new(AtomicBool::new(false));
         self.shared.lock().insert(
@@ -174,6 +175,17 @@ impl Trainer {
         self.shared.prune();
         self.shared.count_states();
         Ok(record)
+    }
+
+    /// Writes how the live trial of job `id`'s held version ended into its
+    /// record (this replica's jobs; blocking: the record is fsynced).
+    pub fn trial_ended(&self, id: &str, outcome: String, promoted: bool) {
+        self.shared.update_persist(id, |r| {
+            r.trial = Some(outcome);
+            if promoted {
+                r.promoted = Some(true);
+            }
+        });
     }
 
     /// One job's record: this replica's, or any replica's from the shared store.

@@ -112,6 +112,10 @@ pub struct JobRecord {
     /// being promoted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub held: bool,
+    /// How a held version's live trial ended (`passed: promoted`, `rejected`,
+    /// `timed out`), with the scores compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial: Option<String>,
 }
 
 /// This process, as job records name it.
