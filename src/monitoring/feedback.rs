@@ -164,14 +164,14 @@ pub fn newest(store: &Store, width: usize, max: usize) -> Vec<Labelled> {
     rows
 }
 
-/// One row per prediction id: the one labelled last (of equal times, the first
-/// given). Order otherwise kept.
+/// One row per prediction id: the one labelled last (of equal times, the last
+/// given), in the place of the id's first row.
 pub fn latest_per_prediction(rows: Vec<Labelled>) -> Vec<Labelled> {
     let mut at: HashMap<PredictionId, usize> = HashMap::new();
     let mut out: Vec<Labelled> = Vec::with_capacity(rows.len());
     for row in rows {
         match at.get(&row.id) {
-            Some(&i) if out[i].labelled_ms >= row.labelled_ms => {}
+            Some(&i) if out[i].labelled_ms > row.labelled_ms => {}
             Some(&i) => out[i] = row,
             None => {
                 at.insert(row.id, out.len());
@@ -210,7 +210,7 @@ mod tests {
             row(b, "v", 10),
         ]);
         let got: Vec<_> = kept.iter().map(|r| (r.id, r.target.clone())).collect();
-        assert_eq!(got, vec![(a, json!("z")), (b, json!("y"))]);
+        assert_eq!(got, vec![(a, json!("z")), (b, json!("v"))]);
     }
 
     #[test]

@@ -196,9 +196,7 @@ impl Monitor {
         }
         // A prediction labelled twice in one request counts once: the last label
         // (the quality windows replace by id in the same order).
-        rows.reverse();
-        let mut rows = super::feedback::latest_per_prediction(rows);
-        rows.reverse();
+        let rows = super::feedback::latest_per_prediction(rows);
         self.accept(&rows, &outcomes)?;
         Ok(FeedbackAccepted {
             accepted: rows.len(),

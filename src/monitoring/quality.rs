@@ -37,8 +37,17 @@ const MAX_VERSIONS: usize = 16;
 #[derive(Debug)]
 pub struct Windows {
     size: usize,
-    versions: HashMap<String, (u64, VecDeque<(PredictionId, Outcome)>)>,
+    versions: HashMap<String, (u64, Window)>,
     tick: u64,
+}
+
+/// One version's last labelled predictions: each once, by its latest label
+/// (a map, so a label is placed in constant time whatever the window's size).
+#[derive(Debug, Default)]
+struct Window {
+    /// Oldest first.
+    order: VecDeque<PredictionId>,
+    outcomes: HashMap<PredictionId, Outcome>,
 }
 
 impl Windows {
@@ -67,16 +76,19 @@ impl Windows {
         let (tick, window) = self
             .versions
             .entry(version.to_string())
-            .or_insert_with(|| (0, VecDeque::new()));
+            .or_insert_with(|| (0, Window::default()));
         *tick = self.tick;
-        if let Some(slot) = window.iter_mut().find(|(seen, _)| *seen == id) {
-            slot.1 = outcome;
+        if let Some(slot) = window.outcomes.get_mut(&id) {
+            *slot = outcome;
             return;
         }
-        if window.len() == self.size {
-            window.pop_front();
+        if window.order.len() == self.size
+            && let Some(oldest) = window.order.pop_front()
+        {
+            window.outcomes.remove(&oldest);
         }
-        window.push_back((id, outcome));
+        window.order.push_back(id);
+        window.outcomes.insert(id, outcome);
     }
 
     /// Every tracked version's score.
@@ -96,12 +108,12 @@ impl Windows {
     }
 }
 
-fn score(window: &VecDeque<(PredictionId, Outcome)>) -> Score {
-    let n = window.len();
+fn score(window: &Window) -> Score {
+    let n = window.outcomes.len();
     let mut correct = 0usize;
     let mut classes = 0usize;
     let (mut abs, mut values) = (0.0, Vec::new());
-    for (_, outcome) in window {
+    for outcome in window.outcomes.values() {
         match *outcome {
             Outcome::Class { correct: c } => {
                 classes += 1;

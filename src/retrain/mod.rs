@@ -214,10 +214,22 @@ async fn end_trial(deps: &Arc<Deps>, candidate: &str, job: Option<String>, verdi
     );
 }
 
-/// Deletes rejected versions and their kept data (a version that meanwhile
-/// serves, or is routed to, is refused by the manager and stays).
+/// Deletes rejected versions and their kept data. One that meanwhile serves
+/// (the manager refuses it) or that a route names (an operator's canary or
+/// shadow) stays.
 async fn discard(deps: &Arc<Deps>, versions: Vec<String>) {
     for version in versions {
+        let routes = deps.models.routes();
+        let routed = [RouteKind::Canary, RouteKind::Shadow]
+            .into_iter()
+            .any(|kind| routes.describe(kind).is_some_and(|r| r.version == version));
+        if routed {
+            tracing::info!(
+                version,
+                "a rejected automatic version stays: a route names it"
+            );
+            continue;
+        }
         match deps.models.delete(&version).await {
             Ok(()) => {
                 let store = deps.store.clone();
