@@ -238,7 +238,9 @@ async fn drift_scenario(extra: &[(&str, &str)]) -> String {
     for j in &automatic {
         let trigger = j["trigger"].as_str().unwrap();
         assert!(
-            trigger.starts_with("drift:") || trigger.starts_with("quality:"),
+            ["drift:", "quality:", "follow_up:"]
+                .iter()
+                .any(|t| trigger.starts_with(t)),
             "{trigger}"
         );
     }
@@ -274,7 +276,7 @@ async fn drift_scenario(extra: &[(&str, &str)]) -> String {
         .text()
         .await
         .unwrap();
-    let started_jobs: f64 = ["drift", "quality", "labels"]
+    let started_jobs: f64 = ["drift", "quality", "labels", "follow_up"]
         .iter()
         .map(|t| {
             common::sample(
@@ -285,4 +287,38 @@ async fn drift_scenario(extra: &[(&str, &str)]) -> String {
         .sum();
     assert!(started_jobs >= 1.0, "{metrics}");
     metrics
+}
+
+#[path = "retrain/worlds.rs"]
+mod worlds;
+
+#[path = "retrain/scenarios.rs"]
+mod scenarios;
+
+use worlds::Change;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sensor_switching_unit_recovers_with_the_defaults() {
+    let report = scenarios::run(Change::UnitSwitch, 11, 2_500).await;
+    scenarios::assert_recovers(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_labelling_rule_recovers_with_the_defaults() {
+    let report = scenarios::run(Change::NewRule, 12, 2_500).await;
+    scenarios::assert_recovers(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gradual_calibration_drift_recovers_with_the_defaults() {
+    let report = scenarios::run(Change::Calibration { ramp: 2_000 }, 13, 2_500).await;
+    scenarios::assert_recovers(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seasonal_cycle_raises_no_alarm() {
+    let report = scenarios::run(Change::Season { period: 300 }, 14, 2_000).await;
+    assert!(report.false_alarm.is_none(), "{report:#?}");
+    assert!(report.jobs.is_empty(), "{report:#?}");
+    assert!(report.before > 0.8, "{report:#?}");
 }

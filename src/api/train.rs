@@ -240,6 +240,8 @@ fn prepare(state: &AppState, body: Value) -> Result<Submission, ApiError> {
         spec,
         data,
         model_file,
+        windows: Vec::new(),
+        newest: None,
     };
     // Every check the worker would make, now: a bad job never reaches the queue.
     let prepared = input.prepare(&Budget::from(&state.config.training))?;

@@ -37,6 +37,8 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         spec,
         data: DataSource::File(args.data.clone()),
         model_file,
+        windows: Vec::new(),
+        newest: None,
     };
     let budget = Budget::from(&config.training);
     // Checked once before the device is made, so a bad recipe fails at once.

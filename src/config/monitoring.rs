@@ -142,11 +142,24 @@ pub struct RetrainConfig {
     /// started on drift alone would learn the old world again).
     pub on_drift: bool,
     pub drift_labels: u64,
-    /// Retrain when the serving classifier's live accuracy is under this (0: never).
-    pub min_accuracy: f64,
+    /// Retrain when the serving classifier's live accuracy is under this (0:
+    /// never). Unset (the default): under the version's validation accuracy at
+    /// training less `quality_drop`.
+    pub min_accuracy: Option<f64>,
     /// Retrain when the serving regression model's live R² is under this
-    /// (-1e9, the default: never).
-    pub min_r2: f64,
+    /// (-1e9: never). Unset (the default): under its validation R² less
+    /// `quality_drop`.
+    pub min_r2: Option<f64>,
+    /// How far live quality may fall below the serving version's validation
+    /// score before the quality trigger fires, when no absolute floor is set.
+    pub quality_drop: f64,
+    /// After a drift or quality job, while live quality stays short of the
+    /// score before the change, the loop retrains again (without the cooldown)
+    /// each time the labels since the change have doubled, at most this many
+    /// times.
+    pub follow_ups: u32,
+    /// The `recent` candidate window: the newest this many labelled rows.
+    pub recent_rows: usize,
     /// Labelled predictions of the serving version live quality needs first.
     pub min_labelled: usize,
     /// After a trigger fires, it waits this long before it may fire again.
@@ -202,8 +215,11 @@ impl Default for RetrainConfig {
             min_new_labels: 0,
             on_drift: true,
             drift_labels: 200,
-            min_accuracy: 0.0,
-            min_r2: -1e9,
+            min_accuracy: None,
+            min_r2: None,
+            quality_drop: 0.1,
+            follow_ups: 4,
+            recent_rows: 1000,
             min_labelled: 100,
             cooldown_ms: 600_000,
             holdout_rows: 200,
@@ -220,16 +236,26 @@ impl Default for RetrainConfig {
 impl RetrainConfig {
     /// `(key, reason)` of the first bad value.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
-        if !(0.0..=1.0).contains(&self.min_accuracy) {
+        if let Some(v) = self.min_accuracy
+            && !(0.0..=1.0).contains(&v)
+        {
             return Err((
                 "retrain.min_accuracy",
-                format!("must be between 0 and 1, got {}", self.min_accuracy),
+                format!("must be between 0 and 1, got {v}"),
             ));
         }
-        if !(-1e9..=1.0).contains(&self.min_r2) {
+        if let Some(v) = self.min_r2
+            && !(-1e9..=1.0).contains(&v)
+        {
             return Err((
                 "retrain.min_r2",
-                format!("must be between -1e9 and 1, got {}", self.min_r2),
+                format!("must be between -1e9 and 1, got {v}"),
+            ));
+        }
+        if !(self.quality_drop > 0.0 && self.quality_drop <= 1.0) {
+            return Err((
+                "retrain.quality_drop",
+                format!("must be above 0 and at most 1, got {}", self.quality_drop),
             ));
         }
         if !(self.gate_percent > 0.0 && self.gate_percent <= 100.0) {
@@ -253,6 +279,13 @@ impl RetrainConfig {
             ),
             ("retrain.cooldown_ms", self.cooldown_ms, 0, 30 * 86_400_000),
             ("retrain.keep_rejected", self.keep_rejected as u64, 0, 1_000),
+            ("retrain.follow_ups", u64::from(self.follow_ups), 0, 100),
+            (
+                "retrain.recent_rows",
+                self.recent_rows as u64,
+                10,
+                100_000_000,
+            ),
             ("retrain.drift_labels", self.drift_labels, 1, 1_000_000),
             (
                 "retrain.gate_timeout_ms",

@@ -138,6 +138,8 @@ impl Monitor {
         let now = crate::clock::unix_now_ms();
         let mut rows = Vec::with_capacity(ids.len());
         let mut outcomes = Vec::new();
+        // Rows of predictions the log did not keep, sent with their instance.
+        let mut unlogged = Vec::new();
         for (i, ((item, id), entry)) in items.into_iter().zip(ids).zip(found).enumerate() {
             let bad = |reason: ItemFault| FeedbackError::invalid(i, reason);
             let Some(entry) = entry else {
@@ -164,6 +166,7 @@ impl Monitor {
                     target: item.target,
                     labelled_ms: now,
                 });
+                unlogged.push(rows.len() - 1);
                 continue;
             };
             // A deleted version's label is checked against the serving one.
@@ -194,8 +197,11 @@ impl Monitor {
                 labelled_ms: now,
             });
         }
-        // A prediction labelled twice in one request counts once: the last label
-        // (the quality windows replace by id in the same order).
+        outcomes.extend(rescore(active, &rows, &unlogged));
+        // In the order the predictions were made (a window's order dates a fall
+        // in quality). A prediction labelled twice in one request counts once:
+        // the last label (the quality windows replace by id in the same order).
+        outcomes.sort_by_key(|(_, id, _)| id.t_ms());
         let rows = super::feedback::latest_per_prediction(rows);
         self.accept(&rows, &outcomes)?;
         Ok(FeedbackAccepted {
@@ -203,6 +209,41 @@ impl Monitor {
             joined: rows.iter().filter(|r| r.version.is_some()).count(),
         })
     }
+}
+
+/// Labels of predictions the log did not keep (`monitoring.sample_rate`), sent
+/// with their instance: scored by the serving version's answer to that instance
+/// now, so live quality follows every label whatever the sample rate. One
+/// forward pass per `max_pass_rows` rows (at most `max_feedback_items`).
+fn rescore(
+    active: &LoadedModel,
+    rows: &[Labelled],
+    unlogged: &[usize],
+) -> Vec<(String, PredictionId, super::quality::Outcome)> {
+    let (width, outputs) = (active.input_width(), active.output_width());
+    let mut out = Vec::with_capacity(unlogged.len());
+    for chunk in unlogged.chunks(active.max_pass_rows().max(1)) {
+        let mut values = Vec::with_capacity(chunk.len() * width);
+        for &i in chunk {
+            values.extend_from_slice(&rows[i].features);
+        }
+        let answers = active.forward(values, chunk.len());
+        for (k, &i) in chunk.iter().enumerate() {
+            let Some(answer) = answers.get(k * outputs..(k + 1) * outputs) else {
+                continue;
+            };
+            let answer = serde_json::to_value(active.interpret(answer, None)).ok();
+            if let Ok(Some(outcome)) = judge(
+                active.version(),
+                active.manifest(),
+                &rows[i].target,
+                answer.as_ref(),
+            ) {
+                out.push((active.version().to_owned(), rows[i].id, outcome));
+            }
+        }
+    }
+    out
 }
 
 /// The logged entry of each id, if the log holds it. A store that cannot list the

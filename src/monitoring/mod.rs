@@ -254,6 +254,15 @@ impl Monitor {
         self.quality.lock().expect("quality lock").score(version)
     }
 
+    /// How many of `version`'s newest labelled predictions came after its live
+    /// quality fell, when its window shows a fall.
+    pub fn quality_fell_since(&self, version: &str) -> Option<usize> {
+        self.quality
+            .lock()
+            .expect("quality lock")
+            .fell_since(version)
+    }
+
     /// Counts a held version's live trial by how it ended.
     pub fn trial_ended(&self, outcome: &str) {
         self.metrics.monitoring.trial_ended(outcome);

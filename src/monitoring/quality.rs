@@ -106,6 +106,67 @@ impl Windows {
     pub fn score(&self, version: &str) -> Option<Score> {
         self.versions.get(version).map(|(_, w)| score(w))
     }
+
+    /// How many of `version`'s newest labelled predictions came after its
+    /// quality fell, if its window shows a fall (see [`change_point`]).
+    pub fn fell_since(&self, version: &str) -> Option<usize> {
+        let (_, w) = self.versions.get(version)?;
+        let signal: Vec<f64> = w
+            .order
+            .iter()
+            .filter_map(|id| w.outcomes.get(id))
+            .map(|o| match *o {
+                Outcome::Class { correct } => f64::from(u8::from(correct)),
+                Outcome::Value { predicted, target } => -(predicted - target).abs(),
+            })
+            .collect();
+        change_point(&signal)
+    }
+}
+
+/// Fewest labels on either side of a change point.
+const MIN_SEGMENT: usize = 20;
+/// How many standard errors the two sides' means must differ by.
+const CHANGE_Z: f64 = 4.0;
+
+/// The most likely single fall in `signal` (oldest first, higher is better):
+/// the split that best explains it as two means, kept only when the newer side
+/// is worse by more than [`CHANGE_Z`] standard errors. Returns the length of
+/// the newer side.
+pub fn change_point(signal: &[f64]) -> Option<usize> {
+    let n = signal.len();
+    if n < 2 * MIN_SEGMENT {
+        return None;
+    }
+    let total: f64 = signal.iter().sum();
+    let mean = total / n as f64;
+    let var = signal.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let mut before = 0.0;
+    let mut best: Option<(f64, usize)> = None;
+    for (j, v) in signal.iter().enumerate().take(n - MIN_SEGMENT) {
+        before += v;
+        let older = j + 1;
+        if older < MIN_SEGMENT {
+            continue;
+        }
+        let newer = n - older;
+        let fall = before / older as f64 - (total - before) / newer as f64;
+        // Between-segment sum of squares: what the split explains.
+        let gain = fall * fall * (older * newer) as f64 / n as f64;
+        if fall > 0.0 && best.is_none_or(|(g, _)| gain > g) {
+            best = Some((gain, older));
+        }
+    }
+    let (_, older) = best?;
+    let newer = n - older;
+    let (a, b) = signal.split_at(older);
+    let mean_of = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    let (ma, mb) = (mean_of(a), mean_of(b));
+    let pooled = (a.iter().map(|v| (v - ma).powi(2)).sum::<f64>()
+        + b.iter().map(|v| (v - mb).powi(2)).sum::<f64>())
+        / (n - 2) as f64;
+    let se = (pooled.max(var * 1e-6) * (1.0 / older as f64 + 1.0 / newer as f64)).sqrt();
+    (se > 0.0 && (ma - mb) / se > CHANGE_Z).then_some(newer)
 }
 
 fn score(window: &Window) -> Score {
@@ -189,6 +250,28 @@ mod tests {
         // mean 7/3; total = 16/9 + 4/9 + 4/9 = 24/9; residual 1.
         assert!((s.r2.unwrap() - (1.0 - 9.0 / 24.0)).abs() < 1e-12);
         assert_eq!(w.scores().len(), 2);
+    }
+
+    #[test]
+    fn a_fall_is_found_where_it_happened_and_noise_is_not_one() {
+        // Deterministic noise: 90% right, then 40% right from label 600.
+        let mut signal = Vec::new();
+        for i in 0..1000u32 {
+            let p = if i < 600 { 0.9 } else { 0.4 };
+            let u = f64::from(i.wrapping_mul(2_654_435_761) % 1000) / 1000.0;
+            signal.push(f64::from(u8::from(u < p)));
+        }
+        let newer = change_point(&signal).expect("a fall");
+        assert!((370..=430).contains(&newer), "{newer}");
+        // The same rate throughout: no fall.
+        let flat: Vec<f64> = (0..1000u32)
+            .map(|i| f64::from(u8::from(i.wrapping_mul(2_654_435_761) % 1000 < 880)))
+            .collect();
+        assert_eq!(change_point(&flat), None);
+        // A rise is not a fall.
+        let rise: Vec<f64> = signal.iter().rev().copied().collect();
+        assert_eq!(change_point(&rise), None);
+        assert_eq!(change_point(&[1.0; 10]), None);
     }
 
     #[test]

@@ -86,6 +86,8 @@ async fn check(deps: &Arc<Deps>, policy: &mut Policy) {
         labelled_total,
         drift: (deps.config.retrain.on_drift && policy.trial().is_none()).then(|| monitor.drift()),
         serving_score: monitor.quality(active.version()),
+        reference: reference(&active),
+        fell_since: monitor.quality_fell_since(active.version()),
         job: policy.job().map(|id| match deps.trainer.get(id) {
             Some(job) if !job.state.is_finished() => JobSeen::Running,
             Some(job) if job.held => JobSeen::Held(job.version),
@@ -95,8 +97,17 @@ async fn check(deps: &Arc<Deps>, policy: &mut Policy) {
     };
     match policy.decide(seen) {
         Decision::Wait => {}
-        Decision::Retrain { trigger, why } => {
-            retrain(deps, policy, active, trigger, why, labelled_total).await
+        Decision::Retrain {
+            trigger,
+            why,
+            since,
+        } => {
+            let asked = Asked {
+                trigger,
+                why,
+                since,
+            };
+            retrain(deps, policy, active, asked, labelled_total).await
         }
         Decision::StartTrial { version } => start_trial(deps, policy, version).await,
         Decision::EndTrial {
@@ -112,20 +123,38 @@ async fn check(deps: &Arc<Deps>, policy: &mut Policy) {
     }
 }
 
+/// The serving version's validation score when it was trained: accuracy for a
+/// classifier, R² for a regression model.
+fn reference(active: &LoadedModel) -> Option<f64> {
+    let metric = crate::training::evaluate::metric_name(active.manifest().net.task);
+    active.manifest().metrics.get(metric)?.as_f64()
+}
+
+/// What a `Retrain` decision asked for.
+struct Asked {
+    trigger: &'static str,
+    why: String,
+    since: Option<u64>,
+}
+
 /// Builds and submits the job (file reads: off the runtime's threads).
 async fn retrain(
     deps: &Arc<Deps>,
     policy: &mut Policy,
     active: Arc<LoadedModel>,
-    trigger: &'static str,
-    why: String,
+    asked: Asked,
     labelled_total: u64,
 ) {
+    let Asked {
+        trigger,
+        why,
+        since,
+    } = asked;
     let d = deps.clone();
     let reason = format!("{trigger}: {why}");
     let submitted = tokio::task::spawn_blocking(move || {
-        let submission =
-            job::build(&d.config, &d.store, &active, reason.clone()).map_err(|e| e.to_string())?;
+        let submission = job::build(&d.config, &d.store, &active, reason.clone(), since)
+            .map_err(|e| e.to_string())?;
         d.trainer
             .submit(submission)
             .map_err(|e| e.to_string())

@@ -11,6 +11,10 @@ use tokio::time::Instant;
 use crate::config::RetrainConfig;
 use crate::monitoring::drift::DriftReport;
 use crate::monitoring::quality::Score;
+use follow::{Recovery, live};
+
+#[path = "follow.rs"]
+mod follow;
 
 /// What one check sees.
 pub struct Observed<'a> {
@@ -23,6 +27,12 @@ pub struct Observed<'a> {
     pub drift: Option<DriftReport>,
     /// The serving version's live quality.
     pub serving_score: Option<Score>,
+    /// Its validation accuracy or R² when it was trained (a relative quality
+    /// floor's reference).
+    pub reference: Option<f64>,
+    /// How many of its newest labelled predictions came after its live quality
+    /// fell, when its window shows a fall.
+    pub fell_since: Option<usize>,
     /// The last automatic job, when the policy waits on one.
     pub job: Option<JobSeen>,
     /// The candidate's live quality, when a trial runs.
@@ -48,6 +58,9 @@ pub enum Decision {
     Retrain {
         trigger: &'static str,
         why: String,
+        /// Labelled rows since the change began, when one was seen: the job's
+        /// `since_change` window.
+        since: Option<u64>,
     },
     /// Serve the held `version` on the gate's route.
     StartTrial {
@@ -110,9 +123,11 @@ pub struct Policy {
     rejected: VecDeque<String>,
     /// Why the last job could not start.
     refusal: Option<String>,
-    /// When drift was first seen since the last job, and the labelled rows kept
-    /// then.
+    /// When a change (drift, or a fall in live quality) was first seen since
+    /// the last job, and the labelled rows kept when it began.
     onset: Option<(Instant, u64)>,
+    /// Following a change through: see [`Recovery`].
+    recovery: Option<Recovery>,
 }
 
 impl Policy {
@@ -127,6 +142,7 @@ impl Policy {
             rejected: VecDeque::new(),
             refusal: None,
             onset: None,
+            recovery: None,
         }
     }
 
@@ -178,14 +194,47 @@ impl Policy {
                 Some(JobSeen::Done) | None => self.job = None,
             }
         }
-        if self.onset.is_none() && seen.drift.as_ref().is_some_and(|d| d.drifted) {
-            self.onset = Some((seen.now, seen.labelled_total));
+        let drifted = seen.drift.as_ref().is_some_and(|d| d.drifted);
+        let fell = self.floor(&seen).is_some_and(|(floor, _)| {
+            seen.serving_score
+                .as_ref()
+                .filter(|s| s.labelled >= self.config.min_labelled)
+                .and_then(live)
+                .is_some_and(|l| l < floor)
+        });
+        if self.onset.is_none() && (drifted || fell) {
+            // Where the change began: where live quality fell, when the window
+            // shows it, else now.
+            let back = seen.fell_since.unwrap_or(0) as u64;
+            self.onset = Some((seen.now, seen.labelled_total.saturating_sub(back)));
+        }
+        if let Some(decision) = self.follow_up(&seen) {
+            return decision;
         }
         let Some((trigger, why)) = self.trigger(&seen) else {
             return Decision::Wait;
         };
         self.fired.insert(trigger, seen.now);
-        Decision::Retrain { trigger, why }
+        let since = self
+            .onset
+            .filter(|_| trigger != "labels")
+            .map(|(_, at)| seen.labelled_total.saturating_sub(at));
+        if let (Some((_, at)), Some(target)) = (self.onset, self.target(&seen))
+            && trigger != "labels"
+            && self.recovery.is_none()
+        {
+            self.recovery = Some(Recovery {
+                target,
+                onset_labels: at,
+                next_at: seen.labelled_total + seen.labelled_total.saturating_sub(at).max(1),
+                left: self.config.follow_ups,
+            });
+        }
+        Decision::Retrain {
+            trigger,
+            why,
+            since,
+        }
     }
 
     /// A job started for the last `Retrain`, when `labelled_total` rows were kept.
@@ -257,7 +306,7 @@ impl Policy {
         if cfg.on_drift
             && ready("drift")
             && let Some((since, labels_then)) = self.onset
-            && let Some(drift) = &seen.drift
+            && let Some(drift) = seen.drift.as_ref().filter(|d| d.drifted)
         {
             let after = seen.labelled_total.saturating_sub(labels_then);
             if after >= cfg.drift_labels {
@@ -283,21 +332,20 @@ impl Policy {
         if score.labelled < cfg.min_labelled || !ready("quality") {
             return None;
         }
-        let low = match (score.accuracy, score.r2) {
-            (Some(a), _) if a < cfg.min_accuracy => Some(format!(
-                "live accuracy {a:.3} under retrain.min_accuracy {}",
-                cfg.min_accuracy
-            )),
-            (_, Some(r2)) if r2 < cfg.min_r2 => Some(format!(
-                "live R² {r2:.3} under retrain.min_r2 {}",
-                cfg.min_r2
-            )),
-            _ => None,
-        }?;
+        let (floor, set) = self.floor(seen)?;
+        let now = live(score)?;
+        if now >= floor {
+            return None;
+        }
+        let metric = if score.accuracy.is_some() {
+            "accuracy"
+        } else {
+            "R²"
+        };
         Some((
             "quality",
             format!(
-                "{low} over the last {} labelled predictions of {}",
+                "live {metric} {now:.3} under {set} over the last {} labelled predictions of {}",
                 score.labelled, seen.serving
             ),
         ))

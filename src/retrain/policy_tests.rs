@@ -7,7 +7,7 @@ fn config() -> RetrainConfig {
     RetrainConfig {
         enabled: true,
         min_new_labels: 50,
-        min_accuracy: 0.8,
+        min_accuracy: Some(0.8),
         min_labelled: 20,
         cooldown_ms: 10_000,
         gate_min_labelled: 30,
@@ -48,6 +48,8 @@ fn quiet() -> Observed<'static> {
         labelled_total: 10,
         drift: drift(false),
         serving_score: accuracy(100, 0.95),
+        reference: None,
+        fell_since: None,
         job: None,
         candidate_score: None,
     }
@@ -59,6 +61,9 @@ fn trigger(d: &Decision) -> Option<&'static str> {
         _ => None,
     }
 }
+
+#[path = "follow_tests.rs"]
+mod follow;
 
 #[tokio::test(start_paused = true)]
 async fn a_quiet_world_never_retrains() {
@@ -76,7 +81,7 @@ async fn each_trigger_fires_and_says_why() {
         labelled_total: 60,
         ..quiet()
     });
-    let Decision::Retrain { trigger, why } = d else {
+    let Decision::Retrain { trigger, why, .. } = d else {
         panic!("{d:?}")
     };
     assert_eq!(trigger, "labels");
@@ -96,7 +101,7 @@ async fn each_trigger_fires_and_says_why() {
     tokio::time::advance(Duration::from_secs(30)).await;
     assert_eq!(policy.decide(drifted(209)), Decision::Wait);
     let d = policy.decide(drifted(210));
-    let Decision::Retrain { trigger, why } = d else {
+    let Decision::Retrain { trigger, why, .. } = d else {
         panic!("{d:?}")
     };
     assert_eq!(trigger, "drift");
@@ -111,7 +116,7 @@ async fn each_trigger_fires_and_says_why() {
         serving_score: accuracy(100, 0.5),
         ..quiet()
     });
-    let Decision::Retrain { trigger, why } = d else {
+    let Decision::Retrain { trigger, why, .. } = d else {
         panic!("{d:?}")
     };
     assert_eq!(trigger, "quality");

@@ -14,6 +14,7 @@ use super::data::{DataError, Dataset, RawTable, RowCounts};
 use super::error::TrainError;
 use super::fit;
 use super::spec::TrainSpec;
+use super::windows::{Window, keep_newest};
 use crate::model::NetConfig;
 
 /// Largest dataset file read.
@@ -41,6 +42,14 @@ pub struct JobInput {
     pub data: DataSource,
     /// The model-config file the recipe names, read by the server.
     pub model_file: Option<NetConfig>,
+    /// Candidates to train, each on a recency window of the rows; the best on
+    /// the shared validation rows is kept (automatic retraining). Empty: one fit
+    /// on all rows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<Window>,
+    /// Only the newest this many rows are read (one window's fit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest: Option<usize>,
 }
 
 /// Clean data and the network to train on it.
@@ -56,13 +65,16 @@ impl JobInput {
     pub fn prepare(&self, budget: &Budget) -> Result<Prepared, TrainError> {
         self.spec.validate()?;
         let target = &self.spec.target;
-        let raw = match &self.data {
+        let mut raw = match &self.data {
             DataSource::Csv(text) => RawTable::from_csv(text, target),
             DataSource::File(path) => RawTable::from_csv(&read_file(path)?, target),
             DataSource::Instances { instances, targets } => {
                 RawTable::from_instances(instances, targets)
             }
         }?;
+        if let Some(rows) = self.newest {
+            keep_newest(&mut raw, rows);
+        }
         if raw.width() == 0 {
             return Err(DataError::Shape(format!(
                 "the data has no feature columns besides the target {target:?}"

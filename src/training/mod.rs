@@ -1,6 +1,6 @@
 //! Training: data preparation ([`data`]), the recipe ([`spec`]) and its input
 //! ([`input`]), the resource budget ([`budget`]), the loop ([`fit`]), one job from
-//! input to version ([`run`]), and background jobs in worker processes ([`jobs`]).
+//! input to version ([`run`]), its candidates on recency windows ([`windows`]), and background jobs in worker processes ([`jobs`]).
 //! Also the default model an empty store starts with.
 
 pub mod budget;
@@ -18,6 +18,7 @@ pub mod promote;
 pub mod run;
 pub mod spec;
 mod step;
+pub mod windows;
 
 use burn::prelude::Device;
 

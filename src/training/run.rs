@@ -1,8 +1,9 @@
-//! One training job from its input to a written version: prepare the data, fit,
-//! write the version (atomically), and judge it against the active version under
-//! the recipe's `promote` policy. The worker process runs this for the server's
-//! jobs and `kiln train` runs it for its own; neither promotes here (the server's
-//! model manager does, or the CLI writes the active record).
+//! One training job from its input to a written version: prepare the data, fit
+//! (once, or a candidate per recency window, keeping the best), write the version
+//! (atomically), and judge it against the active version under the recipe's
+//! `promote` policy. The worker process runs this for the server's jobs and
+//! `kiln train` runs it for its own; neither promotes here (the server's model
+//! manager does, or the CLI writes the active record).
 
 use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
@@ -11,9 +12,10 @@ use super::budget::Budget;
 use super::data::RowCounts;
 use super::error::TrainError;
 use super::fit::{self, EpochReport, FitOutcome};
-use super::input::JobInput;
+use super::input::{JobInput, Prepared};
 use super::kept;
 use super::promote;
+use super::windows::{self, Candidate};
 use crate::model::LoadedModel;
 use crate::registry::Store;
 
@@ -30,6 +32,9 @@ pub struct Finished {
     pub promote: bool,
     pub promotion: String,
     pub rows: RowCounts,
+    /// Each window's candidate, when the job had windows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<Candidate>,
 }
 
 /// Runs `input` to a written version. `run` names the job in the version's
@@ -43,7 +48,12 @@ pub fn run(
     budget: &Budget,
     observer: &mut dyn fit::Observer,
 ) -> Result<Finished, TrainError> {
-    let prepared = input.prepare(budget)?;
+    let (prepared, outcome, candidates) = if input.windows.is_empty() {
+        let (prepared, outcome) = fit_one(input, budget, device, observer)?;
+        (prepared, outcome, Vec::new())
+    } else {
+        choose(input, budget, device, observer)?
+    };
     let spec = &input.spec;
     let FitOutcome {
         net,
@@ -52,7 +62,7 @@ pub fn run(
         best,
         stopped_early,
         validation,
-    } = fit::fit(&prepared.data, spec, prepared.net, device, observer)?;
+    } = outcome;
     promote::annotate(
         &mut manifest,
         source,
@@ -94,5 +104,72 @@ pub fn run(
         promote,
         promotion,
         rows: prepared.rows,
+        candidates,
     })
+}
+
+fn fit_one(
+    input: &JobInput,
+    budget: &Budget,
+    device: &Device,
+    observer: &mut dyn fit::Observer,
+) -> Result<(Prepared, FitOutcome), TrainError> {
+    let prepared = input.prepare(budget)?;
+    let outcome = fit::fit(
+        &prepared.data,
+        &input.spec,
+        prepared.net.clone(),
+        device,
+        observer,
+    )?;
+    Ok((prepared, outcome))
+}
+
+/// Fits a candidate per window, one at a time, and keeps the best on the shared
+/// validation rows. A window that cannot train is listed with its error; the job
+/// fails only when none can. A cancelled job stops at once.
+fn choose(
+    input: &JobInput,
+    budget: &Budget,
+    device: &Device,
+    observer: &mut dyn fit::Observer,
+) -> Result<(Prepared, FitOutcome, Vec<Candidate>), TrainError> {
+    let mut best: Option<(usize, Prepared, FitOutcome)> = None;
+    let mut candidates = Vec::new();
+    let mut last_error = None;
+    for window in &input.windows {
+        let one = JobInput {
+            windows: Vec::new(),
+            newest: Some(window.rows),
+            ..input.clone()
+        };
+        match fit_one(&one, budget, device, observer) {
+            Ok((prepared, outcome)) => {
+                candidates.push(Candidate::trained(
+                    window,
+                    prepared.rows.train,
+                    &outcome.best,
+                    outcome.history.len(),
+                ));
+                let wins = best
+                    .as_ref()
+                    .is_none_or(|(_, _, b)| windows::better(&outcome.best, &b.best));
+                if wins {
+                    best = Some((candidates.len() - 1, prepared, outcome));
+                }
+            }
+            Err(TrainError::Cancelled) => return Err(TrainError::Cancelled),
+            Err(e) => {
+                candidates.push(Candidate::failed(window, e.to_string()));
+                last_error = Some(e);
+            }
+        }
+    }
+    match best {
+        Some((i, prepared, outcome)) => {
+            candidates[i].chosen = true;
+            Ok((prepared, outcome, candidates))
+        }
+        None => Err(last_error.unwrap_or_else(|| TrainError::Data(super::data::DataError::Empty))),
+    }
 }

@@ -53,3 +53,25 @@ async fn a_prediction_labelled_a_thousand_times_counts_once() {
     assert_eq!(v1["labelled"], 1, "{report}");
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_label_the_log_did_not_sample_is_scored_by_the_serving_version() {
+    // The log keeps nothing: every label comes with its instance.
+    let (server, _dir) = monitored(0.0, 1 << 20).await;
+    let mut items = Vec::new();
+    for (x, class) in super::iris().into_iter().take(30) {
+        let r = server.predict(&json!([x])).await;
+        let id = r.headers()["x-prediction-id"].to_str().unwrap().to_string();
+        items.push(json!({"prediction_id": id, "instance": x, "target": class}));
+    }
+    let r = post(&server, "/feedback", json!({ "items": items })).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, json!({"accepted": 30, "joined": 0}));
+    let report = super::common::get(&server, "/monitoring").await;
+    let v1 = &report["versions"][0];
+    assert_eq!(v1["labelled"], 30, "{report}");
+    // The default model knows iris.
+    assert!(v1["accuracy"].as_f64().unwrap() > 0.8, "{report}");
+    server.stop().await.unwrap();
+}

@@ -141,6 +141,7 @@ impl Trainer {
             gate: submission.gate.clone(),
             held: false,
             trial: None,
+            candidates: Vec::new(),
         };
         let cancel = Arc::new(AtomicBool::new(false));
         self.shared.lock().insert(

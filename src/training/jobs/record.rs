@@ -116,6 +116,10 @@ pub struct JobRecord {
     /// `timed out`), with the scores compared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trial: Option<String>,
+    /// An automatic job's candidates: each recency window it trained on, its
+    /// validation score on the newest labels, and the one it kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<crate::training::windows::Candidate>,
 }
 
 /// This process, as job records name it.

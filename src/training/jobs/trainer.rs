@@ -191,6 +191,7 @@ impl Runner {
                 _ => done.promotion.clone(),
             });
             r.held = held;
+            r.candidates = done.candidates.clone();
             r.error = error;
         })
     }
