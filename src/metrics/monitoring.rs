@@ -84,7 +84,7 @@ impl Collectors {
             &["trigger"],
         )
         .unwrap();
-        for trigger in ["labels", "drift", "quality"] {
+        for trigger in ["labels", "drift", "quality", "follow_up"] {
             retrain.with_label_values(&[trigger]);
         }
         let trials = IntCounterVec::new(

@@ -75,3 +75,42 @@ async fn a_label_the_log_did_not_sample_is_scored_by_the_serving_version() {
     assert!(v1["accuracy"].as_f64().unwrap() > 0.8, "{report}");
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn drifting_traffic_without_labels_starts_no_job_and_makes_no_version() {
+    // The audit's flood: retraining on with no cooldown, 60 labelled rows, then
+    // anyone's drifting /predict traffic.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = super::common::test_config(dir.path());
+    config.monitoring.sample_rate = 1.0;
+    config.monitoring.flush_interval_ms = 50;
+    config.monitoring.drift_window = 200;
+    config.monitoring.drift_min_samples = 50;
+    config.retrain.enabled = true;
+    config.retrain.check_interval_ms = 50;
+    config.retrain.cooldown_ms = 0;
+    let server = super::common::Server::start(config).await;
+    let mut items = Vec::new();
+    for (x, class) in super::iris().into_iter().step_by(2).take(60) {
+        let r = server.predict(&json!([x])).await;
+        let id = r.headers()["x-prediction-id"].to_str().unwrap().to_string();
+        items.push(json!({"prediction_id": id, "instance": x, "target": class}));
+    }
+    let r = post(&server, "/feedback", json!({ "items": items })).await;
+    assert_eq!(r.status(), 200);
+    for _ in 0..400 {
+        assert_eq!(
+            server.predict(&json!([[50, 50, 50, 50]])).await.status(),
+            200
+        );
+    }
+    let drift = super::common::get(&server, "/monitoring/drift").await;
+    assert_eq!(drift["drifted"], true, "{drift}");
+    // Forty checks later: no job, one version.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let jobs = super::common::get(&server, "/train").await;
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 0, "{jobs}");
+    let models = super::common::get(&server, "/models").await;
+    assert_eq!(models["versions"].as_array().unwrap().len(), 1, "{models}");
+    server.stop().await.unwrap();
+}
