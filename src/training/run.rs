@@ -170,6 +170,6 @@ fn choose(
             candidates[i].chosen = true;
             Ok((prepared, outcome, candidates))
         }
-        None => Err(last_error.unwrap_or_else(|| TrainError::Data(super::data::DataError::Empty))),
+        None => Err(last_error.unwrap_or(TrainError::Data(super::data::DataError::Empty))),
     }
 }
