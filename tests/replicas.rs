@@ -350,3 +350,75 @@ async fn replicas_started_together_on_an_empty_store_make_one_default_model(stor
         assert_eq!(r.status(), 200);
     }
 }
+
+/// Polls `p`'s `GET /monitoring` until its `kind` route is `want` (`null`: none).
+async fn wait_route(client: &reqwest::Client, p: &Process, kind: &str, want: Value) {
+    let started = Instant::now();
+    loop {
+        let report = get_json(client, &p.url("/monitoring")).await;
+        if report[kind] == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{} never had {kind} {want}: {report}",
+            p.base
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+on_both_backends!(canary_and_shadow_routes_follow_the_store_on_every_replica);
+async fn canary_and_shadow_routes_follow_the_store_on_every_replica(store: Backing) {
+    let client = reqwest::Client::new();
+    let poll = POLL_MS.to_string();
+    let env = [("KILN_STORE__POLL_INTERVAL_MS", poll.as_str())];
+    let a = store.serve(&env).await;
+    let b = store.serve(&env).await;
+    let v2 = train_version(&client, &a, "never").await;
+    let set = |p: &Process, kind: &str, percent: u32| {
+        client
+            .post(p.url(&format!("/models/{v2}/{kind}")))
+            .json(&json!({ "percent": percent }))
+            .send()
+    };
+    // A canary set on one replica reaches the other.
+    let r = set(&a, "canary", 50).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    wait_route(
+        &client,
+        &b,
+        "canary",
+        json!({"version": v2, "percent": 50.0}),
+    )
+    .await;
+    // And the other way: a shadow set on b, then the canary removed on b.
+    let r = set(&b, "shadow", 100).await.unwrap();
+    assert_eq!(r.status(), 200);
+    wait_route(
+        &client,
+        &a,
+        "shadow",
+        json!({"version": v2, "percent": 100.0}),
+    )
+    .await;
+    let r = set(&b, "canary", 0).await.unwrap();
+    assert_eq!(r.status(), 200);
+    wait_route(&client, &a, "canary", Value::Null).await;
+    wait_route(
+        &client,
+        &a,
+        "shadow",
+        json!({"version": v2, "percent": 100.0}),
+    )
+    .await;
+    // Deleting the version on one replica drops its routes on both.
+    let r = client
+        .delete(a.url(&format!("/models/{v2}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    wait_route(&client, &b, "shadow", Value::Null).await;
+    wait_route(&client, &a, "shadow", Value::Null).await;
+}

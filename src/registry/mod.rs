@@ -18,6 +18,7 @@ mod error;
 mod fs;
 mod location;
 mod object;
+mod routes;
 
 pub use crate::clock::unix_now;
 pub use active::ActiveRecord;
@@ -26,6 +27,7 @@ pub use error::StoreError;
 pub use fs::FsBackend;
 pub use location::{Location, ObjectSettings};
 pub use object::ObjectBackend;
+pub use routes::{RouteEntry, RoutesRecord};
 
 use std::path::PathBuf;
 use std::sync::Arc;

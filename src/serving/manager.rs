@@ -17,7 +17,9 @@
 //! and removed through the handle, and a promotion, rollback or deletion drops
 //! (or checks again) the routes it touches before it publishes, in the same step,
 //! so no request is ever routed to a deleted or active version, or to one that
-//! cannot take the new active version's requests.
+//! cannot take the new active version's requests. The replica that changes a
+//! route writes both routes to the store's routes record; every replica follows
+//! that record ([`Models::sync_routes`], polled like the active version).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,7 +33,7 @@ use super::routing::{RouteInfo, RouteKind, Routing};
 use super::swap::{self, WarmUp};
 use crate::executor::ActiveModel;
 use crate::model::{LoadedModel, NetConfig, import};
-use crate::registry::{ActiveRecord, Store, Tag};
+use crate::registry::{ActiveRecord, RouteEntry, RoutesRecord, Store, Tag};
 
 /// The store-wide lock promotions, deletions and the first version take.
 pub(super) const MODELS_LOCK: &str = "models";
@@ -51,6 +53,7 @@ enum Command {
     /// Finish the commands asked for before, then end (shutdown).
     Stop,
     Route(RouteKind, String, f64, Reply<RouteInfo>),
+    SyncRoutes(Reply<bool>),
 }
 
 /// Handle to the model manager thread.
@@ -189,6 +192,12 @@ impl Models {
     /// stale read can never undo a newer promotion. Returns whether anything changed.
     pub async fn sync(&self) -> Result<bool, ManageError> {
         self.call(Command::Sync).await
+    }
+
+    /// Applies the store's routes record (set by any replica); whether a route
+    /// changed here.
+    pub async fn sync_routes(&self) -> Result<bool, ManageError> {
+        self.call(Command::SyncRoutes).await
     }
 
     /// [`promote`](Self::promote) for plain threads (the trainer); never call it

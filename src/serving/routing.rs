@@ -198,13 +198,15 @@ impl Routing {
     }
 
     /// Before `active` is published: drops the routes to it (it answers every
-    /// request now) and the routes that cannot take its requests.
-    pub(super) fn recheck(&self, active: &LoadedModel) {
+    /// request now) and the routes that cannot take its requests; whether any
+    /// was dropped.
+    pub(super) fn recheck(&self, active: &LoadedModel) -> bool {
         let net = &active.manifest().net;
         let dropped = self.retain(|r| {
             r.model.version() != active.version()
                 && mismatch(net, &r.model.manifest().net).is_none()
         });
+        let any = !dropped.is_empty();
         for (kind, version) in dropped {
             tracing::info!(
                 version,
@@ -213,6 +215,7 @@ impl Routing {
                 "route removed: its version is now active, or cannot take the active version's requests"
             );
         }
+        any
     }
 }
 

@@ -1,7 +1,8 @@
-//! Keeps a replica on the store's active version: the active record's tag is
-//! checked every `store.poll_interval_ms`, and when it changed, a version promoted
-//! by another replica (or by `kiln train` writing to the same store) is loaded and
-//! swapped in here too.
+//! Keeps a replica on the store's active version and routes: the active
+//! record's tag is checked every `store.poll_interval_ms`, and when it changed, a
+//! version promoted by another replica (or by `kiln train` writing to the same
+//! store) is loaded and swapped in here too. The routes record (canary and
+//! shadow) is followed the same way.
 //!
 //! Polling works on every shared filesystem (NFS does not deliver inotify events
 //! for other clients' writes) and on buckets, where the check is one HEAD request
@@ -31,12 +32,16 @@ pub fn spawn(
     tracker.spawn(async move {
         // The tag this replica last caught up with; until then every tick reads.
         let mut seen: Option<crate::registry::Tag> = None;
+        let mut routes_seen: Option<crate::registry::Tag> = None;
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
                 _ = tick.tick() => {}
+            }
+            if active.current().is_some() {
+                follow_routes(&store, &models, &mut routes_seen).await;
             }
             let (reader, last) = (store.clone(), seen.clone());
             let read = tokio::task::spawn_blocking(move || {
@@ -69,4 +74,24 @@ pub fn spawn(
             }
         }
     });
+}
+
+/// Applies the routes record when its tag changed since `seen` (first: always).
+async fn follow_routes(store: &Store, models: &Models, seen: &mut Option<crate::registry::Tag>) {
+    let reader = store.clone();
+    let tag = match tokio::task::spawn_blocking(move || reader.routes_tag()).await {
+        Ok(Ok(tag)) => tag,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read the routes record");
+            return;
+        }
+        Err(_) => return,
+    };
+    if tag.is_none() || tag == *seen {
+        return;
+    }
+    match models.sync_routes().await {
+        Ok(_) => *seen = tag,
+        Err(e) => tracing::warn!(error = %e, "cannot follow the store's routes"),
+    }
 }

@@ -114,3 +114,164 @@ async fn drifting_traffic_without_labels_starts_no_job_and_makes_no_version() {
     assert_eq!(models["versions"].as_array().unwrap().len(), 1, "{models}");
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_version_without_kept_data_retrains_on_feedback_once_it_shows_every_class() {
+    // The default model keeps no training data: retraining it waits for labels
+    // of all three classes, then trains on the feedback alone.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = super::common::test_config(dir.path());
+    config.monitoring.sample_rate = 0.0;
+    config.retrain.enabled = true;
+    config.retrain.check_interval_ms = 50;
+    config.retrain.cooldown_ms = 0;
+    config.retrain.min_new_labels = 40;
+    let server = super::common::Server::start(config).await;
+    let iris = super::iris();
+    let label = |rows: &[(Vec<f32>, &'static str)]| {
+        let server = &server;
+        let rows = rows.to_vec();
+        async move {
+            let mut items = Vec::new();
+            for (x, class) in rows {
+                let r = server.predict(&json!([x])).await;
+                let id = r.headers()["x-prediction-id"].to_str().unwrap().to_string();
+                items.push(json!({"prediction_id": id, "instance": x, "target": class}));
+            }
+            let r = post(server, "/feedback", json!({ "items": items })).await;
+            assert_eq!(r.status(), 200);
+        }
+    };
+    // Two classes only (iris is sorted by class: 50 of each).
+    label(&iris[..100]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let jobs = super::common::get(&server, "/train").await;
+    assert_eq!(jobs["jobs"], json!([]), "{jobs}");
+    // The third class arrives: a job on the feedback alone.
+    label(&iris[100..]).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let jobs = super::common::get(&server, "/train").await;
+        let done = jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["state"] == "succeeded");
+        if let Some(job) = done {
+            assert!(
+                job["trigger"].as_str().unwrap().starts_with("labels:"),
+                "{job}"
+            );
+            assert_eq!(job["rows"]["input"], 150, "{job}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{jobs}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    server.stop().await.unwrap();
+}
+
+/// The server's peak resident memory, in MB.
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_lookups_of_made_up_ids_over_a_large_log_stay_within_memory() {
+    // The audit's case: a large log, and 1,000 made-up ids spread over it in
+    // each of four concurrent requests. Each lookup reads the segments one at a
+    // time and keeps only what it asked for.
+    let dir = tempfile::tempdir().unwrap();
+    super::common::import_seed_mlp(dir.path());
+    let server = super::common::Process::serve(
+        dir.path(),
+        &[
+            ("KILN_MONITORING__SAMPLE_RATE", "1"),
+            ("KILN_MONITORING__FLUSH_INTERVAL_MS", "100"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    // About 64 MB of log: 100 requests of 64 instances of 1,000 values.
+    let mut ids: Vec<String> = Vec::new();
+    let instances: Vec<Vec<f32>> = (0..64)
+        .map(|i| {
+            (0..1000)
+                .map(|j| ((i * 1000 + j) % 97) as f32 / 97.0)
+                .collect()
+        })
+        .collect();
+    for _ in 0..100 {
+        let r = client
+            .post(server.url("/predict"))
+            .json(&json!({ "instances": instances }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        ids.extend(
+            body["prediction_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string()),
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let log_bytes: u64 = walk(dir.path());
+    assert!(log_bytes > 32 << 20, "the log holds {log_bytes} bytes");
+    let before = peak_rss_mb(server.child.id());
+    // Made-up ids: a real id's millisecond (so its segment is read), another
+    // random part.
+    let made_up: Vec<Value> = ids
+        .iter()
+        .step_by(ids.len() / 1000)
+        .take(1000)
+        .map(|id| {
+            let fake = format!("{}{}", &id[..24], "0123456789ab");
+            json!({"prediction_id": fake, "target": 1.0})
+        })
+        .collect();
+    let post = |items: Vec<Value>| {
+        client
+            .post(server.url("/feedback"))
+            .json(&json!({ "items": items }))
+            .send()
+    };
+    let answers = futures::future::join_all((0..4).map(|_| post(made_up.clone()))).await;
+    for r in answers {
+        // Not logged and no instance: refused, after the lookup.
+        assert_eq!(r.unwrap().status(), 422);
+    }
+    let after = peak_rss_mb(server.child.id());
+    eprintln!(
+        "log {} MB; peak RSS {before:.0} MB before the lookups, {after:.0} MB after",
+        log_bytes >> 20
+    );
+    assert!(
+        after - before < 48.0,
+        "peak RSS grew from {before:.0} to {after:.0} MB"
+    );
+}
+
+/// Bytes under `dir`, recursively.
+fn walk(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => walk(&e.path()),
+                    _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}

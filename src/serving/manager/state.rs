@@ -66,7 +66,14 @@ impl Manager {
                 }
                 Command::Stop => return,
                 Command::Route(kind, version, percent, reply) => {
-                    let _ = reply.send(self.route(kind, &version, percent));
+                    let routed = self.route(kind, &version, percent);
+                    if routed.is_ok() {
+                        self.publish_routes();
+                    }
+                    let _ = reply.send(routed);
+                }
+                Command::SyncRoutes(reply) => {
+                    let _ = reply.send(self.sync_routes());
                 }
             }
         }
@@ -132,7 +139,9 @@ impl Manager {
                 return Err(e.into());
             }
         };
-        self.routing.recheck(&model);
+        if self.routing.recheck(&model) {
+            self.publish_routes();
+        }
         self.active.publish(model.clone());
         self.warm.insert(version.to_owned(), model);
         self.warm
@@ -226,11 +235,60 @@ impl Manager {
             }
             store.delete_version(version).map(Ok)
         })??;
-        for (kind, version) in self.routing.retain(|r| r.model.version() != version) {
+        let dropped = self.routing.retain(|r| r.model.version() != version);
+        for (kind, version) in &dropped {
             tracing::info!(version, route = %kind, "route removed: its version was deleted");
+        }
+        if !dropped.is_empty() {
+            self.publish_routes();
         }
         self.warm.remove(version);
         Ok(())
+    }
+
+    /// Writes this replica's routes as the store's record, for the others. A
+    /// store that refuses it leaves the route on this replica alone (said).
+    fn publish_routes(&self) {
+        let entry = |kind| {
+            self.routing.describe(kind).map(|r| RouteEntry {
+                version: r.version,
+                percent: r.percent,
+            })
+        };
+        let record = RoutesRecord {
+            canary: entry(RouteKind::Canary),
+            shadow: entry(RouteKind::Shadow),
+        };
+        if let Err(e) = self.store.set_routes(&record) {
+            tracing::warn!(error = %e, "cannot write the routes record; other replicas keep their routes");
+        }
+    }
+
+    /// Applies the store's routes record: sets, replaces or removes each route
+    /// that differs here. A route this replica cannot take (its version is
+    /// gone, or active here) is left off, and said.
+    fn sync_routes(&mut self) -> Result<bool, ManageError> {
+        let record = self.store.routes()?.map(|(r, _)| r).unwrap_or_default();
+        let mut changed = false;
+        for (kind, want) in [
+            (RouteKind::Canary, record.canary),
+            (RouteKind::Shadow, record.shadow),
+        ] {
+            let have = self.routing.describe(kind);
+            let (version, percent) = match (&have, &want) {
+                (Some(h), Some(w)) if h.version == w.version && h.percent == w.percent => continue,
+                (None, None) => continue,
+                (_, Some(w)) => (w.version.clone(), w.percent),
+                (Some(h), None) => (h.version.clone(), 0.0),
+            };
+            match self.route(kind, &version, percent) {
+                Ok(_) => changed = true,
+                Err(e) => {
+                    tracing::warn!(version, route = %kind, error = %e, "cannot follow the store's route")
+                }
+            }
+        }
+        Ok(changed)
     }
 
     /// Sets, replaces or removes the route of `kind` (see [`Models::route`]).
