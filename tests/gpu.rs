@@ -198,8 +198,10 @@ async fn training_hot_swap_and_oip_binary_on_wgpu() {
     let id = submit(
         &server,
         // Whole batches (120 training rows): fewer shapes for lavapipe to tune.
+        // With a schedule and clipping: both run on the GPU's tensors too.
         json!({"dataset": {"path": "iris.csv"}, "target": "target", "epochs": 4,
-               "batch_size": 40, "promote": "always"}),
+               "batch_size": 40, "promote": "always",
+               "lr_schedule": {"kind": "cosine", "warmup_epochs": 1}, "grad_clip_norm": 5.0}),
     )
     .await;
     let job = common::poll_job(
@@ -212,6 +214,7 @@ async fn training_hot_swap_and_oip_binary_on_wgpu() {
     .await;
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(job["backend"], "wgpu");
+    assert_eq!(job["spec"]["lr_schedule"]["kind"], "cosine", "{job}");
     let trained = job["version"].as_str().unwrap().to_string();
     assert_eq!(get_active(&server).await, trained);
 

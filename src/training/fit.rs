@@ -13,6 +13,7 @@ use super::data::{DataError, Dataset, SplitMix64};
 use super::error::TrainError;
 use super::evaluate::{Judge, evaluate};
 use super::parts::{initializer, optimizer};
+use super::schedule;
 use super::spec::{LossKind, ModelChoice, TrainSpec};
 use super::step::{BatchGrads, LossTerms, Rows};
 use crate::model::net::{Architecture, MlpConfig};
@@ -268,13 +269,22 @@ pub fn fit(
         let started = Instant::now();
         rng.shuffle(&mut order);
         let mut loss_sum = 0.0;
-        for batch in order.chunks(spec.batch_size) {
+        let batches = train.len().div_ceil(spec.batch_size).max(1);
+        for (b, batch) in order.chunks(spec.batch_size).enumerate() {
             if observer.before_batch() {
                 return Err(TrainError::Cancelled);
             }
-            let (batch_loss, grads) = batch_grads.grads(&net, &rows, batch, &terms);
+            let (batch_loss, mut grads) = batch_grads.grads(&net, &rows, batch, &terms);
             loss_sum += batch_loss * batch.len() as f64;
-            net = optim.step(lr, net, grads);
+            if let Some(max) = spec.grad_clip_norm {
+                schedule::clip_norm(&net, &mut grads, max);
+            }
+            let progress = (epoch - 1) as f64 + b as f64 / batches as f64;
+            let step_lr = spec
+                .lr_schedule
+                .as_ref()
+                .map_or(lr, |s| lr * s.factor(progress, spec.epochs));
+            net = optim.step(step_lr, net, grads);
         }
         let train_seconds = started.elapsed().as_secs_f64();
         let train_loss = loss_sum / train.len() as f64;

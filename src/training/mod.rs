@@ -16,6 +16,7 @@ mod optimizer;
 mod parts;
 pub mod promote;
 pub mod run;
+pub mod schedule;
 pub mod spec;
 mod step;
 pub mod windows;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::TrainError;
 pub use super::optimizer::OptimizerSpec;
+pub use super::schedule::LrSchedule;
 use crate::model::Task;
 use crate::model::net::{ActivationKind, SequentialConfig};
 
@@ -49,6 +50,14 @@ pub struct TrainSpec {
     pub seed: u64,
     /// Stop after this many epochs without a better validation loss (0 = never).
     pub early_stopping_patience: usize,
+    /// How the learning rate moves over the planned epochs (`constant`,
+    /// `cosine`, `one_cycle`, `step`, with optional warm-up); absent: constant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub lr_schedule: Option<LrSchedule>,
+    /// Scale each batch's gradients down to this global L2 norm when over it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grad_clip_norm: Option<f64>,
     /// Whether the new version replaces the active one.
     pub promote: Promote,
 }
@@ -75,6 +84,8 @@ impl Default for TrainSpec {
             validation_last: None,
             seed: 42,
             early_stopping_patience: 10,
+            lr_schedule: None,
+            grad_clip_norm: None,
             promote: Promote::IfBetter,
         }
     }
@@ -209,6 +220,12 @@ impl TrainSpec {
         within("l1", self.l1, 0.0, 100.0)?;
         within("l2", self.l2, 0.0, 100.0)?;
         self.optimizer.validate()?;
+        if let Some(schedule) = &self.lr_schedule {
+            schedule.validate(self.epochs)?;
+        }
+        if let Some(max) = self.grad_clip_norm {
+            within("grad_clip_norm", max, 1e-6, 1e6)?;
+        }
         match &self.init {
             InitSpec::Normal { std, mean } => {
                 within("init.std", *std, 1e-6, 100.0)?;
@@ -270,7 +287,7 @@ impl TrainSpec {
 /// `Ok` when `lo <= v <= hi` (so never NaN or infinite), else a message naming the
 /// field: every number of a recipe is checked, so no value reaches Burn that could
 /// make it panic or overflow `f32`.
-pub(super) fn within(name: &str, v: f64, lo: f64, hi: f64) -> Result<(), TrainError> {
+pub(crate) fn within(name: &str, v: f64, lo: f64, hi: f64) -> Result<(), TrainError> {
     if v >= lo && v <= hi {
         Ok(())
     } else {
