@@ -15,6 +15,9 @@ use common::{
 use kiln::registry::Store;
 use serde_json::{Value, json};
 
+#[path = "training/search.rs"]
+mod search;
+
 fn versions(store: &Path) -> Vec<String> {
     Store::open(store).unwrap().list().unwrap()
 }

@@ -99,6 +99,10 @@ pub struct TrainArgs {
     /// `classification` or `regression`; default: inferred from the labels.
     #[arg(long, value_parser = parse_task)]
     pub task: Option<crate::model::Task>,
+    /// Train this many trials (the recipe, then drawn learning rates, weight
+    /// decays and widths) and keep the best on the validation rows.
+    #[arg(long)]
+    pub search: Option<usize>,
     /// No progress bar or lines.
     #[arg(long)]
     pub quiet: bool,

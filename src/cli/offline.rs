@@ -28,6 +28,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     if let Some(task) = args.task {
         spec.task = Some(task);
     }
+    if let Some(trials) = args.search {
+        spec.search = Some(crate::training::spec::SearchSpec { trials });
+    }
     spec.validate().map_err(anyhow::Error::msg)?;
     let model_file = match &spec.model {
         ModelChoice::File(name) => Some(NetConfig::named(&config.training.config_dir, name)?),
@@ -125,6 +128,21 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         done.best.val_metric,
         done.samples_per_second,
     );
+    for t in &done.trials {
+        println!(
+            "  trial {}{}: lr {:.2e}, weight decay {:.1e}, width x{}: {}",
+            t.trial,
+            if t.chosen { " (kept)" } else { "" },
+            t.lr,
+            t.weight_decay,
+            t.width,
+            match (&t.val_metric, &t.error) {
+                (Some(m), _) => format!("validation {metric} {m:.4} after {} epochs", t.epochs_run),
+                (None, Some(e)) => format!("failed: {e}"),
+                (None, None) => "not run".into(),
+            }
+        );
+    }
     println!("  promotion: {}", done.promotion);
     Ok(())
 }

@@ -128,6 +128,8 @@ pub fn build(
         .collect::<Vec<_>>()
         .join("\n");
     spec.promote = Promote::IfBetter;
+    // Its windows are its candidates; a recipe's search would multiply them.
+    spec.search = None;
     spec.validation_last = Some(holdout);
     spec.task = Some(manifest.net.task);
     if manifest.net.task == Task::Regression {

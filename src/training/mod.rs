@@ -17,6 +17,7 @@ mod parts;
 pub mod promote;
 pub mod run;
 pub mod schedule;
+pub mod search;
 pub mod spec;
 mod step;
 pub mod windows;

@@ -1,5 +1,6 @@
 //! One training job from its input to a written version: prepare the data, fit
-//! (once, or a candidate per recency window, keeping the best), write the version
+//! (once, a candidate per recency window, or a search's trials, keeping the
+//! best), write the version
 //! (atomically), and judge it against the active version under the recipe's
 //! `promote` policy. The worker process runs this for the server's jobs and
 //! `kiln train` runs it for its own; neither promotes here (the server's model
@@ -15,6 +16,7 @@ use super::fit::{self, EpochReport, FitOutcome};
 use super::input::{JobInput, Prepared};
 use super::kept;
 use super::promote;
+use super::search::{self, Trial};
 use super::windows::{self, Candidate};
 use crate::model::LoadedModel;
 use crate::registry::Store;
@@ -35,6 +37,9 @@ pub struct Finished {
     /// Each window's candidate, when the job had windows.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<Candidate>,
+    /// Each trial, when the recipe asked for a search.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trials: Vec<Trial>,
 }
 
 /// Runs `input` to a written version. `run` names the job in the version's
@@ -48,13 +53,46 @@ pub fn run(
     budget: &Budget,
     observer: &mut dyn fit::Observer,
 ) -> Result<Finished, TrainError> {
-    let (prepared, outcome, candidates) = if input.windows.is_empty() {
-        let (prepared, outcome) = fit_one(input, budget, device, observer)?;
-        (prepared, outcome, Vec::new())
+    let mut candidates = Vec::new();
+    let mut trials = Vec::new();
+    let (spec, prepared, outcome) = if !input.windows.is_empty() {
+        let make = |i: usize| JobInput {
+            windows: Vec::new(),
+            newest: Some(input.windows[i].rows),
+            ..input.clone()
+        };
+        let (i, prepared, outcome, tried) =
+            best_of(input.windows.len(), make, budget, device, observer)?;
+        for (window, t) in input.windows.iter().zip(tried) {
+            let mut c = match t {
+                Ok((rows, best, epochs)) => Candidate::trained(window, rows, &best, epochs),
+                Err(e) => Candidate::failed(window, e),
+            };
+            c.chosen = candidates.len() == i;
+            candidates.push(c);
+        }
+        (input.spec.clone(), prepared, outcome)
+    } else if let Some(search) = input.spec.search.as_ref().filter(|s| s.trials > 1) {
+        let make = |i| JobInput {
+            spec: search::trial(&input.spec, i).0,
+            ..input.clone()
+        };
+        let (i, prepared, outcome, tried) = best_of(search.trials, make, budget, device, observer)?;
+        for (k, t) in tried.into_iter().enumerate() {
+            let mut trial = search::trial(&input.spec, k).1;
+            match t {
+                Ok((_, best, epochs)) => trial = trial.scored(&best, epochs),
+                Err(e) => trial.error = Some(e),
+            }
+            trial.chosen = k == i;
+            trials.push(trial);
+        }
+        (search::trial(&input.spec, i).0, prepared, outcome)
     } else {
-        choose(input, budget, device, observer)?
+        let (prepared, outcome) = fit_one(input, budget, device, observer)?;
+        (input.spec.clone(), prepared, outcome)
     };
-    let spec = &input.spec;
+    let spec = &spec;
     let FitOutcome {
         net,
         mut manifest,
@@ -105,6 +143,7 @@ pub fn run(
         promotion,
         rows: prepared.rows,
         candidates,
+        trials,
     })
 }
 
@@ -125,51 +164,48 @@ fn fit_one(
     Ok((prepared, outcome))
 }
 
-/// Fits a candidate per window, one at a time, and keeps the best on the shared
-/// validation rows. A window that cannot train is listed with its error; the job
-/// fails only when none can. A cancelled job stops at once.
-fn choose(
-    input: &JobInput,
+/// One variant's result: its training rows, best epoch and epochs run, or why
+/// it could not train.
+type Tried = Result<(usize, EpochReport, usize), String>;
+
+/// Fits `n` variants of a job (`make(i)` builds the i-th), one at a time, and
+/// keeps the best on the validation rows (all variants validate on the same
+/// rows). A variant that cannot train is listed with its error; the job fails
+/// only when none can. A cancelled job stops at once.
+fn best_of(
+    n: usize,
+    make: impl Fn(usize) -> JobInput,
     budget: &Budget,
     device: &Device,
     observer: &mut dyn fit::Observer,
-) -> Result<(Prepared, FitOutcome, Vec<Candidate>), TrainError> {
+) -> Result<(usize, Prepared, FitOutcome, Vec<Tried>), TrainError> {
     let mut best: Option<(usize, Prepared, FitOutcome)> = None;
-    let mut candidates = Vec::new();
+    let mut tried = Vec::with_capacity(n);
     let mut last_error = None;
-    for window in &input.windows {
-        let one = JobInput {
-            windows: Vec::new(),
-            newest: Some(window.rows),
-            ..input.clone()
-        };
-        match fit_one(&one, budget, device, observer) {
+    for i in 0..n {
+        match fit_one(&make(i), budget, device, observer) {
             Ok((prepared, outcome)) => {
-                candidates.push(Candidate::trained(
-                    window,
+                tried.push(Ok((
                     prepared.rows.train,
-                    &outcome.best,
+                    outcome.best.clone(),
                     outcome.history.len(),
-                ));
+                )));
                 let wins = best
                     .as_ref()
                     .is_none_or(|(_, _, b)| windows::better(&outcome.best, &b.best));
                 if wins {
-                    best = Some((candidates.len() - 1, prepared, outcome));
+                    best = Some((i, prepared, outcome));
                 }
             }
             Err(TrainError::Cancelled) => return Err(TrainError::Cancelled),
             Err(e) => {
-                candidates.push(Candidate::failed(window, e.to_string()));
+                tried.push(Err(e.to_string()));
                 last_error = Some(e);
             }
         }
     }
     match best {
-        Some((i, prepared, outcome)) => {
-            candidates[i].chosen = true;
-            Ok((prepared, outcome, candidates))
-        }
+        Some((i, prepared, outcome)) => Ok((i, prepared, outcome, tried)),
         None => Err(last_error.unwrap_or(TrainError::Data(super::data::DataError::Empty))),
     }
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::error::TrainError;
 pub use super::optimizer::OptimizerSpec;
 pub use super::schedule::LrSchedule;
+pub use super::search::SearchSpec;
 use crate::model::Task;
 use crate::model::net::{ActivationKind, SequentialConfig};
 
@@ -58,6 +59,9 @@ pub struct TrainSpec {
     /// Scale each batch's gradients down to this global L2 norm when over it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grad_clip_norm: Option<f64>,
+    /// Train this many trials (see [`super::search`]) and keep the best.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchSpec>,
     /// Whether the new version replaces the active one.
     pub promote: Promote,
 }
@@ -86,6 +90,7 @@ impl Default for TrainSpec {
             early_stopping_patience: 10,
             lr_schedule: None,
             grad_clip_norm: None,
+            search: None,
             promote: Promote::IfBetter,
         }
     }
@@ -225,6 +230,9 @@ impl TrainSpec {
         }
         if let Some(max) = self.grad_clip_norm {
             within("grad_clip_norm", max, 1e-6, 1e6)?;
+        }
+        if let Some(search) = &self.search {
+            search.validate(self.epochs)?;
         }
         match &self.init {
             InitSpec::Normal { std, mean } => {

@@ -120,6 +120,10 @@ pub struct JobRecord {
     /// validation score on the newest labels, and the one it kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<crate::training::windows::Candidate>,
+    /// A search's trials (`search` in the recipe): what each tried, its
+    /// validation score, and the one whose version was written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trials: Vec<crate::training::search::Trial>,
 }
 
 /// This process, as job records name it.

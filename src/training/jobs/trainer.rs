@@ -192,6 +192,7 @@ impl Runner {
             });
             r.held = held;
             r.candidates = done.candidates.clone();
+            r.trials = done.trials.clone();
             r.error = error;
         })
     }
