@@ -4,6 +4,8 @@
 //! and bad layer stacks.
 
 mod common;
+#[path = "models/explain.rs"]
+mod explain;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -8,11 +8,17 @@
 //! client sent. Classifiers explain the logit (the score before softmax) of the
 //! predicted class or of `target`; regression explains the output in target units.
 //!
-//! - `gradient_x_input`: `(x - baseline) * df/dx` at `x` (the baseline defaults to
-//!   zeros, giving the classic gradient times input).
-//! - `integrated_gradients`: `(x - baseline) * mean of df/dx` over `steps` points on
-//!   the straight line from the baseline to `x` (midpoints), so the attributions
-//!   add up to `f(x) - f(baseline)` up to the integration error.
+//! The baseline defaults to the training mean, the origin of the standardized
+//! scale the network computes in (zeros for a model without standardization),
+//! so a feature far from zero in raw units is not credited for its offset.
+//!
+//! - `gradient_x_input`: `(x - baseline) * df/dx` at `x`.
+//! - `integrated_gradients`: `(x - baseline) * the path integral of df/dx` along
+//!   the straight line from the baseline to `x`, by Gauss-Legendre quadrature on
+//!   `steps` nodes. The attributions add up to `f(x) - f(baseline)` up to the
+//!   integration error (`completeness_error`); while it is over
+//!   [`COMPLETENESS_TOLERANCE`] of the outputs' scale, the nodes double, up to
+//!   `max_steps`.
 
 use burn::module::Module;
 use burn::prelude::*;
@@ -35,8 +41,10 @@ pub struct Request {
     pub rows: Vec<f32>,
     pub n: usize,
     pub method: Method,
-    /// Integration points (integrated gradients).
+    /// Integration nodes to start from (integrated gradients).
     pub steps: usize,
+    /// Most nodes the convergence check may double to.
+    pub max_steps: usize,
     /// One raw value per input; zeros when absent.
     pub baseline: Option<Vec<f32>>,
     /// A class label (classifiers) or an output index (multi-output regression).
@@ -55,6 +63,25 @@ pub struct Explanation {
     /// The same at the baseline (integrated gradients).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline_output: Option<f32>,
+    /// `|sum of attributions - (output - baseline_output)|` (integrated
+    /// gradients): the integration error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completeness_error: Option<f32>,
+    /// Quadrature nodes used (integrated gradients).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+}
+
+/// The integration error integrated gradients aims under: this share of the
+/// scale of the outputs compared, `max(|f(x) - f(baseline)|, |f(x)|,
+/// |f(baseline)|, 1e-3)` (an instance next to its baseline has a tiny gap, and
+/// an error relative to it would chase f32 rounding).
+pub const COMPLETENESS_TOLERANCE: f64 = 0.005;
+
+/// What [`COMPLETENESS_TOLERANCE`] is a share of.
+pub fn completeness_scale(output: f32, baseline_output: f32) -> f64 {
+    let (a, b) = (f64::from(output), f64::from(baseline_output));
+    (a - b).abs().max(a.abs()).max(b.abs()).max(1e-3)
 }
 
 /// Why an explanation cannot be computed (the client's mistake: a 422).
@@ -109,7 +136,10 @@ pub fn explain(
             return bad("baseline values must be finite numbers".into());
         }
         Some(b) => b.clone(),
-        None => vec![0.0; width],
+        None => manifest
+            .standardize
+            .as_ref()
+            .map_or_else(|| vec![0.0; width], |s| s.mean.clone()),
     };
     let outputs = net_cfg.output_width();
     let names = manifest.label_names();
@@ -221,13 +251,16 @@ pub fn explain(
                         target: label(chosen[r]),
                         output: f[r],
                         baseline_output: None,
+                        completeness_error: None,
+                        steps: None,
                     });
                 }
             }
         }
         Method::IntegratedGradients => {
-            let steps = req.steps.max(1);
-            let per_pass = (chunk / steps).clamp(1, chunk);
+            let first = req.steps.max(1);
+            let most = req.max_steps.max(first);
+            let per_pass = (chunk / first).clamp(1, chunk);
             for group in req.rows.chunks(per_pass * width) {
                 pace();
                 let m = group.len() / width;
@@ -235,38 +268,63 @@ pub fn explain(
                 let (f_x, _, chosen) = grad(group.to_vec(), &vec![fixed_target; m]);
                 let targets: Vec<Option<usize>> = chosen.iter().map(|c| Some(*c)).collect();
                 let (f_b, _, _) = grad(baseline.repeat(m), &targets);
-                let mut path = Vec::with_capacity(m * steps * width);
-                let mut path_targets = Vec::with_capacity(m * steps);
-                for r in 0..m {
-                    let x = &group[r * width..(r + 1) * width];
-                    for s in 0..steps {
-                        let alpha = (s as f32 + 0.5) / steps as f32;
-                        path.extend((0..width).map(|j| baseline[j] + alpha * (x[j] - baseline[j])));
-                        path_targets.push(Some(chosen[r]));
-                    }
-                }
-                // The path runs in passes of at most CHUNK_ROWS rows.
-                let mut g = Vec::with_capacity(path.len());
-                for (rows, targets) in path.chunks(chunk * width).zip(path_targets.chunks(chunk)) {
-                    pace();
-                    g.extend(grad(rows.to_vec(), targets).1);
-                }
-                for r in 0..m {
-                    let x = &group[r * width..(r + 1) * width];
-                    let mut avg = vec![0f64; width];
-                    for s in 0..steps {
-                        let row = (r * steps + s) * width;
-                        for j in 0..width {
-                            avg[j] += f64::from(g[row + j]);
+                let mut steps = first;
+                let attributions = loop {
+                    let (nodes, weights) = gauss_legendre(steps);
+                    let mut path = Vec::with_capacity(m * steps * width);
+                    let mut path_targets = Vec::with_capacity(m * steps);
+                    for r in 0..m {
+                        let x = &group[r * width..(r + 1) * width];
+                        for alpha in &nodes {
+                            let a = *alpha as f32;
+                            path.extend((0..width).map(|j| baseline[j] + a * (x[j] - baseline[j])));
+                            path_targets.push(Some(chosen[r]));
                         }
                     }
+                    // The path runs in passes of at most CHUNK_ROWS rows.
+                    let mut g = Vec::with_capacity(path.len());
+                    for (rows, targets) in
+                        path.chunks(chunk * width).zip(path_targets.chunks(chunk))
+                    {
+                        pace();
+                        g.extend(grad(rows.to_vec(), targets).1);
+                    }
+                    let attributions: Vec<Vec<f64>> = (0..m)
+                        .map(|r| {
+                            let x = &group[r * width..(r + 1) * width];
+                            (0..width)
+                                .map(|j| {
+                                    let integral: f64 = (0..steps)
+                                        .map(|s| {
+                                            weights[s] * f64::from(g[(r * steps + s) * width + j])
+                                        })
+                                        .sum();
+                                    f64::from(x[j] - baseline[j]) * integral
+                                })
+                                .collect()
+                        })
+                        .collect();
+                    let converged = (0..m).all(|r| {
+                        let gap = f64::from(f_x[r] - f_b[r]);
+                        let error = (attributions[r].iter().sum::<f64>() - gap).abs();
+                        let scale = completeness_scale(f_x[r], f_b[r]);
+                        !error.is_finite() || error <= COMPLETENESS_TOLERANCE * scale
+                    });
+                    if converged || steps * 2 > most {
+                        break attributions;
+                    }
+                    steps *= 2;
+                };
+                for r in 0..m {
+                    let gap = f64::from(f_x[r] - f_b[r]);
+                    let sum: f64 = attributions[r].iter().sum();
                     out.push(Explanation {
-                        attributions: (0..width)
-                            .map(|j| ((x[j] - baseline[j]) as f64 * avg[j] / steps as f64) as f32)
-                            .collect(),
+                        attributions: attributions[r].iter().map(|a| *a as f32).collect(),
                         target: label(chosen[r]),
                         output: f_x[r],
                         baseline_output: Some(f_b[r]),
+                        completeness_error: Some((sum - gap).abs() as f32),
+                        steps: Some(steps),
                     });
                 }
             }
@@ -293,6 +351,40 @@ fn check_finite(instance: usize, e: &Explanation) -> Result<(), ExplainError> {
     Ok(())
 }
 
+/// Gauss-Legendre nodes and weights on [0, 1], `n` of them (Newton's method on
+/// the Legendre polynomial's roots): exact for polynomials of degree 2n - 1.
+pub fn gauss_legendre(n: usize) -> (Vec<f64>, Vec<f64>) {
+    let n = n.max(1);
+    let mut nodes = vec![0.0; n];
+    let mut weights = vec![0.0; n];
+    for i in 0..n.div_ceil(2) {
+        let mut x = (std::f64::consts::PI * (i as f64 + 0.75) / (n as f64 + 0.5)).cos();
+        let mut derivative = 1.0;
+        for _ in 0..100 {
+            // P_n(x) and P_n'(x) by the three-term recurrence.
+            let (mut p0, mut p1) = (1.0, x);
+            for k in 2..=n {
+                let k = k as f64;
+                (p0, p1) = (p1, ((2.0 * k - 1.0) * x * p1 - (k - 1.0) * p0) / k);
+            }
+            let (p, previous) = (p1, p0);
+            derivative = n as f64 * (x * p - previous) / (x * x - 1.0);
+            let step = p / derivative;
+            x -= step;
+            if step.abs() < 1e-15 {
+                break;
+            }
+        }
+        let w = 2.0 / ((1.0 - x * x) * derivative * derivative);
+        // Mapped from [-1, 1] to [0, 1].
+        nodes[i] = (1.0 - x) / 2.0;
+        nodes[n - 1 - i] = (1.0 + x) / 2.0;
+        weights[i] = w / 2.0;
+        weights[n - 1 - i] = w / 2.0;
+    }
+    (nodes, weights)
+}
+
 /// The index of the largest score (the first on ties); 0 when there is one.
 fn predicted(row: &[f32]) -> usize {
     if row.len() == 1 {
@@ -304,4 +396,22 @@ fn predicted(row: &[f32]) -> usize {
             if *v > acc.1 { (i, *v) } else { acc }
         })
         .0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gauss_legendre;
+
+    #[test]
+    fn gauss_legendre_integrates_polynomials_exactly() {
+        for n in [1, 2, 3, 8, 32, 257] {
+            let (nodes, weights) = gauss_legendre(n);
+            assert!((weights.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{n}");
+            assert!(nodes.iter().all(|x| (0.0..=1.0).contains(x)));
+            // The integral of x^d over [0, 1] is 1 / (d + 1), exact up to d = 2n - 1.
+            let d = (2 * n - 1).min(40) as i32;
+            let got: f64 = nodes.iter().zip(&weights).map(|(x, w)| w * x.powi(d)).sum();
+            assert!((got - 1.0 / f64::from(d + 1)).abs() < 1e-10, "{n}: {got}");
+        }
+    }
 }

@@ -307,6 +307,7 @@ impl Inference {
             n,
             method: query.method,
             steps: query.steps,
+            max_steps: limits.explain_max_steps,
             baseline: query.baseline,
             target: query.target,
         };
