@@ -186,7 +186,7 @@ fn check_scaled(raw: &Dataset, x: &[f32], y: &[f32]) -> Result<(), TrainError> {
 }
 
 /// What the caller hears from the loop, and how it steers it.
-pub trait Observer {
+pub trait Observer: Send {
     /// Called before every batch (it may pause there); `true` stops the run
     /// ([`TrainError::Cancelled`]).
     fn before_batch(&mut self) -> bool {
@@ -246,7 +246,7 @@ pub fn fit(
     let lr = spec.optimizer.lr();
     let width = data.width();
     let mut rng = SplitMix64(spec.seed ^ 0x5EED);
-    let batch_grads = BatchGrads::new(&net_config, &eval_device);
+    let batch_grads = BatchGrads::new(&net_config, &eval_device, spec.batch_size);
     let rows = Rows {
         x: &train_x,
         y: &train_y,
@@ -270,22 +270,29 @@ pub fn fit(
         rng.shuffle(&mut order);
         let mut loss_sum = 0.0;
         let batches = train.len().div_ceil(spec.batch_size).max(1);
-        for (b, batch) in order.chunks(spec.batch_size).enumerate() {
-            if observer.before_batch() {
-                return Err(TrainError::Cancelled);
+        // The epoch's batches run on the first part thread, when batches are cut:
+        // its part and its share of the optimizer step then need no hand-over.
+        let pool = batch_grads.pool();
+        net = batch_grads.install(|| {
+            let mut net = net;
+            for (b, batch) in order.chunks(spec.batch_size).enumerate() {
+                if observer.before_batch() {
+                    return Err(TrainError::Cancelled);
+                }
+                let (batch_loss, mut grads) = batch_grads.grads(&net, &rows, batch, &terms);
+                loss_sum += batch_loss * batch.len() as f64;
+                if let Some(max) = spec.grad_clip_norm {
+                    schedule::clip_norm(&net, &mut grads, max);
+                }
+                let progress = (epoch - 1) as f64 + b as f64 / batches as f64;
+                let step_lr = spec
+                    .lr_schedule
+                    .as_ref()
+                    .map_or(lr, |s| lr * s.factor(progress, spec.epochs));
+                net = optim.step(step_lr, net, grads, pool);
             }
-            let (batch_loss, mut grads) = batch_grads.grads(&net, &rows, batch, &terms);
-            loss_sum += batch_loss * batch.len() as f64;
-            if let Some(max) = spec.grad_clip_norm {
-                schedule::clip_norm(&net, &mut grads, max);
-            }
-            let progress = (epoch - 1) as f64 + b as f64 / batches as f64;
-            let step_lr = spec
-                .lr_schedule
-                .as_ref()
-                .map_or(lr, |s| lr * s.factor(progress, spec.epochs));
-            net = optim.step(step_lr, net, grads);
-        }
+            Ok(net)
+        })?;
         let train_seconds = started.elapsed().as_secs_f64();
         let train_loss = loss_sum / train.len() as f64;
         if !train_loss.is_finite() {

@@ -24,6 +24,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use rayon::prelude::*;
 
+use crate::compute::ComputePool;
 use crate::model::Net;
 
 /// Elements per parallel chunk: big enough that the split costs nothing.
@@ -56,16 +57,32 @@ impl FusedAdam {
     }
 
     /// Applies one step of `grads` to every parameter of `net` that has a gradient.
-    pub fn step(&mut self, lr: f64, net: Net, mut grads: GradientsParams) -> Net {
+    /// With `pool`, each parameter's loop is shared among its threads (the caller
+    /// runs on its first); without, among the rayon pool the caller runs in.
+    pub fn step(
+        &mut self,
+        lr: f64,
+        net: Net,
+        mut grads: GradientsParams,
+        pool: Option<&ComputePool>,
+    ) -> Net {
         net.map(&mut Step {
             optim: self,
             lr: lr as f32,
             grads: &mut grads,
+            pool,
         })
     }
 
     /// Updates `w` in place from its gradient `g`.
-    fn update(&mut self, id: ParamId, lr: f32, w: &mut [f32], g: &[f32]) {
+    fn update(
+        &mut self,
+        id: ParamId,
+        lr: f32,
+        w: &mut [f32],
+        g: &[f32],
+        pool: Option<&ComputePool>,
+    ) {
         let moments = self.moments.entry(id).or_insert_with(|| Moments {
             m: vec![0.0; w.len()],
             v: vec![0.0; w.len()],
@@ -86,7 +103,18 @@ impl FusedAdam {
         };
         let Moments { m, v, .. } = moments;
         let run = |(((w, g), m), v): Chunks| pulp::Arch::new().dispatch(kernel.on(w, g, m, v));
-        if w.len() > CHUNK && rayon::current_num_threads() > 1 {
+        if let Some(pool) = pool.filter(|p| p.threads() > 1 && w.len() > CHUNK) {
+            // One contiguous range per thread, cut at chunk bounds.
+            let chunks = w.len().div_ceil(CHUNK);
+            let per = chunks.div_ceil(pool.threads()) * CHUNK;
+            let ranges: Vec<Chunks> = w
+                .chunks_mut(per)
+                .zip(g.chunks(per))
+                .zip(m.chunks_mut(per))
+                .zip(v.chunks_mut(per))
+                .collect();
+            pool.run_each(ranges, |_, part| run(part));
+        } else if w.len() > CHUNK && rayon::current_num_threads() > 1 {
             w.par_chunks_mut(CHUNK)
                 .zip(g.par_chunks(CHUNK))
                 .zip(m.par_chunks_mut(CHUNK))
@@ -175,6 +203,7 @@ struct Step<'a> {
     optim: &'a mut FusedAdam,
     lr: f32,
     grads: &'a mut GradientsParams,
+    pool: Option<&'a ComputePool>,
 }
 
 impl Step<'_> {
@@ -190,7 +219,7 @@ impl Step<'_> {
             if let Some(weights) = w.try_storage_mut::<f32>()
                 && weights.len() == grad_len
             {
-                self.optim.update(id, self.lr, weights, grad);
+                self.optim.update(id, self.lr, weights, grad, self.pool);
                 return w;
             }
         }
@@ -206,7 +235,8 @@ impl Step<'_> {
             .into_data()
             .try_into_vec::<f32>()
             .expect("gradients are f32");
-        self.optim.update(id, self.lr, &mut values, &grad);
+        self.optim
+            .update(id, self.lr, &mut values, &grad, self.pool);
         FlexTensor::from_data(TensorData::new(values, shape))
     }
 }

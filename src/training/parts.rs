@@ -12,6 +12,7 @@ use burn::prelude::*;
 
 use super::fused::FusedAdam;
 use super::spec::{InitSpec, LossKind, OptimizerSpec};
+use crate::compute::ComputePool;
 use crate::model::{Head, Net};
 
 pub fn initializer(spec: &InitSpec) -> Initializer {
@@ -35,10 +36,18 @@ pub enum Stepper {
 }
 
 impl Stepper {
-    pub fn step(&mut self, lr: f64, net: Net, grads: GradientsParams) -> Net {
+    /// Applies one step; the fused step shares its arithmetic among `pool`'s
+    /// threads when there is one.
+    pub fn step(
+        &mut self,
+        lr: f64,
+        net: Net,
+        grads: GradientsParams,
+        pool: Option<&ComputePool>,
+    ) -> Net {
         match self {
             Self::Burn(optim) => optim.step(lr, net, grads),
-            Self::Fused(optim) => optim.step(lr, net, grads),
+            Self::Fused(optim) => optim.step(lr, net, grads, pool),
         }
     }
 }

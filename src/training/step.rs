@@ -1,19 +1,24 @@
 //! One minibatch's gradients: the forward pass, the loss and the backward pass.
 //!
 //! On the CPU, when the loop runs in a rayon pool of more than one thread
-//! (`training.threads`), a batch is cut by rows into one part per thread, and each
-//! part runs its whole forward and backward pass single-threaded on a thread of its
-//! own (a [`ComputePool`]), with its own copy of the parameter leaves (the same
-//! buffers, so its own autodiff graph). Each part's mean loss is weighted by its
-//! share of the rows, so the parts' gradients add up to the whole batch's. Every
-//! matrix multiply then runs on a full part on one core; letting gemm split each
-//! multiply across the threads instead synchronised several times per layer and
-//! gained 1.26x on two cores.
+//! (`training.threads`), a batch of at least [`MIN_PART_ROWS`] rows per thread is
+//! cut by rows into one part per thread, and each part runs its whole forward and
+//! backward pass single-threaded on a thread of its own (a [`ComputePool`]), with
+//! its own copy of the parameter leaves (the same buffers, so its own autodiff
+//! graph). Each part's mean loss is weighted by its share of the rows, so the
+//! parts' gradients add up to the whole batch's. The training loop then runs on the
+//! first part thread ([`BatchGrads::install`]), so that its own part and its share
+//! of the optimizer step need no hand-over and no thread waits spinning beside it.
 //!
-//! A batch is computed whole on a GPU (one launch does it), for a network with
-//! batch normalisation (its statistics are the whole batch's), and when a part
-//! would be too small to pay for the hand-over. The penalty is added once, on the
-//! first part.
+//! Smaller batches stay whole and let gemm split each multiply across the caller's
+//! pool. A cut does not shrink a weight gradient (`x^T dy` has the layer's full
+//! size at any row count), so below some tens of rows per part each part costs
+//! nearly what the whole batch does: on the seed recipe (batch 32, 2 threads), cut
+//! 0.95x one thread against 1.06x whole (mean of 4 runs each, issue 18).
+//!
+//! A batch is computed whole on a GPU (one launch does it) and for a network with
+//! batch normalisation (its statistics are the whole batch's). The penalty is added
+//! once, on the first part.
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
@@ -24,8 +29,8 @@ use super::spec::LossKind;
 use crate::compute::ComputePool;
 use crate::model::{Head, Net, NetConfig};
 
-/// Rows below which a part is not worth a thread of its own.
-const MIN_PART_ROWS: usize = 4;
+/// Rows below which a part is not worth a thread of its own (see the module doc).
+pub const MIN_PART_ROWS: usize = 64;
 
 /// Multiply-adds per part (rows x parameters) below which a cut costs more than it
 /// saves (a hand-over is some tens of microseconds).
@@ -72,31 +77,48 @@ pub struct BatchGrads {
 }
 
 impl BatchGrads {
-    /// For `net` on `device`, in the rayon pool the caller runs in (its thread count
-    /// is the number of parts; outside any pool, batches stay whole).
-    pub fn new(net: &NetConfig, device: &Device) -> Self {
+    /// For `net` on `device` and batches of `batch_size` rows, in the rayon pool the
+    /// caller runs in (its thread count is the number of parts; outside any pool,
+    /// or when a full batch would not be cut, batches stay whole and no part
+    /// threads are made).
+    pub fn new(net: &NetConfig, device: &Device, batch_size: usize) -> Self {
         let threads = if rayon::current_thread_index().is_some() {
             rayon::current_num_threads()
         } else {
             1
         };
-        let cut = threads > 1 && crate::device::is_flex(device) && !net.batch_statistics();
+        let parameters = net.parameters();
+        let cut = threads > 1
+            && crate::device::is_flex(device)
+            && !net.batch_statistics()
+            && parts_of(threads, batch_size, parameters) > 1;
         Self {
             pool: cut
                 .then(|| ComputePool::named(threads, "kiln-train").ok())
                 .flatten(),
-            parameters: net.parameters(),
+            parameters,
+        }
+    }
+
+    /// The part threads, when batches are cut.
+    pub fn pool(&self) -> Option<&ComputePool> {
+        self.pool.as_ref()
+    }
+
+    /// Runs `f` on the first part thread when batches are cut (the loop that runs
+    /// there computes its own part in place), else on the caller's thread.
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(pool) => pool.install(f),
+            None => f(),
         }
     }
 
     /// How many parts a batch of `n` rows is cut into.
     fn parts(&self, n: usize) -> usize {
-        let Some(pool) = &self.pool else { return 1 };
-        let by_work = (n as u64).saturating_mul(self.parameters) / MIN_PART_WORK;
-        pool.threads()
-            .min(n / MIN_PART_ROWS)
-            .min(usize::try_from(by_work).unwrap_or(usize::MAX))
-            .max(1)
+        self.pool
+            .as_ref()
+            .map_or(1, |pool| parts_of(pool.threads(), n, self.parameters))
     }
 
     /// The gradients of `net`'s loss on the rows `batch` of `rows`, and the batch's
@@ -147,6 +169,16 @@ impl BatchGrads {
         });
         (total, merged)
     }
+}
+
+/// How many parts `threads` threads cut a batch of `n` rows of a network of
+/// `parameters` into.
+fn parts_of(threads: usize, n: usize, parameters: u64) -> usize {
+    let by_work = (n as u64).saturating_mul(parameters) / MIN_PART_WORK;
+    threads
+        .min(n / MIN_PART_ROWS)
+        .min(usize::try_from(by_work).unwrap_or(usize::MAX))
+        .max(1)
 }
 
 /// The batch computed whole on the caller's thread.
@@ -243,7 +275,7 @@ mod tests {
             &device,
         );
         let mut rng = SplitMix64(9);
-        let n = 37;
+        let n = 2 * MIN_PART_ROWS + 5;
         let x: Vec<f32> = (0..n * 256)
             .map(|_| (rng.next_u64() % 2001) as f32 / 1000.0 - 1.0)
             .collect();
@@ -267,7 +299,7 @@ mod tests {
             .build()
             .unwrap();
         let (parts, (loss_cut, grads_cut)) = pool.install(|| {
-            let cut = BatchGrads::new(&config, &Device::flex());
+            let cut = BatchGrads::new(&config, &Device::flex(), n);
             (cut.parts(n), cut.grads(&net, &rows, &batch, &terms))
         });
         assert_eq!(parts, 2, "the batch is cut in two");
@@ -286,6 +318,6 @@ mod tests {
             );
         }
         // Outside any pool, and for a tiny network, batches stay whole.
-        assert_eq!(BatchGrads::new(&config, &Device::flex()).parts(n), 1);
+        assert_eq!(BatchGrads::new(&config, &Device::flex(), n).parts(n), 1);
     }
 }
