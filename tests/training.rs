@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 
 #[path = "training/search.rs"]
 mod search;
+#[path = "training/series.rs"]
+mod series;
 
 fn versions(store: &Path) -> Vec<String> {
     Store::open(store).unwrap().list().unwrap()

@@ -143,6 +143,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             }
         );
     }
+    for d in &done.defaults {
+        println!("  chose {} = {}: {}", d.field, d.value, d.reason);
+    }
     println!("  promotion: {}", done.promotion);
     Ok(())
 }

@@ -200,7 +200,14 @@ pub fn explain(
         let x = Tensor::<2>::from_data(TensorData::new(rows, [m, width]), &device).require_grad();
         let mean_t = Tensor::<2>::from_data(TensorData::new(mean.clone(), [1, width]), &device);
         let std_t = Tensor::<2>::from_data(TensorData::new(std.clone(), [1, width]), &device);
-        let z = x.clone().sub(mean_t).div(std_t);
+        // A level is the row's own input mean: it is subtracted from the inputs and
+        // added to the output inside the graph, so its gradient is counted.
+        let level = manifest.level.map(|_| x.clone().mean_dim(1));
+        let centred = match &level {
+            Some(l) => x.clone().sub(l.clone()),
+            None => x.clone(),
+        };
+        let z = centred.sub(mean_t).div(std_t);
         let out = net.forward_logits(z);
         let k = out.dims()[1];
         let values: Vec<f32> = out.clone().into_data().try_into_vec().unwrap_or_default();
@@ -214,6 +221,10 @@ pub fn explain(
             &device,
         );
         let picked = out.gather(1, idx).mul_scalar(target_scale.0);
+        let picked = match level {
+            Some(l) => picked + l,
+            None => picked,
+        };
         let f: Vec<f32> = picked
             .clone()
             .into_data()

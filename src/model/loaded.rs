@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use std::sync::Arc;
 
+use super::level::Level;
 use super::manifest::Manifest;
 use super::net::{BadInstance, Head, Net, Task};
 use super::profile::Profile;
@@ -230,6 +231,11 @@ impl LoadedModel {
     /// class probabilities for classifiers, target-unit values for regression.
     pub fn forward(&self, mut rows: Vec<f32>, n: usize) -> Vec<f32> {
         debug_assert_eq!(rows.len(), n * self.input_width());
+        let levels = self.manifest.level.map(|l| {
+            let offsets = l.offsets(&rows, self.input_width());
+            Level::remove(&mut rows, self.input_width(), &offsets);
+            offsets
+        });
         if let Some(s) = &self.manifest.standardize {
             s.apply(&mut rows);
         }
@@ -258,6 +264,9 @@ impl LoadedModel {
         out.truncate(n * self.output_width());
         if let Some(t) = &self.manifest.target_standardize {
             t.invert(&mut out);
+        }
+        if let Some(offsets) = levels {
+            Level::restore(&mut out, self.output_width(), &offsets);
         }
         out
     }

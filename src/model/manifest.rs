@@ -25,6 +25,10 @@ pub struct Manifest {
     /// with `y * std + mean`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_standardize: Option<Standardize>,
+    /// Instances (and targets, in training) are taken relative to this level, which
+    /// is added back to predictions (single-series regression; see [`super::level`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<super::level::Level>,
     /// Names of the input features, in order (when trained from named columns).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feature_names: Option<Vec<String>>,
@@ -58,6 +62,7 @@ impl Manifest {
             net,
             standardize: None,
             target_standardize: None,
+            level: None,
             feature_names: None,
             labels: None,
             source: source.into(),
@@ -99,6 +104,15 @@ impl Manifest {
                     "standardisation statistics must be finite, deviations > 0".into(),
                 ));
             }
+        }
+        if self.level.is_some()
+            && (self.net.task != Task::Regression
+                || self.net.ids().is_some()
+                || self.net.input_width() < 2)
+        {
+            return Err(NetConfigError(
+                "a level applies to regression on a window of at least 2 numeric inputs".into(),
+            ));
         }
         if let Some(names) = &self.feature_names
             && names.len() != self.net.input_width()

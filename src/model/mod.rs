@@ -6,6 +6,7 @@
 pub mod explain;
 pub mod finite;
 pub mod import;
+pub mod level;
 mod loaded;
 mod manifest;
 mod mlp;

@@ -281,6 +281,17 @@ impl NetConfig {
         }
     }
 
+    /// Whether the network has a recurrent layer.
+    pub fn recurrent(&self) -> bool {
+        matches!(&self.architecture, Architecture::Sequential(s) if s.recurrent())
+    }
+
+    /// Whether the input is one series in time order (see
+    /// [`SequentialConfig::single_series`]).
+    pub fn single_series(&self) -> bool {
+        matches!(&self.architecture, Architecture::Sequential(s) if s.single_series())
+    }
+
     /// `Some(n)` when the inputs are embedding ids in `[0, n)`.
     pub fn ids(&self) -> Option<usize> {
         match &self.architecture {

@@ -23,6 +23,9 @@ pub struct Judge<'a> {
     pub loss: LossKind,
     pub head: Head,
     pub target_scale: Option<&'a Standardize>,
+    /// Each row's level (target units), added back before scoring (see
+    /// [`crate::model::level`]).
+    pub levels: Option<&'a [f32]>,
     /// Most rows per forward pass (the model's bound).
     pub pass_rows: usize,
 }
@@ -76,8 +79,17 @@ pub fn evaluate(
         Task::Regression => {
             let s = judge.target_scale.expect("regression has a target scale");
             let unscale = |v: f32| f64::from(v * s.std[0] + s.mean[0]);
-            let truth: Vec<f64> = y.iter().map(|v| unscale(*v)).collect();
-            let pred: Vec<f64> = predictions.iter().map(|v| unscale(*v)).collect();
+            let level = |i: usize| judge.levels.map_or(0.0, |l| f64::from(l[i]));
+            let truth: Vec<f64> = y
+                .iter()
+                .enumerate()
+                .map(|(i, v)| unscale(*v) + level(i))
+                .collect();
+            let pred: Vec<f64> = predictions
+                .iter()
+                .enumerate()
+                .map(|(i, v)| unscale(*v) + level(i))
+                .collect();
             let (r2, rmse) = r2_rmse(&pred, &truth);
             (val_loss, r2, Some(rmse))
         }

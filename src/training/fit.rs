@@ -10,6 +10,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::data::{DataError, Dataset, SplitMix64};
+use super::defaults::{self, Chosen};
 use super::error::TrainError;
 use super::evaluate::{Judge, evaluate};
 use super::parts::{initializer, optimizer};
@@ -18,7 +19,7 @@ use super::spec::{LossKind, ModelChoice, TrainSpec};
 use super::step::{BatchGrads, LossTerms, Rows};
 use crate::model::net::{Architecture, MlpConfig};
 use crate::model::profile::Profile;
-use crate::model::{Head, Manifest, Net, NetConfig, Standardize, Task};
+use crate::model::{Head, Manifest, Net, NetConfig, Task};
 
 /// One epoch's figures.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -47,6 +48,8 @@ pub struct FitOutcome {
     pub stopped_early: bool,
     /// The validation rows, unstandardised, for comparing with other versions.
     pub validation: Dataset,
+    /// What kiln chose where the recipe left a field unset.
+    pub defaults: Vec<Chosen>,
 }
 
 /// The loss actually used: the spec's, else the task's usual one.
@@ -163,28 +166,6 @@ pub fn resolve_net(
     Ok(net)
 }
 
-/// Refuses rows whose standardised values overflow `f32` (values near its limit
-/// in a column whose spread is as large): they could only train to a non-finite
-/// loss. `raw` is the data before standardising, `x` and `y` after.
-fn check_scaled(raw: &Dataset, x: &[f32], y: &[f32]) -> Result<(), TrainError> {
-    let too_large = |what: String| {
-        TrainError::Data(DataError::Value(format!(
-            "{what} is too large to standardise (it overflows 32-bit floats); rescale the column"
-        )))
-    };
-    if let Some(k) = x.iter().position(|v| !v.is_finite()) {
-        let column = &raw.features[k % raw.width().max(1)];
-        return Err(too_large(format!(
-            "column {column:?}: the value {}",
-            raw.x[k]
-        )));
-    }
-    if let Some(k) = y.iter().position(|v| !v.is_finite()) {
-        return Err(too_large(format!("the target value {}", raw.y[k])));
-    }
-    Ok(())
-}
-
 /// What the caller hears from the loop, and how it steers it.
 pub trait Observer: Send {
     /// Called before every batch (it may pause there); `true` stops the run
@@ -210,30 +191,20 @@ pub fn fit(
     device: &Device,
     observer: &mut dyn Observer,
 ) -> Result<FitOutcome, TrainError> {
-    let (train_idx, val_idx) = spec.split(data)?;
-    let train = data.select(&train_idx);
-    let validation = data.select(&val_idx);
-    // Embedding ids are never standardised.
-    let standardize = net_config.ids().is_none().then(|| train.fit_standardize());
-    let target_scale = match data.task {
-        Task::Regression => Some(Standardize::fit(&train.y, 1)),
-        Task::Classification => None,
-    };
-    let prepare = |d: &Dataset| {
-        let mut x = d.x.clone();
-        if let Some(s) = &standardize {
-            s.apply(&mut x);
-        }
-        let y: Vec<f32> = match &target_scale {
-            Some(s) => d.y.iter().map(|v| (v - s.mean[0]) / s.std[0]).collect(),
-            None => d.y.clone(),
-        };
-        (x, y)
-    };
-    let (train_x, train_y) = prepare(&train);
-    let (val_x, val_y) = prepare(&validation);
-    check_scaled(&train, &train_x, &train_y)?;
-    check_scaled(&validation, &val_x, &val_y)?;
+    let (spec, mut defaults) = defaults::recipe(spec, &net_config);
+    let spec = &spec;
+    let Scaled {
+        train,
+        validation,
+        train_x,
+        train_y,
+        val_x,
+        val_y,
+        standardize,
+        target_scale,
+        level,
+        val_levels,
+    } = scaled::scale(data, spec, &net_config, &mut defaults)?;
 
     let eval_device = device.clone();
     let device = device.clone().autodiff();
@@ -307,6 +278,7 @@ pub fn fit(
             loss: loss_kind,
             head,
             target_scale: target_scale.as_ref(),
+            levels: val_levels.as_deref(),
             pass_rows,
         };
         let (val_loss, val_metric, val_rmse) =
@@ -353,6 +325,7 @@ pub fn fit(
     let mut manifest = Manifest::new(net_config, "train");
     manifest.standardize = standardize;
     manifest.target_standardize = target_scale;
+    manifest.level = level;
     manifest.feature_names = Some(data.features.clone());
     manifest.profile = Some(Profile::fit(
         &train.x,
@@ -370,8 +343,12 @@ pub fn fit(
         best,
         stopped_early,
         validation,
+        defaults,
     })
 }
 
 #[cfg(test)]
 mod tests;
+
+mod scaled;
+use scaled::Scaled;

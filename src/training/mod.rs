@@ -5,6 +5,7 @@
 
 pub mod budget;
 pub mod data;
+pub mod defaults;
 pub mod error;
 pub mod evaluate;
 pub mod fit;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::budget::Budget;
 use super::data::RowCounts;
+use super::defaults::Chosen;
 use super::error::TrainError;
 use super::fit::{self, EpochReport, FitOutcome};
 use super::input::{JobInput, Prepared};
@@ -40,6 +41,9 @@ pub struct Finished {
     /// Each trial, when the recipe asked for a search.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trials: Vec<Trial>,
+    /// What kiln chose where the recipe left a field unset.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub defaults: Vec<Chosen>,
 }
 
 /// Runs `input` to a written version. `run` names the job in the version's
@@ -100,6 +104,7 @@ pub fn run(
         best,
         stopped_early,
         validation,
+        defaults,
     } = outcome;
     promote::annotate(
         &mut manifest,
@@ -111,6 +116,11 @@ pub fn run(
         stopped_early,
         &validation,
     );
+    if let Some(serde_json::Value::Object(t)) = manifest.training.as_mut()
+        && !defaults.is_empty()
+    {
+        t.insert("defaults".into(), serde_json::json!(defaults));
+    }
     let version = store
         .create_version(&manifest, &net)
         .map_err(TrainError::WriteVersion)?;
@@ -144,6 +154,7 @@ pub fn run(
         rows: prepared.rows,
         candidates,
         trials,
+        defaults,
     })
 }
 

@@ -59,6 +59,11 @@ pub struct TrainSpec {
     /// Scale each batch's gradients down to this global L2 norm when over it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grad_clip_norm: Option<f64>,
+    /// `window_mean` or `none`: take each instance (and its target) relative to the
+    /// mean of its inputs, for a window of one series; absent: chosen from the
+    /// network and the training rows (see [`super::defaults`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<LevelChoice>,
     /// Train this many trials (see [`super::search`]) and keep the best.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub search: Option<SearchSpec>,
@@ -90,10 +95,21 @@ impl Default for TrainSpec {
             early_stopping_patience: 10,
             lr_schedule: None,
             grad_clip_norm: None,
+            level: None,
             search: None,
             promote: Promote::IfBetter,
         }
     }
+}
+
+/// The recipe's `level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LevelChoice {
+    /// Never level.
+    None,
+    /// Level by the window's mean.
+    WindowMean,
 }
 
 /// Where the network comes from.

@@ -283,6 +283,31 @@ impl SequentialConfig {
         })
     }
 
+    /// Whether the stack has a recurrent layer (LSTM, GRU).
+    pub fn recurrent(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|l| matches!(l.kind, LayerKind::Lstm(_) | LayerKind::Gru(_)))
+    }
+
+    /// Whether the input is one series in time order: `[steps, 1]` into a recurrent
+    /// or attention layer, or `[1, steps]` into a 1-d convolution.
+    pub fn single_series(&self) -> bool {
+        match (
+            self.input_shape.as_slice(),
+            self.layers.first().map(|l| &l.kind),
+        ) {
+            (
+                [steps, 1],
+                Some(
+                    LayerKind::Lstm(_) | LayerKind::Gru(_) | LayerKind::TransformerEncoderLayer(_),
+                ),
+            ) => *steps > 1,
+            ([1, steps], Some(LayerKind::Conv1d(_))) => *steps > 1,
+            _ => false,
+        }
+    }
+
     /// `Some(num_embeddings)` when the first layer is an embedding: the inputs are
     /// integer ids in `[0, num_embeddings)`.
     pub fn ids(&self) -> Option<usize> {

@@ -142,6 +142,7 @@ impl Trainer {
             held: false,
             trial: None,
             candidates: Vec::new(),
+            defaults: Vec::new(),
             trials: Vec::new(),
         };
         let cancel = Arc::new(AtomicBool::new(false));

@@ -124,6 +124,9 @@ pub struct JobRecord {
     /// validation score, and the one whose version was written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trials: Vec<crate::training::search::Trial>,
+    /// What kiln chose where the recipe left a field unset, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub defaults: Vec<crate::training::defaults::Chosen>,
 }
 
 /// This process, as job records name it.

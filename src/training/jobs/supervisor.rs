@@ -40,7 +40,7 @@ pub struct Spawner {
 /// How a worker ended.
 #[derive(Debug)]
 pub enum Ending {
-    Finished(Finished),
+    Finished(Box<Finished>),
     Cancelled,
     Failed(String),
 }
@@ -130,7 +130,7 @@ impl Spawner {
             .collect();
         match (last, status) {
             (Some(Event::Finished { result, .. }), Ok(s)) if s.success() => {
-                Ending::Finished(result)
+                Ending::Finished(Box::new(result))
             }
             (Some(Event::Cancelled { .. }), _) => Ending::Cancelled,
             (_, Ok(_)) if terminated.is_some() => Ending::Cancelled,

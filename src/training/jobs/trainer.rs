@@ -96,7 +96,7 @@ impl Runner {
         });
         let stopping = self.shared.stopping.load(Ordering::Relaxed);
         let record = match ending {
-            Ending::Finished(done) => self.finish(&id, done),
+            Ending::Finished(done) => self.finish(&id, *done),
             Ending::Cancelled if stopping => self.shared.update(&id, |r| {
                 r.state = JobState::Interrupted;
                 r.error = Some("the server shut down while this job was running".into());
@@ -193,6 +193,7 @@ impl Runner {
             r.held = held;
             r.candidates = done.candidates.clone();
             r.trials = done.trials.clone();
+            r.defaults = done.defaults.clone();
             r.error = error;
         })
     }
