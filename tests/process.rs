@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{Process, import_seed_mlp, sample};
+
+#[path = "process/versions.rs"]
+mod versions;
 use serde_json::{Value, json};
 
 fn kiln(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {

@@ -13,6 +13,7 @@ mod error;
 mod offline;
 mod progress;
 mod store;
+mod versions;
 
 use error::{ListenError, TaskError};
 
@@ -38,6 +39,10 @@ pub enum Command {
     Train(TrainArgs),
     /// Print predictions (JSON lines) of a stored version for the rows of a CSV file.
     Predict(PredictArgs),
+    /// Make a stored version the active one (a running server swaps to it).
+    Promote(versions::PromoteArgs),
+    /// Make the previous active version active again.
+    Rollback(versions::RollbackArgs),
     /// Manage model stores: `kiln store migrate --from DIR --to s3://bucket/prefix`.
     Store(store::StoreArgs),
     /// Exit 0 if the local server answers `GET /health/live` (for container
@@ -103,6 +108,10 @@ pub struct TrainArgs {
     /// decays and widths) and keep the best on the validation rows.
     #[arg(long)]
     pub search: Option<usize>,
+    /// `always`, `if_better` or `never`: whether the new version becomes active
+    /// (overrides the recipe's `promote`; default `if_better`).
+    #[arg(long, value_parser = parse_promote)]
+    pub promote: Option<crate::training::spec::Promote>,
     /// No progress bar or lines.
     #[arg(long)]
     pub quiet: bool,
@@ -118,6 +127,11 @@ fn parse_listen(text: &str) -> Result<SocketAddr, ListenError> {
     addrs
         .next()
         .ok_or_else(|| ListenError::NoAddress(text.to_string()))
+}
+
+fn parse_promote(text: &str) -> Result<crate::training::spec::Promote, String> {
+    serde_json::from_value(serde_json::Value::String(text.into()))
+        .map_err(|_| format!("{text:?}: expected always, if_better or never"))
 }
 
 fn parse_task(text: &str) -> Result<crate::model::Task, TaskError> {
@@ -195,6 +209,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => import(args),
         Command::Train(args) => offline::train(args),
         Command::Predict(args) => offline::predict(args),
+        Command::Promote(args) => versions::promote(args),
+        Command::Rollback(args) => versions::rollback(args),
         Command::Healthcheck(args) => healthcheck(args),
         Command::Store(args) => store::run(args),
         Command::Worker(args) => std::process::exit(crate::training::jobs::process::main(&args)),

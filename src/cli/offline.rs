@@ -28,6 +28,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     if let Some(task) = args.task {
         spec.task = Some(task);
     }
+    if let Some(promote) = args.promote {
+        spec.promote = promote;
+    }
     if let Some(trials) = args.search {
         spec.search = Some(crate::training::spec::SearchSpec { trials });
     }

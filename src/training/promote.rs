@@ -83,8 +83,9 @@ pub fn decide(
                 return (
                     false,
                     format!(
-                        "not promoted: the active version {} takes other inputs or answers another task or labels, so the two cannot be compared; promote it with \"promote\": \"always\" or POST /models/{}/promote",
+                        "not promoted: the active version {} takes other inputs or answers another task or labels, so the two cannot be compared; make it active with `kiln promote {}` (a server: POST /models/{}/promote), or train with promote = \"always\"",
                         active.version(),
+                        candidate.version(),
                         candidate.version()
                     ),
                 );
