@@ -491,6 +491,8 @@ async fn versions_metadata_binary_tensors_and_docs() {
         ("/v2/models/kiln/infer", &v2, "v2"),
         ("/v2/models/kiln/versions/v1/infer", &v1, "v1"),
         ("/v2/models/kiln/versions/v2/infer", &v2, "v2"),
+        // Triton's clients number versions: `model_version="1"` is v1.
+        ("/v2/models/kiln/versions/1/infer", &v1, "v1"),
     ] {
         let (status, body) = infer(&server, path, json!({"id": "x-1", "inputs": [input]})).await;
         assert_eq!(status, 200, "{path}: {body}");
@@ -550,6 +552,32 @@ async fn versions_metadata_binary_tensors_and_docs() {
     assert_eq!(body["outputs"][0]["data"], json!(["setosa", "virginica"]));
     assert_eq!(body["outputs"][1]["name"], "probabilities");
     assert_eq!(body["outputs"][1]["shape"], json!([2, 3]));
+    // A label per row: dims [1] reshaped to none, so [-1] in full as the metadata says.
+    let config: Value = server2
+        .client
+        .get(server2.url("/v2/models/kiln/config"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["output"][0]["dims"], json!([1]), "{config}");
+    assert_eq!(
+        config["output"][0]["reshape"]["shape"],
+        json!([]),
+        "{config}"
+    );
+    let meta: Value = server2
+        .client
+        .get(server2.url("/v2/models/kiln"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["outputs"][0]["shape"], json!([-1]), "{meta}");
     server2.stop().await.unwrap();
 
     // The OpenAPI document covers every route, and Swagger UI is served locally.

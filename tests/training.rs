@@ -447,6 +447,14 @@ async fn mutating_endpoints_need_the_token_and_predict_stays_open() {
             let r = req.send().await.unwrap();
             assert_eq!(r.status(), 401, "{method} {path} with {auth:?}");
             assert_eq!(r.headers()["www-authenticate"], "Bearer");
+            // Each says what was wrong.
+            let error = r.json::<Value>().await.unwrap()["error"].to_string();
+            let says = match auth {
+                None => "needs the header",
+                Some(a) if a.starts_with("Bearer") => "wrong bearer token",
+                Some(_) => "the Bearer scheme is missing",
+            };
+            assert!(error.contains(says), "{auth:?}: {error}");
         }
     }
     assert_eq!(versions(dir.path()).len(), 2, "nothing changed");
@@ -548,6 +556,12 @@ async fn bad_training_requests_get_a_clear_4xx_and_write_nothing() {
             json!({"dataset": {"csv": "a,target\n1,3\n2,3\n3,3\n"}, "task": "classification"}),
             422,
             "at least 2 classes",
+        ),
+        (
+            "data for dataset",
+            json!({"data": iris()}),
+            422,
+            "unknown field `data`, expected `dataset` or one of",
         ),
         (
             "zero epochs",

@@ -51,20 +51,27 @@ fn check(headers: &HeaderMap, token: Option<&str>) -> Result<(), ApiError> {
     let Some(token) = token else {
         return Ok(());
     };
-    let given = headers
+    let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            // The scheme is case-insensitive (RFC 9110 section 11.1).
-            let (scheme, credentials) = v.split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| credentials.trim_start())
-        })
-        .unwrap_or("");
+    else {
+        return Err(ApiError::Unauthorized(
+            "this endpoint needs the header \"Authorization: Bearer <token>\"",
+        ));
+    };
+    // The scheme is case-insensitive (RFC 9110 section 11.1).
+    let given = value
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, credentials)| credentials.trim_start());
+    let Some(given) = given else {
+        return Err(ApiError::Unauthorized(
+            "the Authorization header must read \"Bearer <token>\" (the Bearer scheme is missing)",
+        ));
+    };
     if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
         Ok(())
     } else {
-        Err(ApiError::Unauthorized)
+        Err(ApiError::Unauthorized("wrong bearer token"))
     }
 }

@@ -46,9 +46,9 @@ pub enum ApiError {
     /// The model store is unreachable or refusing (serving goes on; retry).
     #[error("{0}")]
     StoreUnavailable(String),
-    /// A mutating endpoint without the configured bearer token.
-    #[error("missing or wrong bearer token")]
-    Unauthorized,
+    /// A protected endpoint without the configured bearer token: what was wrong.
+    #[error("{0}")]
+    Unauthorized(&'static str),
     /// The request is valid but the resource's state forbids it.
     #[error("{0}")]
     Conflict(String),
@@ -84,7 +84,7 @@ impl ApiError {
             Self::QueueFull | Self::TrainingBusy(..) => StatusCode::TOO_MANY_REQUESTS,
             Self::NotReady(_) | Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -107,7 +107,7 @@ impl ApiError {
             | Self::StoreUnavailable(_)
             | Self::MethodNotAllowed(_)
             | Self::Internal(_)
-            | Self::Unauthorized
+            | Self::Unauthorized(_)
             | Self::Conflict(_) => None,
         }
     }
@@ -144,7 +144,7 @@ impl IntoResponse for ApiError {
         if let Some(reason) = reason {
             response.extensions_mut().insert(reason);
         }
-        if matches!(self, Self::Unauthorized) {
+        if matches!(self, Self::Unauthorized(_)) {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

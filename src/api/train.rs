@@ -208,9 +208,14 @@ fn prepare(state: &AppState, body: Value) -> Result<Submission, ApiError> {
     // The recipe first: a misspelt `datset` is named as an unknown field.
     let spec: TrainSpec = serde_path_to_error::deserialize(Value::Object(fields)).map_err(|e| {
         let path = e.path().to_string();
+        let mut text = e.into_inner().to_string();
+        if !path.contains(['.', '[']) {
+            // A top-level field: the recipe's are listed, `dataset` is the body's own.
+            text = text.replacen("expected one of ", "expected `dataset` or one of ", 1);
+        }
         match path.as_str() {
-            "." | "?" => bad(e.into_inner().to_string()),
-            _ => bad(format!("{path}: {}", e.into_inner())),
+            "." | "?" => bad(text),
+            _ => bad(format!("{path}: {text}")),
         }
     })?;
     let dataset = dataset.ok_or_else(|| {

@@ -28,6 +28,16 @@ pub enum Task {
     Classification,
 }
 
+impl std::fmt::Display for Task {
+    /// As written in configs and recipes: `regression`, `classification`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Regression => "regression",
+            Self::Classification => "classification",
+        })
+    }
+}
+
 impl Task {
     /// As configs and responses spell it.
     pub fn name(self) -> &'static str {

@@ -226,7 +226,7 @@ pub fn mismatch(active: &NetConfig, candidate: &NetConfig) -> Option<String> {
     let (a, c) = (active.input_shape(), candidate.input_shape());
     if a != c || active.task != candidate.task {
         return Some(format!(
-            "it takes inputs of shape {c:?} for {:?}; the active version takes {a:?} for {:?}: a route must answer the same requests",
+            "it takes inputs of shape {c:?} for {}; the active version takes {a:?} for {}: a route must answer the same requests",
             candidate.task, active.task
         ));
     }

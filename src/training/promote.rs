@@ -83,7 +83,7 @@ pub fn decide(
                 return (
                     false,
                     format!(
-                        "not promoted: the active version {} takes other inputs or answers another task or labels, so the two cannot be compared; make it active with `kiln promote {}` (a server: POST /models/{}/promote), or train with promote = \"always\"",
+                        "not promoted: the active version {} takes other inputs or answers another task or labels, so the two cannot be compared; make it active with kiln promote {} (or POST /models/{}/promote), or train with \"promote\": \"always\" (kiln train --promote always)",
                         active.version(),
                         candidate.version(),
                         candidate.version()

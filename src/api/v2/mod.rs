@@ -73,6 +73,11 @@ pub(super) async fn resolve(
         .model
         .current()
         .ok_or_else(|| ApiError::NotReady("no model is loaded yet".into()))?;
+    // Triton's clients number versions (`model_version="3"`); kiln names them `v3`.
+    let numbered = version
+        .filter(|v| !v.is_empty() && v.len() <= 19 && v.bytes().all(|b| b.is_ascii_digit()))
+        .map(|v| format!("v{}", v.trim_start_matches('0')));
+    let version = numbered.as_deref().or(version);
     match version {
         None => Ok(active),
         Some(v) if v == active.version() => Ok(active),
@@ -230,6 +235,7 @@ pub async fn model_config(
             name: INPUT,
             data_type: "TYPE_FP32",
             dims: input_dims(&model, false),
+            reshape: None,
         }],
         output: outputs_of(&model)
             .into_iter()
@@ -245,6 +251,7 @@ pub async fn model_config(
                 } else {
                     vec![1]
                 },
+                reshape: (shape.len() == 1).then(|| Reshape { shape: Vec::new() }),
             })
             .collect(),
         dynamic_batching: DynamicBatching {

@@ -71,6 +71,16 @@ pub struct TritonTensor {
     pub name: &'static str,
     pub data_type: &'static str,
     pub dims: Vec<i64>,
+    /// Triton's `reshape`: a per-row scalar is configured as `dims: [1]` with
+    /// `reshape: {shape: []}`, so its full shape is `[-1]`, as the metadata says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reshape: Option<Reshape>,
+}
+
+/// The shape a tensor has per row inside the model (Triton's `reshape`).
+#[derive(Serialize, ToSchema)]
+pub struct Reshape {
+    pub shape: Vec<i64>,
 }
 
 /// The batcher's settings, as Triton states them.

@@ -23,9 +23,14 @@ impl NetConfig {
             serde_json::from_str(text).map_err(|e| NetConfigError(e.to_string()))?
         } else {
             toml::from_str(text).map_err(|e: toml::de::Error| {
-                let line = e
-                    .span()
-                    .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+                // A layer's error is raised on the whole `layers` value: point at
+                // the layer itself.
+                let line = layer_index(e.message())
+                    .and_then(|i| layer_line(text, i))
+                    .or_else(|| {
+                        e.span()
+                            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+                    });
                 NetConfigError(match line {
                     Some(line) => format!("line {line}: {}", e.message()),
                     None => e.message().to_string(),
@@ -68,25 +73,142 @@ impl NetConfig {
     }
 }
 
-/// `e.0` with every quoted or backticked part replaced by `...`: a parse error may
-/// quote a value of the file, which a client must not read back.
+/// `e.0` with every quoted or backticked part that is not a plain name replaced by
+/// `...`: a parse error may quote a value of the file, which a client must not read
+/// back, while field and layer names (the schema's and the file's keys) stay.
 fn redact(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
-    let mut open: Option<char> = None;
+    let mut open: Option<(char, String)> = None;
     for c in message.chars() {
-        match open {
-            Some(q) if c == q => {
-                out.push_str("...");
+        match &mut open {
+            Some((q, inside)) if c == *q => {
+                if is_name(inside) {
+                    out.push_str(inside);
+                } else {
+                    out.push_str("...");
+                }
                 out.push(c);
                 open = None;
             }
-            Some(_) => {}
+            Some((_, inside)) => inside.push(c),
             None if c == '`' || c == '"' => {
                 out.push(c);
-                open = Some(c);
+                open = Some((c, String::new()));
             }
             None => out.push(c),
         }
     }
+    if let Some((_, inside)) = open {
+        out.push_str(if is_name(&inside) { &inside } else { "..." });
+    }
     out
+}
+
+/// A field or layer name: letters, digits and `_`, not starting with a digit, short.
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 48
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `i` in a message that starts `layers[i]`.
+fn layer_index(message: &str) -> Option<usize> {
+    message
+        .strip_prefix("layers[")?
+        .split(']')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The line (1-based) where layer `i` of a TOML model config starts: the `i`-th
+/// `[[architecture.layers]]` header, or the `i`-th table of a `layers = [...]`
+/// array.
+fn layer_line(text: &str, i: usize) -> Option<usize> {
+    let headers: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with("[[architecture.layers]]"))
+        .map(|(n, _)| n + 1)
+        .collect();
+    if !headers.is_empty() {
+        return headers.get(i).copied();
+    }
+    let start = text.lines().position(|l| {
+        let l = l.trim_start();
+        l.starts_with("layers") && l["layers".len()..].trim_start().starts_with('=')
+    })?;
+    let offset: usize = text.lines().take(start).map(|l| l.len() + 1).sum();
+    let (mut depth, mut seen, mut line) = (0i32, 0usize, start + 1);
+    let (mut quote, mut comment) = (None::<char>, false);
+    for c in text[offset..].chars() {
+        match c {
+            '\n' => {
+                line += 1;
+                comment = false;
+                continue;
+            }
+            _ if comment => continue,
+            q if quote == Some(q) => quote = None,
+            _ if quote.is_some() => {}
+            '"' | '\'' => quote = Some(c),
+            '#' => comment = true,
+            '[' | '{' => {
+                if c == '{' && depth == 1 {
+                    if seen == i {
+                        return Some(line);
+                    }
+                    seen += 1;
+                }
+                depth += 1;
+            }
+            ']' | '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return None;
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STACK: &str = "task = \"classification\"\n\n[architecture]\nkind = \"sequential\"\ninput_shape = [1, 8, 8]\nlayers = [\n  { type = \"conv2d\", in_channels = 1, out_channels = 8, kernel_size = 3 },\n  # a comment with { and [\n  { type = \"conv2d\", in_channels = 8, out_channels = 8, kernel = 3 },\n  { type = \"flatten\" },\n]\n";
+
+    #[test]
+    fn a_bad_layer_field_is_named_with_its_line_and_the_fields_it_could_be() {
+        let e = NetConfig::parse(STACK, false).unwrap_err().0;
+        assert!(
+            e.starts_with("line 9: layers[1] (conv2d): unknown field `kernel`"),
+            "{e}"
+        );
+        assert!(e.contains("`kernel_size`"), "{e}");
+        let named = redact(&e);
+        assert_eq!(named, e, "names are not values: nothing to hide");
+    }
+
+    #[test]
+    fn values_are_hidden_and_names_kept() {
+        assert_eq!(
+            redact("invalid type: string \"s3cret value\", expected `usize` for `out_features`"),
+            "invalid type: string \"...\", expected `usize` for `out_features`"
+        );
+        assert_eq!(
+            redact("unknown variant `conv9d`"),
+            "unknown variant `conv9d`"
+        );
+        assert_eq!(redact("`12345`"), "`...`");
+    }
+
+    #[test]
+    fn array_of_tables_layers_are_found_by_header() {
+        let text = "[architecture]\nkind = \"sequential\"\ninput_shape = [4]\n[[architecture.layers]]\ntype = \"linear\"\nin_features = 4\nout_features = 2\n[[architecture.layers]]\ntype = \"relu\"\nwhat = 1\n";
+        assert_eq!(layer_line(text, 1), Some(8));
+    }
 }
