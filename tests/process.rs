@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use common::{Process, import_seed_mlp, sample};
 
+#[path = "process/delimiter.rs"]
+mod delimiter;
 #[path = "process/versions.rs"]
 mod versions;
 use serde_json::{Value, json};

@@ -247,6 +247,7 @@ fn prepare(state: &AppState, body: Value) -> Result<Submission, ApiError> {
         model_file,
         windows: Vec::new(),
         newest: None,
+        delimiter: None,
     };
     // Every check the worker would make, now: a bad job never reaches the queue.
     let prepared = input.prepare(&Budget::from(&state.config.training))?;

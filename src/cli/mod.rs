@@ -112,6 +112,10 @@ pub struct TrainArgs {
     /// (overrides the recipe's `promote`; default `if_better`).
     #[arg(long, value_parser = parse_promote)]
     pub promote: Option<crate::training::spec::Promote>,
+    /// The CSV delimiter: `,`, `;` or `tab`; default: sniffed from the header (a
+    /// semicolon or tab file may write decimal commas).
+    #[arg(long, value_parser = crate::training::data::delimiter::parse)]
+    pub delimiter: Option<u8>,
     /// No progress bar or lines.
     #[arg(long)]
     pub quiet: bool,
@@ -154,6 +158,10 @@ pub struct PredictArgs {
     /// The version to use; default: the active one.
     #[arg(long)]
     pub version: Option<String>,
+    /// The CSV delimiter: `,`, `;` or `tab`; default: sniffed from the header (a
+    /// semicolon or tab file may write decimal commas).
+    #[arg(long, value_parser = crate::training::data::delimiter::parse)]
+    pub delimiter: Option<u8>,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ use super::progress::Progress;
 use super::{PredictArgs, TrainArgs};
 use crate::model::NetConfig;
 use crate::training::budget::Budget;
+use crate::training::data::delimiter;
 use crate::training::input::{DataSource, JobInput};
 use crate::training::spec::{ModelChoice, TrainSpec};
 use crate::training::{evaluate, run};
@@ -45,6 +46,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         model_file,
         windows: Vec::new(),
         newest: None,
+        delimiter: args.delimiter,
     };
     let budget = Budget::from(&config.training);
     // Checked once before the device is made, so a bad recipe fails at once.
@@ -201,8 +203,10 @@ fn write_predictions(args: PredictArgs) -> anyhow::Result<()> {
     let model = store.load(&version, &config.serving_device()?)?;
     let text = std::fs::read_to_string(&args.data)
         .with_context(|| format!("reading {}", args.data.display()))?;
+    let delimiter = args.delimiter.unwrap_or_else(|| delimiter::sniff(&text));
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
+        .delimiter(delimiter)
         .from_reader(text.as_bytes());
     let header: Vec<String> = reader.headers()?.iter().map(str::to_owned).collect();
     // Columns by the names the model was trained on, else every column but `target`.
@@ -211,7 +215,10 @@ fn write_predictions(args: PredictArgs) -> anyhow::Result<()> {
             .iter()
             .map(|n| {
                 header.iter().position(|h| h == n).with_context(|| {
-                    format!("the data has no column {n:?}, which version {version} needs")
+                    format!(
+                        "the data has no column {n:?}, which version {version} needs; its columns are {header:?}{}",
+                        crate::training::data::delimiter_hint(&header)
+                    )
                 })
             })
             .collect::<anyhow::Result<_>>()?,
@@ -247,9 +254,7 @@ fn write_predictions(args: PredictArgs) -> anyhow::Result<()> {
         let record = record?;
         for &c in &columns {
             let cell = record.get(c).unwrap_or("");
-            let v: f32 = cell
-                .parse()
-                .ok()
+            let v: f32 = delimiter::number(cell, delimiter)
                 .filter(|v: &f32| v.is_finite())
                 .with_context(|| {
                     format!(

@@ -143,6 +143,7 @@ pub fn build(
         model_file: Some(net),
         windows,
         newest: None,
+        delimiter: Some(b','),
     };
     let prepared = input.prepare(&Budget::from(&config.training))?;
     Ok(Submission {

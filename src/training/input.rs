@@ -50,6 +50,9 @@ pub struct JobInput {
     /// Only the newest this many rows are read (one window's fit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub newest: Option<usize>,
+    /// The CSV delimiter (`kiln train --delimiter`); `None`: sniffed from the header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<u8>,
 }
 
 /// Clean data and the network to train on it.
@@ -66,8 +69,10 @@ impl JobInput {
         self.spec.validate()?;
         let target = &self.spec.target;
         let mut raw = match &self.data {
-            DataSource::Csv(text) => RawTable::from_csv(text, target),
-            DataSource::File(path) => RawTable::from_csv(&read_file(path)?, target),
+            DataSource::Csv(text) => RawTable::from_csv_with(text, target, self.delimiter),
+            DataSource::File(path) => {
+                RawTable::from_csv_with(&read_file(path)?, target, self.delimiter)
+            }
             DataSource::Instances { instances, targets } => {
                 RawTable::from_instances(instances, targets)
             }

@@ -5,6 +5,7 @@
 //! wrong column or the wrong file. Missing cells are dropped later, and counted.
 
 mod dataset;
+pub mod delimiter;
 
 pub use dataset::{Dataset, RowCounts, SplitMix64};
 
@@ -24,15 +25,18 @@ pub enum Target {
     Text(String),
 }
 
-/// A header read as one column holding `;` or tabs: the file uses another
-/// delimiter than the comma kiln reads.
-fn delimiter_hint(header: &[String]) -> &'static str {
+/// A header read as one column holding another delimiter: the file was read with
+/// a delimiter it does not use.
+pub fn delimiter_hint(header: &[String]) -> &'static str {
     match header {
         [only] if only.contains(';') => {
-            ". The header is one column holding semicolons: kiln reads comma-separated values; convert the file (e.g. `tr ';' ','`)"
+            ". The header is one column holding semicolons: pass --delimiter ';' (kiln train and kiln predict)"
         }
         [only] if only.contains('\t') => {
-            ". The header is one column holding tabs: kiln reads comma-separated values; convert the file (e.g. `tr '\\t' ','`)"
+            ". The header is one column holding tabs: pass --delimiter tab (kiln train and kiln predict)"
+        }
+        [only] if only.contains(',') => {
+            ". The header is one column holding commas: pass --delimiter ',' (kiln train and kiln predict)"
         }
         _ => "",
     }
@@ -71,9 +75,21 @@ fn is_missing(cell: &str) -> bool {
 
 impl RawTable {
     /// Parses CSV text with a header row; every column but `target` is a feature.
+    /// The delimiter is sniffed from the header ([`delimiter::sniff`]).
     pub fn from_csv(text: &str, target: &str) -> Result<Self, DataError> {
+        Self::from_csv_with(text, target, None)
+    }
+
+    /// [`from_csv`](Self::from_csv) with the delimiter given (`None`: sniffed).
+    pub fn from_csv_with(
+        text: &str,
+        target: &str,
+        delimiter: Option<u8>,
+    ) -> Result<Self, DataError> {
+        let delimiter = delimiter.unwrap_or_else(|| delimiter::sniff(text));
         let mut reader = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
+            .delimiter(delimiter)
             .from_reader(text.as_bytes());
         let header: Vec<String> = reader
             .headers()
@@ -100,18 +116,20 @@ impl RawTable {
                     targets.push(if is_missing(cell) {
                         None
                     } else {
-                        Some(match cell.parse::<f64>() {
-                            Ok(v) => Target::Number(v),
-                            Err(_) => Target::Text(cell.to_owned()),
+                        Some(match delimiter::number::<f64>(cell, delimiter) {
+                            Some(v) => Target::Number(v),
+                            None => Target::Text(cell.to_owned()),
                         })
                     });
                 } else if is_missing(cell) {
                     x.push(f32::NAN);
                 } else {
-                    x.push(cell.parse().map_err(|_| DataError::NotNumeric {
-                        line,
-                        column: header[i].clone(),
-                        value: cell.into(),
+                    x.push(delimiter::number(cell, delimiter).ok_or_else(|| {
+                        DataError::NotNumeric {
+                            line,
+                            column: header[i].clone(),
+                            value: cell.into(),
+                        }
                     })?);
                 }
             }
