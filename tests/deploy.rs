@@ -18,6 +18,9 @@ use std::time::Duration;
 use common::{Server, data, finished, poll_job, python_env, test_config};
 use serde_json::{Value, json};
 
+#[path = "deploy/config_table.rs"]
+mod config_table;
+
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
