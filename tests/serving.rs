@@ -757,7 +757,7 @@ async fn first_hour_errors_speak_the_users_language() {
             .replace(['.', '-'], "");
         assert!(digits.len() <= 6, "{label}: {p} has {digits}");
     }
-    // Training: a misspelt field is named, a semicolon CSV gets a hint.
+    // Training: a misspelt field is named, a semicolon CSV is read.
     let (status, e) = error(
         send("/train", json, r#"{"datset": {"path": "iris.csv"}}"#)
             .await
@@ -766,13 +766,15 @@ async fn first_hour_errors_speak_the_users_language() {
     .await;
     assert_eq!(status, 422);
     assert!(e.contains("unknown field `datset`"), "{e}");
-    let csv = r#"{"dataset": {"csv": "a;b;target\n1;2;3\n4;5;6\n"}}"#;
-    let (status, e) = error(send("/train", json, csv).await.unwrap()).await;
-    assert_eq!(status, 422);
-    assert!(
-        e.contains("semicolons") && e.contains("comma-separated"),
-        "{e}"
+    // A semicolon CSV with decimal commas is sniffed and read: the job is queued.
+    let rows: String = (0..20)
+        .map(|i| format!("{i},5;{};{}\\n", i * 2, i % 2))
+        .collect();
+    let csv = format!(
+        r#"{{"dataset": {{"csv": "a;b;target\n{rows}"}}, "epochs": 1, "promote": "never"}}"#
     );
+    let r = send("/train", json, &csv).await.unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
     // `GET /` points to the docs.
     let index: Value = server
         .client
