@@ -11,6 +11,8 @@ use common::{Process, import_seed_mlp, sample};
 
 #[path = "process/delimiter.rs"]
 mod delimiter;
+#[path = "process/readme.rs"]
+mod readme;
 #[path = "process/versions.rs"]
 mod versions;
 use serde_json::{Value, json};
