@@ -204,7 +204,7 @@ async fn bad_feedback_is_a_422_and_keeps_nothing() {
     .await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body, json!({"accepted": 1, "joined": 0}));
+    assert_eq!(body, json!({"accepted": 1, "joined": 0, "remembered": 0}));
     server.stop().await.unwrap();
 }
 

@@ -316,7 +316,7 @@ async fn feedback_on_one_replica_joins_predictions_logged_by_another(store: Back
         let status = r.status();
         let body: Value = r.json().await.unwrap();
         if status == 200 {
-            assert_eq!(body, json!({"accepted": 2, "joined": 2}));
+            assert_eq!(body, json!({"accepted": 2, "joined": 2, "remembered": 0}));
             break;
         }
         assert_eq!(status, 422, "{body}");

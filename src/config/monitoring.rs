@@ -30,6 +30,10 @@ pub struct MonitoringConfig {
     pub drift_min_samples: usize,
     /// PSI over which an input feature or the predictions count as drifted.
     pub drift_threshold: f64,
+    /// Answers to unsampled instances held in memory (per replica), so a label
+    /// sent soon after without its instance still counts toward live quality; 0
+    /// turns it off.
+    pub recent_answers: usize,
 }
 
 impl Default for MonitoringConfig {
@@ -46,6 +50,7 @@ impl Default for MonitoringConfig {
             drift_window: 1000,
             drift_min_samples: 200,
             drift_threshold: 0.2,
+            recent_answers: 65536,
         }
     }
 }
@@ -117,6 +122,12 @@ impl MonitoringConfig {
                 self.drift_min_samples as u64,
                 1,
                 self.drift_window as u64,
+            ),
+            (
+                "monitoring.recent_answers",
+                self.recent_answers as u64,
+                0,
+                1 << 22,
             ),
         ] {
             if !(lo..=hi).contains(&v) {

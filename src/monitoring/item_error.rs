@@ -91,7 +91,7 @@ impl TargetError {
 pub enum ItemFault {
     /// The id's prediction is not logged and the item has no instance.
     #[error(
-        "prediction id {0} is not in the prediction log (not sampled, or older than it keeps: monitoring.max_log_bytes); send its \"instance\" with the target"
+        "prediction id {0} is not in the prediction log (not sampled, or older than it keeps: monitoring.max_log_bytes) nor among this replica's recent answers (monitoring.recent_answers); send its \"instance\" with the target"
     )]
     NotLogged(PredictionId),
     /// The item's instance has another width than the serving version takes.

@@ -31,6 +31,10 @@ pub struct FeedbackAccepted {
     pub accepted: usize,
     /// Of those, rows joined to a logged prediction (and scored for its version).
     pub joined: usize,
+    /// Labels of unsampled predictions without their instance, joined to this
+    /// replica's recent answers (`monitoring.recent_answers`): scored for live
+    /// quality, not kept for retraining.
+    pub remembered: usize,
 }
 
 /// Why feedback was refused.
@@ -140,11 +144,28 @@ impl Monitor {
         let mut outcomes = Vec::new();
         // Rows of predictions the log did not keep, sent with their instance.
         let mut unlogged = Vec::new();
+        let mut remembered = 0;
         for (i, ((item, id), entry)) in items.into_iter().zip(ids).zip(found).enumerate() {
             let bad = |reason: ItemFault| FeedbackError::invalid(i, reason);
             let Some(entry) = entry else {
                 let Some(instance) = item.instance else {
-                    return Err(bad(ItemFault::NotLogged(id)));
+                    // Answered moments ago and not sampled: scored from memory,
+                    // not kept (there are no features to keep).
+                    let Some((version, answer)) = self.recent_answer(&id) else {
+                        return Err(bad(ItemFault::NotLogged(id)));
+                    };
+                    let answered = manifest(&version);
+                    let (judged, checked) = match &answered {
+                        Some(m) => (version.as_str(), m.as_ref()),
+                        None => (active.version(), active.manifest()),
+                    };
+                    if let Some(outcome) = judge(judged, checked, &item.target, Some(&answer))
+                        .map_err(|e| FeedbackError::invalid(i, e))?
+                    {
+                        outcomes.push((version, id, outcome));
+                    }
+                    remembered += 1;
+                    continue;
                 };
                 if instance.len() != active.input_width() {
                     return Err(bad(ItemFault::Width {
@@ -207,6 +228,7 @@ impl Monitor {
         Ok(FeedbackAccepted {
             accepted: rows.len(),
             joined: rows.iter().filter(|r| r.version.is_some()).count(),
+            remembered,
         })
     }
 }

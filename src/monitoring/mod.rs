@@ -12,6 +12,7 @@ pub mod item_error;
 pub mod join;
 pub mod log;
 pub mod quality;
+pub mod recent;
 mod segments;
 pub mod spread;
 
@@ -44,6 +45,8 @@ pub struct Monitor {
     labelled: AtomicU64,
     /// The shadow version's answers compared with the served ones.
     shadow: Mutex<Option<ShadowStats>>,
+    /// Answers to unsampled instances (`monitoring.recent_answers`).
+    recent: Option<recent::Recent>,
 }
 
 /// How often a shadow version agreed with the served answers.
@@ -118,6 +121,7 @@ impl Monitor {
             sampled: AtomicU64::new(0),
             labelled: AtomicU64::new(0),
             shadow: Mutex::new(None),
+            recent: (config.recent_answers > 0).then(|| recent::Recent::new(config.recent_answers)),
         };
         Ok((monitor, writer))
     }
@@ -132,6 +136,24 @@ impl Monitor {
             self.sampled.fetch_add(1, Ordering::Relaxed),
             self.config.sample_rate,
         )
+    }
+
+    /// Remembers the answers to an unsampled request's instances (see
+    /// [`recent`]).
+    pub fn remember(
+        &self,
+        version: &Arc<str>,
+        ids: &[ids::PredictionId],
+        predictions: &[crate::model::Prediction],
+    ) {
+        if let Some(recent) = &self.recent {
+            recent.remember(version, ids, predictions);
+        }
+    }
+
+    /// The remembered answer to `id`: the version and the prediction.
+    pub fn recent_answer(&self, id: &ids::PredictionId) -> Option<(String, serde_json::Value)> {
+        self.recent.as_ref().and_then(|r| r.get(id))
     }
 
     /// Hands a sampled request to the log writer (see [`log::Logged`]).

@@ -227,6 +227,11 @@ impl Inference {
             Err(_) => return Err(PredictError::DeadlineExceeded.into()),
         };
         let ids = PredictionId::batch(crate::clock::unix_now_ms(), n);
+        if !sampled {
+            inner
+                .monitor
+                .remember(&answer.version, &ids, &answer.predictions);
+        }
         if let Some(rows) = copy {
             let logged = Logged {
                 ids: ids.clone(),

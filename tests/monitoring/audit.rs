@@ -43,7 +43,7 @@ async fn a_prediction_labelled_a_thousand_times_counts_once() {
     let r = post(&server, "/feedback", json!({ "items": items })).await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body, json!({"accepted": 1, "joined": 1}));
+    assert_eq!(body, json!({"accepted": 1, "joined": 1, "remembered": 0}));
     // And again in a second request: still one labelled prediction.
     let r = post(&server, "/feedback", json!({"items": [label("setosa")]})).await;
     assert_eq!(r.status(), 200);
@@ -67,7 +67,7 @@ async fn a_label_the_log_did_not_sample_is_scored_by_the_serving_version() {
     let r = post(&server, "/feedback", json!({ "items": items })).await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body, json!({"accepted": 30, "joined": 0}));
+    assert_eq!(body, json!({"accepted": 30, "joined": 0, "remembered": 0}));
     let report = super::common::get(&server, "/monitoring").await;
     let v1 = &report["versions"][0];
     assert_eq!(v1["labelled"], 30, "{report}");
@@ -274,4 +274,55 @@ fn walk(dir: &std::path::Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn at_the_default_sample_rate_every_label_counts_without_its_instance() {
+    // The shipped sample_rate (0.1) and recent_answers: labels carry only the id.
+    let dir = tempfile::tempdir().unwrap();
+    let server = super::common::Server::start(super::common::test_config(dir.path())).await;
+    let (mut items, mut correct) = (Vec::new(), 0);
+    for (x, class) in super::iris().into_iter().take(50) {
+        let r = server.predict(&json!([x])).await;
+        let id = r.headers()["x-prediction-id"].to_str().unwrap().to_string();
+        let body: Value = r.json().await.unwrap();
+        correct += usize::from(body["predictions"][0]["label"] == class);
+        items.push(json!({"prediction_id": id, "target": class}));
+    }
+    let r = post(&server, "/feedback", json!({ "items": items })).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let body: Value = r.json().await.unwrap();
+    let (joined, remembered) = (
+        body["joined"].as_u64().unwrap(),
+        body["remembered"].as_u64().unwrap(),
+    );
+    assert_eq!(joined + remembered, 50, "{body}");
+    assert!(remembered >= 40, "9 in 10 were not sampled: {body}");
+    assert_eq!(
+        body["accepted"], joined,
+        "only logged labels are kept: {body}"
+    );
+    let report = super::common::get(&server, "/monitoring").await;
+    let v1 = &report["versions"][0];
+    assert_eq!(v1["labelled"], 50, "{report}");
+    let accuracy = v1["accuracy"].as_f64().unwrap();
+    assert!((accuracy - correct as f64 / 50.0).abs() < 1e-9, "{report}");
+    // Off, an unsampled label without its instance is the 422 it was.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = super::common::test_config(dir.path());
+    config.monitoring.sample_rate = 0.0;
+    config.monitoring.recent_answers = 0;
+    let server2 = super::common::Server::start(config).await;
+    let r = server2.predict(&json!([[5.1, 3.5, 1.4, 0.2]])).await;
+    let id = r.headers()["x-prediction-id"].to_str().unwrap().to_string();
+    let r = post(
+        &server2,
+        "/feedback",
+        json!({"items": [{"prediction_id": id, "target": "setosa"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("recent answers"));
+    server2.stop().await.unwrap();
+    server.stop().await.unwrap();
 }
