@@ -291,6 +291,10 @@ fn check_shown(shown: &str, got: &Value, what: &str) {
 fn the_readme_runs_as_written() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(
+        Command::new("curl").arg("--version").output().is_ok(),
+        "the README's commands need curl (and bash)"
+    );
     let all = blocks(&readme);
     let (mut ran, mut compared) = (0, Vec::new());
     for &section in SECTIONS {
