@@ -206,8 +206,16 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Keys whose values differ from run to run.
-const VARYING: &[&str] = &["id", "prediction_ids", "created_at_ms", "started_at_ms"];
+/// Keys whose values differ from run to run (`completeness_error` is a
+/// quadrature's error estimate, the difference of two near sums: another CPU's
+/// rounding moves it by more than the printed digits).
+const VARYING: &[&str] = &[
+    "id",
+    "prediction_ids",
+    "created_at_ms",
+    "started_at_ms",
+    "completeness_error",
+];
 
 /// Numbers as the README prints them, to 1e-3 relative (another CPU's kernels may
 /// round the last printed digits differently).
