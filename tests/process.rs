@@ -29,6 +29,19 @@ fn kiln(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     )
 }
 
+/// Runs the binary with `args`: (success, stdout, stderr).
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn invalid_config_fails_at_startup_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();

@@ -553,30 +553,18 @@ async fn versions_metadata_binary_tensors_and_docs() {
     assert_eq!(body["outputs"][1]["name"], "probabilities");
     assert_eq!(body["outputs"][1]["shape"], json!([2, 3]));
     // A label per row: dims [1] reshaped to none, so [-1] in full as the metadata says.
-    let config: Value = server2
-        .client
-        .get(server2.url("/v2/models/kiln/config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let get2 = |path: &'static str| {
+        let req = server2.client.get(server2.url(path));
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let config = get2("/v2/models/kiln/config").await;
     assert_eq!(config["output"][0]["dims"], json!([1]), "{config}");
     assert_eq!(
         config["output"][0]["reshape"]["shape"],
         json!([]),
         "{config}"
     );
-    let meta: Value = server2
-        .client
-        .get(server2.url("/v2/models/kiln"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta = get2("/v2/models/kiln").await;
     assert_eq!(meta["outputs"][0]["shape"], json!([-1]), "{meta}");
     server2.stop().await.unwrap();
 

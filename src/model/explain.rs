@@ -24,6 +24,9 @@ use burn::module::Module;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+mod quadrature;
+pub use quadrature::gauss_legendre;
+
 use super::{LoadedModel, Task};
 
 /// The attribution method.
@@ -202,7 +205,10 @@ pub fn explain(
         let std_t = Tensor::<2>::from_data(TensorData::new(std.clone(), [1, width]), &device);
         // A level is the row's own input mean: it is subtracted from the inputs and
         // added to the output inside the graph, so its gradient is counted.
-        let level = manifest.level.map(|_| x.clone().mean_dim(1));
+        // Each value scaled before the sum: 12 values near f32::MAX sum past it.
+        let level = manifest
+            .level
+            .map(|_| x.clone().div_scalar(width as f32).sum_dim(1));
         let centred = match &level {
             Some(l) => x.clone().sub(l.clone()),
             None => x.clone(),
@@ -362,40 +368,6 @@ fn check_finite(instance: usize, e: &Explanation) -> Result<(), ExplainError> {
     Ok(())
 }
 
-/// Gauss-Legendre nodes and weights on [0, 1], `n` of them (Newton's method on
-/// the Legendre polynomial's roots): exact for polynomials of degree 2n - 1.
-pub fn gauss_legendre(n: usize) -> (Vec<f64>, Vec<f64>) {
-    let n = n.max(1);
-    let mut nodes = vec![0.0; n];
-    let mut weights = vec![0.0; n];
-    for i in 0..n.div_ceil(2) {
-        let mut x = (std::f64::consts::PI * (i as f64 + 0.75) / (n as f64 + 0.5)).cos();
-        let mut derivative = 1.0;
-        for _ in 0..100 {
-            // P_n(x) and P_n'(x) by the three-term recurrence.
-            let (mut p0, mut p1) = (1.0, x);
-            for k in 2..=n {
-                let k = k as f64;
-                (p0, p1) = (p1, ((2.0 * k - 1.0) * x * p1 - (k - 1.0) * p0) / k);
-            }
-            let (p, previous) = (p1, p0);
-            derivative = n as f64 * (x * p - previous) / (x * x - 1.0);
-            let step = p / derivative;
-            x -= step;
-            if step.abs() < 1e-15 {
-                break;
-            }
-        }
-        let w = 2.0 / ((1.0 - x * x) * derivative * derivative);
-        // Mapped from [-1, 1] to [0, 1].
-        nodes[i] = (1.0 - x) / 2.0;
-        nodes[n - 1 - i] = (1.0 + x) / 2.0;
-        weights[i] = w / 2.0;
-        weights[n - 1 - i] = w / 2.0;
-    }
-    (nodes, weights)
-}
-
 /// The index of the largest score (the first on ties); 0 when there is one.
 fn predicted(row: &[f32]) -> usize {
     if row.len() == 1 {
@@ -407,22 +379,4 @@ fn predicted(row: &[f32]) -> usize {
             if *v > acc.1 { (i, *v) } else { acc }
         })
         .0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::gauss_legendre;
-
-    #[test]
-    fn gauss_legendre_integrates_polynomials_exactly() {
-        for n in [1, 2, 3, 8, 32, 257] {
-            let (nodes, weights) = gauss_legendre(n);
-            assert!((weights.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{n}");
-            assert!(nodes.iter().all(|x| (0.0..=1.0).contains(x)));
-            // The integral of x^d over [0, 1] is 1 / (d + 1), exact up to d = 2n - 1.
-            let d = (2 * n - 1).min(40) as i32;
-            let got: f64 = nodes.iter().zip(&weights).map(|(x, w)| w * x.powi(d)).sum();
-            assert!((got - 1.0 / f64::from(d + 1)).abs() < 1e-10, "{n}: {got}");
-        }
-    }
 }

@@ -2,19 +2,7 @@
 //! `kiln train` and `kiln predict`, decimal commas read, `--delimiter` to force one,
 //! and the same hint from both when the delimiter is wrong.
 
-use std::process::Command;
-
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use super::run;
 
 #[test]
 fn semicolon_and_tab_files_train_and_predict() {

@@ -1,20 +1,7 @@
 //! `kiln promote`, `kiln rollback` and `kiln train --promote`: the README's offline
 //! block, where a second model with other inputs is not comparable with the first.
 
-use std::process::Command;
-
-/// Runs the binary; (success, stdout, stderr).
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use super::run;
 
 #[test]
 fn the_command_line_promotes_and_rolls_back() {

@@ -190,6 +190,29 @@ async fn lstm_and_gru_with_defaults_match_a_linear_ar_fit_on_seasonal_and_trendi
             );
         }
     }
+    // Hostile instances for a levelled version (the trend GRU serves now): values
+    // at f32's limit answer (relative to their own mean) or are a 4xx, never a 5xx.
+    let max = vec![f32::MAX; LAGS];
+    let alternating: Vec<f32> = (0..LAGS)
+        .map(|i| if i % 2 == 0 { 3e38 } else { -3e38 })
+        .collect();
+    for instance in [&max, &alternating, &vec![1e-38f32; LAGS]] {
+        let r = post(&server, "/predict", json!({"instances": [instance]})).await;
+        assert_eq!(r.status(), 200, "{instance:?}: {}", r.text().await.unwrap());
+        for method in ["integrated_gradients", "gradient_x_input"] {
+            let r = post(
+                &server,
+                "/explain",
+                json!({"instances": [instance], "method": method, "baseline": &max}),
+            )
+            .await;
+            let status = r.status().as_u16();
+            assert!(
+                status == 200 || status == 422,
+                "{instance:?} {method}: {status}"
+            );
+        }
+    }
     eprintln!("{report:#?}");
     server.stop().await.unwrap();
 }
