@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use std::sync::Arc;
 
+use super::columns::Team;
 use super::level::Level;
 use super::manifest::Manifest;
 use super::net::{BadInstance, Head, Net, Task};
@@ -30,6 +31,8 @@ pub struct LoadedModel {
     /// tuned for a few shapes only, all at warm-up.
     buckets: bool,
     drift: Option<Arc<DriftBasis>>,
+    /// Whether a team would split any of the pass's dense layers (probed once).
+    splits: std::sync::OnceLock<bool>,
 }
 
 /// What live inputs are compared with for drift: the version's training profile
@@ -152,6 +155,7 @@ impl LoadedModel {
             labels,
             net,
             device,
+            splits: std::sync::OnceLock::new(),
         }
     }
 
@@ -229,7 +233,36 @@ impl LoadedModel {
     /// Preprocesses and runs `rows` (row-major, `n` x [`input_width`](Self::input_width))
     /// through the network; returns row-major `n` x [`output_width`](Self::output_width):
     /// class probabilities for classifiers, target-unit values for regression.
-    pub fn forward(&self, mut rows: Vec<f32>, n: usize) -> Vec<f32> {
+    pub fn forward(&self, rows: Vec<f32>, n: usize) -> Vec<f32> {
+        self.forward_with(rows, n, None)
+    }
+
+    /// Whether a CPU pass would share any dense layer with a [`Team`]: found by
+    /// one pass of a row of zeros, the first time it is asked.
+    pub fn splits_columns(&self) -> bool {
+        *self.splits.get_or_init(|| {
+            struct Probe(std::sync::atomic::AtomicBool);
+            impl Team for Probe {
+                fn size(&self) -> usize {
+                    2
+                }
+                fn each(&self, job: &(dyn Fn(usize) -> Tensor<2> + Sync)) -> Vec<Tensor<2>> {
+                    self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+                    (0..2).map(job).collect()
+                }
+            }
+            if self.is_gpu() {
+                return false;
+            }
+            let probe = Probe(false.into());
+            let zeros = vec![0.0; self.input_width()];
+            self.forward_with(zeros, 1, Some(&probe));
+            probe.0.into_inner()
+        })
+    }
+
+    /// [`forward`](Self::forward), its large dense layers split among `team`.
+    pub fn forward_with(&self, mut rows: Vec<f32>, n: usize, team: Option<&dyn Team>) -> Vec<f32> {
         debug_assert_eq!(rows.len(), n * self.input_width());
         let levels = self.manifest.level.map(|l| {
             let offsets = l.offsets(&rows, self.input_width());
@@ -245,7 +278,7 @@ impl LoadedModel {
             TensorData::new(rows, [padded, self.input_width()]),
             &self.device,
         );
-        let y = self.net.forward(x);
+        let y = self.net.forward_with(x, team);
         let y = match (self.manifest.net.task, self.head) {
             (Task::Regression, _) => y,
             // One output is P(second class): answer both classes.

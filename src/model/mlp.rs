@@ -12,6 +12,7 @@ mod error;
 
 pub use error::{MAX_HIDDEN, MlpError};
 
+use super::columns::{self, Team};
 use super::sequential::Unmatched;
 use super::sequential::torch::{Expected, transpose};
 
@@ -180,10 +181,15 @@ impl Mlp {
 
     /// `[batch, input] -> [batch, output]`; the activation follows every layer but
     /// the last.
-    pub fn forward(&self, mut x: Tensor<2>) -> Tensor<2> {
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.forward_with(x, None)
+    }
+
+    /// [`forward`](Self::forward), its large layers split among `team`.
+    pub fn forward_with(&self, mut x: Tensor<2>, team: Option<&dyn Team>) -> Tensor<2> {
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x);
+            x = columns::linear(layer, x, team);
             if i < last {
                 x = self.activation.apply(x);
             }

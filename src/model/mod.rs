@@ -3,6 +3,7 @@
 //! import of foreign weights (read header first, within a byte budget, finite
 //! values only), and explanations.
 
+pub mod columns;
 pub mod explain;
 pub mod finite;
 pub mod import;

@@ -12,6 +12,7 @@ use burn::nn::{Initializer, LinearConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::columns::Team;
 pub use super::mlp::{ActivationKind, Mlp, MlpConfig};
 use super::sequential::BuildError;
 pub use super::sequential::{Head, Sequential, SequentialConfig};
@@ -364,6 +365,15 @@ impl Net {
         match self {
             Net::Mlp(m) => m.forward(x),
             Net::Sequential(s) => s.forward(x),
+        }
+    }
+
+    /// [`forward`](Self::forward), its large 2-D dense layers split among `team`
+    /// (inference only: the split is not differentiated).
+    pub fn forward_with(&self, x: Tensor<2>, team: Option<&dyn Team>) -> Tensor<2> {
+        match self {
+            Net::Mlp(m) => m.forward_with(x, team),
+            Net::Sequential(s) => s.forward_with(x, team),
         }
     }
 

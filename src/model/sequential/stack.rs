@@ -4,6 +4,7 @@
 use burn::prelude::*;
 
 use super::Layer;
+use crate::model::columns::{self, Team};
 
 /// An activation between layers, by rank (batch included).
 pub enum Act {
@@ -81,19 +82,29 @@ impl Sequential {
 
     /// `[batch, prod(input_shape)]` -> `[batch, prod(output shape)]`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.run(x, self.layers.len())
+        self.run(x, self.layers.len(), None)
+    }
+
+    /// [`forward`](Self::forward), its large 2-D dense layers split among `team`.
+    pub fn forward_with(&self, x: Tensor<2>, team: Option<&dyn Team>) -> Tensor<2> {
+        self.run(x, self.layers.len(), team)
     }
 
     /// [`forward`](Self::forward) without a trailing softmax / log_softmax /
     /// sigmoid head: the logits.
     pub fn forward_logits(&self, x: Tensor<2>) -> Tensor<2> {
-        self.run(x, self.layers.len() - usize::from(self.head_layer))
+        self.run(x, self.layers.len() - usize::from(self.head_layer), None)
     }
 
-    fn run(&self, x: Tensor<2>, upto: usize) -> Tensor<2> {
+    fn run(&self, x: Tensor<2>, upto: usize, team: Option<&dyn Team>) -> Tensor<2> {
         let mut a = Act::R2(x).reshape(&self.input_shape);
         for layer in &self.layers[..upto] {
-            a = layer.forward(a);
+            a = match (layer, a) {
+                (Layer::Linear(l), Act::R2(t)) if team.is_some() => {
+                    Act::R2(columns::linear(l, t, team))
+                }
+                (layer, a) => layer.forward(a),
+            };
         }
         a.flatten()
     }
