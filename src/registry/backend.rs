@@ -68,6 +68,10 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Removes leftovers of crashed writers untouched for `older_than`; returns
     /// how many.
     fn clean_tmp(&self, older_than: Duration) -> usize;
+
+    /// The backend of the named model `name`, a store of its own under
+    /// `models/<name>` (`name` is checked by [`ModelName`](super::ModelName)).
+    fn child(&self, name: &str) -> Result<std::sync::Arc<dyn Backend>, StoreError>;
 }
 
 /// Told how long each store request took and whether the store failed it (the

@@ -335,6 +335,12 @@ impl Backend for FsBackend {
         }
     }
 
+    fn child(&self, name: &str) -> Result<std::sync::Arc<dyn Backend>, StoreError> {
+        Ok(std::sync::Arc::new(FsBackend::open(
+            self.root.join(super::MODELS).join(name),
+        )?))
+    }
+
     fn clean_tmp(&self, older_than: std::time::Duration) -> usize {
         FsBackend::clean_tmp(self, older_than)
     }

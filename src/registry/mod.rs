@@ -17,6 +17,7 @@ mod backend;
 mod error;
 mod fs;
 mod location;
+mod names;
 mod object;
 mod routes;
 
@@ -26,6 +27,8 @@ pub use backend::{Backend, Observer, Tag};
 pub use error::StoreError;
 pub use fs::FsBackend;
 pub use location::{Location, ObjectSettings};
+use names::MODELS;
+pub use names::{MAX_NAME_LEN, ModelName, NameError};
 pub use object::ObjectBackend;
 pub use routes::{RouteEntry, RoutesRecord};
 

@@ -1,6 +1,7 @@
 //! [`ObjectBackend`]'s [`Backend`] operations, on the request helpers of
 //! `mod.rs`: the layout and the conditional writes its module doc describes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::path::Path as Key;
@@ -242,6 +243,14 @@ impl Backend for ObjectBackend {
         if let Err(e) = self.delete(Key::from(format!("{LOCKS}/{name}"))) {
             tracing::warn!(lock = name, error = %e, "cannot release a store lock; it expires when stale");
         }
+    }
+
+    fn child(&self, name: &str) -> Result<Arc<dyn Backend>, StoreError> {
+        Ok(Arc::new(ObjectBackend::child(
+            self,
+            super::super::MODELS,
+            name,
+        )))
     }
 
     fn clean_tmp(&self, older_than: Duration) -> usize {

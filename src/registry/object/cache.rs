@@ -18,7 +18,10 @@ pub struct Cache {
     max_bytes: u64,
     /// Serialises eviction within this process (another process sharing the
     /// directory only ever removes whole entries; a reader that loses one misses).
-    evicting: Mutex<()>,
+    evicting: std::sync::Arc<Mutex<()>>,
+    /// Starts every entry's file name: empty for the store's default model,
+    /// `<name>@` for a named one (named models share the directory and its bound).
+    prefix: String,
 }
 
 impl Cache {
@@ -31,12 +34,24 @@ impl Cache {
         Self {
             dir: root.join(name),
             max_bytes,
-            evicting: Mutex::new(()),
+            evicting: Default::default(),
+            prefix: String::new(),
+        }
+    }
+
+    /// The cache of the named model `name`: the same directory and bound, its
+    /// own entries.
+    pub fn child(&self, name: &str) -> Self {
+        Self {
+            dir: self.dir.clone(),
+            max_bytes: self.max_bytes,
+            evicting: self.evicting.clone(),
+            prefix: format!("{}{name}@", self.prefix),
         }
     }
 
     fn entry(&self, version: &str, name: &str) -> PathBuf {
-        self.dir.join(format!("{version}-{name}"))
+        self.dir.join(format!("{}{version}-{name}", self.prefix))
     }
 
     /// The cached bytes of `version`'s file `name`, if present.
@@ -64,7 +79,7 @@ impl Cache {
 
     /// Drops `version`'s entries (it was deleted).
     pub fn forget(&self, version: &str) {
-        let prefix = format!("{version}-");
+        let prefix = format!("{}{version}-", self.prefix);
         for (path, _, _) in self.entries() {
             let ours = path
                 .file_name()
@@ -146,6 +161,26 @@ mod tests {
         assert!(cache.get("v5", "weights").is_some());
         cache.forget("v5");
         assert_eq!(cache.get("v5", "weights"), None);
+    }
+
+    #[test]
+    fn named_models_keep_their_own_entries_within_one_bound() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = Cache::new(root.path(), "s3://bucket/models", 2500);
+        let fraud = cache.child("fraud");
+        cache.put("v1", "weights", &[1; 1000]);
+        fraud.put("v1", "weights", &[2; 1000]);
+        assert_eq!(cache.get("v1", "weights"), Some(vec![1; 1000]));
+        assert_eq!(fraud.get("v1", "weights"), Some(vec![2; 1000]));
+        fraud.forget("v1");
+        assert_eq!(fraud.get("v1", "weights"), None);
+        assert!(
+            cache.get("v1", "weights").is_some(),
+            "the default model's v1 stays"
+        );
+        fraud.put("v2", "weights", &[2; 1000]);
+        cache.child("churn").put("v1", "weights", &[3; 1000]);
+        assert!(cache.size() <= 2500, "one bound for every model");
     }
 
     #[test]

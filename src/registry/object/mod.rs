@@ -49,7 +49,7 @@ const LOCKS: &str = "locks";
 pub struct ObjectBackend {
     url: String,
     store: Arc<dyn ObjectStore>,
-    io: Bridge,
+    io: Arc<Bridge>,
     cache: Option<Cache>,
 }
 
@@ -68,9 +68,23 @@ impl ObjectBackend {
         Ok(Self {
             url,
             store,
-            io,
+            io: Arc::new(io),
             cache,
         })
+    }
+
+    /// The store of the named model under `dir/<name>`: the same bucket, I/O
+    /// threads and cache.
+    pub fn child(&self, dir: &str, name: &str) -> Self {
+        Self {
+            url: format!("{}/{dir}/{name}", self.url.trim_end_matches('/')),
+            store: Arc::new(object_store::prefix::PrefixStore::new(
+                self.store.clone(),
+                format!("{dir}/{name}"),
+            )),
+            io: self.io.clone(),
+            cache: self.cache.as_ref().map(|c| c.child(name)),
+        }
     }
 
     /// Runs one request on the store's runtime.
