@@ -102,6 +102,9 @@ pub struct ModelConfig {
     /// the runtime's default (`target/environment` in a Cargo checkout, else the
     /// user's cache directory).
     pub autotune_cache_dir: Option<PathBuf>,
+    /// Most named models one process serves beside the default one; a first
+    /// import under a new name past it is refused.
+    pub max_models: usize,
 }
 
 impl Default for ModelConfig {
@@ -111,6 +114,7 @@ impl Default for ModelConfig {
             backend: BackendKind::Cpu,
             device: "default".into(),
             autotune_cache_dir: None,
+            max_models: 100,
         }
     }
 }

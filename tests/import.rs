@@ -313,17 +313,11 @@ async fn upload(
     query: &str,
     token: Option<&str>,
 ) -> reqwest::Response {
-    let form = reqwest::multipart::Form::new()
-        .part(
-            "weights",
-            reqwest::multipart::Part::bytes(std::fs::read(weights).unwrap())
-                .file_name(weights.file_name().unwrap().to_string_lossy().into_owned()),
-        )
-        .part(
-            "config",
-            reqwest::multipart::Part::bytes(std::fs::read(config).unwrap())
-                .file_name(config.file_name().unwrap().to_string_lossy().into_owned()),
-        );
+    let form = common::import_form(
+        weights,
+        std::fs::read(config).unwrap(),
+        &config.file_name().unwrap().to_string_lossy(),
+    );
     let mut req = server
         .client
         .post(server.url(&format!("/models{query}")))

@@ -6,6 +6,8 @@
 mod common;
 #[path = "models/explain.rs"]
 mod explain;
+#[path = "models/named.rs"]
+mod named;
 
 use std::path::Path;
 use std::sync::Arc;

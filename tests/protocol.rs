@@ -167,7 +167,7 @@ async fn schemathesis_finds_no_server_error_and_no_schema_mismatch() {
     let runs: [(&[&str], &str); 2] = [
         (
             &["-c", "all", "--exclude-path-regex", "/infer$"],
-            "Tested: 29",
+            "Tested: 34",
         ),
         (
             &[
@@ -582,6 +582,10 @@ async fn versions_metadata_binary_tensors_and_docs() {
         "/models/rollback",
         "/models/{version}",
         "/models/{version}/promote",
+        "/models/{name}/predict",
+        "/models/{name}/versions",
+        "/models/{name}/versions/{version}/promote",
+        "/v2/repository/index",
         "/v2",
         "/v2/health/live",
         "/v2/health/ready",

@@ -76,6 +76,43 @@ pub async fn upload(
     req: Request,
 ) -> Result<(StatusCode, Json<Imported>), ApiError> {
     let Query(query) = query.map_err(|e| ApiError::Unprocessable(e.body_text()))?;
+    let received = receive(&state, req).await?;
+    let version = received.into(&state.models, query.activate).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Imported {
+            version,
+            active: query.activate,
+        }),
+    ))
+}
+
+/// An upload read and checked, holding the import slot.
+pub struct Received {
+    weights: tempfile::TempPath,
+    file_name: String,
+    config: NetConfig,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Received {
+    /// Imports the upload as a new version of the model `models` manages.
+    pub async fn into(
+        self,
+        models: &crate::serving::Models,
+        activate: bool,
+    ) -> Result<String, ApiError> {
+        let version = models
+            .import(self.weights, self.file_name, self.config, activate)
+            .await?;
+        tracing::info!(version, activate, "imported a version over HTTP");
+        Ok(version)
+    }
+}
+
+/// Reads and checks a multipart upload (`weights` and `config`) within the
+/// configured bounds, one at a time.
+pub async fn receive(state: &AppState, req: Request) -> Result<Received, ApiError> {
     let limit = state.config.server.max_upload_bytes;
     let too_large = || {
         ApiError::TooLarge(format!(
@@ -106,7 +143,7 @@ pub async fn upload(
         drain(req, limit).await;
         return Err(ApiError::QueueFull);
     };
-    let mut multipart = Multipart::from_request(req, &state)
+    let mut multipart = Multipart::from_request(req, state)
         .await
         .map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let part_error = |e: MultipartError| {
@@ -162,25 +199,15 @@ pub async fn upload(
     };
     let net_config = NetConfig::parse(&text, json)
         .map_err(|e| ApiError::Unprocessable(format!("config: {}", e.0)))?;
-    let name = if file_name.is_empty() {
+    let file_name = if file_name.is_empty() {
         "weights".to_string()
     } else {
         file_name
     };
-    let version = state
-        .models
-        .import(file.into_temp_path(), name, net_config, query.activate)
-        .await?;
-    tracing::info!(
-        version,
-        activate = query.activate,
-        "imported a version over HTTP"
-    );
-    Ok((
-        StatusCode::CREATED,
-        Json(Imported {
-            version,
-            active: query.activate,
-        }),
-    ))
+    Ok(Received {
+        weights: file.into_temp_path(),
+        file_name,
+        config: net_config,
+        _slot,
+    })
 }

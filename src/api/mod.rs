@@ -14,6 +14,7 @@ mod import;
 pub mod instances;
 mod models;
 mod monitoring;
+mod named;
 mod predict;
 mod routing;
 pub(crate) mod train;
@@ -91,6 +92,22 @@ pub struct Shared {
     pub after_reply: tokio_util::task::TaskTracker,
     /// What a prediction is: route choice, checks, ids, sampling, mirroring.
     pub inference: crate::serving::infer::Inference,
+    /// The default model (`model.name`), whose handles the fields above repeat.
+    pub default: Arc<crate::serving::bundle::Bundle>,
+    /// The named models served beside the default one.
+    pub catalog: crate::serving::catalog::Catalog,
+}
+
+impl Shared {
+    /// The model a client names: the default one by `model.name`, else a named
+    /// model this process serves.
+    pub fn bundle(&self, name: &str) -> Option<Arc<crate::serving::bundle::Bundle>> {
+        if name == self.config.model.name {
+            return Some(self.default.clone());
+        }
+        let name = crate::registry::ModelName::parse(name).ok()?;
+        self.catalog.get(&name)
+    }
 }
 
 /// Every route, with the middleware stack.
@@ -117,6 +134,18 @@ pub fn router(state: AppState) -> Router {
         .route("/models/rollback", post(models::rollback))
         .route("/models/{version}", get(models::get).delete(models::delete))
         .route("/models/{version}/promote", post(models::promote))
+        .route("/models/{version}/predict", post(named::predict))
+        .route(
+            "/models/{version}/versions",
+            get(named::versions)
+                .post(named::upload)
+                .layer(DefaultBodyLimit::max(state.config.server.max_upload_bytes)),
+        )
+        .route(
+            "/models/{version}/versions/{v}/promote",
+            post(named::promote),
+        )
+        .route("/v2/repository/index", post(named::index))
         .route("/models/{version}/canary", post(routing::canary))
         .route("/models/{version}/shadow", post(routing::shadow))
         .route("/openapi.json", get(docs::openapi))

@@ -84,6 +84,10 @@ impl VersionInfo {
 /// `GET /models`'s body.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ModelList {
+    /// `GET /models` only: every model this process serves, the default one
+    /// (`model.name`, whose versions these are) first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models: Option<Vec<String>>,
     pub active: Option<String>,
     pub previous: Option<String>,
     /// Oldest first.
@@ -94,8 +98,18 @@ pub struct ModelList {
 #[utoipa::path(get, path = "/models", tag = "models",
     responses((status = 200, description = "Versions and which is active", body = ModelList)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<ModelList>, ApiError> {
-    let store = state.store.clone();
-    let listing = tokio::task::spawn_blocking(move || -> Result<ModelList, ApiError> {
+    let mut listing = listing(state.store.clone()).await?;
+    listing.models = Some(
+        std::iter::once(state.config.model.name.clone())
+            .chain(state.catalog.all().iter().map(|b| b.name.clone()))
+            .collect(),
+    );
+    Ok(Json(listing))
+}
+
+/// The versions in `store`, and which one is active.
+pub async fn listing(store: crate::registry::Store) -> Result<ModelList, ApiError> {
+    tokio::task::spawn_blocking(move || -> Result<ModelList, ApiError> {
         let active = store.active()?;
         let versions = store
             .list()?
@@ -109,14 +123,14 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<ModelList>, ApiE
             })
             .collect();
         Ok(ModelList {
+            models: None,
             active: active.as_ref().map(|a| a.version.clone()),
             previous: active.and_then(|a| a.previous),
             versions,
         })
     })
     .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
-    Ok(Json(listing))
+    .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
 /// `GET /models/{version}`: one version's record, with its training summary.

@@ -66,9 +66,20 @@ pub async fn predict(
     headers: HeaderMap,
     body: Result<ApiJson<PredictRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
+    respond(&state, &state.inference, arrival, &headers, body).await
+}
+
+/// `/predict` for the model `inference` serves.
+pub async fn respond(
+    state: &AppState,
+    inference: &crate::serving::infer::Inference,
+    arrival: deadline::Arrival,
+    headers: &HeaderMap,
+    body: Result<ApiJson<PredictRequest>, ApiError>,
+) -> Result<Response, ApiError> {
     let result: Result<Response, ApiError> = async {
         let deadline =
-            deadline::deadline(&headers, arrival, state.config.batching.default_timeout())?;
+            deadline::deadline(headers, arrival, state.config.batching.default_timeout())?;
         let ApiJson(body) = body?;
         let query = Query {
             rows: body.instances.into(),
@@ -76,7 +87,7 @@ pub async fn predict(
             pinned: None,
             deadline,
         };
-        let Predicted { answer, ids } = state.inference.predict(query).await?;
+        let Predicted { answer, ids } = inference.predict(query).await?;
         let first = ids.first().copied();
         tracing::Span::current().record("model_version", &*answer.version);
         let mut response = Json(PredictResponse {

@@ -10,7 +10,8 @@
 //!    shadow mirror) completes; it computes on the batcher and logs its answers.
 //! 3. **Stop the batcher and executor.** The batcher sends what it holds to the
 //!    executor and ends; the executor finishes its last batch and ends.
-//! 4. **Flush the prediction log.** The writer writes every queued entry and ends:
+//! 4. **Flush the prediction logs** (the default model's and every named
+//!    model's). Each writer writes every queued entry and ends:
 //!    SIGTERM loses no prediction that was queued for the log.
 //! 5. **Stop the trainer and its workers.** Queued jobs are recorded
 //!    `interrupted`; the running job's worker gets SIGTERM (SIGKILL after
@@ -20,7 +21,7 @@
 //! 7. **The watchers** (store watch, retraining policy, the store sweep) finish
 //!    the check under way and end. A last check may find the trainer stopped: it
 //!    says so and ends.
-//! 8. **The model manager** finishes what it was asked (a promotion by the
+//! 8. **The model managers** (one per model) finish what it was asked (a promotion by the
 //!    trainer or a watcher) and ends.
 //!
 //! Each step may still use what a later step stops (a mirror needs the batcher,
@@ -37,8 +38,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState};
 use crate::explainer::ExplainerThread;
-use crate::monitoring::log::LogWriter;
-use crate::serving::ManagerThread;
+use crate::serving::bundle::BundleThreads;
 use crate::training::jobs::TrainerThreads;
 
 /// A started kiln: the handles every request uses, and the owner of each thread
@@ -54,13 +54,12 @@ pub struct Running {
     /// The batcher task.
     pub(super) batching: TaskTracker,
     pub(super) executor: std::thread::JoinHandle<()>,
-    /// `None` when `monitoring.sample_rate` is 0.
-    pub(super) log_writer: Option<LogWriter>,
+    /// The default model's manager and prediction-log writer.
+    pub(super) default: BundleThreads,
     pub(super) trainer: TrainerThreads,
     pub(super) explainer: ExplainerThread,
     /// The store watch, the retraining policy and the store sweep.
     pub(super) watchers: TaskTracker,
-    pub(super) manager: ManagerThread,
 }
 
 impl Running {
@@ -115,12 +114,13 @@ impl Running {
             load,
             batching,
             executor,
-            log_writer,
+            default,
             trainer,
             explainer,
             watchers,
-            manager,
         } = self;
+        let mut bundles = vec![default];
+        bundles.extend(state.catalog.take_threads());
         draining.cancel();
         // 2. Drain the queue.
         state.after_reply.close();
@@ -131,9 +131,13 @@ impl Running {
         batching.wait().await;
         let executor_panicked = blocking(move || executor.join()).await.is_err();
         // 4. The prediction log.
-        if let Some(writer) = log_writer {
-            blocking(move || writer.close()).await;
-        }
+        let bundles = blocking(move || {
+            for b in &mut bundles {
+                b.close_log();
+            }
+            bundles
+        })
+        .await;
         // 5. The trainer and its workers.
         blocking(move || trainer.stop()).await;
         // 6. The explainer.
@@ -145,7 +149,7 @@ impl Running {
         watchers.close();
         watchers.wait().await;
         // 8. The model manager.
-        blocking(move || manager.stop()).await;
+        blocking(move || bundles.into_iter().for_each(BundleThreads::stop_manager)).await;
         if let Some(e) = load_error {
             return Err(e);
         }

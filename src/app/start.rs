@@ -19,9 +19,7 @@ use crate::executor;
 use crate::executor::ActiveModel;
 use crate::explainer::Explainer;
 use crate::metrics::Metrics;
-use crate::monitoring::Monitor;
-use crate::serving::Models;
-use crate::serving::infer::{Inference, Limits, Parts};
+use crate::serving::catalog::Catalog;
 use crate::training::jobs::{Trainer, TrainerDeps};
 
 /// Builds every subsystem for `config` and starts their threads and tasks; the
@@ -57,20 +55,33 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
     let batching = TaskTracker::new();
     let batcher = Batcher::spawn(&config.batching, batch_tx, cost, metrics.clone(), &batching);
 
-    let (models, manager) = Models::spawn(
-        store.clone(),
-        device.clone(),
-        crate::serving::swap::WarmUp {
-            max_rows: config.batching.max_batch_size,
-            buckets: config.batching.shape_buckets,
-        },
-        crate::training::default_model,
-        model.clone(),
-    )
-    .context("starting the model manager")?;
     let (explainer, explainer_thread) =
         Explainer::spawn(config.explain.queue_capacity, batcher.clone())
             .context("starting the explainer thread")?;
+    let replica = crate::training::jobs::Owner::me().tag();
+    let watchers = TaskTracker::new();
+    let draining = CancellationToken::new();
+    let after_reply = TaskTracker::new();
+    let bundles = crate::serving::bundle::Shared {
+        config: config.clone(),
+        device: device.clone(),
+        batcher: batcher.clone(),
+        explainer: explainer.clone(),
+        mirrors: after_reply.clone(),
+        watchers: watchers.clone(),
+        draining: draining.clone(),
+        replica,
+    };
+    let (default, default_threads) = crate::serving::bundle::start(
+        &bundles,
+        config.model.name.clone(),
+        store.clone(),
+        crate::training::default_model,
+        model.clone(),
+    )
+    .context("starting the model manager and the prediction log writer")?;
+    let catalog = Catalog::new(bundles, store.clone(), crate::training::default_model);
+    let models = default.models.clone();
     let (trainer, trainer_threads) = Trainer::start(TrainerDeps {
         store: store.clone(),
         metrics: metrics.clone(),
@@ -78,20 +89,21 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
         config: (*config).clone(),
     })
     .context("starting the trainer")?;
-    let replica = crate::training::jobs::Owner::me().tag();
-    let (monitor, log_writer) =
-        Monitor::start(store.clone(), &replica, &config.monitoring, metrics.clone())
-            .context("starting the prediction log writer")?;
-
     // The active version loads in the background; a failure stops the server and
     // is the run's result.
-    let watchers = TaskTracker::new();
     let load_failed = CancellationToken::new();
     let load = {
         let (models, load_failed) = (models.clone(), load_failed.clone());
         let (sweeper, config, watchers) = (store.clone(), config.clone(), watchers.clone());
+        let catalog = catalog.clone();
         tokio::spawn(async move {
             let result = models.load_initial().await;
+            // The named models after the default one; each loads on its own.
+            match tokio::task::spawn_blocking(move || catalog.open_recorded()).await {
+                Ok(Ok(n)) if n > 0 => tracing::info!(models = n, "serving named models"),
+                Ok(Err(e)) => tracing::error!(error = %e, "cannot list the named models"),
+                _ => {}
+            }
             // Leftovers of crashed writers; a live writer keeps touching its files,
             // so an entry untouched this long (a minute at least) has no writer.
             // After the first load: on a bucket this is a listing, and serving need
@@ -110,26 +122,6 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
         })
     };
 
-    let draining = CancellationToken::new();
-    crate::serving::watch::spawn(
-        store.clone(),
-        models.clone(),
-        model.clone(),
-        Duration::from_millis(config.store.poll_interval_ms),
-        draining.clone(),
-        &watchers,
-    );
-    let monitor = Arc::new(monitor);
-    let after_reply = TaskTracker::new();
-    let inference = Inference::new(Parts {
-        batcher: batcher.clone(),
-        active: model.clone(),
-        routing: models.routes().clone(),
-        monitor: monitor.clone(),
-        explainer: explainer.clone(),
-        limits: Limits::from(&*config),
-        mirrors: after_reply.clone(),
-    });
     let state = AppState::new(Shared {
         config: config.clone(),
         batcher,
@@ -144,9 +136,11 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
         train_parses: Arc::new(tokio::sync::Semaphore::new(
             crate::api::train::MAX_CONCURRENT_SUBMISSIONS,
         )),
-        monitor,
+        monitor: default.monitor.clone(),
         after_reply,
-        inference,
+        inference: default.inference.clone(),
+        default,
+        catalog,
     });
     crate::retrain::spawn(
         crate::retrain::Deps {
@@ -177,10 +171,9 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
         load,
         batching,
         executor,
-        log_writer,
+        default: default_threads,
         trainer: trainer_threads,
         explainer: explainer_thread,
         watchers,
-        manager,
     })
 }

@@ -33,6 +33,11 @@ impl ActiveModel {
     }
 
     /// The version serving now, if any.
+    /// The metrics its swaps and readiness are reported to.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     pub fn current(&self) -> Option<Arc<LoadedModel>> {
         self.current.load_full()
     }

@@ -7,6 +7,8 @@
 //! service every prediction protocol calls ([`infer`]). The store itself
 //! (`registry`) only keeps bytes and records.
 
+pub mod bundle;
+pub mod catalog;
 mod error;
 pub mod infer;
 mod input;

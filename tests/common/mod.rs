@@ -359,6 +359,21 @@ pub async fn post(server: &Server, path: &str, body: Value) -> reqwest::Response
         .unwrap()
 }
 
+/// A `POST /models` form: the `weights` file and the model `config` (named
+/// `config_name`, whose extension tells TOML from JSON).
+pub fn import_form(weights: &Path, config: Vec<u8>, config_name: &str) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new()
+        .part(
+            "weights",
+            reqwest::multipart::Part::bytes(std::fs::read(weights).unwrap())
+                .file_name(weights.file_name().unwrap().to_string_lossy().into_owned()),
+        )
+        .part(
+            "config",
+            reqwest::multipart::Part::bytes(config).file_name(config_name.to_string()),
+        )
+}
+
 /// `GET path` as JSON.
 pub async fn get(server: &Server, path: &str) -> Value {
     get_json(&server.client, &server.url(path)).await

@@ -99,7 +99,7 @@ async fn infer_inner(
     ApiError,
 > {
     crate::api::auth::check_predict(req.headers(), state)?;
-    let model = resolve(state, &name, version.as_deref()).await?;
+    let (bundle, model) = resolve(state, &name, version.as_deref()).await?;
     let header_length = header_length(req.headers())?;
     // As on /predict: no type is read as JSON, a declared one must be JSON (or
     // octet-stream, with binary tensors after a JSON header).
@@ -238,7 +238,7 @@ async fn infer_inner(
     };
     // A value outside the computing version's domain is a malformed tensor by
     // the protocol: 400.
-    let Predicted { answer, ids } = state.inference.predict(query).await.map_err(|e| match e {
+    let Predicted { answer, ids } = bundle.inference.predict(query).await.map_err(|e| match e {
         InferError::Invalid(e) => ApiError::BadRequest(format!("input {INPUT:?}: {e}")),
         other => other.into(),
     })?;

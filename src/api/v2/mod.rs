@@ -23,6 +23,7 @@ use axum::extract::{Path, State};
 
 use super::{ApiError, AppState};
 use crate::model::{LoadedModel, Task};
+use crate::serving::bundle::Bundle;
 
 /// The only input tensor's name.
 pub const INPUT: &str = "input";
@@ -61,15 +62,15 @@ pub(super) async fn resolve(
     state: &AppState,
     name: &str,
     version: Option<&str>,
-) -> Result<Arc<LoadedModel>, ApiError> {
-    if name != state.config.model.name {
+) -> Result<(Arc<Bundle>, Arc<LoadedModel>), ApiError> {
+    let Some(bundle) = state.bundle(name) else {
         return Err(ApiError::NotFound(format!(
-            "no model {}; this server serves {:?}",
+            "no model {}; this server serves {:?} and the models `POST /v2/repository/index` lists",
             crate::quote::quoted(name),
             state.config.model.name
         )));
-    }
-    let active = state
+    };
+    let active = bundle
         .model
         .current()
         .ok_or_else(|| ApiError::NotReady("no model is loaded yet".into()))?;
@@ -78,17 +79,18 @@ pub(super) async fn resolve(
         .filter(|v| !v.is_empty() && v.len() <= 19 && v.bytes().all(|b| b.is_ascii_digit()))
         .map(|v| format!("v{}", v.trim_start_matches('0')));
     let version = numbered.as_deref().or(version);
-    match version {
+    let model = match version {
         None => Ok(active),
         Some(v) if v == active.version() => Ok(active),
-        Some(v) => state.models.get(v).await.map_err(|e| match e {
+        Some(v) => bundle.models.get(v).await.map_err(|e| match e {
             crate::serving::ManageError::NotFound(_) => ApiError::NotFound(format!(
                 "model {name:?} has no version {}",
                 crate::quote::quoted(v)
             )),
             other => ApiError::from(other),
         }),
-    }
+    }?;
+    Ok((bundle, model))
 }
 
 /// Tensor metadata of the model's outputs.
@@ -117,14 +119,14 @@ fn input_dims(model: &LoadedModel, batch: bool) -> Vec<i64> {
         .collect()
 }
 
-async fn metadata(state: &AppState, model: &LoadedModel) -> ModelMetadata {
+async fn metadata(bundle: &Bundle, model: &LoadedModel) -> ModelMetadata {
     // A listing is a request to the store (a bucket, perhaps): off the workers.
-    let store = state.store.clone();
+    let store = bundle.store.clone();
     let versions = tokio::task::spawn_blocking(move || store.list().unwrap_or_default())
         .await
         .unwrap_or_default();
     ModelMetadata {
-        name: state.config.model.name.clone(),
+        name: bundle.name.clone(),
         versions,
         platform: "kiln_burn",
         inputs: vec![TensorMetadata {
@@ -153,8 +155,8 @@ pub async fn model_metadata(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
-    let model = resolve(&state, &name, None).await?;
-    Ok(Json(metadata(&state, &model).await))
+    let (bundle, model) = resolve(&state, &name, None).await?;
+    Ok(Json(metadata(&bundle, &model).await))
 }
 
 /// `GET /v2/models/{name}/versions/{version}`.
@@ -170,8 +172,8 @@ pub async fn version_metadata(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
-    let model = resolve(&state, &name, Some(&version)).await?;
-    Ok(Json(metadata(&state, &model).await))
+    let (bundle, model) = resolve(&state, &name, Some(&version)).await?;
+    Ok(Json(metadata(&bundle, &model).await))
 }
 
 /// `GET /v2/models/{name}/ready`.
@@ -184,7 +186,7 @@ pub async fn model_ready(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<ModelReady>, ApiError> {
-    let model = resolve(&state, &name, None).await?;
+    let (_, model) = resolve(&state, &name, None).await?;
     Ok(Json(ModelReady {
         name,
         version: model.version().to_owned(),
@@ -205,7 +207,7 @@ pub async fn version_ready(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<ModelReady>, ApiError> {
-    let model = resolve(&state, &name, Some(&version)).await?;
+    let (_, model) = resolve(&state, &name, Some(&version)).await?;
     Ok(Json(ModelReady {
         name,
         version: model.version().to_owned(),
@@ -224,10 +226,10 @@ pub async fn model_config(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<TritonConfig>, ApiError> {
-    let model = resolve(&state, &name, None).await?;
+    let (bundle, model) = resolve(&state, &name, None).await?;
     let batching = &state.config.batching;
     Ok(Json(TritonConfig {
-        name: state.config.model.name.clone(),
+        name: bundle.name.clone(),
         platform: "kiln_burn",
         backend: "kiln",
         max_batch_size: batching.max_request_rows,

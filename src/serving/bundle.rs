@@ -1,0 +1,134 @@
+//! One served model: its store, the version it serves, its model manager, its
+//! monitor (prediction log, feedback, live quality, drift) and the inference
+//! service over the process's shared batcher and explainer.
+//!
+//! The default model (`model.name`, the store's root) is one [`Bundle`]; every
+//! named model another ([`super::catalog`]). [`start`] builds one and starts its
+//! threads; [`BundleThreads::stop`] ends them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use burn::prelude::Device;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::infer::{Inference, Limits, Parts};
+use super::{ManagerThread, Models, swap};
+use crate::batching::Batcher;
+use crate::config::Config;
+use crate::executor::ActiveModel;
+use crate::explainer::Explainer;
+use crate::monitoring::Monitor;
+use crate::monitoring::log::LogWriter;
+use crate::registry::Store;
+
+/// A served model's handles.
+pub struct Bundle {
+    /// The name clients use (`model.name` for the default model).
+    pub name: String,
+    pub store: Store,
+    pub model: ActiveModel,
+    pub models: Models,
+    /// Prediction ids, the prediction log, feedback and live quality.
+    pub monitor: Arc<Monitor>,
+    /// What a prediction is: route choice, checks, ids, sampling, mirroring.
+    pub inference: Inference,
+}
+
+/// What every bundle shares.
+#[derive(Clone)]
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub device: Device,
+    pub batcher: Batcher,
+    pub explainer: Explainer,
+    /// Shadow mirrors running after their answer (shutdown waits for them).
+    pub mirrors: TaskTracker,
+    /// The store watches.
+    pub watchers: TaskTracker,
+    /// Cancelled when shutdown begins.
+    pub draining: CancellationToken,
+    /// This replica's tag in prediction-log names.
+    pub replica: String,
+}
+
+/// The threads a bundle started.
+pub struct BundleThreads {
+    pub manager: ManagerThread,
+    /// `None` when `monitoring.sample_rate` is 0.
+    pub log_writer: Option<LogWriter>,
+}
+
+/// Builds the bundle of the model `name` kept in `store`, serving through `model`
+/// (whose metrics it reports to), and starts its model manager, prediction-log writer and store watch. Its
+/// version is not loaded here: call `models.load_initial()`.
+pub fn start(
+    shared: &Shared,
+    name: String,
+    store: Store,
+    bootstrap: swap::Bootstrap,
+    model: ActiveModel,
+) -> std::io::Result<(Arc<Bundle>, BundleThreads)> {
+    let config = &shared.config;
+    let metrics = model.metrics().clone();
+    let (models, manager) = Models::spawn(
+        store.clone(),
+        shared.device.clone(),
+        swap::WarmUp {
+            max_rows: config.batching.max_batch_size,
+            buckets: config.batching.shape_buckets,
+        },
+        bootstrap,
+        model.clone(),
+    )?;
+    let (monitor, log_writer) =
+        Monitor::start(store.clone(), &shared.replica, &config.monitoring, metrics)?;
+    super::watch::spawn(
+        store.clone(),
+        models.clone(),
+        model.clone(),
+        Duration::from_millis(config.store.poll_interval_ms),
+        shared.draining.clone(),
+        &shared.watchers,
+    );
+    let monitor = Arc::new(monitor);
+    let inference = Inference::new(Parts {
+        batcher: shared.batcher.clone(),
+        active: model.clone(),
+        routing: models.routes().clone(),
+        monitor: monitor.clone(),
+        explainer: shared.explainer.clone(),
+        limits: Limits::from(&**config),
+        mirrors: shared.mirrors.clone(),
+    });
+    let bundle = Bundle {
+        name,
+        store,
+        model,
+        models,
+        monitor,
+        inference,
+    };
+    Ok((
+        Arc::new(bundle),
+        BundleThreads {
+            manager,
+            log_writer,
+        },
+    ))
+}
+
+impl BundleThreads {
+    /// Flushes the prediction log (lifecycle step 4).
+    pub fn close_log(&mut self) {
+        if let Some(writer) = self.log_writer.take() {
+            writer.close();
+        }
+    }
+
+    /// Ends the model manager (lifecycle step 8).
+    pub fn stop_manager(self) {
+        self.manager.stop();
+    }
+}

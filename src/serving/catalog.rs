@@ -1,0 +1,134 @@
+//! The named models this process serves beside the default one: one [`Bundle`]
+//! each, found by name without a lock (an `ArcSwap` of the map), added by a first
+//! import under a new name, and opened at start for every model the store
+//! records.
+//!
+//! Named models share the process's batcher, executor, compute threads and
+//! explainer. Each has its own store (`models/<name>/`), versions, model manager
+//! and prediction log. Not yet per model: training and retraining (jobs train
+//! the default model), routes to its feedback, monitoring, canary and shadow, and
+//! metrics (a named model's series are kept apart, not exported).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use super::bundle::{self, Bundle, BundleThreads, Shared};
+use super::swap::Bootstrap;
+use crate::executor::ActiveModel;
+use crate::metrics::Metrics;
+use crate::registry::{ModelName, Store};
+
+/// Cheap `Clone` handle over the named models.
+#[derive(Clone)]
+pub struct Catalog(Arc<Inner>);
+
+struct Inner {
+    shared: Shared,
+    root: Store,
+    bootstrap: Bootstrap,
+    bundles: ArcSwap<BTreeMap<ModelName, Arc<Bundle>>>,
+    /// Every started bundle's threads, for shutdown.
+    threads: Mutex<Vec<BundleThreads>>,
+}
+
+impl Catalog {
+    /// An empty catalog over the store `root` (the default model's).
+    pub fn new(shared: Shared, root: Store, bootstrap: Bootstrap) -> Self {
+        Self(Arc::new(Inner {
+            shared,
+            root,
+            bootstrap,
+            bundles: ArcSwap::from_pointee(BTreeMap::new()),
+            threads: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// The named model `name`, if this process serves it.
+    pub fn get(&self, name: &ModelName) -> Option<Arc<Bundle>> {
+        self.0.bundles.load().get(name).cloned()
+    }
+
+    /// Every named model, in name order.
+    pub fn all(&self) -> Vec<Arc<Bundle>> {
+        self.0.bundles.load().values().cloned().collect()
+    }
+
+    /// Starts a bundle for every named model the store records and loads each
+    /// one's active version (blocking: call it off the async workers). A model
+    /// that fails to load is logged and left out; the others serve.
+    pub fn open_recorded(&self) -> Result<usize, crate::registry::StoreError> {
+        let names = self.0.root.model_names()?;
+        let mut opened = 0;
+        for name in names {
+            match self.start(&name) {
+                Ok(bundle) => {
+                    let has_versions = bundle.store.list().map(|v| !v.is_empty());
+                    if has_versions.unwrap_or(false) {
+                        let models = bundle.models.clone();
+                        let shown = name.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = models.load_initial().await {
+                                tracing::error!(model = %shown, error = %e, "a named model did not load");
+                            }
+                        });
+                    }
+                    self.insert(name, bundle);
+                    opened += 1;
+                }
+                Err(e) => tracing::error!(model = %name, error = %e, "cannot open a named model"),
+            }
+        }
+        Ok(opened)
+    }
+
+    /// A bundle for the named model `name`, started but not yet listed: `create`
+    /// lists it once its first version is in.
+    pub fn start(&self, name: &ModelName) -> Result<Arc<Bundle>, crate::registry::StoreError> {
+        let store = self.0.root.model(name)?;
+        let (bundle, threads) = bundle::start(
+            &self.0.shared,
+            name.to_string(),
+            store,
+            self.0.bootstrap,
+            // Kept apart until per-model labels land: a named model must not
+            // move the default model's readiness or version series.
+            ActiveModel::new(Metrics::new()),
+        )
+        .map_err(|source| crate::registry::StoreError::Io {
+            path: name.as_str().into(),
+            source,
+        })?;
+        self.0
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(threads);
+        Ok(bundle)
+    }
+
+    /// Records the named model `name` in the store and lists `bundle` under it.
+    pub fn create(
+        &self,
+        name: &ModelName,
+        bundle: Arc<Bundle>,
+    ) -> Result<(), crate::registry::StoreError> {
+        self.0.root.add_model(name)?;
+        self.insert(name.clone(), bundle);
+        Ok(())
+    }
+
+    fn insert(&self, name: ModelName, bundle: Arc<Bundle>) {
+        self.0.bundles.rcu(|map| {
+            let mut map = BTreeMap::clone(map);
+            map.insert(name.clone(), bundle.clone());
+            map
+        });
+    }
+
+    /// Every bundle's threads, for shutdown (none are started after).
+    pub fn take_threads(&self) -> Vec<BundleThreads> {
+        std::mem::take(&mut *self.0.threads.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}

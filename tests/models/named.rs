@@ -1,0 +1,255 @@
+//! Named models beside the default one: created by a first upload under a new
+//! name, each answering with its own weights (checked against PyTorch's reference
+//! outputs), listed, promoted, served over OIP v2, apart from the default model's
+//! versions, bounded by `model.max_models`, created once under concurrent first
+//! uploads, and back after a restart on the same store. Bad and unknown names get
+//! their 4xx.
+
+use std::path::Path;
+
+use crate::common::{Server, data, get, import_form, post, seed_small_model, test_config};
+use serde_json::{Value, json};
+
+async fn upload(server: &Server, name: &str, config: &[u8]) -> reqwest::Response {
+    let (weights, config_name) = if config.starts_with(b"{") {
+        (data("pytorch/linear.pt"), "model.json")
+    } else {
+        (data("seed_mlp.safetensors"), "model.toml")
+    };
+    let form = import_form(&weights, config.to_vec(), config_name);
+    let url = server.url(&format!("/models/{name}/versions"));
+    server
+        .client
+        .post(url)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn predict(server: &Server, path: &str, instances: Value) -> (u16, Value) {
+    let r = post(server, path, json!({ "instances": instances })).await;
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn index(server: &Server) -> Value {
+    post(server, "/v2/repository/index", json!(null))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+fn numbers(v: &Value) -> Vec<f64> {
+    match v {
+        Value::Array(a) => a.iter().flat_map(numbers).collect(),
+        n => vec![n.as_f64().unwrap()],
+    }
+}
+
+fn close(got: &Value, want: &Value, what: &str) {
+    let (g, w) = (numbers(got), numbers(want));
+    assert_eq!(g.len(), w.len(), "{what}: {got} vs {want}");
+    let near = g.iter().zip(&w).all(|(g, w)| (g - w).abs() <= 1e-4);
+    assert!(near, "{what}: {got} vs {want}");
+}
+
+/// The PyTorch `linear.pt` fixture's config (JSON), inputs and outputs.
+fn linear_fixture() -> (Vec<u8>, Value, Value) {
+    let reference: Value =
+        serde_json::from_slice(&std::fs::read(data("pytorch/reference.json")).unwrap()).unwrap();
+    let r = &reference["linear.pt"];
+    let config = json!({
+        "task": "regression",
+        "architecture": {"kind": "sequential", "input_shape": r["input_shape"], "layers": r["layers"]},
+    });
+    let config = serde_json::to_vec(&config).unwrap();
+    (config, r["input"].clone(), r["output"].clone())
+}
+
+/// The seed MLP's config (TOML) and its reference answer to a row of ones.
+fn seed_config() -> Vec<u8> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(root.join("config/models/seed-mlp.toml")).unwrap()
+}
+
+/// Checks that `name` answers as `linear.pt` does.
+async fn answers_as_linear(server: &Server, name: &str) {
+    let (_, inputs, outputs) = linear_fixture();
+    let (code, body) = predict(server, &format!("/models/{name}/predict"), inputs).await;
+    assert_eq!(code, 200, "{body}");
+    close(&body["predictions"], &outputs, name);
+}
+
+/// Checks that `name` answers as the seed MLP does.
+async fn answers_as_seed(server: &Server, name: &str) {
+    let reference: Value =
+        serde_json::from_slice(&std::fs::read(data("seed_mlp.reference.json")).unwrap()).unwrap();
+    let path = format!("/models/{name}/predict");
+    let (code, body) = predict(server, &path, json!([vec![1.0; 1000]])).await;
+    assert_eq!(code, 200, "{body}");
+    close(
+        &body["predictions"],
+        &json!([reference["outputs"]["ones"]]),
+        name,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_models_serve_their_own_weights_beside_the_default_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let default = seed_small_model(&store, 4);
+    let server = Server::start(test_config(&store)).await;
+
+    let (linear, inputs, outputs) = linear_fixture();
+    let r = upload(&server, "fraud", &linear).await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"version": "v1", "active": true})
+    );
+    let r = upload(&server, "churn", &seed_config()).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    answers_as_linear(&server, "fraud").await;
+    answers_as_seed(&server, "churn").await;
+
+    // The default model answers as before, by its routes and by its name.
+    let want = default.forward(vec![0.5, -1.0, 2.0, 0.25], 1);
+    for path in ["/predict", "/models/kiln/predict"] {
+        let (code, body) = predict(&server, path, json!([[0.5, -1.0, 2.0, 0.25]])).await;
+        assert_eq!(code, 200, "{path}: {body}");
+        close(&body["predictions"], &json!([want]), path);
+    }
+
+    // Listed, each with versions of its own.
+    let list = get(&server, "/models").await;
+    assert_eq!(list["models"], json!(["kiln", "churn", "fraud"]), "{list}");
+    assert_eq!(
+        list["versions"].as_array().unwrap().len(),
+        1,
+        "the default's own: {list}"
+    );
+    let fraud = get(&server, "/models/fraud/versions").await;
+    assert_eq!(fraud["active"], "v1", "{fraud}");
+    assert_eq!(fraud["versions"][0]["inputs"], 2, "{fraud}");
+    let ready = |name: &str| json!({"name": name, "version": "v1", "state": "READY"});
+    assert_eq!(
+        index(&server).await,
+        json!([ready("kiln"), ready("churn"), ready("fraud")])
+    );
+
+    // OIP v2 by name.
+    let flat = numbers(&inputs);
+    let tensor = json!({"name": "input", "shape": [2, 2], "datatype": "FP32", "data": flat});
+    let r = post(
+        &server,
+        "/v2/models/fraud/infer",
+        json!({ "inputs": [tensor] }),
+    )
+    .await;
+    let infer: Value = r.json().await.unwrap();
+    close(&infer["outputs"][0]["data"], &outputs, "fraud over OIP v2");
+    assert_eq!(infer["model_name"], "fraud", "{infer}");
+
+    // A second version, then promoted.
+    let r = upload(&server, "fraud", &linear).await;
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"version": "v2", "active": false})
+    );
+    let r = post(&server, "/models/fraud/versions/v2/promote", json!(null)).await;
+    assert_eq!(r.status(), 200);
+    let (_, body) = predict(&server, "/models/fraud/predict", json!([[0.1, 0.2]])).await;
+    assert_eq!(body["model_version"], "v2", "{body}");
+    let r = post(&server, "/models/fraud/versions/v9/promote", json!(null)).await;
+    assert_eq!(r.status(), 404);
+
+    // Names: a version id, capitals, a dot; and a model no one made.
+    for bad in ["v3", "Fraud", "a.b", &"x".repeat(65)] {
+        let r = upload(&server, bad, &linear).await;
+        assert_eq!(r.status(), 422, "{bad}");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("not a model name"),
+            "{body}"
+        );
+    }
+    let (code, body) = predict(&server, "/models/nobody/predict", json!([[1.0, 2.0]])).await;
+    assert_eq!(code, 404, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("nobody"), "{body}");
+    // A bad upload under a new name creates nothing.
+    let r = upload(&server, "broken", b"{not json").await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(
+        get(&server, "/models").await["models"],
+        json!(["kiln", "churn", "fraud"])
+    );
+    server.stop().await.unwrap();
+    assert!(store.join("models/fraud/versions/v2").is_dir());
+
+    // After a restart on the same store, every model serves again.
+    let server = Server::start(test_config(&store)).await;
+    for _ in 0..200 {
+        let all = index(&server).await;
+        let all = all.as_array().unwrap();
+        if all.len() == 3 && all.iter().all(|m| m["state"] == "READY") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (_, body) = predict(&server, "/models/fraud/predict", json!([[0.1, 0.2]])).await;
+    assert_eq!(body["model_version"], "v2", "{body}");
+    answers_as_linear(&server, "fraud").await;
+    answers_as_seed(&server, "churn").await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_models_are_bounded_and_created_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    seed_small_model(&store, 4);
+    let mut config = test_config(&store);
+    config.model.max_models = 2;
+    let server = Server::start(config).await;
+    let (linear, _, _) = linear_fixture();
+
+    // Four first uploads under one new name at once: one model. Imports run one
+    // at a time, so the others may be told to come back (429).
+    let uploads = (0..4).map(|_| upload(&server, "twin", &linear));
+    let codes: Vec<u16> = futures::future::join_all(uploads)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert!(codes.iter().all(|c| *c == 201 || *c == 429), "{codes:?}");
+    let created = codes.iter().filter(|c| **c == 201).count();
+    assert!(created >= 1, "{codes:?}");
+    let twin = get(&server, "/models/twin/versions").await;
+    assert_eq!(
+        twin["versions"].as_array().unwrap().len(),
+        created,
+        "{twin}"
+    );
+    assert_eq!(twin["active"], "v1", "{twin}");
+    let dirs = std::fs::read_dir(store.join("models")).unwrap();
+    assert_eq!(
+        dirs.filter(|e| e.as_ref().unwrap().path().is_dir()).count(),
+        1
+    );
+
+    assert_eq!(upload(&server, "second", &linear).await.status(), 201);
+    let r = upload(&server, "third", &linear).await;
+    assert_eq!(r.status(), 409);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("model.max_models"),
+        "{body}"
+    );
+    // A model that exists still takes new versions at the bound.
+    assert_eq!(upload(&server, "second", &linear).await.status(), 201);
+    answers_as_linear(&server, "twin").await;
+    answers_as_linear(&server, "second").await;
+    server.stop().await.unwrap();
+}
