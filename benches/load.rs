@@ -901,8 +901,13 @@ async fn monitoring_cost(seed_body: &Arc<Vec<u8>>, duration: Duration) {
             .text()
             .await
             .unwrap();
-        common::sample(&m, "kiln_prediction_log_entries_total{outcome=\"written\"}")
-            + common::sample(&m, "kiln_prediction_log_entries_total{outcome=\"dropped\"}")
+        common::sample(
+            &m,
+            "kiln_prediction_log_entries_total{model=\"kiln\",outcome=\"written\"}",
+        ) + common::sample(
+            &m,
+            "kiln_prediction_log_entries_total{model=\"kiln\",outcome=\"dropped\"}",
+        )
     };
     let mut quarter = 1;
     let started = Instant::now();

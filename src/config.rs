@@ -29,6 +29,7 @@ pub struct Config {
     pub explain: ExplainConfig,
     pub auth: AuthConfig,
     pub telemetry: TelemetryConfig,
+    pub metrics: MetricsConfig,
     pub monitoring: MonitoringConfig,
     pub retrain: RetrainConfig,
 }
@@ -289,6 +290,21 @@ impl Default for TelemetryConfig {
             level: "info".into(),
             access_log: true,
         }
+    }
+}
+
+/// `/metrics`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Most `model` label values, the default model's included; the series of
+    /// the models past it are summed under `model="_other"`.
+    pub max_models: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { max_models: 20 }
     }
 }
 

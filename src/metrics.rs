@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+pub mod models;
 mod monitoring;
 mod store;
 

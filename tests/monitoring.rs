@@ -96,11 +96,11 @@ async fn labels_join_logged_predictions_and_score_live_accuracy() {
     );
     let metrics = server.metrics().await;
     assert!(
-        metrics.contains("kiln_live_quality{metric=\"accuracy\",version=\"v1\"}"),
+        metrics.contains("kiln_live_quality{metric=\"accuracy\",model=\"kiln\",version=\"v1\"}"),
         "{metrics}"
     );
     assert_eq!(
-        common::sample(&metrics, "kiln_feedback_rows_total"),
+        common::sample(&metrics, "kiln_feedback_rows_total{model=\"kiln\"}"),
         rows.len() as f64
     );
     // Labelled rows are kept in the store for retraining.
@@ -237,7 +237,7 @@ async fn the_log_stays_within_its_bound() {
     let log = |metrics: &str, outcome: &str| {
         common::sample(
             metrics,
-            &format!("kiln_prediction_log_entries_total{{outcome=\"{outcome}\"}}"),
+            &format!("kiln_prediction_log_entries_total{{model=\"kiln\",outcome=\"{outcome}\"}}"),
         )
     };
     let metrics = server
@@ -251,7 +251,7 @@ async fn the_log_stays_within_its_bound() {
         .map(|e| e.unwrap().metadata().unwrap().len())
         .sum();
     assert!(bytes > 0 && bytes <= 16 * 1024, "{bytes} bytes on disk");
-    assert!(common::sample(&metrics, "kiln_prediction_log_bytes") <= 16.0 * 1024.0);
+    assert!(common::sample(&metrics, "kiln_prediction_log_bytes{model=\"kiln\"}") <= 16.0 * 1024.0);
     server.stop().await.unwrap();
 }
 
@@ -420,14 +420,14 @@ async fn a_store_that_refuses_log_segments_stops_logging_not_serving() {
         let r = server.predict(&json!([[5.1, 3.5, 1.4, 0.2]])).await;
         assert_eq!(r.status(), 200);
     }
-    let failed = "kiln_prediction_log_entries_total{outcome=\"failed\"}";
+    let failed = "kiln_prediction_log_entries_total{model=\"kiln\",outcome=\"failed\"}";
     let metrics = server
         .metrics_until(|m| common::sample(m, failed) == 20.0)
         .await;
     assert_eq!(
         common::sample(
             &metrics,
-            "kiln_prediction_log_entries_total{outcome=\"written\"}"
+            "kiln_prediction_log_entries_total{model=\"kiln\",outcome=\"written\"}"
         ),
         0.0
     );

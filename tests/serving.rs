@@ -526,35 +526,9 @@ async fn health_metrics_and_request_ids() {
         m.contains("kiln_requests_total{code=\"200\",route=\"/predict\"} 2"),
         "{m}"
     );
-    assert!(m.contains("kiln_model_info{version=\"v1\"} 1"));
+    assert!(m.contains("kiln_model_info{model=\"kiln\",version=\"v1\"} 1"));
 
-    // promtool, when installed (.ci/run installs it), finds nothing to complain about.
-    match std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    {
-        Ok(mut child) => {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(m.as_bytes()).unwrap();
-            let out = child.wait_with_output().unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(
-                out.status.success() && text.trim().is_empty(),
-                "promtool: {text}"
-            );
-        }
-        Err(_) if std::env::var_os("KILN_REQUIRE_PROMTOOL").is_none() => {
-            eprintln!("promtool not installed; skipping `promtool check metrics`");
-        }
-        Err(e) => panic!("KILN_REQUIRE_PROMTOOL is set but promtool cannot run: {e}"),
-    }
+    common::promtool_check_metrics(&m);
     server.stop().await.unwrap();
 }
 

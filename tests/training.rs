@@ -219,7 +219,7 @@ async fn hot_swap_under_load_never_drops_or_mixes_a_request() {
     assert!(answered.load(Ordering::Relaxed) > 200);
     assert_eq!(seen.len(), 2, "both versions served: {seen:?}");
     let m = server.metrics().await;
-    assert!(sample(&m, "kiln_model_swaps_total") >= 120.0);
+    assert!(sample(&m, "kiln_model_swaps_total{model=\"kiln\"}") >= 120.0);
     Arc::into_inner(server).unwrap().stop().await.unwrap();
 }
 

@@ -50,9 +50,35 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiErr
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    // The drift and route series are computed when scraped.
-    state.monitor.drift();
-    let routing = state.models.routes();
+    // The drift and route series are computed when scraped, model by model.
+    let named = state.catalog.all();
+    for bundle in std::iter::once(&state.default).chain(&named) {
+        scrape(bundle);
+    }
+    let labelled: Vec<(&str, &crate::metrics::Metrics)> = named
+        .iter()
+        .map(|b| (b.name.as_str(), b.model.metrics()))
+        .collect();
+    let text = crate::metrics::models::render(
+        &state.config.model.name,
+        &state.metrics,
+        &labelled,
+        state.config.metrics.max_models,
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+/// Sets a model's drift, route and shadow-agreement series from its monitor and
+/// routes.
+fn scrape(bundle: &crate::serving::bundle::Bundle) {
+    bundle.monitor.drift();
+    let routing = bundle.models.routes();
     let (canary, shadow) = (
         routing.get(RouteKind::Canary),
         routing.get(RouteKind::Shadow),
@@ -60,17 +86,14 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let routes = [("canary", canary.as_ref()), ("shadow", shadow.as_ref())]
         .into_iter()
         .filter_map(|(name, r)| Some((name, r?.model.version(), r?.percent)));
-    let agreement = state
+    let agreement = bundle
         .monitor
         .shadow_stats()
         .filter(|s| s.compared > 0)
         .map(|s| s.agreed as f64 / s.compared as f64);
-    state.metrics.monitoring.set_routes(routes, agreement);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
+    bundle
+        .model
+        .metrics()
+        .monitoring
+        .set_routes(routes, agreement);
 }

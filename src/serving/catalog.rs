@@ -6,8 +6,9 @@
 //! Named models share the process's batcher, executor, compute threads and
 //! explainer. Each has its own store (`models/<name>/`), versions, model manager
 //! and prediction log. Not yet per model: training and retraining (jobs train
-//! the default model), routes to its feedback, monitoring, canary and shadow, and
-//! metrics (a named model's series are kept apart, not exported).
+//! the default model), and routes to its feedback, monitoring, canary and shadow.
+//! Each reports to a `Metrics` of its own, exported under its `model` label
+//! (`metrics::models`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -92,8 +93,8 @@ impl Catalog {
             name.to_string(),
             store,
             self.0.bootstrap,
-            // Kept apart until per-model labels land: a named model must not
-            // move the default model's readiness or version series.
+            // Its own series: `/metrics` labels them with its name, and they never
+            // move the default model's readiness or version.
             ActiveModel::new(Metrics::new()),
         )
         .map_err(|source| crate::registry::StoreError::Io {

@@ -515,3 +515,39 @@ pub async fn train_version(client: &reqwest::Client, p: &Process, promote: &str)
     assert_eq!(job["state"], "succeeded", "{job}");
     job["version"].as_str().unwrap().to_string()
 }
+
+/// `promtool check metrics` on a scrape, when promtool is installed (`.ci/run`
+/// installs it): it finds nothing to complain about.
+pub fn promtool_check_metrics(text: &str) {
+    match std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(mut child) => {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                out.status.success() && said.trim().is_empty(),
+                "promtool: {said}"
+            );
+        }
+        Err(_) if std::env::var_os("KILN_REQUIRE_PROMTOOL").is_none() => {
+            eprintln!("promtool not installed; skipping `promtool check metrics`");
+        }
+        Err(e) => panic!("KILN_REQUIRE_PROMTOOL is set but promtool cannot run: {e}"),
+    }
+}

@@ -139,6 +139,15 @@ async fn named_models_serve_their_own_weights_beside_the_default_one() {
         json!([ready("kiln"), ready("churn"), ready("fraud")])
     );
 
+    // Each model's series under its own label, in one valid exposition.
+    let m = server.metrics().await;
+    for model in ["kiln", "churn", "fraud"] {
+        let info = format!("kiln_model_info{{model=\"{model}\",version=\"v1\"}} 1");
+        assert!(m.contains(&info), "{info} missing:\n{m}");
+    }
+    assert_eq!(m.matches("# TYPE kiln_model_info gauge").count(), 1);
+    crate::common::promtool_check_metrics(&m);
+
     // OIP v2 by name.
     let flat = numbers(&inputs);
     let tensor = json!({"name": "input", "shape": [2, 2], "datatype": "FP32", "data": flat});
@@ -251,5 +260,34 @@ async fn named_models_are_bounded_and_created_once() {
     assert_eq!(upload(&server, "second", &linear).await.status(), 201);
     answers_as_linear(&server, "twin").await;
     answers_as_linear(&server, "second").await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_labels_past_the_bound_are_summed_under_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    seed_small_model(&store, 4);
+    let mut config = test_config(&store);
+    config.metrics.max_models = 2;
+    let server = Server::start(config).await;
+    let (linear, _, _) = linear_fixture();
+    for name in ["a1", "b2", "c3"] {
+        assert_eq!(upload(&server, name, &linear).await.status(), 201);
+    }
+    let m = server.metrics().await;
+    for shown in [
+        "kiln_model_info{model=\"kiln\",version=\"v1\"} 1",
+        "kiln_model_info{model=\"a1\",version=\"v1\"} 1",
+        // b2 and c3 both serve v1.
+        "kiln_model_info{model=\"_other\",version=\"v1\"} 2",
+    ] {
+        assert!(m.contains(shown), "{shown} missing:\n{m}");
+    }
+    assert!(
+        !m.contains("model=\"b2\"") && !m.contains("model=\"c3\""),
+        "{m}"
+    );
+    crate::common::promtool_check_metrics(&m);
     server.stop().await.unwrap();
 }
