@@ -167,7 +167,7 @@ async fn schemathesis_finds_no_server_error_and_no_schema_mismatch() {
     let runs: [(&[&str], &str); 2] = [
         (
             &["-c", "all", "--exclude-path-regex", "/infer$"],
-            "Tested: 34",
+            "Tested: 40",
         ),
         (
             &[
@@ -583,9 +583,13 @@ async fn versions_metadata_binary_tensors_and_docs() {
         "/models/{version}",
         "/models/{version}/promote",
         "/models/{name}/predict",
+        "/models/{name}/explain",
         "/models/{name}/versions",
         "/models/{name}/versions/{version}/promote",
         "/v2/repository/index",
+        "/models/{name}/feedback",
+        "/models/{name}/monitoring",
+        "/models/{name}/versions/{version}/canary",
         "/v2",
         "/v2/health/live",
         "/v2/health/ready",

@@ -9,7 +9,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::{explain, health, import, models, monitoring, named, predict, routing, train, v2};
+use super::{
+    explain, health, import, models, monitoring, named, named_monitoring, predict, routing, train,
+    v2,
+};
 
 /// Swagger UI 5 (swagger-ui-dist, Apache-2.0; see assets/swagger-ui/LICENSE).
 const SWAGGER_JS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js");
@@ -55,10 +58,16 @@ const SWAGGER_CSS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui.cs
         v2::infer,
         v2::infer_version,
         named::predict,
+        named::explain,
         named::versions,
         named::upload,
         named::promote,
         named::index,
+        named_monitoring::feedback,
+        named_monitoring::report,
+        named_monitoring::drift,
+        named_monitoring::canary,
+        named_monitoring::shadow,
         openapi,
         ui,
     ),

@@ -50,32 +50,62 @@ pub struct ExplainResponse {
     pub model_version: String,
 }
 
+/// What `/explain` answers (the default model's route and named models').
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // describes the OpenAPI responses; never built
+pub enum ExplainAnswers {
+    /// One explanation per instance
+    #[response(status = 200, headers(("x-model-version" = String, description = "The version explained")))]
+    Explained(ExplainResponse),
+    /// Not valid JSON
+    #[response(status = 400)]
+    NotJson(crate::api::error::ErrorBody),
+    /// auth.protect_predict is on and the token is missing or wrong
+    #[response(status = 401)]
+    Unauthorized(crate::api::error::ErrorBody),
+    /// No such model (`/models/{name}/explain`)
+    #[response(status = 404)]
+    NotFound(crate::api::error::ErrorBody),
+    /// More instances than explain.max_rows
+    #[response(status = 413)]
+    TooLarge(crate::api::error::ErrorBody),
+    /// Not JSON
+    #[response(status = 415)]
+    NotJsonType(crate::api::error::ErrorBody),
+    /// Wrong widths, a bad baseline, target or steps, or a model whose inputs are ids
+    #[response(status = 422)]
+    Unprocessable(crate::api::error::ErrorBody),
+    /// Too many explanations waiting (Retry-After)
+    #[response(status = 429)]
+    Busy(crate::api::error::ErrorBody),
+    /// Loading or shutting down
+    #[response(status = 503)]
+    NotReady(crate::api::error::ErrorBody),
+}
+
 /// Explains each instance's prediction.
 #[utoipa::path(post, path = "/explain", tag = "predict",
     request_body = ExplainRequest,
-    responses(
-        (status = 200, description = "One explanation per instance", body = ExplainResponse,
-            headers(("x-model-version" = String, description = "The version explained"))),
-        (status = 400, description = "Not valid JSON", body = crate::api::error::ErrorBody),
-        (status = 401, description = "auth.protect_predict is on and the token is missing or wrong", body = crate::api::error::ErrorBody),
-        (status = 413, description = "More instances than explain.max_rows", body = crate::api::error::ErrorBody),
-        (status = 415, description = "Not JSON", body = crate::api::error::ErrorBody),
-        (status = 422, description = "Wrong widths, a bad baseline, target or steps, or a model whose inputs are ids", body = crate::api::error::ErrorBody),
-        (status = 429, description = "Too many explanations waiting (Retry-After)", body = crate::api::error::ErrorBody),
-        (status = 503, description = "Loading or shutting down", body = crate::api::error::ErrorBody),
-    ),
+    responses(ExplainAnswers),
     security((), ("bearer" = [])))]
 pub async fn explain(
     _: auth::PredictAuthorized,
     State(state): State<AppState>,
     body: Result<ApiJson<ExplainRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
+    explain_with(&state.inference, body).await
+}
+
+/// `/explain` for the model `inference` serves.
+pub async fn explain_with(
+    inference: &crate::serving::infer::Inference,
+    body: Result<ApiJson<ExplainRequest>, ApiError>,
+) -> Result<Response, ApiError> {
     let ApiJson(body) = body?;
     let Explained {
         version,
         explanations,
-    } = state
-        .inference
+    } = inference
         .explain(ExplainQuery {
             rows: body.instances.into(),
             method: body.method,

@@ -15,6 +15,7 @@ pub mod instances;
 mod models;
 mod monitoring;
 mod named;
+mod named_monitoring;
 mod predict;
 mod routing;
 pub(crate) mod train;
@@ -135,6 +136,7 @@ pub fn router(state: AppState) -> Router {
         .route("/models/{version}", get(models::get).delete(models::delete))
         .route("/models/{version}/promote", post(models::promote))
         .route("/models/{version}/predict", post(named::predict))
+        .route("/models/{version}/explain", post(named::explain))
         .route(
             "/models/{version}/versions",
             get(named::versions)
@@ -144,6 +146,26 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/models/{version}/versions/{v}/promote",
             post(named::promote),
+        )
+        .route(
+            "/models/{version}/feedback",
+            post(named_monitoring::feedback),
+        )
+        .route(
+            "/models/{version}/monitoring",
+            get(named_monitoring::report),
+        )
+        .route(
+            "/models/{version}/monitoring/drift",
+            get(named_monitoring::drift),
+        )
+        .route(
+            "/models/{version}/versions/{v}/canary",
+            post(named_monitoring::canary),
+        )
+        .route(
+            "/models/{version}/versions/{v}/shadow",
+            post(named_monitoring::shadow),
         )
         .route("/v2/repository/index", post(named::index))
         .route("/models/{version}/canary", post(routing::canary))

@@ -10,6 +10,7 @@ use crate::monitoring::Report;
 use crate::monitoring::drift::DriftReport;
 use crate::monitoring::feedback::FeedbackRequest;
 use crate::monitoring::join::FeedbackAccepted;
+use crate::serving::bundle::Bundle;
 use crate::serving::routing::{RouteInfo, RouteKind};
 
 /// `GET /monitoring`: live quality, and the routes it compares.
@@ -43,12 +44,20 @@ pub async fn feedback(
     State(state): State<AppState>,
     body: Result<ApiJson<FeedbackRequest>, ApiError>,
 ) -> Result<Json<FeedbackAccepted>, ApiError> {
+    feedback_to(&state.default, body).await
+}
+
+/// `/feedback` for the model `bundle` serves.
+pub async fn feedback_to(
+    bundle: &Bundle,
+    body: Result<ApiJson<FeedbackRequest>, ApiError>,
+) -> Result<Json<FeedbackAccepted>, ApiError> {
     let ApiJson(body) = body?;
-    let active = state
+    let active = bundle
         .model
         .current()
         .ok_or_else(|| ApiError::NotReady("no model is loaded yet".into()))?;
-    let accepted = state.monitor.clone().feedback(body.items, active).await?;
+    let accepted = bundle.monitor.clone().feedback(body.items, active).await?;
     Ok(Json(accepted))
 }
 
@@ -57,17 +66,22 @@ pub async fn feedback(
 #[utoipa::path(get, path = "/monitoring/drift", tag = "monitoring",
     responses((status = 200, description = "Drift of the live window", body = DriftReport)))]
 pub async fn drift(State(state): State<AppState>) -> Json<DriftReport> {
-    Json(state.monitor.drift())
+    Json(state.default.monitor.drift())
 }
 
 /// `GET /monitoring`: live quality per version.
 #[utoipa::path(get, path = "/monitoring", tag = "monitoring",
     responses((status = 200, description = "Live quality per version", body = MonitoringReport)))]
 pub async fn report(State(state): State<AppState>) -> Json<MonitoringReport> {
-    let routing = state.models.routes();
-    Json(MonitoringReport {
-        quality: state.monitor.report(),
+    Json(report_of(&state.default))
+}
+
+/// The live quality and routes of the model `bundle` serves.
+pub fn report_of(bundle: &Bundle) -> MonitoringReport {
+    let routing = bundle.models.routes();
+    MonitoringReport {
+        quality: bundle.monitor.report(),
         canary: routing.describe(RouteKind::Canary),
         shadow: routing.describe(RouteKind::Shadow),
-    })
+    }
 }

@@ -23,7 +23,7 @@ use crate::registry::{ActiveRecord, ModelName};
 use crate::serving::bundle::Bundle;
 
 /// The model `name` names, or a 404 that says why.
-fn served(state: &AppState, name: &str) -> Result<Arc<Bundle>, ApiError> {
+pub(super) fn served(state: &AppState, name: &str) -> Result<Arc<Bundle>, ApiError> {
     state
         .bundle(name)
         .ok_or_else(|| match ModelName::parse(name) {
@@ -62,6 +62,22 @@ pub async fn predict(
 ) -> Result<Response, ApiError> {
     let bundle = served(&state, &name)?;
     super::predict::respond(&state, &bundle.inference, arrival, &headers, body).await
+}
+
+/// `POST /models/{name}/explain`: `/explain` for the model `name`.
+#[utoipa::path(post, path = "/models/{name}/explain", tag = "predict",
+    params(("name" = String, Path, description = "A model name")),
+    request_body = super::explain::ExplainRequest,
+    responses(super::explain::ExplainAnswers),
+    security((), ("bearer" = [])))]
+pub async fn explain(
+    _: PredictAuthorized,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<ApiJson<super::explain::ExplainRequest>, ApiError>,
+) -> Result<Response, ApiError> {
+    let bundle = served(&state, &name)?;
+    super::explain::explain_with(&bundle.inference, body).await
 }
 
 /// `GET /models/{name}/versions`: the model's versions and which is active.

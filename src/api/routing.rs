@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::auth::Authorized;
 use super::{ApiError, ApiJson, AppState};
+use crate::api::error::ErrorBody;
 use crate::serving::routing::{RouteInfo, RouteKind};
 
 /// A route's share.
@@ -23,20 +24,46 @@ pub struct RouteRequest {
     pub percent: u32,
 }
 
+/// What setting a route answers (the default model's routes and named models').
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // describes the OpenAPI responses; never built
+pub enum RouteAnswers {
+    /// The route now in place (percent 0: none)
+    #[response(status = 200)]
+    Set(RouteInfo),
+    /// Not valid JSON
+    #[response(status = 400)]
+    NotJson(ErrorBody),
+    /// auth.token is set and the token is missing or wrong
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// No such model or version
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The active version, one that cannot be loaded or takes other inputs, or
+    /// (percent 0) the route is to another version
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// The body is over server.max_body_bytes
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Not JSON
+    #[response(status = 415)]
+    NotJsonType(ErrorBody),
+    /// percent outside 0..=100, or unknown fields
+    #[response(status = 422)]
+    Unprocessable(ErrorBody),
+    /// The model manager has stopped
+    #[response(status = 503)]
+    Stopped(ErrorBody),
+}
+
 /// `POST /models/{version}/canary`: `percent`% of unpinned requests are answered
 /// by `version`, decided per request; every answer names its version.
 #[utoipa::path(post, path = "/models/{version}/canary", tag = "models",
     params(("version" = String, Path, description = "A version that is not active")),
     request_body = RouteRequest,
-    responses((status = 200, description = "The route now in place (percent 0: none)", body = RouteInfo),
-        (status = 400, description = "Not valid JSON", body = crate::api::error::ErrorBody),
-        (status = 401, description = "auth.token is set and the token is missing or wrong", body = crate::api::error::ErrorBody),
-        (status = 404, description = "No such version", body = crate::api::error::ErrorBody),
-        (status = 409, description = "The active version, one that cannot be loaded or takes other inputs, or (percent 0) the route is to another version", body = crate::api::error::ErrorBody),
-        (status = 413, description = "The body is over server.max_body_bytes", body = crate::api::error::ErrorBody),
-        (status = 415, description = "Not JSON", body = crate::api::error::ErrorBody),
-        (status = 422, description = "percent outside 0..=100, or unknown fields", body = crate::api::error::ErrorBody),
-        (status = 503, description = "The model manager has stopped", body = crate::api::error::ErrorBody)),
+    responses(RouteAnswers),
     security((), ("bearer" = [])))]
 pub async fn canary(
     _: Authorized,
@@ -45,7 +72,7 @@ pub async fn canary(
     body: Result<ApiJson<RouteRequest>, ApiError>,
 ) -> Result<Json<RouteInfo>, ApiError> {
     let ApiJson(body) = body?;
-    set(&state, RouteKind::Canary, version, body.percent).await
+    set(&state.models, RouteKind::Canary, version, body.percent).await
 }
 
 /// `POST /models/{version}/shadow`: `percent`% of unpinned requests are also
@@ -55,15 +82,7 @@ pub async fn canary(
 #[utoipa::path(post, path = "/models/{version}/shadow", tag = "models",
     params(("version" = String, Path, description = "A version that is not active")),
     request_body = RouteRequest,
-    responses((status = 200, description = "The route now in place (percent 0: none)", body = RouteInfo),
-        (status = 400, description = "Not valid JSON", body = crate::api::error::ErrorBody),
-        (status = 401, description = "auth.token is set and the token is missing or wrong", body = crate::api::error::ErrorBody),
-        (status = 404, description = "No such version", body = crate::api::error::ErrorBody),
-        (status = 409, description = "The active version, one that cannot be loaded or takes other inputs, or (percent 0) the route is to another version", body = crate::api::error::ErrorBody),
-        (status = 413, description = "The body is over server.max_body_bytes", body = crate::api::error::ErrorBody),
-        (status = 415, description = "Not JSON", body = crate::api::error::ErrorBody),
-        (status = 422, description = "percent outside 0..=100, or unknown fields", body = crate::api::error::ErrorBody),
-        (status = 503, description = "The model manager has stopped", body = crate::api::error::ErrorBody)),
+    responses(RouteAnswers),
     security((), ("bearer" = [])))]
 pub async fn shadow(
     _: Authorized,
@@ -72,18 +91,16 @@ pub async fn shadow(
     body: Result<ApiJson<RouteRequest>, ApiError>,
 ) -> Result<Json<RouteInfo>, ApiError> {
     let ApiJson(body) = body?;
-    set(&state, RouteKind::Shadow, version, body.percent).await
+    set(&state.models, RouteKind::Shadow, version, body.percent).await
 }
 
-async fn set(
-    state: &AppState,
+/// Sets `kind`'s route to `version` on the model `models` manages.
+pub async fn set(
+    models: &crate::serving::Models,
     kind: RouteKind,
     version: String,
     percent: u32,
 ) -> Result<Json<RouteInfo>, ApiError> {
-    let info = state
-        .models
-        .route(kind, &version, f64::from(percent))
-        .await?;
+    let info = models.route(kind, &version, f64::from(percent)).await?;
     Ok(Json(info))
 }

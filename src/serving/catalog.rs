@@ -4,9 +4,9 @@
 //! records.
 //!
 //! Named models share the process's batcher, executor, compute threads and
-//! explainer. Each has its own store (`models/<name>/`), versions, model manager
-//! and prediction log. Not yet per model: training and retraining (jobs train
-//! the default model), and routes to its feedback, monitoring, canary and shadow.
+//! explainer. Each has its own store (`models/<name>/`), versions, model manager,
+//! routes, prediction log, feedback and live quality. Not yet per model:
+//! training and retraining (jobs train the default model).
 //! Each reports to a `Metrics` of its own, exported under its `model` label
 //! (`metrics::models`).
 

@@ -291,3 +291,87 @@ async fn model_labels_past_the_bound_are_summed_under_other() {
     crate::common::promtool_check_metrics(&m);
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_models_take_feedback_and_routes_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    seed_small_model(&store, 4);
+    let mut config = test_config(&store);
+    config.monitoring.sample_rate = 1.0;
+    let server = Server::start(config).await;
+    assert_eq!(upload(&server, "churn", &seed_config()).await.status(), 201);
+
+    let rows: Vec<Vec<f64>> = (0..3)
+        .map(|k| {
+            (0..1000)
+                .map(|i| ((i * (k + 1)) % 7) as f64 / 7.0)
+                .collect()
+        })
+        .collect();
+    let (code, answer) = predict(&server, "/models/churn/predict", json!(rows)).await;
+    assert_eq!(code, 200, "{answer}");
+    let items: Vec<Value> = answer["prediction_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(answer["predictions"].as_array().unwrap())
+        .map(|(id, p)| json!({"prediction_id": id, "target": p.as_f64().unwrap() + 0.5}))
+        .collect();
+    // The default model never answered these: its feedback route does not know them.
+    let r = post(&server, "/feedback", json!({ "items": items.clone() })).await;
+    assert_eq!(r.status(), 422);
+    let r = post(&server, "/models/churn/feedback", json!({ "items": items })).await;
+    assert_eq!(r.status(), 200);
+    let kept: Value = r.json().await.unwrap();
+    assert_eq!(kept["accepted"], 3, "{kept}");
+    assert_eq!(
+        kept["joined"].as_u64().unwrap() + kept["remembered"].as_u64().unwrap(),
+        3,
+        "{kept}"
+    );
+    let churn = get(&server, "/models/churn/monitoring").await;
+    assert_eq!(churn["versions"][0]["version"], "v1", "{churn}");
+    let default = get(&server, "/monitoring").await;
+    assert_eq!(default["versions"], json!([]), "{default}");
+    let drift = get(&server, "/models/churn/monitoring/drift").await;
+    assert!(drift.is_object(), "{drift}");
+
+    // A canary of the model's own second version takes every unpinned request.
+    assert_eq!(upload(&server, "churn", &seed_config()).await.status(), 201);
+    let set = |p: u32| {
+        post(
+            &server,
+            "/models/churn/versions/v2/canary",
+            json!({ "percent": p }),
+        )
+    };
+    assert_eq!(set(100).await.status(), 200);
+    let (_, body) = predict(&server, "/models/churn/predict", json!([vec![1.0; 1000]])).await;
+    assert_eq!(body["model_version"], "v2", "{body}");
+    assert_eq!(
+        get(&server, "/models/churn/monitoring").await["canary"]["version"],
+        "v2"
+    );
+    assert_eq!(set(0).await.status(), 200);
+    let (_, body) = predict(&server, "/models/churn/predict", json!([vec![1.0; 1000]])).await;
+    assert_eq!(body["model_version"], "v1", "{body}");
+    let r = post(&server, "/models/nobody/feedback", json!({ "items": [] })).await;
+    assert_eq!(r.status(), 404);
+
+    // Explanations of the model's own answers: attributions that add up to the
+    // answer less the baseline's (integrated gradients).
+    let body = json!({ "instances": [vec![1.0; 1000]], "method": "integrated_gradients" });
+    let r = post(&server, "/models/churn/explain", body).await;
+    assert_eq!(r.status(), 200);
+    let explained: Value = r.json().await.unwrap();
+    assert_eq!(explained["model_version"], "v1", "{explained}");
+    let e = &explained["explanations"][0];
+    let sum: f64 = numbers(&e["attributions"]).iter().sum();
+    let (out, base) = (numbers(&e["output"])[0], numbers(&e["baseline_output"])[0]);
+    assert!(
+        (sum - (out - base)).abs() <= 0.05 * (out - base).abs().max(1.0),
+        "{e}"
+    );
+    server.stop().await.unwrap();
+}
