@@ -110,6 +110,31 @@ impl Received {
     }
 }
 
+impl Received {
+    /// Imports the upload as the first version of the new named model `name`
+    /// (nothing of the model is started yet); the import slot comes back with
+    /// it, for the caller to hold until the model is listed.
+    pub async fn into_new(
+        self,
+        catalog: &crate::serving::catalog::Catalog,
+        name: &crate::registry::ModelName,
+    ) -> Result<(String, tokio::sync::OwnedSemaphorePermit), ApiError> {
+        let (catalog, name) = (catalog.clone(), name.clone());
+        let Self {
+            weights,
+            file_name,
+            config,
+            _slot,
+        } = self;
+        let version = tokio::task::spawn_blocking(move || {
+            catalog.first_version(&name, &weights, &file_name, &config)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+        Ok((version, _slot))
+    }
+}
+
 /// Reads and checks a multipart upload (`weights` and `config`) within the
 /// configured bounds, one at a time.
 pub async fn receive(state: &AppState, req: Request) -> Result<Received, ApiError> {

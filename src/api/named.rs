@@ -159,12 +159,15 @@ pub async fn upload(
             "this server already serves {max} named models (model.max_models)"
         )));
     }
+    // The version first: an upload that does not import starts nothing.
+    let (version, _slot) = received.into_new(&state.catalog, &name).await?;
     let catalog = state.catalog.clone();
     let started = name.clone();
     let bundle = tokio::task::spawn_blocking(move || catalog.start(&started))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let version = received.into(&bundle.models, true).await?;
+    // A store with one version and no active record activates it.
+    bundle.models.load_initial().await?;
     let catalog = state.catalog.clone();
     let created = name.clone();
     tokio::task::spawn_blocking(move || catalog.create(&created, bundle))

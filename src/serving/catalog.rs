@@ -109,6 +109,27 @@ impl Catalog {
         Ok(bundle)
     }
 
+    /// Writes the first version of the new named model `name` from `weights`
+    /// (the file a client named `file_name`) and `config`, before anything of the
+    /// model is started: weights that do not fit their config start nothing.
+    /// Blocking.
+    pub fn first_version(
+        &self,
+        name: &ModelName,
+        weights: &std::path::Path,
+        file_name: &str,
+        config: &crate::model::NetConfig,
+    ) -> Result<String, super::ManageError> {
+        let (manifest, net) = crate::model::import::import_as(
+            weights,
+            file_name,
+            config,
+            "upload",
+            &self.0.shared.device,
+        )?;
+        Ok(self.0.root.model(name)?.create_version(&manifest, &net)?)
+    }
+
     /// Records the named model `name` in the store and lists `bundle` under it.
     pub fn create(
         &self,

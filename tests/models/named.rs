@@ -187,9 +187,20 @@ async fn named_models_serve_their_own_weights_beside_the_default_one() {
     let (code, body) = predict(&server, "/models/nobody/predict", json!([[1.0, 2.0]])).await;
     assert_eq!(code, 404, "{body}");
     assert!(body["error"].as_str().unwrap().contains("nobody"), "{body}");
-    // A bad upload under a new name creates nothing.
+    // A bad upload under a new name creates nothing: a config that does not
+    // parse, or weights that do not fit it.
     let r = upload(&server, "broken", b"{not json").await;
     assert_eq!(r.status(), 422);
+    let form = import_form(&data("seed_mlp.safetensors"), linear.clone(), "model.json");
+    let url = server.url("/models/misfit/versions");
+    let r = server
+        .client
+        .post(url)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422, "{}", r.text().await.unwrap());
     assert_eq!(
         get(&server, "/models").await["models"],
         json!(["kiln", "churn", "fraud"])
