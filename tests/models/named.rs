@@ -232,8 +232,14 @@ async fn named_models_are_bounded_and_created_once() {
     seed_small_model(&store, 4);
     let mut config = test_config(&store);
     config.model.max_models = 2;
+    config.server.max_upload_bytes = 256 * 1024;
     let server = Server::start(config).await;
     let (linear, _, _) = linear_fixture();
+
+    // An upload over server.max_upload_bytes (the seed MLP's 2 MB) creates nothing.
+    let r = upload(&server, "huge", &seed_config()).await;
+    assert_eq!(r.status(), 413);
+    assert_eq!(get(&server, "/models").await["models"], json!(["kiln"]));
 
     // Four first uploads under one new name at once: one model. Imports run one
     // at a time, so the others may be told to come back (429).
