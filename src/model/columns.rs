@@ -30,7 +30,13 @@ const ALIGN: usize = 16;
 /// Whether `linear` is split among a team of `size`.
 pub fn splits(linear: &Linear, size: usize) -> bool {
     let [inputs, outputs] = linear.weight.dims();
-    size > 1 && inputs * outputs >= MIN_SPLIT_WEIGHTS && outputs >= 2 * ALIGN
+    splits_shape(inputs, outputs, size)
+}
+
+/// Whether a dense layer of `inputs` x `outputs` weights is split among a team of
+/// `size`.
+pub fn splits_shape(inputs: usize, outputs: usize, size: usize) -> bool {
+    size > 1 && inputs.saturating_mul(outputs) >= MIN_SPLIT_WEIGHTS && outputs >= 2 * ALIGN
 }
 
 /// `linear` applied to `x` (`[rows, inputs]`), split among `team` when it is
@@ -62,7 +68,7 @@ pub fn linear(linear: &Linear, x: Tensor<2>, team: Option<&dyn Team>) -> Tensor<
 }
 
 /// `outputs` columns cut into at most `size` contiguous ranges of aligned widths.
-fn slices(outputs: usize, size: usize) -> Vec<std::ops::Range<usize>> {
+pub fn slices(outputs: usize, size: usize) -> Vec<std::ops::Range<usize>> {
     let per = outputs.div_ceil(size).div_ceil(ALIGN) * ALIGN;
     (0..size)
         .map(|i| (i * per).min(outputs)..((i + 1) * per).min(outputs))

@@ -45,7 +45,8 @@ pub enum ActivationKind {
 }
 
 impl ActivationKind {
-    fn apply<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
+    /// The activation applied to `x`.
+    pub fn apply<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
         match self {
             Self::Relu => activation::relu(x),
             Self::Gelu => activation::gelu(x),
@@ -177,6 +178,16 @@ impl Mlp {
             layers,
             activation: cfg.activation,
         }
+    }
+
+    /// The dense layers, first to last.
+    pub fn layers(&self) -> &[Linear] {
+        &self.layers
+    }
+
+    /// The activation after every layer but the last.
+    pub fn activation(&self) -> ActivationKind {
+        self.activation
     }
 
     /// `[batch, input] -> [batch, output]`; the activation follows every layer but

@@ -253,7 +253,9 @@ pub fn fit(
                 let (batch_loss, mut grads) = batch_grads.grads(&net, &rows, batch, &terms);
                 loss_sum += batch_loss * batch.len() as f64;
                 if let Some(max) = spec.grad_clip_norm {
-                    schedule::clip_norm(&net, &mut grads, max);
+                    let mut whole = grads.joined();
+                    schedule::clip_norm(&net, &mut whole, max);
+                    grads = whole.into();
                 }
                 let progress = (epoch - 1) as f64 + b as f64 / batches as f64;
                 let step_lr = spec

@@ -20,10 +20,10 @@ use std::collections::HashMap;
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::module::{ModuleMapper, Param, ParamId};
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use rayon::prelude::*;
 
+use super::blocks::Grads;
 use crate::compute::ComputePool;
 use crate::model::Net;
 
@@ -59,13 +59,7 @@ impl FusedAdam {
     /// Applies one step of `grads` to every parameter of `net` that has a gradient.
     /// With `pool`, each parameter's loop is shared among its threads (the caller
     /// runs on its first); without, among the rayon pool the caller runs in.
-    pub fn step(
-        &mut self,
-        lr: f64,
-        net: Net,
-        mut grads: GradientsParams,
-        pool: Option<&ComputePool>,
-    ) -> Net {
+    pub fn step(&mut self, lr: f64, net: Net, mut grads: Grads, pool: Option<&ComputePool>) -> Net {
         net.map(&mut Step {
             optim: self,
             lr: lr as f32,
@@ -74,13 +68,15 @@ impl FusedAdam {
         })
     }
 
-    /// Updates `w` in place from its gradient `g`.
+    /// Updates `w` in place from its gradient, given in `pieces` that cover it in
+    /// order: one piece is shared among `pool`'s threads by chunks; several (row
+    /// blocks, one per thread) are each updated on their own thread.
     fn update(
         &mut self,
         id: ParamId,
         lr: f32,
         w: &mut [f32],
-        g: &[f32],
+        pieces: &[&[f32]],
         pool: Option<&ComputePool>,
     ) {
         let moments = self.moments.entry(id).or_insert_with(|| Moments {
@@ -103,30 +99,61 @@ impl FusedAdam {
         };
         let Moments { m, v, .. } = moments;
         let run = |(((w, g), m), v): Chunks| pulp::Arch::new().dispatch(kernel.on(w, g, m, v));
-        if let Some(pool) = pool.filter(|p| p.threads() > 1 && w.len() > CHUNK) {
-            // One contiguous range per thread, cut at chunk bounds.
-            let chunks = w.len().div_ceil(CHUNK);
-            let per = chunks.div_ceil(pool.threads()) * CHUNK;
-            let ranges: Vec<Chunks> = w
-                .chunks_mut(per)
-                .zip(g.chunks(per))
-                .zip(m.chunks_mut(per))
-                .zip(v.chunks_mut(per))
-                .collect();
-            pool.run_each(ranges, |_, part| run(part));
-        } else if w.len() > CHUNK && rayon::current_num_threads() > 1 {
-            w.par_chunks_mut(CHUNK)
-                .zip(g.par_chunks(CHUNK))
-                .zip(m.par_chunks_mut(CHUNK))
-                .zip(v.par_chunks_mut(CHUNK))
-                .for_each(run);
-        } else {
-            w.chunks_mut(CHUNK)
-                .zip(g.chunks(CHUNK))
-                .zip(m.chunks_mut(CHUNK))
-                .zip(v.chunks_mut(CHUNK))
-                .for_each(run);
+        if let [g] = pieces {
+            update_whole(w, g, m, v, pool, run);
+            return;
         }
+        let (mut w, mut m, mut v) = (&mut *w, &mut m[..], &mut v[..]);
+        let mut parts: Vec<Chunks> = Vec::with_capacity(pieces.len());
+        for g in pieces {
+            let (wh, wt) = std::mem::take(&mut w).split_at_mut(g.len());
+            let (mh, mt) = std::mem::take(&mut m).split_at_mut(g.len());
+            let (vh, vt) = std::mem::take(&mut v).split_at_mut(g.len());
+            parts.push((((wh, g), mh), vh));
+            (w, m, v) = (wt, mt, vt);
+        }
+        match pool.filter(|p| p.threads() >= parts.len()) {
+            Some(pool) => {
+                pool.run_each(parts, |_, part| run(part));
+            }
+            None => parts.into_iter().for_each(run),
+        }
+    }
+}
+
+/// One whole gradient's update: shared among `pool`'s threads by chunks, else
+/// among the rayon pool the caller runs in, else on the caller's thread.
+fn update_whole(
+    w: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    pool: Option<&ComputePool>,
+    run: impl Fn(Chunks) + Sync + Send,
+) {
+    if let Some(pool) = pool.filter(|p| p.threads() > 1 && w.len() > CHUNK) {
+        // One contiguous range per thread, cut at chunk bounds.
+        let chunks = w.len().div_ceil(CHUNK);
+        let per = chunks.div_ceil(pool.threads()) * CHUNK;
+        let ranges: Vec<Chunks> = w
+            .chunks_mut(per)
+            .zip(g.chunks(per))
+            .zip(m.chunks_mut(per))
+            .zip(v.chunks_mut(per))
+            .collect();
+        pool.run_each(ranges, |_, part| run(part));
+    } else if w.len() > CHUNK && rayon::current_num_threads() > 1 {
+        w.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .for_each(run);
+    } else {
+        w.chunks_mut(CHUNK)
+            .zip(g.chunks(CHUNK))
+            .zip(m.chunks_mut(CHUNK))
+            .zip(v.chunks_mut(CHUNK))
+            .for_each(run);
     }
 }
 
@@ -202,41 +229,53 @@ type Chunks<'a> = (((&'a mut [f32], &'a [f32]), &'a mut [f32]), &'a mut [f32]);
 struct Step<'a> {
     optim: &'a mut FusedAdam,
     lr: f32,
-    grads: &'a mut GradientsParams,
+    grads: &'a mut Grads,
     pool: Option<&'a ComputePool>,
 }
 
 impl Step<'_> {
-    /// Updates `w` from `g` inside `w`'s buffer when it can (contiguous, the same
-    /// layout as `g`, not shared); otherwise on contiguous copies.
-    fn update_in_place(&mut self, id: ParamId, mut w: FlexTensor, g: FlexTensor) -> FlexTensor {
-        let same_layout = w.is_contiguous()
-            && g.is_contiguous()
-            && w.layout().shape() == g.layout().shape()
-            && w.layout().contiguous_offsets() == Some((0, w.layout().shape().num_elements()));
-        if same_layout && let Some(grad) = g.as_slice::<f32>() {
-            let grad_len = grad.len();
+    /// Updates `w` from its gradient `g` (whole, or row blocks that cover it in
+    /// order) inside `w`'s buffer when it can (contiguous, not shared, every piece
+    /// contiguous and `w`'s length together); otherwise on contiguous copies.
+    fn update_in_place(
+        &mut self,
+        id: ParamId,
+        mut w: FlexTensor,
+        g: Vec<FlexTensor>,
+    ) -> FlexTensor {
+        let whole = w.layout().contiguous_offsets() == Some((0, w.layout().shape().num_elements()));
+        let pieces: Option<Vec<&[f32]>> = g.iter().map(|p| p.as_slice::<f32>()).collect();
+        if whole
+            && let Some(pieces) = pieces
+            && (pieces.len() > 1 || w.layout().shape() == g[0].layout().shape())
+        {
+            let total: usize = pieces.iter().map(|p| p.len()).sum();
             if let Some(weights) = w.try_storage_mut::<f32>()
-                && weights.len() == grad_len
+                && weights.len() == total
             {
-                self.optim.update(id, self.lr, weights, grad, self.pool);
+                self.optim.update(id, self.lr, weights, &pieces, self.pool);
                 return w;
             }
         }
         // A view, a shared buffer or a dtype this loop does not take: work on copies.
         let w = w.to_contiguous();
-        let g = g.to_contiguous();
         let shape = w.layout().shape().clone();
         let mut values = w
             .into_data()
             .try_into_vec::<f32>()
             .expect("parameters are f32");
-        let grad = g
-            .into_data()
-            .try_into_vec::<f32>()
-            .expect("gradients are f32");
+        let mut grad = Vec::with_capacity(values.len());
+        for piece in g {
+            grad.extend(
+                piece
+                    .to_contiguous()
+                    .into_data()
+                    .try_into_vec::<f32>()
+                    .expect("gradients are f32"),
+            );
+        }
         self.optim
-            .update(id, self.lr, &mut values, &grad, self.pool);
+            .update(id, self.lr, &mut values, &[&grad], self.pool);
         FlexTensor::from_data(TensorData::new(values, shape))
     }
 }
@@ -244,21 +283,29 @@ impl Step<'_> {
 impl ModuleMapper for Step<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let (id, tensor, mapper) = param.consume();
-        let Some(grad) = self.grads.remove::<D>(id) else {
-            return Param::from_mapped_value(id, tensor, mapper);
+        let grad: Vec<FlexTensor> = match self.grads.take_blocks(id) {
+            Some(blocks) => blocks
+                .into_iter()
+                .map(|b| b.try_into_primitive::<Flex>().ok())
+                .collect::<Option<_>>()
+                .expect("the fused optimizer runs on the CPU backend only"),
+            None => match self.grads.take_whole::<D>(id) {
+                Some(g) => vec![
+                    g.try_into_primitive::<Flex>()
+                        .expect("the fused optimizer runs on the CPU backend only"),
+                ],
+                None => return Param::from_mapped_value(id, tensor, mapper),
+            },
         };
         let require_grad = tensor.is_require_grad();
         let strategy = tensor.gradient_checkpointing_strategy();
         let inner = tensor.inner();
-        let mut updated = match (
-            inner.try_into_primitive::<Flex>(),
-            grad.try_into_primitive::<Flex>(),
-        ) {
-            (Ok(w), Ok(g)) => Tensor::from_inner(Tensor::<D>::from_primitive::<Flex>(
-                self.update_in_place(id, w, g),
-            )),
-            _ => unreachable!("the fused optimizer runs on the CPU backend only"),
-        };
+        let w = inner
+            .try_into_primitive::<Flex>()
+            .expect("the fused optimizer runs on the CPU backend only");
+        let mut updated = Tensor::from_inner(Tensor::<D>::from_primitive::<Flex>(
+            self.update_in_place(id, w, grad),
+        ));
         if let Some(strategy) = strategy {
             updated = updated.with_gradient_checkpointing_strategy(strategy);
         }

@@ -3,7 +3,9 @@
 //! input to version ([`run`]), its candidates on recency windows ([`windows`]), and background jobs in worker processes ([`jobs`]).
 //! Also the default model an empty store starts with.
 
+mod blocks;
 pub mod budget;
+mod columns;
 pub mod data;
 pub mod defaults;
 pub mod error;

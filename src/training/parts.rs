@@ -5,11 +5,10 @@ use burn::module::{ModuleVisitor, Param};
 use burn::nn::Initializer;
 use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLossConfig, MseLoss, Reduction};
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{
-    AdaGradConfig, AdamConfig, AdamWConfig, GradientsParams, RmsPropConfig, SgdConfig,
-};
+use burn::optim::{AdaGradConfig, AdamConfig, AdamWConfig, RmsPropConfig, SgdConfig};
 use burn::prelude::*;
 
+use super::blocks::Grads;
 use super::fused::FusedAdam;
 use super::spec::{InitSpec, LossKind, OptimizerSpec};
 use crate::compute::ComputePool;
@@ -38,15 +37,9 @@ pub enum Stepper {
 impl Stepper {
     /// Applies one step; the fused step shares its arithmetic among `pool`'s
     /// threads when there is one.
-    pub fn step(
-        &mut self,
-        lr: f64,
-        net: Net,
-        grads: GradientsParams,
-        pool: Option<&ComputePool>,
-    ) -> Net {
+    pub fn step(&mut self, lr: f64, net: Net, grads: Grads, pool: Option<&ComputePool>) -> Net {
         match self {
-            Self::Burn(optim) => optim.step(lr, net, grads),
+            Self::Burn(optim) => optim.step(lr, net, grads.joined()),
             Self::Fused(optim) => optim.step(lr, net, grads, pool),
         }
     }

@@ -24,6 +24,8 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 
+use super::blocks::Grads;
+use super::columns;
 use super::parts::{data_loss, penalty};
 use super::spec::LossKind;
 use crate::compute::ComputePool;
@@ -35,6 +37,10 @@ pub const MIN_PART_ROWS: usize = 64;
 /// Multiply-adds per part (rows x parameters) below which a cut costs more than it
 /// saves (a hand-over is some tens of microseconds).
 const MIN_PART_WORK: u64 = 1 << 20;
+
+/// How long the part threads spin after a job before they sleep: longer than the
+/// gaps between one step's hand-overs (see `ComputePool::warm`).
+const WARM: std::time::Duration = std::time::Duration::from_micros(500);
 
 /// What a batch's loss is made of.
 pub struct LossTerms<'a> {
@@ -91,11 +97,13 @@ impl BatchGrads {
         let cut = threads > 1
             && crate::device::is_flex(device)
             && !net.batch_statistics()
-            && parts_of(threads, batch_size, parameters) > 1;
+            && (parts_of(threads, batch_size, parameters) > 1
+                || columns::applies(net, threads, batch_size));
         Self {
             pool: cut
                 .then(|| ComputePool::named(threads, "kiln-train").ok())
-                .flatten(),
+                .flatten()
+                .map(|pool| pool.warm(WARM)),
             parameters,
         }
     }
@@ -129,10 +137,18 @@ impl BatchGrads {
         rows: &Rows,
         batch: &[usize],
         terms: &LossTerms,
-    ) -> (f64, GradientsParams) {
+    ) -> (f64, Grads) {
+        if let (Some(pool), Net::Mlp(mlp)) = (self.pool.as_ref(), net) {
+            let n = batch.len();
+            if n <= columns::MAX_ROWS && columns::applies_to(mlp, pool.threads(), n) {
+                let (x, y) = rows.gather(batch, terms.device);
+                return columns::grads(mlp, x, y, terms, pool);
+            }
+        }
         let parts = self.parts(batch.len());
         let Some(pool) = self.pool.as_ref().filter(|_| parts > 1) else {
-            return whole(net, rows, batch, terms);
+            let (loss, grads) = whole(net, rows, batch, terms);
+            return (loss, grads.into());
         };
         let n = batch.len();
         let mut inputs = Vec::with_capacity(parts);
@@ -167,7 +183,7 @@ impl BatchGrads {
             into: &mut merged,
             from: &mut grads,
         });
-        (total, merged)
+        (total, merged.into())
     }
 }
 
@@ -182,7 +198,12 @@ fn parts_of(threads: usize, n: usize, parameters: u64) -> usize {
 }
 
 /// The batch computed whole on the caller's thread.
-fn whole(net: &Net, rows: &Rows, batch: &[usize], terms: &LossTerms) -> (f64, GradientsParams) {
+pub(super) fn whole(
+    net: &Net,
+    rows: &Rows,
+    batch: &[usize],
+    terms: &LossTerms,
+) -> (f64, GradientsParams) {
     let (x, y) = rows.gather(batch, terms.device);
     let loss = data_loss(net, x, y, terms.loss, terms.head, terms.device);
     let value = f64::from(loss.clone().into_scalar::<f32>());
@@ -300,7 +321,8 @@ mod tests {
             .unwrap();
         let (parts, (loss_cut, grads_cut)) = pool.install(|| {
             let cut = BatchGrads::new(&config, &Device::flex(), n);
-            (cut.parts(n), cut.grads(&net, &rows, &batch, &terms))
+            let (loss, grads) = cut.grads(&net, &rows, &batch, &terms);
+            (cut.parts(n), (loss, grads.joined()))
         });
         assert_eq!(parts, 2, "the batch is cut in two");
         assert!(

@@ -167,7 +167,7 @@ fn the_fused_adam_step_matches_burns_adam_and_adamw() {
                     &device,
                 );
                 let grads = GradientsParams::from_grads(loss.backward(), &*net);
-                *net = optim.step(0.05, net.clone(), grads, None);
+                *net = optim.step(0.05, net.clone(), grads.into(), None);
             }
         }
         let (wa, wb) = (weights(&a), weights(&b));

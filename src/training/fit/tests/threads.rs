@@ -104,7 +104,7 @@ fn pool_step(
     pool: Option<&crate::compute::ComputePool>,
 ) -> Net {
     match pool {
-        Some(pool) => pool.install(|| optim.step(0.01, net.clone(), grads, Some(pool))),
-        None => optim.step(0.01, net.clone(), grads, None),
+        Some(pool) => pool.install(|| optim.step(0.01, net.clone(), grads.into(), Some(pool))),
+        None => optim.step(0.01, net.clone(), grads.into(), None),
     }
 }

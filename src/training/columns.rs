@@ -1,0 +1,407 @@
+//! A plain MLP's batch gradients computed layer by layer, each large dense layer's
+//! three products shared among the trainer's threads (the CPU, batches of at most
+//! [`MAX_ROWS`] rows).
+//!
+//! Autodiff runs a backward pass on one thread, and cutting a small batch by rows
+//! gives every thread the whole weight matrix to stream (see `step`): on the seed
+//! recipe (batch 32), 2 threads reached about 1.05x one. Here each product of a
+//! layer that `model::columns` would split is cut so that every thread reads only
+//! its share of the weights and writes only its share of their gradient:
+//! - the forward product `z = h W` by `W`'s output columns;
+//! - the weight gradient `dW = h^T dz` by `dW`'s rows, left in those row blocks
+//!   (`blocks::Grads`): the fused optimizer updates each block's rows on the
+//!   thread count that made it, so the gradient is never joined (2 MB a step on
+//!   the seed MLP);
+//! - the input gradient `dh = dz W^T` by `W`'s rows (`dh`'s columns).
+//!
+//! A step hands work over some ten times, so the pool's threads spin between
+//! jobs (`ComputePool::warm`). The small parts stay with autodiff, so they are the
+//! very code the autodiff path runs: the loss of the outputs (`parts::loss_of`)
+//! and each activation's derivative (on a leaf of the batch's pre-activations).
+//! The penalty's gradient is `l1 sign(w) + 2 l2 w`. The gradients match autodiff's
+//! (tests).
+
+use std::ops::Range;
+
+use burn::prelude::*;
+
+use super::blocks::Grads;
+use super::parts::loss_of;
+use super::step::LossTerms;
+use crate::compute::ComputePool;
+use crate::model::NetConfig;
+use crate::model::columns::{slices, splits_shape};
+use crate::model::net::{ActivationKind, Architecture, Mlp};
+
+/// Batches above this many rows are cut by rows instead (each part's whole weight
+/// costs little against many rows; the forward pass's bound, measured alike).
+pub const MAX_ROWS: usize = crate::compute::MAX_COLUMN_ROWS;
+
+/// Whether `net`'s batches of `rows` rows are computed here by `threads` threads:
+/// a plain MLP with a layer worth splitting.
+pub fn applies(net: &NetConfig, threads: usize, rows: usize) -> bool {
+    let Architecture::Mlp(mlp) = &net.architecture else {
+        return false;
+    };
+    let widths: Vec<usize> = std::iter::once(mlp.input)
+        .chain(mlp.hidden.iter().copied())
+        .chain(std::iter::once(mlp.output))
+        .collect();
+    rows <= MAX_ROWS && widths.windows(2).any(|w| splits_shape(w[0], w[1], threads))
+}
+
+/// [`applies`] for a built network.
+pub fn applies_to(mlp: &Mlp, threads: usize, rows: usize) -> bool {
+    rows <= MAX_ROWS
+        && mlp.layers().iter().any(|l| {
+            let [inputs, outputs] = l.weight.dims();
+            splits_shape(inputs, outputs, threads)
+        })
+}
+
+/// One dense layer's parameters as CPU tensors.
+struct Dense {
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+    inputs: usize,
+    outputs: usize,
+}
+
+/// The gradients of `mlp`'s loss on inputs `x` (`[rows, inputs]`) with targets
+/// `y`, penalty included, and the mean data loss.
+pub fn grads(
+    mlp: &Mlp,
+    x: Tensor<2>,
+    y: Vec<f32>,
+    terms: &LossTerms,
+    pool: &ComputePool,
+) -> (f64, Grads) {
+    let layers: Vec<Dense> = mlp
+        .layers()
+        .iter()
+        .map(|l| {
+            let [inputs, outputs] = l.weight.dims();
+            Dense {
+                weight: l.weight.val().inner(),
+                bias: l.bias.as_ref().map(|b| b.val().inner()),
+                inputs,
+                outputs,
+            }
+        })
+        .collect();
+    let activation = mlp.activation();
+    let threads = pool.threads();
+    let n = x.dims()[0];
+    let last = layers.len() - 1;
+
+    // Forward: every layer's input (for its weight gradient) and every hidden
+    // layer's pre-activation (for the activation's derivative).
+    let mut inputs: Vec<Tensor<2>> = Vec::with_capacity(layers.len());
+    let mut pre: Vec<Tensor<2>> = Vec::with_capacity(last);
+    let mut h = x.inner();
+    for (i, layer) in layers.iter().enumerate() {
+        let split = splits_shape(layer.inputs, layer.outputs, threads);
+        let (w, b) = (&layer.weight, &layer.bias);
+        // Each part: its columns of the pre-activation and of the activation.
+        let parts = side_by_side(pool, layer.outputs, split, |r| {
+            let mut z = h.clone().matmul(w.clone().slice([0..layer.inputs, r.clone()]));
+            if let Some(b) = b {
+                z = z + b.clone().slice([r]).unsqueeze::<2>();
+            }
+            let a = (i < last).then(|| activation.apply(z.clone()));
+            (z, a)
+        });
+        let (z, a): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+        let z = join(z);
+        let next = match a.into_iter().collect::<Option<Vec<_>>>() {
+            Some(a) => join(a),
+            None => z.clone(),
+        };
+        inputs.push(std::mem::replace(&mut h, next));
+        if i < last {
+            pre.push(z);
+        }
+    }
+
+    // The loss's derivative by the outputs, on a leaf.
+    let out = h.autodiff().require_grad();
+    let loss = loss_of(out.clone(), y, terms.loss, terms.head, terms.device);
+    let value = f64::from(loss.clone().into_scalar::<f32>());
+    let mut dz = out
+        .grad(&loss.backward())
+        .expect("the outputs are a leaf of the loss");
+
+    let mut grads = Grads::default();
+    for (i, layer) in layers.iter().enumerate().rev() {
+        let l = &mlp.layers()[i];
+        let (width, outs) = (layer.inputs, layer.outputs);
+        let split = splits_shape(width, outs, threads);
+        // dW = h^T dz, each thread computing its own rows (left in blocks).
+        let ht = inputs[i].clone().transpose();
+        let w = &layer.weight;
+        let block = |r: Range<usize>| {
+            let g = ht.clone().slice([r.clone(), 0..n]).matmul(dz.clone());
+            penalized(g, w.clone().slice([r, 0..outs]), terms)
+        };
+        if split {
+            let blocks = pool.run_each(ranges(width, threads, true), |_, r| block(r));
+            grads.register_blocks(l.weight.id, blocks);
+        } else {
+            grads.register(l.weight.id, block(0..width));
+        }
+        if let (Some(param), Some(b)) = (&l.bias, &layer.bias) {
+            let db = dz.clone().sum_dim(0).reshape([outs]);
+            grads.register(param.id, penalized(db, b.clone(), terms));
+        }
+        if i == 0 {
+            break;
+        }
+        // dh = dz W^T, each thread computing the columns of its rows of W, and
+        // those columns of the previous layer's dz (the activation is elementwise).
+        let w = &layer.weight;
+        let z = &pre[i - 1];
+        dz = join(side_by_side(pool, width, split, |r| {
+            let dh = dz.clone().matmul(w.clone().slice([r.clone(), 0..outs]).transpose());
+            activation_grad(activation, z.clone().slice([0..n, r]), dh)
+        }));
+    }
+    (value, grads)
+}
+
+/// `count` cut into one aligned range per thread when `split`, else one range.
+fn ranges(count: usize, threads: usize, split: bool) -> Vec<Range<usize>> {
+    if split {
+        slices(count, threads)
+    } else {
+        std::iter::once(0..count).collect()
+    }
+}
+
+/// `part(r)` for the column ranges of a matrix `width` wide: one range per thread
+/// when `split` (computed all at once), else the whole width in place.
+fn side_by_side<T: Send>(
+    pool: &ComputePool,
+    width: usize,
+    split: bool,
+    part: impl Fn(Range<usize>) -> T + Sync,
+) -> Vec<T> {
+    let ranges = ranges(width, pool.threads(), split);
+    if ranges.len() == 1 {
+        return vec![part(0..width)];
+    }
+    pool.run_each(ranges, |_, r| part(r))
+}
+
+/// Column blocks joined side by side.
+fn join(mut parts: Vec<Tensor<2>>) -> Tensor<2> {
+    if parts.len() == 1 {
+        parts.pop().expect("one part")
+    } else {
+        Tensor::cat(parts, 1)
+    }
+}
+
+/// `dh` through the activation at pre-activations `z`: autodiff on a leaf of `z`.
+fn activation_grad(activation: ActivationKind, z: Tensor<2>, dh: Tensor<2>) -> Tensor<2> {
+    let leaf = z.autodiff().require_grad();
+    let total = (activation.apply(leaf.clone()) * dh.autodiff()).sum();
+    leaf.grad(&total.backward())
+        .expect("the pre-activations are a leaf")
+}
+
+/// `g` plus the penalty's gradient at the parameter's values `w`:
+/// `l1 sign(w) + 2 l2 w`.
+fn penalized<const D: usize>(g: Tensor<D>, w: Tensor<D>, terms: &LossTerms) -> Tensor<D> {
+    let mut g = g;
+    if terms.l1 > 0.0 {
+        g = g + w.clone().sign().mul_scalar(terms.l1);
+    }
+    if terms.l2 > 0.0 {
+        g = g + w.mul_scalar(2.0 * terms.l2);
+    }
+    g
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::nn::Initializer;
+
+    use super::*;
+    use crate::model::net::{Head, MlpConfig, Net, Task};
+    use crate::training::data::SplitMix64;
+    use crate::training::fused::FusedAdam;
+    use crate::training::spec::LossKind;
+    use crate::training::step::{Rows, whole};
+
+    /// Every parameter's values (or gradient), flattened in module order.
+    fn flat(net: &Net, grads: Option<&burn::optim::GradientsParams>) -> Vec<f32> {
+        struct All<'a>(Option<&'a burn::optim::GradientsParams>, Vec<f32>);
+        impl ModuleVisitor for All<'_> {
+            fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+                let t = match self.0 {
+                    Some(g) => g.get::<D>(p.id).expect("every parameter has a gradient"),
+                    None => p.val().inner(),
+                };
+                self.1.extend(t.into_data().try_into_vec::<f32>().unwrap());
+            }
+        }
+        let mut all = All(grads, Vec::new());
+        net.visit(&mut all);
+        all.1
+    }
+
+    /// Every parameter on a buffer of its own, its id kept.
+    struct Copied;
+
+    impl burn::module::ModuleMapper for Copied {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let (id, tensor, mapper) = param.consume();
+            let copy = Tensor::<D>::from_data(tensor.to_data(), &tensor.device()).require_grad();
+            Param::from_mapped_value(id, copy, mapper)
+        }
+    }
+
+    fn close(what: &str, a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len(), "{what}: sizes");
+        let scale = a.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= 2e-5 * scale, "{what} {i}: {x} vs {y}");
+        }
+    }
+
+    /// For MLPs that split (one or two hidden layers or none, every activation),
+    /// each loss, with and without a penalty, on 2 and 3 threads and 1 to
+    /// `MAX_ROWS` rows: the loss and the joined gradients are autodiff's, and a
+    /// fused Adam step from the row blocks is the step from the whole gradients.
+    #[test]
+    fn shared_products_give_autodiffs_gradients_and_step() {
+        use ActivationKind::*;
+        let cases = [
+            (
+                64,
+                vec![300],
+                3,
+                Relu,
+                LossKind::CrossEntropy,
+                0.0,
+                0.0,
+                2,
+                37,
+            ),
+            (
+                64,
+                vec![256, 40],
+                1,
+                Gelu,
+                LossKind::Mse,
+                1e-4,
+                1e-3,
+                3,
+                MAX_ROWS,
+            ),
+            (80, vec![512], 1, Tanh, LossKind::Bce, 0.0, 1e-2, 2, 1),
+            (
+                300,
+                vec![],
+                64,
+                Sigmoid,
+                LossKind::CrossEntropy,
+                1e-3,
+                0.0,
+                2,
+                20,
+            ),
+            (
+                96,
+                vec![400, 64],
+                5,
+                LeakyRelu,
+                LossKind::CrossEntropy,
+                0.0,
+                0.0,
+                3,
+                64,
+            ),
+        ];
+        for (input, hidden, output, activation, loss, l1, l2, threads, n) in cases {
+            let what = format!("{input}-{hidden:?}-{output} {activation:?} {loss:?} x{threads}");
+            let task = match loss {
+                LossKind::Mse => Task::Regression,
+                _ => Task::Classification,
+            };
+            let config = NetConfig {
+                task,
+                architecture: Architecture::Mlp(MlpConfig {
+                    input,
+                    hidden,
+                    output,
+                    activation,
+                }),
+                preprocess: None,
+            };
+            let device = Device::flex().autodiff();
+            let init = Initializer::KaimingUniform {
+                gain: 1.0,
+                fan_out_only: false,
+            };
+            // Two equal networks with buffers of their own (one per step below).
+            device.seed(7);
+            let net = config.init(&init, &device);
+            let nets = [net.clone().map(&mut Copied), net];
+            let Net::Mlp(mlp) = &nets[0] else {
+                unreachable!("an mlp config")
+            };
+            let pool = ComputePool::new(threads).unwrap();
+            assert!(
+                applies(&config, threads, n) && applies_to(mlp, threads, n),
+                "{what}"
+            );
+            let mut rng = SplitMix64(threads as u64);
+            let x: Vec<f32> = (0..n * input)
+                .map(|_| (rng.next_u64() % 2001) as f32 / 1000.0 - 1.0)
+                .collect();
+            let classes = if loss == LossKind::Bce { 2 } else { output };
+            let y: Vec<f32> = (0..n)
+                .map(|i| match task {
+                    Task::Regression => (i as f32 * 0.37).sin(),
+                    Task::Classification => (i % classes) as f32,
+                })
+                .collect();
+            let rows = Rows {
+                x: &x,
+                y: &y,
+                width: input,
+            };
+            let terms = LossTerms {
+                loss,
+                head: Head::Logits,
+                l1,
+                l2,
+                device: &device,
+            };
+            let batch: Vec<usize> = (0..n).collect();
+            let (want_loss, want) = whole(&nets[0], &rows, &batch, &terms);
+            let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [n, input]), &device);
+            let (got_loss, got) = grads(mlp, xt.clone(), y.clone(), &terms, &pool);
+            assert!(
+                (want_loss - got_loss).abs() < 1e-5,
+                "{what}: loss {want_loss} vs {got_loss}"
+            );
+            close(
+                &what,
+                &flat(&nets[0], Some(&want)),
+                &flat(&nets[0], Some(&got.joined())),
+            );
+
+            // One step from the blocks, in place, against one from the whole.
+            let (_, blocks) = grads(mlp, xt, y, &terms, &pool);
+            let mut a = FusedAdam::new(0.9, 0.999, 1e-8, 0.0);
+            let mut b = FusedAdam::new(0.9, 0.999, 1e-8, 0.0);
+            let mut nets = nets.into_iter();
+            let stepped = a.step(1e-2, nets.next().unwrap(), blocks, Some(&pool));
+            let reference = b.step(1e-2, nets.next().unwrap(), want.into(), Some(&pool));
+            close(&what, &flat(&reference, None), &flat(&stepped, None));
+        }
+    }
+}
