@@ -95,7 +95,7 @@ impl ComputePool {
     }
 
     /// The same pool, its threads after the first spinning for `window` after each
-    /// job (see [`Warm`]) rather than going to sleep.
+    /// job (see `Warm`) rather than going to sleep.
     pub fn warm(mut self, window: Duration) -> Self {
         self.warm = Some(Warm {
             window,

@@ -104,7 +104,9 @@ pub fn grads(
         let (w, b) = (&layer.weight, &layer.bias);
         // Each part: its columns of the pre-activation and of the activation.
         let parts = side_by_side(pool, layer.outputs, split, |r| {
-            let mut z = h.clone().matmul(w.clone().slice([0..layer.inputs, r.clone()]));
+            let mut z = h
+                .clone()
+                .matmul(w.clone().slice([0..layer.inputs, r.clone()]));
             if let Some(b) = b {
                 z = z + b.clone().slice([r]).unsqueeze::<2>();
             }
@@ -161,7 +163,9 @@ pub fn grads(
         let w = &layer.weight;
         let z = &pre[i - 1];
         dz = join(side_by_side(pool, width, split, |r| {
-            let dh = dz.clone().matmul(w.clone().slice([r.clone(), 0..outs]).transpose());
+            let dh = dz
+                .clone()
+                .matmul(w.clone().slice([r.clone(), 0..outs]).transpose());
             activation_grad(activation, z.clone().slice([0..n, r]), dh)
         }));
     }
