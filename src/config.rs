@@ -24,6 +24,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub batching: BatchingConfig,
     pub model: ModelConfig,
+    pub serving: ServingConfig,
     pub store: StoreConfig,
     pub training: TrainingConfig,
     pub explain: ExplainConfig,
@@ -358,7 +359,7 @@ pub use telemetry::{LogFormat, MetricsConfig, TelemetryConfig};
 
 pub use crate::device::BackendKind;
 pub use monitoring::{Gate, MonitoringConfig, RetrainConfig};
-pub use server::{AuthConfig, ServerConfig};
+pub use server::{AuthConfig, ServerConfig, ServingConfig};
 
 #[cfg(test)]
 mod tests;

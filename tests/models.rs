@@ -8,6 +8,8 @@ mod common;
 mod explain;
 #[path = "models/named.rs"]
 mod named;
+#[path = "models/residency.rs"]
+mod residency;
 
 use std::path::Path;
 use std::sync::Arc;

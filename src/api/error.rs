@@ -41,6 +41,9 @@ pub enum ApiError {
     /// No model yet, or shutting down.
     #[error("{0}")]
     NotReady(String),
+    /// The model is loading (it was unloaded); retry in a second.
+    #[error("{0}")]
+    Loading(String),
     #[error("{0}")]
     NotFound(String),
     /// The model store is unreachable or refusing (serving goes on; retry).
@@ -82,7 +85,9 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::QueueFull | Self::TrainingBusy(..) => StatusCode::TOO_MANY_REQUESTS,
-            Self::NotReady(_) | Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady(_) | Self::Loading(_) | Self::StoreUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -96,7 +101,7 @@ impl ApiError {
     pub fn reject_reason(&self) -> Option<RejectReason> {
         match self {
             Self::QueueFull => Some(RejectReason::QueueFull),
-            Self::NotReady(_) => Some(RejectReason::NotReady),
+            Self::NotReady(_) | Self::Loading(_) => Some(RejectReason::NotReady),
             Self::TooLarge(_) => Some(RejectReason::TooLarge),
             Self::DeadlineExceeded(_) => Some(RejectReason::Deadline),
             Self::BadRequest(_) | Self::Unprocessable(_) | Self::UnsupportedMediaType(_) => {
@@ -155,6 +160,11 @@ impl IntoResponse for ApiError {
                 HeaderValue::from(RETRY_AFTER.as_secs()),
             );
         }
+        if matches!(self, Self::Loading(_)) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+        }
         if let Self::TrainingBusy(_, seconds) = self {
             response
                 .headers_mut()
@@ -196,7 +206,8 @@ impl From<ManageError> for ApiError {
             | ManageError::PreviousGone(_)
             | ManageError::RouteToActive(_)
             | ManageError::Incompatible { .. }
-            | ManageError::RoutedElsewhere { .. } => Self::Conflict(e.to_string()),
+            | ManageError::RoutedElsewhere { .. }
+            | ManageError::InUse(_) => Self::Conflict(e.to_string()),
             ManageError::BadPercent(_) => Self::Unprocessable(e.to_string()),
             ManageError::Stopped => Self::NotReady(e.to_string()),
             ManageError::Import(_) => Self::Unprocessable(e.to_string()),

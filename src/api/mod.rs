@@ -12,6 +12,7 @@ mod extract;
 mod health;
 mod import;
 pub mod instances;
+mod loading;
 mod models;
 mod monitoring;
 mod named;
@@ -168,6 +169,8 @@ pub fn router(state: AppState) -> Router {
             post(named_monitoring::shadow),
         )
         .route("/v2/repository/index", post(named::index))
+        .route("/v2/repository/models/{name}/load", post(loading::load))
+        .route("/v2/repository/models/{name}/unload", post(loading::unload))
         .route("/models/{version}/canary", post(routing::canary))
         .route("/models/{version}/shadow", post(routing::shadow))
         .route("/openapi.json", get(docs::openapi))

@@ -61,6 +61,7 @@ pub async fn predict(
     body: Result<ApiJson<PredictRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let bundle = served(&state, &name)?;
+    let _serving = super::loading::loaded_for(&state, &bundle, &headers, arrival).await?;
     super::predict::respond(&state, &bundle.inference, arrival, &headers, body).await
 }
 
@@ -74,9 +75,12 @@ pub async fn explain(
     _: PredictAuthorized,
     State(state): State<AppState>,
     Path(name): Path<String>,
+    Extension(arrival): Extension<deadline::Arrival>,
+    headers: HeaderMap,
     body: Result<ApiJson<super::explain::ExplainRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let bundle = served(&state, &name)?;
+    let _serving = super::loading::loaded_for(&state, &bundle, &headers, arrival).await?;
     super::explain::explain_with(&bundle.inference, body).await
 }
 
@@ -169,10 +173,13 @@ pub async fn upload(
     // A store with one version and no active record activates it.
     bundle.models.load_initial().await?;
     let catalog = state.catalog.clone();
-    let created = name.clone();
-    tokio::task::spawn_blocking(move || catalog.create(&created, bundle))
+    let (created, listed) = (name.clone(), bundle.clone());
+    tokio::task::spawn_blocking(move || catalog.create(&created, listed))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
+    // The new model's weights count against serving.max_loaded_mb from now on.
+    state.catalog.touch(&bundle);
+    state.catalog.fit(&bundle).await;
     tracing::info!(model = %name, version, "created a named model");
     Ok((
         StatusCode::CREATED,

@@ -80,7 +80,12 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
         model.clone(),
     )
     .context("starting the model manager and the prediction log writer")?;
-    let catalog = Catalog::new(bundles, store.clone(), crate::training::default_model);
+    let catalog = Catalog::new(
+        bundles,
+        store.clone(),
+        crate::training::default_model,
+        default.clone(),
+    );
     let models = default.models.clone();
     let (trainer, trainer_threads) = Trainer::start(TrainerDeps {
         store: store.clone(),

@@ -76,3 +76,21 @@ pub struct AuthConfig {
     /// is off). Only for networks where every client is trusted.
     pub allow_unauthenticated: bool,
 }
+
+/// Models in memory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServingConfig {
+    /// Megabytes of weights every model's loaded versions may hold together (the
+    /// default model's included). Past it, the least recently used named models
+    /// are unloaded; each loads again on its next request.
+    pub max_loaded_mb: u64,
+}
+
+impl Default for ServingConfig {
+    fn default() -> Self {
+        Self {
+            max_loaded_mb: 1024,
+        }
+    }
+}

@@ -117,6 +117,9 @@ impl Config {
         if e.max_steps == 0 || e.max_steps > 65_536 {
             return invalid("explain.max_steps", "must be between 1 and 65536".into());
         }
+        if self.serving.max_loaded_mb == 0 {
+            return invalid("serving.max_loaded_mb", "must be at least 1".into());
+        }
         if self.metrics.max_models == 0 {
             return invalid("metrics.max_models", "must be at least 1".into());
         }

@@ -48,6 +48,15 @@ impl ActiveModel {
         self.metrics.ready.set(0);
     }
 
+    /// Serves nothing from the next batch on (the model was unloaded): batches
+    /// already running keep their version; readiness is 0 until the next publish.
+    pub fn withdraw(&self) {
+        if let Some(old) = self.current.swap(None) {
+            tracing::info!(version = old.version(), "model unloaded");
+        }
+        self.metrics.ready.set(0);
+    }
+
     /// Makes `model` the served version from the next batch on.
     pub fn publish(&self, model: Arc<LoadedModel>) {
         let version = model.version().to_owned();

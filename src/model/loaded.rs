@@ -196,6 +196,11 @@ impl LoadedModel {
             .map_err(|bad| bad.in_instances(self.input_width))
     }
 
+    /// Bytes its weights take in memory (4 per parameter).
+    pub fn weight_bytes(&self) -> u64 {
+        self.manifest().net.parameters().saturating_mul(4)
+    }
+
     pub fn version(&self) -> &str {
         &self.version
     }

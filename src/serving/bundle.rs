@@ -34,6 +34,8 @@ pub struct Bundle {
     pub monitor: Arc<Monitor>,
     /// What a prediction is: route choice, checks, ids, sampling, mirroring.
     pub inference: Inference,
+    /// When it was last used, and its loads (`residency`).
+    pub residency: super::residency::Residency,
 }
 
 /// What every bundle shares.
@@ -109,6 +111,7 @@ pub fn start(
         models,
         monitor,
         inference,
+        residency: Default::default(),
     };
     Ok((
         Arc::new(bundle),

@@ -4,7 +4,8 @@
 //! records.
 //!
 //! Named models share the process's batcher, executor, compute threads and
-//! explainer. Each has its own store (`models/<name>/`), versions, model manager,
+//! explainer, and `serving.max_loaded_mb` (`residency`: loaded on demand, the
+//! least recently used unloaded past it). Each has its own store (`models/<name>/`), versions, model manager,
 //! routes, prediction log, feedback and live quality. Not yet per model:
 //! training and retraining (jobs train the default model).
 //! Each reports to a `Metrics` of its own, exported under its `model` label
@@ -15,7 +16,9 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+use super::ManageError;
 use super::bundle::{self, Bundle, BundleThreads, Shared};
+use super::residency::Budget;
 use super::swap::Bootstrap;
 use crate::executor::ActiveModel;
 use crate::metrics::Metrics;
@@ -27,6 +30,10 @@ pub struct Catalog(Arc<Inner>);
 
 struct Inner {
     shared: Shared,
+    /// The default model (its weights count against the budget; never unloaded).
+    default: Arc<Bundle>,
+    /// `serving.max_loaded_mb`, and the order of use.
+    budget: Budget,
     root: Store,
     bootstrap: Bootstrap,
     bundles: ArcSwap<BTreeMap<ModelName, Arc<Bundle>>>,
@@ -35,9 +42,13 @@ struct Inner {
 }
 
 impl Catalog {
-    /// An empty catalog over the store `root` (the default model's).
-    pub fn new(shared: Shared, root: Store, bootstrap: Bootstrap) -> Self {
+    /// An empty catalog over the store `root` (the default model's, served by
+    /// `default`).
+    pub fn new(shared: Shared, root: Store, bootstrap: Bootstrap, default: Arc<Bundle>) -> Self {
+        let budget = Budget::new(shared.config.serving.max_loaded_mb);
         Self(Arc::new(Inner {
+            default,
+            budget,
             shared,
             root,
             bootstrap,
@@ -67,10 +78,10 @@ impl Catalog {
                 Ok(bundle) => {
                     let has_versions = bundle.store.list().map(|v| !v.is_empty());
                     if has_versions.unwrap_or(false) {
-                        let models = bundle.models.clone();
+                        let (catalog, loaded) = (self.clone(), bundle.clone());
                         let shown = name.clone();
                         tokio::spawn(async move {
-                            if let Err(e) = models.load_initial().await {
+                            if let Err(e) = catalog.ready(&loaded).await {
                                 tracing::error!(model = %shown, error = %e, "a named model did not load");
                             }
                         });
@@ -147,6 +158,37 @@ impl Catalog {
             map.insert(name.clone(), bundle.clone());
             map
         });
+    }
+
+    /// Makes sure `bundle` serves a version, loading its active one if it holds
+    /// none (`residency`), then unloads the least recently used named models
+    /// while the loaded weights pass `serving.max_loaded_mb`. Marks it used.
+    pub async fn ready(&self, bundle: &Arc<Bundle>) -> Result<(), ManageError> {
+        if self.0.budget.ensure(bundle).await? {
+            self.fit(bundle).await;
+        }
+        Ok(())
+    }
+
+    /// Marks `bundle` used now (the order `serving.max_loaded_mb` unloads in).
+    pub fn touch(&self, bundle: &Bundle) {
+        self.0.budget.touch(bundle);
+    }
+
+    /// Unloads the named model `bundle` (the default model always serves).
+    pub async fn unload(&self, bundle: &Arc<Bundle>) -> Result<(), ManageError> {
+        if Arc::ptr_eq(bundle, &self.0.default) {
+            return Err(ManageError::InUse(
+                "the default model always serves; only named models unload".into(),
+            ));
+        }
+        self.0.budget.unload(bundle).await
+    }
+
+    /// Unloads the least recently used named models but `keep` while the loaded
+    /// weights pass the budget.
+    pub async fn fit(&self, keep: &Bundle) -> Vec<String> {
+        self.0.budget.fit(&self.0.default, &self.all(), keep).await
     }
 
     /// Every bundle's threads, for shutdown (none are started after).

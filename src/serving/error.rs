@@ -31,6 +31,9 @@ pub enum ManageError {
     },
     #[error("a route's percent must be between 0 and 100, got {0}")]
     BadPercent(f64),
+    /// The model is in use in a way that forbids the operation.
+    #[error("{0}")]
+    InUse(String),
     #[error("the model manager has stopped")]
     Stopped,
     /// Imported weights that cannot become a version.

@@ -54,6 +54,7 @@ enum Command {
     Stop,
     Route(RouteKind, String, f64, Reply<RouteInfo>),
     SyncRoutes(Reply<bool>),
+    Unload(Reply<()>),
 }
 
 /// Handle to the model manager thread.
@@ -61,6 +62,8 @@ enum Command {
 pub struct Models {
     tx: mpsc::Sender<Command>,
     routing: Arc<Routing>,
+    /// Bytes of the weights the manager holds loaded (every warm version).
+    held: Arc<std::sync::atomic::AtomicU64>,
     /// For imports: where versions are written, and the device they are checked on.
     store: Store,
     device: Device,
@@ -97,15 +100,19 @@ impl Models {
         let (tx, rx) = mpsc::channel(16);
         let routing = Arc::new(Routing::default());
         let routes = routing.clone();
+        let held = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let handle = Self {
             tx: tx.clone(),
             routing,
+            held: held.clone(),
             store: store.clone(),
             device: device.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("kiln-models".into())
-            .spawn(move || Manager::new(store, device, warm, bootstrap, active, routes).run(rx))?;
+            .spawn(move || {
+                Manager::new(store, device, warm, bootstrap, active, routes, held).run(rx)
+            })?;
         let owner = ManagerThread { tx, thread };
         Ok((handle, owner))
     }
@@ -198,6 +205,18 @@ impl Models {
     /// changed here.
     pub async fn sync_routes(&self) -> Result<bool, ManageError> {
         self.call(Command::SyncRoutes).await
+    }
+
+    /// Drops every loaded version: the model serves nothing until the next
+    /// [`load_initial`](Self::load_initial). Refused while a canary or shadow
+    /// route is set (its version is in use).
+    pub async fn unload(&self) -> Result<(), ManageError> {
+        self.call(Command::Unload).await
+    }
+
+    /// Bytes of the weights loaded now (every version kept warm).
+    pub fn held_bytes(&self) -> u64 {
+        self.held.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// [`promote`](Self::promote) for plain threads (the trainer); never call it

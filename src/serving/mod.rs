@@ -13,6 +13,7 @@ mod error;
 pub mod infer;
 mod input;
 mod manager;
+pub mod residency;
 pub mod routing;
 pub mod swap;
 pub mod watch;

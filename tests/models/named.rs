@@ -10,7 +10,7 @@ use std::path::Path;
 use crate::common::{Server, data, get, import_form, post, seed_small_model, test_config};
 use serde_json::{Value, json};
 
-async fn upload(server: &Server, name: &str, config: &[u8]) -> reqwest::Response {
+pub(super) async fn upload(server: &Server, name: &str, config: &[u8]) -> reqwest::Response {
     let (weights, config_name) = if config.starts_with(b"{") {
         (data("pytorch/linear.pt"), "model.json")
     } else {
@@ -27,12 +27,12 @@ async fn upload(server: &Server, name: &str, config: &[u8]) -> reqwest::Response
         .unwrap()
 }
 
-async fn predict(server: &Server, path: &str, instances: Value) -> (u16, Value) {
+pub(super) async fn predict(server: &Server, path: &str, instances: Value) -> (u16, Value) {
     let r = post(server, path, json!({ "instances": instances })).await;
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
-async fn index(server: &Server) -> Value {
+pub(super) async fn index(server: &Server) -> Value {
     post(server, "/v2/repository/index", json!(null))
         .await
         .json()
@@ -68,7 +68,7 @@ fn linear_fixture() -> (Vec<u8>, Value, Value) {
 }
 
 /// The seed MLP's config (TOML) and its reference answer to a row of ones.
-fn seed_config() -> Vec<u8> {
+pub(super) fn seed_config() -> Vec<u8> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::read(root.join("config/models/seed-mlp.toml")).unwrap()
 }
@@ -82,7 +82,7 @@ async fn answers_as_linear(server: &Server, name: &str) {
 }
 
 /// Checks that `name` answers as the seed MLP does.
-async fn answers_as_seed(server: &Server, name: &str) {
+pub(super) async fn answers_as_seed(server: &Server, name: &str) {
     let reference: Value =
         serde_json::from_slice(&std::fs::read(data("seed_mlp.reference.json")).unwrap()).unwrap();
     let path = format!("/models/{name}/predict");

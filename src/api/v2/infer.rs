@@ -99,6 +99,15 @@ async fn infer_inner(
     ApiError,
 > {
     crate::api::auth::check_predict(req.headers(), state)?;
+    let mut _serving = None;
+    if let Some(bundle) = state.bundle(&name) {
+        let arrival = req
+            .extensions()
+            .get::<deadline::Arrival>()
+            .copied()
+            .unwrap_or(deadline::Arrival(tokio::time::Instant::now()));
+        _serving = crate::api::loading::loaded_for(state, &bundle, req.headers(), arrival).await?;
+    }
     let (bundle, model) = resolve(state, &name, version.as_deref()).await?;
     let header_length = header_length(req.headers())?;
     // As on /predict: no type is read as JSON, a declared one must be JSON (or

@@ -19,6 +19,8 @@ pub(super) struct Manager {
     /// When each warm version was last asked for (a counter), for LRU eviction.
     used: HashMap<String, u64>,
     clock: u64,
+    /// Bytes of the warm versions' weights, for the handle to read.
+    held: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Manager {
@@ -29,6 +31,7 @@ impl Manager {
         bootstrap: swap::Bootstrap,
         active: ActiveModel,
         routing: Arc<Routing>,
+        held: Arc<std::sync::atomic::AtomicU64>,
     ) -> Self {
         Self {
             store,
@@ -40,42 +43,35 @@ impl Manager {
             warm: HashMap::new(),
             used: HashMap::new(),
             clock: 0,
+            held,
         }
     }
 
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         while let Some(command) = rx.blocking_recv() {
-            match command {
-                Command::LoadInitial(reply) => {
-                    let _ = reply.send(self.load_initial());
-                }
-                Command::Promote(version, reply) => {
-                    let _ = reply.send(self.promote(&version));
-                }
-                Command::Rollback(reply) => {
-                    let _ = reply.send(self.rollback());
-                }
-                Command::Delete(version, reply) => {
-                    let _ = reply.send(self.delete(&version));
-                }
-                Command::Get(version, reply) => {
-                    let _ = reply.send(self.get(&version));
-                }
-                Command::Sync(reply) => {
-                    let _ = reply.send(self.sync());
-                }
+            // The answer goes out after the held bytes are updated: a caller that
+            // loaded a version sees its weights counted.
+            let answer: Box<dyn FnOnce()> = match command {
+                Command::LoadInitial(reply) => answer(reply, self.load_initial()),
+                Command::Promote(version, reply) => answer(reply, self.promote(&version)),
+                Command::Rollback(reply) => answer(reply, self.rollback()),
+                Command::Delete(version, reply) => answer(reply, self.delete(&version)),
+                Command::Get(version, reply) => answer(reply, self.get(&version)),
+                Command::Sync(reply) => answer(reply, self.sync()),
                 Command::Stop => return,
                 Command::Route(kind, version, percent, reply) => {
                     let routed = self.route(kind, &version, percent);
                     if routed.is_ok() {
                         self.publish_routes();
                     }
-                    let _ = reply.send(routed);
+                    answer(reply, routed)
                 }
-                Command::SyncRoutes(reply) => {
-                    let _ = reply.send(self.sync_routes());
-                }
-            }
+                Command::SyncRoutes(reply) => answer(reply, self.sync_routes()),
+                Command::Unload(reply) => answer(reply, self.unload()),
+            };
+            let held = self.warm.values().map(|m| m.weight_bytes()).sum();
+            self.held.store(held, std::sync::atomic::Ordering::Relaxed);
+            answer();
         }
     }
 
@@ -90,6 +86,21 @@ impl Manager {
         self.warm.insert(version.clone(), model.clone());
         self.active.publish(model);
         Ok(version)
+    }
+
+    fn unload(&mut self) -> Result<(), ManageError> {
+        if let Some(kind) = [RouteKind::Canary, RouteKind::Shadow]
+            .into_iter()
+            .find(|k| self.routing.get(*k).is_some())
+        {
+            return Err(ManageError::InUse(format!(
+                "the model has a {kind} route; remove it before unloading"
+            )));
+        }
+        self.active.withdraw();
+        self.warm.clear();
+        self.used.clear();
+        Ok(())
     }
 
     fn promote(&mut self, version: &str) -> Result<ActiveRecord, ManageError> {
@@ -304,4 +315,11 @@ impl Manager {
             self.get(version)
         })
     }
+}
+
+/// Sends `result` to `reply` when called (a caller that went away is no error).
+fn answer<T: Send + 'static>(reply: Reply<T>, result: Result<T, ManageError>) -> Box<dyn FnOnce()> {
+    Box::new(move || {
+        let _ = reply.send(result);
+    })
 }

@@ -1,0 +1,146 @@
+//! Which named models hold their weights in memory, within `serving.max_loaded_mb`.
+//!
+//! A named model is unloaded by hand (Triton's `POST
+//! /v2/repository/models/{name}/unload`) or to make room; it loads again on its
+//! next request (which waits at most its deadline: a 503 with Retry-After past
+//! it, while the load goes on off the request path) or on `load`. After every
+//! load, while the weights held by every model (each one's warm versions) pass
+//! the budget, the least recently used named model is unloaded first. Never
+//! unloaded for room: the default model, the model just loaded, one being
+//! loaded, and one with a canary or shadow route (its versions are in use).
+//!
+//! Each bundle's [`Residency`] says when it was last used (a process-wide
+//! counter, one atomic add per request) and how many requests it is answering
+//! ([`InFlight`]: a model answering is not unloaded for room), and makes its
+//! loads single-flight.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::ManageError;
+use super::bundle::Bundle;
+use super::routing::RouteKind;
+
+/// One model's use and loading.
+#[derive(Default)]
+pub struct Residency {
+    last_used: AtomicU64,
+    /// Requests being answered (never unloaded for room while there are some).
+    in_flight: AtomicU64,
+    loading: tokio::sync::Mutex<()>,
+}
+
+/// A request being answered by a model, from its check that the model is loaded
+/// until its answer: the model is not unloaded for room meanwhile.
+pub struct InFlight(Arc<Bundle>);
+
+impl InFlight {
+    pub fn new(bundle: Arc<Bundle>) -> Self {
+        bundle.residency.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self(bundle)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.residency.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The budget and the order of use, shared by every bundle of a catalog.
+pub struct Budget {
+    /// Bytes of weights every model together may hold.
+    pub max_bytes: u64,
+    clock: AtomicU64,
+}
+
+impl Budget {
+    pub fn new(max_mb: u64) -> Self {
+        Self {
+            max_bytes: max_mb.saturating_mul(1 << 20),
+            clock: AtomicU64::new(1),
+        }
+    }
+
+    /// Marks `bundle` used now.
+    pub fn touch(&self, bundle: &Bundle) {
+        let now = self.clock.fetch_add(1, Ordering::Relaxed);
+        bundle.residency.last_used.store(now, Ordering::Relaxed);
+    }
+
+    /// Makes sure `bundle` serves a version: loads its active one when it holds
+    /// none (one load at a time per model; a caller that waited for another's
+    /// load finds it done). Whether this call loaded it.
+    pub async fn ensure(&self, bundle: &Bundle) -> Result<bool, ManageError> {
+        self.touch(bundle);
+        if bundle.model.current().is_some() {
+            return Ok(false);
+        }
+        let _one = bundle.residency.loading.lock().await;
+        if bundle.model.current().is_some() {
+            return Ok(false);
+        }
+        bundle.models.load_initial().await?;
+        tracing::info!(model = bundle.name, "loaded on demand");
+        Ok(true)
+    }
+
+    /// Unloads the least recently used of `named` until everything loaded (with
+    /// `default`'s weights) fits the budget; `keep` stays. Returns the models
+    /// unloaded.
+    pub async fn fit(&self, default: &Bundle, named: &[Arc<Bundle>], keep: &Bundle) -> Vec<String> {
+        let held = |b: &Bundle| b.models.held_bytes();
+        let mut total: u64 = held(default) + named.iter().map(|b| held(b)).sum::<u64>();
+        let mut candidates: Vec<&Arc<Bundle>> = named
+            .iter()
+            .filter(|b| {
+                !std::ptr::eq(b.as_ref(), keep)
+                    && b.model.current().is_some()
+                    && [RouteKind::Canary, RouteKind::Shadow]
+                        .iter()
+                        .all(|k| b.models.routes().get(*k).is_none())
+            })
+            .collect();
+        candidates.sort_by_key(|b| b.residency.last_used.load(Ordering::Relaxed));
+        let mut unloaded = Vec::new();
+        for b in candidates {
+            if total <= self.max_bytes {
+                break;
+            }
+            // A model whose load is under way, or that is answering, is left alone.
+            let Ok(_one) = b.residency.loading.try_lock() else {
+                continue;
+            };
+            if b.residency.in_flight.load(Ordering::Acquire) > 0 {
+                continue;
+            }
+            let bytes = held(b);
+            match b.models.unload().await {
+                Ok(()) => {
+                    total = total.saturating_sub(bytes);
+                    tracing::info!(
+                        model = b.name,
+                        bytes,
+                        "unloaded to stay within serving.max_loaded_mb"
+                    );
+                    unloaded.push(b.name.clone());
+                }
+                Err(e) => tracing::warn!(model = b.name, error = %e, "could not unload"),
+            }
+        }
+        if total > self.max_bytes {
+            tracing::warn!(
+                held = total,
+                budget = self.max_bytes,
+                "the loaded models pass serving.max_loaded_mb and none can be unloaded"
+            );
+        }
+        unloaded
+    }
+
+    /// Unloads `bundle` by hand; waits for a load under way to end first.
+    pub async fn unload(&self, bundle: &Bundle) -> Result<(), ManageError> {
+        let _one = bundle.residency.loading.lock().await;
+        bundle.models.unload().await
+    }
+}
