@@ -43,16 +43,23 @@ pub(super) async fn loaded(
     if Arc::ptr_eq(bundle, &state.default) {
         return Ok(None);
     }
-    let guard = InFlight::new(bundle.clone());
-    if bundle.model.current().is_some() {
-        state.catalog.touch(bundle);
-        return Ok(Some(guard));
-    }
-    let (catalog, loading) = (state.catalog.clone(), bundle.clone());
-    let load = tokio::spawn(async move { catalog.ready(&loading).await });
-    match tokio::time::timeout_at(by, load).await {
-        Ok(Ok(done)) => done.map(|()| Some(guard)).map_err(ApiError::from),
-        Ok(Err(e)) => Err(ApiError::Internal(format!("a model load stopped: {e}"))),
+    let attempt = async {
+        loop {
+            if let Some(guard) = bundle.residency.enter()
+                && bundle.model.current().is_some()
+            {
+                state.catalog.touch(bundle);
+                return Ok(guard);
+            }
+            // Loaded off the request path: past the deadline the load goes on.
+            let (catalog, loading) = (state.catalog.clone(), bundle.clone());
+            tokio::spawn(async move { catalog.ready(&loading).await })
+                .await
+                .map_err(|e| ApiError::Internal(format!("a model load stopped: {e}")))??;
+        }
+    };
+    match tokio::time::timeout_at(by, attempt).await {
+        Ok(done) => done.map(Some),
         Err(_) => Err(ApiError::Loading(format!(
             "model {:?} is loading; retry shortly",
             bundle.name

@@ -10,9 +10,9 @@
 //! loaded, and one with a canary or shadow route (its versions are in use).
 //!
 //! Each bundle's [`Residency`] says when it was last used (a process-wide
-//! counter, one atomic add per request) and how many requests it is answering
-//! ([`InFlight`]: a model answering is not unloaded for room), and makes its
-//! loads single-flight.
+//! counter, one atomic add per request), holds it for every request it is
+//! answering ([`InFlight`]: a model answering is not unloaded for room), and
+//! makes its loads single-flight.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,25 +25,24 @@ use super::routing::RouteKind;
 #[derive(Default)]
 pub struct Residency {
     last_used: AtomicU64,
-    /// Requests being answered (never unloaded for room while there are some).
-    in_flight: AtomicU64,
+    /// Read by every request being answered, written by an unload for room: a
+    /// model answering is never unloaded for room, and a request never starts on
+    /// a model being unloaded.
+    serving: Arc<tokio::sync::RwLock<()>>,
     loading: tokio::sync::Mutex<()>,
 }
 
 /// A request being answered by a model, from its check that the model is loaded
 /// until its answer: the model is not unloaded for room meanwhile.
-pub struct InFlight(Arc<Bundle>);
-
-impl InFlight {
-    pub fn new(bundle: Arc<Bundle>) -> Self {
-        bundle.residency.in_flight.fetch_add(1, Ordering::AcqRel);
-        Self(bundle)
-    }
+pub struct InFlight {
+    _hold: tokio::sync::OwnedRwLockReadGuard<()>,
 }
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.residency.in_flight.fetch_sub(1, Ordering::AcqRel);
+impl Residency {
+    /// A request's hold on its model; `None` while the model is being unloaded.
+    pub fn enter(&self) -> Option<InFlight> {
+        let hold = self.serving.clone().try_read_owned().ok()?;
+        Some(InFlight { _hold: hold })
     }
 }
 
@@ -52,13 +51,20 @@ pub struct Budget {
     /// Bytes of weights every model together may hold.
     pub max_bytes: u64,
     clock: AtomicU64,
+    /// Loads under way at once: each holds its file and warm-up passes beside the
+    /// weights, so memory past the budget is bounded by this many of them.
+    loads: tokio::sync::Semaphore,
 }
+
+/// Loads on demand that run at once, across every model.
+const PARALLEL_LOADS: usize = 2;
 
 impl Budget {
     pub fn new(max_mb: u64) -> Self {
         Self {
             max_bytes: max_mb.saturating_mul(1 << 20),
             clock: AtomicU64::new(1),
+            loads: tokio::sync::Semaphore::new(PARALLEL_LOADS),
         }
     }
 
@@ -80,6 +86,11 @@ impl Budget {
         if bundle.model.current().is_some() {
             return Ok(false);
         }
+        let _turn = self
+            .loads
+            .acquire()
+            .await
+            .map_err(|_| ManageError::Stopped)?;
         bundle.models.load_initial().await?;
         tracing::info!(model = bundle.name, "loaded on demand");
         Ok(true)
@@ -107,11 +118,15 @@ impl Budget {
             if total <= self.max_bytes {
                 break;
             }
-            // A model whose load is under way, or that is answering, is left alone.
+            // A model whose load is under way, or that is answering, is left alone
+            // (and one another caller unloaded meanwhile).
             let Ok(_one) = b.residency.loading.try_lock() else {
                 continue;
             };
-            if b.residency.in_flight.load(Ordering::Acquire) > 0 {
+            let Ok(_idle) = b.residency.serving.clone().try_write_owned() else {
+                continue;
+            };
+            if b.model.current().is_none() {
                 continue;
             }
             let bytes = held(b);
@@ -138,9 +153,11 @@ impl Budget {
         unloaded
     }
 
-    /// Unloads `bundle` by hand; waits for a load under way to end first.
+    /// Unloads `bundle` by hand; waits for a load under way, and the requests
+    /// being answered, to end first.
     pub async fn unload(&self, bundle: &Bundle) -> Result<(), ManageError> {
         let _one = bundle.residency.loading.lock().await;
+        let _idle = bundle.residency.serving.clone().write_owned().await;
         bundle.models.unload().await
     }
 }
