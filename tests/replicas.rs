@@ -422,3 +422,93 @@ async fn canary_and_shadow_routes_follow_the_store_on_every_replica(store: Backi
     wait_route(&client, &b, "shadow", Value::Null).await;
     wait_route(&client, &a, "shadow", Value::Null).await;
 }
+
+/// Uploads PyTorch's `linear.pt` fixture as a version of the named model `name`
+/// on `p`; the status and the version.
+async fn upload_linear(client: &reqwest::Client, p: &Process, name: &str) -> (u16, Value) {
+    let reference: Value =
+        serde_json::from_slice(&std::fs::read(data("pytorch/reference.json")).unwrap()).unwrap();
+    let r = &reference["linear.pt"];
+    let config = json!({"task": "regression", "architecture": {
+        "kind": "sequential", "input_shape": r["input_shape"], "layers": r["layers"]}});
+    let form = common::import_form(
+        &data("pytorch/linear.pt"),
+        serde_json::to_vec(&config).unwrap(),
+        "model.json",
+    );
+    let r = client
+        .post(p.url(&format!("/models/{name}/versions")))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+on_both_backends!(a_named_model_made_on_one_replica_serves_on_every_replica);
+async fn a_named_model_made_on_one_replica_serves_on_every_replica(store: Backing) {
+    let client = reqwest::Client::new();
+    let poll = POLL_MS.to_string();
+    let env = [("KILN_STORE__POLL_INTERVAL_MS", poll.as_str())];
+    let a = store.serve(&env).await;
+    let b = store.serve(&env).await;
+    let (status, body) = upload_linear(&client, &a, "fraud").await;
+    assert_eq!(status, 201, "{body}");
+    // b lists the model, loads it and answers with its version, within a few polls.
+    let version_on_b = || async {
+        let r = client
+            .post(b.url("/models/fraud/predict"))
+            .json(&json!({"instances": [[0.5, -1.0]]}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    let started = Instant::now();
+    loop {
+        let (code, body) = version_on_b().await;
+        if code == 200 {
+            assert_eq!(body["model_version"], "v1", "{body}");
+            break;
+        }
+        assert_eq!(code, 404, "{body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "b never served fraud"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A promotion on a reaches b's copy of the model.
+    let (status, body) = upload_linear(&client, &a, "fraud").await;
+    assert_eq!((status, &body["version"]), (201, &json!("v2")), "{body}");
+    let r = client
+        .post(a.url("/models/fraud/versions/v2/promote"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let started = Instant::now();
+    while version_on_b().await.1["model_version"] != "v2" {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "b never followed v2"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let index: Value = client
+        .post(b.url("/v2/repository/index"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        index
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "fraud" && e["version"] == "v2"),
+        "{index}"
+    );
+}

@@ -101,14 +101,22 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
         let (models, load_failed) = (models.clone(), load_failed.clone());
         let (sweeper, config, watchers) = (store.clone(), config.clone(), watchers.clone());
         let catalog = catalog.clone();
+        let draining_for_catalog = draining.clone();
         tokio::spawn(async move {
             let result = models.load_initial().await;
-            // The named models after the default one; each loads on its own.
-            match tokio::task::spawn_blocking(move || catalog.open_recorded()).await {
+            // The named models after the default one; each loads on its own. Then
+            // the ones other replicas make, as the store lists them.
+            let opening = catalog.clone();
+            match tokio::task::spawn_blocking(move || opening.open_recorded()).await {
                 Ok(Ok(n)) if n > 0 => tracing::info!(models = n, "serving named models"),
                 Ok(Err(e)) => tracing::error!(error = %e, "cannot list the named models"),
                 _ => {}
             }
+            catalog.follow(
+                Duration::from_millis(config.store.poll_interval_ms),
+                draining_for_catalog,
+                &watchers,
+            );
             // Leftovers of crashed writers; a live writer keeps touching its files,
             // so an entry untouched this long (a minute at least) has no writer.
             // After the first load: on a bucket this is a listing, and serving need

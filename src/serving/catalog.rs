@@ -1,7 +1,7 @@
 //! The named models this process serves beside the default one: one [`Bundle`]
 //! each, found by name without a lock (an `ArcSwap` of the map), added by a first
-//! import under a new name, and opened at start for every model the store
-//! records.
+//! import under a new name, and opened for every model the store records: at
+//! start, then every `store.poll_interval_ms` for the ones other replicas make.
 //!
 //! Named models share the process's batcher, executor, compute threads and
 //! explainer, and `serving.max_loaded_mb` (`residency`: loaded on demand, the
@@ -39,6 +39,11 @@ struct Inner {
     bundles: ArcSwap<BTreeMap<ModelName, Arc<Bundle>>>,
     /// Every started bundle's threads, for shutdown.
     threads: Mutex<Vec<BundleThreads>>,
+    /// Held while the store's names are listed and opened, and while a model is
+    /// recorded and listed.
+    listing: Mutex<()>,
+    /// Set at shutdown: no model is opened from the store after.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Catalog {
@@ -54,6 +59,8 @@ impl Catalog {
             bootstrap,
             bundles: ArcSwap::from_pointee(BTreeMap::new()),
             threads: Mutex::new(Vec::new()),
+            listing: Mutex::new(()),
+            closed: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -67,13 +74,25 @@ impl Catalog {
         self.0.bundles.load().values().cloned().collect()
     }
 
-    /// Starts a bundle for every named model the store records and loads each
-    /// one's active version (blocking: call it off the async workers). A model
-    /// that fails to load is logged and left out; the others serve.
+    /// Starts a bundle for every named model the store records that this process
+    /// does not serve yet (at start, and as another replica makes them), and loads
+    /// each one's active version within the budget (blocking: call it off the
+    /// async workers). A model that fails to open is logged and left out; the
+    /// others serve. Past `model.max_models`, the rest are logged and left out.
     pub fn open_recorded(&self) -> Result<usize, crate::registry::StoreError> {
+        let _listing = self.0.listing.lock().unwrap_or_else(|e| e.into_inner());
         let names = self.0.root.model_names()?;
+        let max = self.0.shared.config.model.max_models;
         let mut opened = 0;
         for name in names {
+            if self.get(&name).is_some() || self.0.closed.load(std::sync::atomic::Ordering::Acquire)
+            {
+                continue;
+            }
+            if self.all().len() >= max {
+                tracing::warn!(model = %name, max, "not served: model.max_models reached");
+                continue;
+            }
             match self.start(&name) {
                 Ok(bundle) => {
                     let has_versions = bundle.store.list().map(|v| !v.is_empty());
@@ -93,6 +112,38 @@ impl Catalog {
             }
         }
         Ok(opened)
+    }
+
+    /// Every `interval`, opens the named models another replica made
+    /// ([`open_recorded`](Self::open_recorded)), until `stop`.
+    pub fn follow(
+        &self,
+        interval: std::time::Duration,
+        stop: tokio_util::sync::CancellationToken,
+        tracker: &tokio_util::task::TaskTracker,
+    ) {
+        if interval.is_zero() {
+            return;
+        }
+        let catalog = self.clone();
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let catalog = catalog.clone();
+                match tokio::task::spawn_blocking(move || catalog.open_recorded()).await {
+                    Ok(Ok(n)) if n > 0 => {
+                        tracing::info!(models = n, "serving named models another replica made")
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot list the named models"),
+                    _ => {}
+                }
+            }
+        });
     }
 
     /// A bundle for the named model `name`, started but not yet listed: `create`
@@ -141,12 +192,15 @@ impl Catalog {
         Ok(self.0.root.model(name)?.create_version(&manifest, &net)?)
     }
 
-    /// Records the named model `name` in the store and lists `bundle` under it.
+    /// Records the named model `name` in the store and lists `bundle` under it
+    /// (one step for [`open_recorded`](Self::open_recorded): it never opens a
+    /// second bundle for a model being created).
     pub fn create(
         &self,
         name: &ModelName,
         bundle: Arc<Bundle>,
     ) -> Result<(), crate::registry::StoreError> {
+        let _listing = self.0.listing.lock().unwrap_or_else(|e| e.into_inner());
         self.0.root.add_model(name)?;
         self.insert(name.clone(), bundle);
         Ok(())
@@ -191,8 +245,12 @@ impl Catalog {
         self.0.budget.fit(&self.0.default, &self.all(), keep).await
     }
 
-    /// Every bundle's threads, for shutdown (none are started after).
+    /// Every bundle's threads, for shutdown (none are opened after).
     pub fn take_threads(&self) -> Vec<BundleThreads> {
+        let _listing = self.0.listing.lock().unwrap_or_else(|e| e.into_inner());
+        self.0
+            .closed
+            .store(true, std::sync::atomic::Ordering::Release);
         std::mem::take(&mut *self.0.threads.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
