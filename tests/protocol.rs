@@ -1,6 +1,6 @@
 //! Standard protocols against a real kiln: the Open Inference Protocol v2 (with
 //! NVIDIA's official `tritonclient` and KServe's own `kserve` client from PyPI),
-//! Triton's model config, the OpenAPI
+//! Triton's model config and repository extension on named models, the OpenAPI
 //! document (fuzzed with schemathesis from PyPI) and Swagger UI.
 
 mod common;
@@ -73,6 +73,98 @@ async fn the_official_triton_client_works_unchanged() {
         assert_eq!(got.len(), n);
         for (g, w) in got.iter().zip(&want) {
             assert!(close(*g, *w), "tritonclient {g} vs /predict {w}");
+        }
+    }
+    server.stop().await.unwrap();
+}
+
+/// Uploads the seed MLP as the first version of the named model `name`.
+async fn upload_seed(server: &Server, name: &str) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let form = common::import_form(
+        &common::data("seed_mlp.safetensors"),
+        std::fs::read(root.join("config/models/seed-mlp.toml")).unwrap(),
+        "model.toml",
+    );
+    let r = server
+        .client
+        .post(server.url(&format!("/models/{name}/versions")))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_triton_client_drives_named_models_and_the_repository() {
+    let python =
+        tokio::task::spawn_blocking(|| python_env("tritonclient", &["tritonclient[http]==2.73.0"]))
+            .await
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    seed_small_model(dir.path(), 3);
+    let server = Server::start(test_config(dir.path())).await;
+    for name in ["fraud", "churn"] {
+        upload_seed(&server, name).await;
+    }
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let seen = common::run_python(
+        python,
+        "triton_repository.py",
+        vec![addr, "fraud".into(), "churn".into(), "1000".into()],
+    )
+    .await;
+    let state = |index: &Value, name: &str| {
+        index
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["state"].clone())
+    };
+    for name in ["kiln", "fraud", "churn"] {
+        assert_eq!(state(&seen["index"], name), Some(json!("READY")), "{seen}");
+    }
+    let after = &seen["after_unload"];
+    assert_eq!(
+        state(&after["index"], "fraud"),
+        Some(json!("UNAVAILABLE")),
+        "{seen}"
+    );
+    assert_eq!(after["ready"], false, "{seen}");
+    assert_eq!(seen["first_ready"], true, "{seen}");
+    assert_eq!(seen["second_ready"], true, "{seen}");
+    // Each answers what its own /predict does.
+    for name in ["fraud", "churn"] {
+        let want: Value = server
+            .client
+            .post(server.url(&format!("/models/{name}/predict")))
+            .json(&json!({"instances": seen["rows"]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let key = if name == "fraud" { "first" } else { "second" };
+        let got = &seen[key];
+        assert_eq!(got["model_version"], "v1", "{seen}");
+        let got: Vec<f64> = got["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
+            .collect();
+        let want: Vec<f64> = want["predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(got.len(), want.len(), "{name}");
+        for (g, w) in got.iter().zip(&want) {
+            assert!(close(*g, *w), "{name}: tritonclient {g} vs /predict {w}");
         }
     }
     server.stop().await.unwrap();
