@@ -7,7 +7,8 @@
 //! load, while the weights held by every model (each one's warm versions) pass
 //! the budget, the least recently used named model is unloaded first. Never
 //! unloaded for room: the default model, the model just loaded, one being
-//! loaded, and one with a canary or shadow route (its versions are in use).
+//! loaded, one answering requests, and one with a canary or shadow route (its
+//! versions are in use). At most `PARALLEL_LOADS` (2) loads on demand run at once.
 //!
 //! Each bundle's [`Residency`] says when it was last used (a process-wide
 //! counter, one atomic add per request), holds it for every request it is
