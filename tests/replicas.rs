@@ -511,4 +511,21 @@ async fn a_named_model_made_on_one_replica_serves_on_every_replica(store: Backin
             .any(|e| e["name"] == "fraud" && e["version"] == "v2"),
         "{index}"
     );
+    // Deleted on a (unloaded there first): b stops serving it.
+    let r = client
+        .post(a.url("/v2/repository/models/fraud/unload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client.delete(a.url("/models/fraud")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let started = Instant::now();
+    while version_on_b().await.0 != 404 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "b still serves fraud"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

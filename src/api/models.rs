@@ -191,13 +191,15 @@ pub async fn rollback(
     Ok(Json(state.models.rollback().await?))
 }
 
-/// `DELETE /models/{version}` (not the active one).
+/// `DELETE /models/{version}` (not the active one), or `DELETE /models/{name}`:
+/// a named model, with every version and record it has (once unloaded; a name
+/// never looks like a version id).
 #[utoipa::path(delete, path = "/models/{version}", tag = "models",
-    params(("version" = String, Path, description = "A version that is not active")),
+    params(("version" = String, Path, description = "A version of the default model that is not active, or a named model that is not loaded")),
     responses((status = 200, description = "Deleted", body = Deleted),
         (status = 401, description = "auth.token is set and the token is missing or wrong", body = crate::api::error::ErrorBody),
-        (status = 404, description = "No such version", body = crate::api::error::ErrorBody),
-        (status = 409, description = "It is the active version", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such version or model", body = crate::api::error::ErrorBody),
+        (status = 409, description = "It is the active version, or a loaded or routed model", body = crate::api::error::ErrorBody),
         (status = 503, description = "The model manager has stopped", body = crate::api::error::ErrorBody)),
     security((), ("bearer" = [])))]
 pub async fn delete(
@@ -205,6 +207,16 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(version): Path<String>,
 ) -> Result<Json<Deleted>, ApiError> {
+    if let Ok(name) = crate::registry::ModelName::parse(&version) {
+        if version == state.config.model.name {
+            return Err(ApiError::Conflict(
+                "the default model cannot be deleted; delete its versions".into(),
+            ));
+        }
+        let bundle = super::named::served(&state, &version)?;
+        state.catalog.delete_async(&name, bundle).await?;
+        return Ok(Json(Deleted { deleted: version }));
+    }
     state.models.delete(&version).await?;
     Ok(Json(Deleted { deleted: version }))
 }
@@ -212,6 +224,6 @@ pub async fn delete(
 /// `DELETE /models/{version}`'s answer.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Deleted {
-    /// The version that is gone from the store.
+    /// The version (or named model) that is gone from the store.
     pub deleted: String,
 }

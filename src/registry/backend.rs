@@ -61,6 +61,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Names of the records in a folder (`jobs`).
     fn list_records(&self, dir: &str) -> Result<Vec<String>, StoreError>;
     fn delete_record(&self, name: &str) -> Result<(), StoreError>;
+    /// Removes every file of this store (a named model's own, when the model is
+    /// deleted).
+    fn destroy(&self) -> Result<(), StoreError>;
     /// Takes the store-wide lock `name` if it is free (`false` if held); a lock
     /// older than `stale_after` is broken (its holder died).
     fn try_lock(&self, name: &str, stale_after: Duration) -> Result<bool, StoreError>;

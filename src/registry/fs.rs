@@ -349,6 +349,26 @@ impl Backend for FsBackend {
         let _ = std::fs::remove_file(self.root.join(LOCKS).join(name));
     }
 
+    fn destroy(&self) -> Result<(), StoreError> {
+        // Out of sight in one rename, then removed.
+        let name = self
+            .root
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("store");
+        let grave = self
+            .root
+            .with_file_name(format!(".deleted-{name}-{}", uuid::Uuid::new_v4()));
+        match std::fs::rename(&self.root, &grave) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            other => other.map_err(|e| StoreError::io(&self.root, e))?,
+        }
+        if let Some(parent) = self.root.parent() {
+            sync(parent)?;
+        }
+        std::fs::remove_dir_all(&grave).map_err(|e| StoreError::io(&grave, e))
+    }
+
     fn delete_record(&self, name: &str) -> Result<(), StoreError> {
         let path = self.record_path(name)?;
         match std::fs::remove_file(&path) {

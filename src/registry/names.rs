@@ -112,6 +112,13 @@ impl Store {
         self.backend.write_record(&record, &bytes)
     }
 
+    /// Deletes the named model `name`: its record first (no replica or restart
+    /// opens it from then on), then every file of its store.
+    pub fn remove_model(&self, name: &ModelName) -> Result<(), StoreError> {
+        self.backend.delete_record(&format!("{MODELS}/{name}"))?;
+        self.model(name)?.backend.destroy()
+    }
+
     /// The named models recorded in this store, in name order (entries that are
     /// not names are skipped).
     pub fn model_names(&self) -> Result<Vec<ModelName>, StoreError> {

@@ -60,6 +60,8 @@ pub struct BundleThreads {
     pub manager: ManagerThread,
     /// `None` when `monitoring.sample_rate` is 0.
     pub log_writer: Option<LogWriter>,
+    /// Ends its store watch (cancelled at shutdown too).
+    pub watch: CancellationToken,
 }
 
 /// Builds the bundle of the model `name` kept in `store`, serving through `model`
@@ -86,12 +88,13 @@ pub fn start(
     )?;
     let (monitor, log_writer) =
         Monitor::start(store.clone(), &shared.replica, &config.monitoring, metrics)?;
+    let watch = shared.draining.child_token();
     super::watch::spawn(
         store.clone(),
         models.clone(),
         model.clone(),
         Duration::from_millis(config.store.poll_interval_ms),
-        shared.draining.clone(),
+        watch.clone(),
         &shared.watchers,
     );
     let monitor = Arc::new(monitor);
@@ -118,6 +121,7 @@ pub fn start(
         BundleThreads {
             manager,
             log_writer,
+            watch,
         },
     ))
 }
@@ -133,5 +137,13 @@ impl BundleThreads {
     /// Ends the model manager (lifecycle step 8).
     pub fn stop_manager(self) {
         self.manager.stop();
+    }
+
+    /// Ends everything of a model that is no longer served (deleted): its store
+    /// watch, its prediction log (flushed) and its model manager. Blocking.
+    pub fn stop(mut self) {
+        self.watch.cancel();
+        self.close_log();
+        self.stop_manager();
     }
 }

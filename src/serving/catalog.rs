@@ -1,7 +1,8 @@
 //! The named models this process serves beside the default one: one [`Bundle`]
 //! each, found by name without a lock (an `ArcSwap` of the map), added by a first
 //! import under a new name, and opened for every model the store records: at
-//! start, then every `store.poll_interval_ms` for the ones other replicas make.
+//! start, then every `store.poll_interval_ms` for the ones other replicas make
+//! (and dropped for the ones they delete). Deleted here once unloaded.
 //!
 //! Named models share the process's batcher, executor, compute threads and
 //! explainer, and `serving.max_loaded_mb` (`residency`: loaded on demand, the
@@ -37,8 +38,8 @@ struct Inner {
     root: Store,
     bootstrap: Bootstrap,
     bundles: ArcSwap<BTreeMap<ModelName, Arc<Bundle>>>,
-    /// Every started bundle's threads, for shutdown.
-    threads: Mutex<Vec<BundleThreads>>,
+    /// Every started bundle's threads, by model, for shutdown and deletion.
+    threads: Mutex<Vec<(ModelName, BundleThreads)>>,
     /// Held while the store's names are listed and opened, and while a model is
     /// recorded and listed.
     listing: Mutex<()>,
@@ -82,6 +83,14 @@ impl Catalog {
     pub fn open_recorded(&self) -> Result<usize, crate::registry::StoreError> {
         let _listing = self.0.listing.lock().unwrap_or_else(|e| e.into_inner());
         let names = self.0.root.model_names()?;
+        // Deleted by another replica: no longer served here.
+        for gone in self.all().iter().filter_map(|b| {
+            let name = ModelName::parse(&b.name).ok()?;
+            (!names.contains(&name)).then_some(name)
+        }) {
+            tracing::info!(model = %gone, "a named model was deleted; no longer serving it");
+            self.drop_model(&gone);
+        }
         let max = self.0.shared.config.model.max_models;
         let mut opened = 0;
         for name in names {
@@ -167,7 +176,7 @@ impl Catalog {
             .threads
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(threads);
+            .push((name.clone(), threads));
         Ok(bundle)
     }
 
@@ -239,6 +248,20 @@ impl Catalog {
         self.0.budget.unload(bundle).await
     }
 
+    /// [`delete`](Self::delete) from async code, with the model's loads held off
+    /// while it runs.
+    pub async fn delete_async(
+        &self,
+        name: &ModelName,
+        bundle: Arc<Bundle>,
+    ) -> Result<(), ManageError> {
+        let _no_loads = bundle.residency.hold_loads().await;
+        let (catalog, name, deleting) = (self.clone(), name.clone(), bundle.clone());
+        tokio::task::spawn_blocking(move || catalog.delete(&name, &deleting))
+            .await
+            .map_err(|e| ManageError::Crashed(format!("a model deletion stopped: {e}")))?
+    }
+
     /// Unloads the least recently used named models but `keep` while the loaded
     /// weights pass the budget.
     pub async fn fit(&self, keep: &Bundle) -> Vec<String> {
@@ -252,5 +275,55 @@ impl Catalog {
             .closed
             .store(true, std::sync::atomic::Ordering::Release);
         std::mem::take(&mut *self.0.threads.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            .map(|(_, threads)| threads)
+            .collect()
+    }
+
+    /// Stops serving the named model `name` here: unlisted, its threads ended
+    /// (blocking). The store is left as it is.
+    fn drop_model(&self, name: &ModelName) {
+        self.0.bundles.rcu(|map| {
+            let mut map = BTreeMap::clone(map);
+            map.remove(name);
+            map
+        });
+        let mut threads = self.0.threads.lock().unwrap_or_else(|e| e.into_inner());
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut *threads)
+            .into_iter()
+            .partition(|(n, _)| n == name);
+        *threads = kept;
+        drop(threads);
+        for (_, t) in gone {
+            t.stop();
+        }
+    }
+
+    /// Deletes the named model `bundle` serves: refused while it holds weights
+    /// (unload it first) or has a route. Unlisted and stopped here, then its
+    /// record and every file removed from the store; other replicas drop it at
+    /// their next listing. Blocking.
+    pub fn delete(&self, name: &ModelName, bundle: &Bundle) -> Result<(), ManageError> {
+        let _listing = self.0.listing.lock().unwrap_or_else(|e| e.into_inner());
+        if bundle.model.current().is_some() {
+            return Err(ManageError::InUse(format!(
+                "model {name} is loaded; unload it first (POST /v2/repository/models/{name}/unload)"
+            )));
+        }
+        if [
+            super::routing::RouteKind::Canary,
+            super::routing::RouteKind::Shadow,
+        ]
+        .iter()
+        .any(|k| bundle.models.routes().get(*k).is_some())
+        {
+            return Err(ManageError::InUse(format!(
+                "model {name} has a canary or shadow route; remove it first"
+            )));
+        }
+        self.drop_model(name);
+        self.0.root.remove_model(name)?;
+        tracing::info!(model = %name, "deleted a named model");
+        Ok(())
     }
 }

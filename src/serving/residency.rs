@@ -40,6 +40,12 @@ pub struct InFlight {
 }
 
 impl Residency {
+    /// Holds off loads of this model until dropped (a deletion checks and acts
+    /// meanwhile).
+    pub async fn hold_loads(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.loading.lock().await
+    }
+
     /// A request's hold on its model; `None` while the model is being unloaded.
     pub fn enter(&self) -> Option<InFlight> {
         let hold = self.serving.clone().try_read_owned().ok()?;

@@ -100,6 +100,39 @@ async fn named_models_load_on_demand_within_the_budget() {
     }
     answers_as_seed(&server, "a").await;
 
+    // Deleting: refused while loaded; once unloaded, gone with its files, and a
+    // model made again under the name starts afresh.
+    let delete = |name: &str| {
+        server
+            .client
+            .delete(server.url(&format!("/models/{name}")))
+            .send()
+    };
+    let r = delete("b").await.unwrap();
+    assert_eq!(r.status(), 409);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("unload it first"),
+        "{body}"
+    );
+    let r = post(&server, "/v2/repository/models/b/unload", json!(null)).await;
+    assert_eq!(r.status(), 200);
+    let r = delete("b").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"deleted": "b"}));
+    assert!(!store.join("models/b").exists() && !store.join("models/b.json").exists());
+    assert!(!states(&server).await.contains_key("b"));
+    let (code, _) = predict(&server, "/models/b/predict", json!([vec![1.0; 1000]])).await;
+    assert_eq!(code, 404);
+    assert_eq!(delete("b").await.unwrap().status(), 404);
+    assert_eq!(delete("kiln").await.unwrap().status(), 409);
+    let r = upload(&server, "b", &seed_config()).await;
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"version": "v1", "active": true})
+    );
+    answers_as_seed(&server, "b").await;
+
     // The default model always serves; an unknown model is a 404.
     let r = post(&server, "/v2/repository/models/kiln/unload", json!(null)).await;
     assert_eq!(r.status(), 409);

@@ -201,6 +201,24 @@ impl Backend for ObjectBackend {
             .collect())
     }
 
+    fn destroy(&self) -> Result<(), StoreError> {
+        // Cached files go first: a model made again under the same name must
+        // never be served another's bytes.
+        if let Some(cache) = &self.cache {
+            for version in self.versions()? {
+                cache.forget(&version);
+            }
+        }
+        let listed = self
+            .list("")
+            .map_err(|e| self.remote("list a model's files", e))?;
+        for meta in listed {
+            self.delete(meta.location)
+                .map_err(|e| self.remote("delete a model's files", e))?;
+        }
+        Ok(())
+    }
+
     fn delete_record(&self, name: &str) -> Result<(), StoreError> {
         let key = Self::record_key(name)?;
         self.delete(key)
