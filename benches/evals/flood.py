@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""One model flooded, another lightly used (issue 22's fairness check): named
+models A and B (both the seed MLP) in one process. B alone: a light client sends
+one request at a time, RATE a second, for SECS seconds. Then the same while oha
+floods A at c=C. Prints B's p50 and p99 both ways, their ratio (the goal: B's p99
+within 2x of its solo p99), and A's answers by status (the goal: A's excess is
+429, nothing else).
+
+Usage: flood.py KILN_BINARY [SECS=15] [RATE=50] [C=256]
+Needs oha (`cargo install oha`). Standard-library Python otherwise.
+"""
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from many_models import DATA, REPO, call, free_port  # noqa: E402
+from zipf_models import multipart  # noqa: E402
+
+
+def light(port, secs, rate):
+    """Latencies (ms) of B's requests, one at a time, `rate` a second."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    body = json.dumps({"instances": [[1.0] * 1000]})
+    out, statuses = [], {}
+    stop = time.time() + secs
+    while time.time() < stop:
+        t = time.perf_counter()
+        conn.request("POST", "/models/b/predict", body, {"Content-Type": "application/json"})
+        r = conn.getresponse()
+        r.read()
+        out.append((time.perf_counter() - t) * 1000)
+        statuses[r.status] = statuses.get(r.status, 0) + 1
+        time.sleep(max(0.0, 1 / rate - (time.perf_counter() - t)))
+    return sorted(out), statuses
+
+
+def pct(xs, p):
+    return xs[int(p * (len(xs) - 1))]
+
+
+def main():
+    kiln = sys.argv[1]
+    secs = float(sys.argv[2]) if len(sys.argv) > 2 else 15
+    rate = float(sys.argv[3]) if len(sys.argv) > 3 else 50
+    clients = int(sys.argv[4]) if len(sys.argv) > 4 else 256
+    os.environ["PATH"] += os.pathsep + str(Path.home() / ".cargo/bin")
+    if shutil.which("oha") is None:
+        raise SystemExit("needs oha: cargo install oha")
+    with tempfile.TemporaryDirectory() as tmp:
+        store = os.path.join(tmp, "store")
+        port = free_port()
+        env = dict(os.environ, KILN_TELEMETRY__LEVEL="warn")
+        proc = subprocess.Popen([kiln, "serve", "--listen", f"127.0.0.1:{port}", "--store", store],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(600):
+                try:
+                    call(base + "/health/ready")
+                    break
+                except Exception:
+                    time.sleep(0.1)
+            for name in ("a", "b"):
+                body, boundary = multipart([
+                    ("weights", "seed_mlp.safetensors", (DATA / "seed_mlp.safetensors").read_bytes()),
+                    ("config", "model.toml", (REPO / "config/models/seed-mlp.toml").read_bytes())])
+                call(f"{base}/models/{name}/versions", body,
+                     {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            solo, _ = light(port, secs, rate)
+            flood = {}
+
+            def run_oha():
+                out = subprocess.run(
+                    ["oha", "-z", f"{secs + 2}s", "-c", str(clients), "--no-tui", "--output-format", "json",
+                     "-m", "POST", "-H", "Content-Type: application/json",
+                     "-d", json.dumps({"instances": [[1.0] * 1000]}), f"{base}/models/a/predict"],
+                    capture_output=True, text=True, check=True)
+                flood.update(json.loads(out.stdout))
+
+            t = threading.Thread(target=run_oha)
+            t.start()
+            time.sleep(1)
+            loaded, b_statuses = light(port, secs, rate)
+            t.join()
+            print(f"B alone: p50 {pct(solo, 0.5):.2f} ms, p99 {pct(solo, 0.99):.2f} ms ({len(solo)} requests)")
+            print(f"B beside A's flood: p50 {pct(loaded, 0.5):.2f} ms, p99 {pct(loaded, 0.99):.2f} ms "
+                  f"({len(loaded)} requests, statuses {b_statuses})")
+            print(f"B's p99 ratio: {pct(loaded, 0.99) / pct(solo, 0.99):.2f} (goal <= 2)")
+            dist = flood.get("statusCodeDistribution", {})
+            print(f"A (oha, c={clients}): {flood['summary']['requestsPerSec']:,.0f} req/s, statuses {dist}")
+        finally:
+            proc.terminate()
+            proc.wait()
+
+
+if __name__ == "__main__":
+    main()
