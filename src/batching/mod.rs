@@ -12,6 +12,7 @@
 
 pub mod cost;
 mod error;
+pub mod lanes;
 pub mod queue;
 
 pub use error::{PredictError, SubmitError};
@@ -28,7 +29,8 @@ use crate::config::BatchingConfig;
 use crate::metrics::{Metrics, RejectReason};
 use crate::model::{LoadedModel, Prediction};
 use cost::CostModel;
-use queue::{Next, Policy, Queue, Queued};
+use lanes::Lanes;
+use queue::{Next, Policy, Queued};
 
 /// A request's answer: the version that computed it and one prediction per row.
 #[derive(Debug)]
@@ -54,6 +56,9 @@ pub struct Work {
     pub model: Option<Arc<LoadedModel>>,
     /// When the answer is due; past it the rows are not computed.
     pub deadline: Instant,
+    /// The served model it is for: batches are formed per model, the models
+    /// taken in turn (`lanes`).
+    pub lane: u64,
 }
 
 /// One admitted request waiting for (or inside) a batch.
@@ -64,6 +69,12 @@ pub struct Request {
     pub reply: oneshot::Sender<Result<Answer, PredictError>>,
     /// Returned to the admission semaphore when the request is dropped (answered).
     _permit: OwnedSemaphorePermit,
+}
+
+impl lanes::Laned for Request {
+    fn lane(&self) -> u64 {
+        self.work.lane
+    }
 }
 
 impl Queued for Request {
@@ -183,7 +194,7 @@ async fn run(
     cancel: CancellationToken,
 ) {
     let cost = |rows: usize| cost.estimate(rows.min(policy.max_rows.max(1)));
-    let mut queue: Queue<Request> = Queue::default();
+    let mut queue: Lanes<Request> = Lanes::default();
     let mut closing = false;
     loop {
         // Wait until the executor is free: meanwhile requests keep piling up in the
@@ -276,6 +287,7 @@ mod tests {
             top_k: None,
             model: None,
             deadline: Instant::now() + Duration::from_secs(60),
+            lane: 0,
         }
     }
 

@@ -23,6 +23,9 @@ use crate::monitoring::Monitor;
 use crate::monitoring::log::LogWriter;
 use crate::registry::Store;
 
+/// Each bundle's batcher lane, unique in the process.
+static NEXT_LANE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// A served model's handles.
 pub struct Bundle {
     /// The name clients use (`model.name` for the default model).
@@ -106,6 +109,7 @@ pub fn start(
         explainer: shared.explainer.clone(),
         limits: Limits::from(&**config),
         mirrors: shared.mirrors.clone(),
+        lane: NEXT_LANE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     });
     let bundle = Bundle {
         name,

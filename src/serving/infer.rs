@@ -54,6 +54,8 @@ pub struct Parts {
     pub limits: Limits,
     /// Shadow mirrors still running after their answer: shutdown waits for them.
     pub mirrors: TaskTracker,
+    /// The model's lane in the batcher (one per served model).
+    pub lane: u64,
 }
 
 /// The configured bounds the service applies.
@@ -219,6 +221,7 @@ impl Inference {
             top_k,
             model: Some(model),
             deadline: deadline.compute_by,
+            lane: inner.lane,
         };
         let rx = inner.batcher.submit(work)?;
         let answer = match tokio::time::timeout_at(deadline.answer_by, rx).await {
@@ -350,6 +353,7 @@ impl Mirror {
                     top_k: None,
                     model: Some(self.shadow.clone()),
                     deadline: Instant::now() + MIRROR_DEADLINE,
+                    lane: inner.lane,
                 };
                 match inner.batcher.submit(work) {
                     Ok(rx) => rx.await.ok().and_then(Result::ok),

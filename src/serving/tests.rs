@@ -138,6 +138,7 @@ async fn fixture() -> Fixture {
         explainer,
         limits,
         mirrors: tokio_util::task::TaskTracker::new(),
+        lane: 0,
     });
     Fixture {
         service,

@@ -1,0 +1,225 @@
+//! Batches formed fairly across models: one [`Queue`] per lane (a served model),
+//! the lanes taken in turn. When several lanes have a batch due, each gives one
+//! batch before any gives a second, so a flood of requests to one model delays
+//! another model's requests by at most one of its batches rather than by all of
+//! its queued rows. Each lane keeps the FIFO rules of [`Queue`]; with one lane,
+//! batches are exactly the queue's.
+
+use tokio::time::Instant;
+
+use super::queue::{Cost, Next, Policy, Queue, Queued};
+
+/// A waiting request and the lane it belongs to.
+pub trait Laned: Queued {
+    fn lane(&self) -> u64;
+}
+
+/// The lanes, in the order they first had a request.
+#[derive(Debug)]
+pub struct Lanes<T> {
+    lanes: Vec<(u64, Queue<T>)>,
+    /// The lane asked first for the next batch.
+    turn: usize,
+}
+
+impl<T> Default for Lanes<T> {
+    fn default() -> Self {
+        Self {
+            lanes: Vec::new(),
+            turn: 0,
+        }
+    }
+}
+
+impl<T: Laned> Lanes<T> {
+    pub fn push(&mut self, item: T) {
+        let lane = item.lane();
+        match self.lanes.iter_mut().find(|(l, _)| *l == lane) {
+            Some((_, queue)) => queue.push(item),
+            None => {
+                let mut queue = Queue::default();
+                queue.push(item);
+                self.lanes.push((lane, queue));
+            }
+        }
+    }
+
+    /// Rows waiting in every lane.
+    pub fn rows(&self) -> usize {
+        self.lanes.iter().map(|(_, q)| q.rows()).sum()
+    }
+
+    /// [`Queue::remove_abandoned`] in every lane.
+    pub fn remove_abandoned(&mut self, now: Instant) -> usize {
+        self.lanes
+            .iter_mut()
+            .map(|(_, q)| q.remove_abandoned(now))
+            .sum()
+    }
+
+    /// [`Queue::remove_expired`] in every lane.
+    pub fn remove_expired(&mut self, now: Instant, cost: Cost) -> Vec<T> {
+        self.lanes
+            .iter_mut()
+            .flat_map(|(_, q)| q.remove_expired(now, cost))
+            .collect()
+    }
+
+    /// The next batch: the first lane from the turn on that has one due (then
+    /// the turn passes to the lane after it); else the earliest time one is due.
+    pub fn next(&mut self, now: Instant, policy: Policy, flush: bool, cost: Cost) -> Next<T> {
+        self.lanes.retain(|(_, q)| !q.is_empty());
+        let n = self.lanes.len();
+        if n == 0 {
+            return Next::Empty;
+        }
+        let mut wait: Option<Instant> = None;
+        for k in 0..n {
+            let i = (self.turn + k) % n;
+            match self.lanes[i].1.next(now, policy, flush, cost) {
+                Next::Batch(batch) => {
+                    self.turn = (i + 1) % n;
+                    return Next::Batch(batch);
+                }
+                Next::WaitUntil(t) => wait = Some(wait.map_or(t, |w| w.min(t))),
+                Next::Empty => {}
+            }
+        }
+        wait.map_or(Next::Empty, Next::WaitUntil)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[derive(Debug)]
+    struct Req {
+        lane: u64,
+        id: usize,
+        rows: usize,
+        at: Instant,
+    }
+
+    impl Queued for Req {
+        fn rows(&self) -> usize {
+            self.rows
+        }
+        fn enqueued_at(&self) -> Instant {
+            self.at
+        }
+        fn is_abandoned(&self) -> bool {
+            false
+        }
+        fn deadline(&self) -> Instant {
+            self.at + Duration::from_secs(60)
+        }
+    }
+
+    impl Laned for Req {
+        fn lane(&self) -> u64 {
+            self.lane
+        }
+    }
+
+    fn ids(next: Next<Req>) -> Vec<usize> {
+        match next {
+            Next::Batch(b) => b.iter().map(|r| r.id).collect(),
+            other => panic!("no batch: {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flooded_lane_gives_way_to_another_after_one_batch() {
+        let policy = Policy {
+            max_rows: 4,
+            max_delay: Duration::from_millis(2),
+        };
+        let cost = |_: usize| Duration::from_micros(100);
+        let now = Instant::now();
+        let mut lanes = Lanes::default();
+        // Lane 1 floods: 16 rows queued before lane 2's one request.
+        for id in 0..16 {
+            lanes.push(Req {
+                lane: 1,
+                id,
+                rows: 1,
+                at: now,
+            });
+        }
+        lanes.push(Req {
+            lane: 2,
+            id: 100,
+            rows: 1,
+            at: now,
+        });
+        assert_eq!(lanes.rows(), 17);
+        assert_eq!(ids(lanes.next(now, policy, false, &cost)), [0, 1, 2, 3]);
+        // Lane 2's request is not full, so it waits for its own delay ...
+        let later = now + Duration::from_millis(2);
+        // ... and then goes before lane 1's second batch.
+        assert_eq!(ids(lanes.next(later, policy, false, &cost)), [100]);
+        assert_eq!(ids(lanes.next(later, policy, false, &cost)), [4, 5, 6, 7]);
+        assert_eq!(ids(lanes.next(later, policy, false, &cost)), [8, 9, 10, 11]);
+        assert_eq!(lanes.rows(), 4);
+        // Full batches of two lanes alternate.
+        for id in 200..204 {
+            lanes.push(Req {
+                lane: 3,
+                id,
+                rows: 1,
+                at: later,
+            });
+        }
+        let order: Vec<Vec<usize>> = (0..2)
+            .map(|_| ids(lanes.next(later, policy, false, &cost)))
+            .collect();
+        assert!(order.contains(&vec![12, 13, 14, 15]) && order.contains(&vec![200, 201, 202, 203]));
+        assert!(matches!(
+            lanes.next(later, policy, false, &cost),
+            Next::Empty
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_lane_batches_as_one_queue_does() {
+        let policy = Policy {
+            max_rows: 3,
+            max_delay: Duration::from_millis(5),
+        };
+        let cost = |_: usize| Duration::ZERO;
+        let now = Instant::now();
+        let (mut lanes, mut queue) = (Lanes::default(), Queue::default());
+        for id in 0..7 {
+            lanes.push(Req {
+                lane: 9,
+                id,
+                rows: 1,
+                at: now,
+            });
+            queue.push(Req {
+                lane: 9,
+                id,
+                rows: 1,
+                at: now,
+            });
+        }
+        for t in [0, 5, 5, 5] {
+            let at = now + Duration::from_millis(t);
+            let (a, b) = (
+                lanes.next(at, policy, false, &cost),
+                queue.next(at, policy, false, &cost),
+            );
+            match (a, b) {
+                (Next::Batch(a), Next::Batch(b)) => assert_eq!(
+                    a.iter().map(|r| r.id).collect::<Vec<_>>(),
+                    b.iter().map(|r| r.id).collect::<Vec<_>>()
+                ),
+                (Next::WaitUntil(a), Next::WaitUntil(b)) => assert_eq!(a, b),
+                (Next::Empty, Next::Empty) => {}
+                (a, b) => panic!("{a:?} vs {b:?}"),
+            }
+        }
+    }
+}
