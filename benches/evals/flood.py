@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from many_models import DATA, REPO, call, free_port  # noqa: E402
+from many_models import DATA, REPO, call, serve  # noqa: E402
 from zipf_models import multipart  # noqa: E402
 
 
@@ -56,18 +56,9 @@ def main():
         raise SystemExit("needs oha: cargo install oha")
     with tempfile.TemporaryDirectory() as tmp:
         store = os.path.join(tmp, "store")
-        port = free_port()
-        env = dict(os.environ, KILN_TELEMETRY__LEVEL="warn")
-        proc = subprocess.Popen([kiln, "serve", "--listen", f"127.0.0.1:{port}", "--store", store],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
+        proc, base = serve(kiln, store, None)
+        port = int(base.rsplit(':', 1)[1])
         try:
-            for _ in range(600):
-                try:
-                    call(base + "/health/ready")
-                    break
-                except Exception:
-                    time.sleep(0.1)
             for name in ("a", "b"):
                 body, boundary = multipart([
                     ("weights", "seed_mlp.safetensors", (DATA / "seed_mlp.safetensors").read_bytes()),

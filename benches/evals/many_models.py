@@ -43,11 +43,14 @@ def call(url, body=None, headers=None, method=None):
         return json.loads(r.read() or b"null")
 
 
-def serve(kiln, store):
+def serve(kiln, store, env=None, log=None):
+    """Starts `kiln serve` on a free port with `store` (and `env` on top of this
+    process's, logs to `log` if given); waits for readiness. (process, base URL)"""
     port = free_port()
-    env = dict(os.environ, KILN_TELEMETRY__LEVEL="warn")
+    env = {**os.environ, "KILN_TELEMETRY__LEVEL": "warn", **(env or {})}
+    out = log or subprocess.DEVNULL
     proc = subprocess.Popen([kiln, "serve", "--listen", f"127.0.0.1:{port}", "--store", store],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=env, stdout=out, stderr=out)
     base = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:

@@ -15,14 +15,13 @@ Standard-library Python only (the weights are written as safetensors by hand).
 import json
 import os
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from many_models import call, free_port  # noqa: E402
+from many_models import call, serve  # noqa: E402
 from zipf_models import multipart, rss_mb  # noqa: E402
 
 
@@ -54,19 +53,9 @@ def main():
               f'hidden = [{width}, {width}]\noutput = 1\n').encode()
     with tempfile.TemporaryDirectory() as tmp:
         store = os.path.join(tmp, "store")
-        port = free_port()
-        env = dict(os.environ, KILN_TELEMETRY__LEVEL="warn",
-                   KILN_SERVER__MAX_UPLOAD_BYTES=str(len(weights) + (1 << 20)))
-        proc = subprocess.Popen([kiln, "serve", "--listen", f"127.0.0.1:{port}", "--store", store],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
+        proc, base = serve(kiln, store, {"KILN_SERVER__MAX_UPLOAD_BYTES": str(len(weights) + (1 << 20))})
+        port = int(base.rsplit(':', 1)[1])
         try:
-            for _ in range(600):
-                try:
-                    call(base + "/health/ready")
-                    break
-                except Exception:
-                    time.sleep(0.1)
             time.sleep(1)
             before = rss_mb(proc.pid)
             body, boundary = multipart([("weights", "big.safetensors", weights),

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from many_models import DATA, REPO, call, free_port, peak_rss_mb  # noqa: E402
+from many_models import DATA, REPO, call, peak_rss_mb, serve  # noqa: E402
 
 SEED_MLP_BYTES = ((1000 + 1) * 500 + (500 + 1) * 100 + (100 + 1) * 1) * 4
 HOT = 10
@@ -90,20 +90,12 @@ def main():
         subprocess.run([kiln, "import", "--weights", str(DATA / "seed_mlp.safetensors"),
                         "--model-config", str(REPO / "config/models/seed-mlp.toml"), "--store", store],
                        check=True, capture_output=True)
-        port = free_port()
-        env = dict(os.environ, KILN_TELEMETRY__LEVEL="info", KILN_TELEMETRY__ACCESS_LOG="false",
-                   KILN_SERVING__MAX_LOADED_MB=str(budget_mb))
         log = open(os.path.join(tmp, "kiln.log"), "w")
-        proc = subprocess.Popen([kiln, "serve", "--listen", f"127.0.0.1:{port}", "--store", store],
-                                env=env, stdout=log, stderr=log)
-        base = f"http://127.0.0.1:{port}"
+        env = {"KILN_TELEMETRY__LEVEL": "info", "KILN_TELEMETRY__ACCESS_LOG": "false",
+               "KILN_SERVING__MAX_LOADED_MB": str(budget_mb)}
+        proc, base = serve(kiln, store, env, log)
+        port = int(base.rsplit(':', 1)[1])
         try:
-            for _ in range(600):
-                try:
-                    call(base + "/health/ready")
-                    break
-                except Exception:
-                    time.sleep(0.1)
             for i, name in enumerate(models):
                 wname, weights, cname, config, _, _ = kind[i % 3]
                 body, boundary = multipart([("weights", wname, weights), ("config", cname, config)])

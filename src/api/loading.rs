@@ -18,17 +18,17 @@ use super::{ApiError, AppState};
 use crate::serving::bundle::Bundle;
 use crate::serving::residency::InFlight;
 
-/// [`loaded`] by the deadline a request's headers set (else the default one).
+/// [`loaded`] by the deadline a request's headers set (else the default one); a
+/// header that is not a timeout is a 400.
 pub(super) async fn loaded_for(
     state: &AppState,
     bundle: &Arc<Bundle>,
     headers: &HeaderMap,
     arrival: Arrival,
 ) -> Result<Option<InFlight>, ApiError> {
+    // A bad timeout header is the request's 400, before anything loads.
     let fallback = state.config.batching.default_timeout();
-    let by = super::deadline::deadline(headers, arrival, fallback)
-        .map(|d| d.compute_by)
-        .unwrap_or_else(|_| arrival.0 + fallback);
+    let by = super::deadline::deadline(headers, arrival, fallback)?.compute_by;
     loaded(state, bundle, by).await
 }
 

@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 
 use super::{Backend, StoreError, Tag, parse_id};
 
+mod removal;
+use removal::{bury, newest_mtime};
+
 const VERSIONS: &str = "versions";
 const IDS: &str = "ids";
 const LOCKS: &str = "locks";
@@ -158,42 +161,6 @@ impl FsBackend {
         self.unlock(&lock);
         result
     }
-
-    /// Removes what crashed writers left in `tmp/`: entries untouched for
-    /// `older_than` (a live writer keeps touching its files).
-    pub fn clean_tmp(&self, older_than: std::time::Duration) -> usize {
-        let dir = self.root.join(TMP);
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return 0;
-        };
-        let mut removed = 0;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let stale = newest_mtime(&path)
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > older_than);
-            if stale {
-                let gone = if path.is_dir() {
-                    std::fs::remove_dir_all(&path)
-                } else {
-                    std::fs::remove_file(&path)
-                };
-                removed += usize::from(gone.is_ok());
-            }
-        }
-        removed
-    }
-}
-
-/// The newest modification time of `path` and (one level of) what it holds.
-fn newest_mtime(path: &Path) -> Option<std::time::SystemTime> {
-    let own = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
-    let inner = std::fs::read_dir(path)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.metadata().and_then(|m| m.modified()).ok());
-    Some(inner.fold(own, std::cmp::max))
 }
 
 impl Backend for FsBackend {
@@ -240,10 +207,7 @@ impl Backend for FsBackend {
         if parse_id(version).is_none() || !dir.exists() {
             return Err(StoreError::NotFound(version.into()));
         }
-        let grave = self.temp(&format!("deleted-{version}"));
-        std::fs::rename(&dir, &grave).map_err(|e| StoreError::io(&dir, e))?;
-        sync(&self.root.join(VERSIONS))?;
-        std::fs::remove_dir_all(&grave).map_err(|e| StoreError::io(&grave, e))
+        bury(&dir, &self.temp(&format!("deleted-{version}")))
     }
 
     fn read_record(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -350,7 +314,6 @@ impl Backend for FsBackend {
     }
 
     fn destroy(&self) -> Result<(), StoreError> {
-        // Out of sight in one rename, then removed.
         let name = self
             .root
             .file_name()
@@ -359,14 +322,10 @@ impl Backend for FsBackend {
         let grave = self
             .root
             .with_file_name(format!(".deleted-{name}-{}", uuid::Uuid::new_v4()));
-        match std::fs::rename(&self.root, &grave) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            other => other.map_err(|e| StoreError::io(&self.root, e))?,
+        match self.root.exists() {
+            true => bury(&self.root, &grave),
+            false => Ok(()),
         }
-        if let Some(parent) = self.root.parent() {
-            sync(parent)?;
-        }
-        std::fs::remove_dir_all(&grave).map_err(|e| StoreError::io(&grave, e))
     }
 
     fn delete_record(&self, name: &str) -> Result<(), StoreError> {

@@ -47,6 +47,10 @@ pub fn seed_small_model(store: &Path, width: usize) -> LoadedModel {
         preprocess: None,
     };
     let device = Device::flex();
+    // Its own seed per call: two models made at once must differ (the default
+    // generator can repeat itself for calls close together).
+    static SEEDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    device.seed(SEEDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     let net = cfg.init_default(&device);
     let store = Store::open(store).unwrap();
     let version = store

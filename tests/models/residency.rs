@@ -75,6 +75,20 @@ async fn named_models_load_on_demand_within_the_budget() {
     assert_eq!(loaded(&states(&server).await), ["b", "c", "kiln"]);
     answers_as_seed(&server, "b").await;
 
+    // A timeout header that is no timeout: 400 at once, and nothing loads.
+    for bad in ["soon", "-1", "0", "1e39", "NaN", ""] {
+        let r = server
+            .client
+            .post(server.url("/models/a/predict"))
+            .header("x-kiln-timeout-ms", bad)
+            .json(&json!({"instances": [vec![1.0; 1000]]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "x-kiln-timeout-ms: {bad:?}");
+    }
+    assert!(!loaded(&states(&server).await).contains(&"a"));
+
     // A request whose deadline comes before its model's load: 503, Retry-After;
     // the load goes on, and the model then answers.
     let r = server
