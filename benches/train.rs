@@ -9,7 +9,9 @@
 //! (`benches/peers/jax_seed_train.py`: JAX 0.10.2 + optax, jit-compiled, installed
 //! into a venv under the target dir once) reads the very same file. kiln's one-thread
 //! run is pinned to core 0 and so is JAX (`taskset -c 0`, one XLA thread), in the
-//! same run; the two-thread run may use every core. The goals (issue 18): kiln at
+//! same run; the two-thread run may use every core. The runs are interleaved in
+//! rounds (`KILN_BENCH_ROUNDS`, default 5), so the 2-thread/1-thread ratio is the
+//! median of ratios taken minutes apart at most. The goals (issue 18): kiln at
 //! least 1.0x JAX on one core, and 2 threads at least 1.6x one. `KILN_BENCH_JAX=off`
 //! skips the anchor; `KILN_BENCH_THREADS=2` runs only the 2-thread run (for profiling); `KILN_BENCH_BATCH` overrides the recipe's batch size; `KILN_BENCH_JAX="python3 path/to/script.py"` runs another.
 
@@ -45,44 +47,56 @@ fn main() {
     }
     let data = Dataset::prepare(RawTable::from_csv(&text, "target").unwrap(), spec.task).unwrap();
     let model = NetConfig::from_file(&root.join("config/models/seed-mlp.toml")).unwrap();
-    let mut rates = Vec::new();
     let all_cores = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
     let counts: Vec<usize> = std::env::var("KILN_BENCH_THREADS")
         .ok()
         .map(|s| s.split(',').filter_map(|t| t.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 2]);
-    for threads in counts {
-        // The pool's threads inherit this thread's affinity when they start.
-        let mut cores = nix::sched::CpuSet::new();
-        cores.set(0).unwrap();
-        let mask = if threads == 1 { cores } else { all_cores };
-        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &mask).unwrap();
-        let net = fit::resolve_net(&spec, &data, Some(model.clone())).unwrap();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        let mut seen = Reports(Vec::new());
-        pool.install(|| fit::fit(&data, &spec, net, &Device::flex(), &mut seen))
-            .unwrap();
-        let after_first = &seen.0[1..];
-        let rate = after_first
-            .iter()
-            .map(|r| r.samples_per_second)
-            .sum::<f64>()
-            / after_first.len() as f64;
-        let last = seen.0.last().unwrap();
-        println!(
-            "kiln train, seed recipe, {threads} thread(s){}: {rate:.0} rows/s (epochs 2-{epochs}; val loss {:.4})",
-            if threads == 1 { " on core 0" } else { "" },
-            last.val_loss
-        );
-        rates.push(rate);
+    let rounds: usize = std::env::var("KILN_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    // Interleaved rounds, the order turned each round, so a slow phase of a shared
+    // machine falls on both thread counts; the ratio is the median of the rounds'.
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); counts.len()];
+    for round in 0..rounds {
+        let mut order: Vec<usize> = (0..counts.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let threads = counts[i];
+            let (rate, val_loss) = run(&data, &spec, &model, threads, &all_cores);
+            println!(
+                "round {}: kiln train, seed recipe, {threads} thread(s){}: {rate:.0} rows/s (epochs 2-{epochs}; val loss {val_loss:.4})",
+                round + 1,
+                if threads == 1 { " on core 0" } else { "" },
+            );
+            rates[i].push(rate);
+        }
     }
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &all_cores).unwrap();
-    if let [one, two] = rates[..] {
-        println!("2 threads / 1 thread: {:.2}", two / one);
+    for (threads, r) in counts.iter().zip(&rates) {
+        println!(
+            "kiln train, seed recipe, {threads} thread(s){}: median {:.0} rows/s over {rounds} round(s)",
+            if *threads == 1 { " on core 0" } else { "" },
+            median(r.clone())
+        );
     }
+    if let [one, two] = &rates[..] {
+        let ratios: Vec<f64> = one.iter().zip(two).map(|(a, b)| b / a).collect();
+        let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        println!(
+            "2 threads / 1 thread: median {:.2} (rounds: {})",
+            median(ratios.clone()),
+            shown.join(", ")
+        );
+    }
+    let one_thread = counts
+        .iter()
+        .position(|&t| t == 1)
+        .map(|i| median(rates[i].clone()));
     let command = match std::env::var("KILN_BENCH_JAX") {
         Ok(c) if c == "off" => return,
         Ok(c) => c,
@@ -113,7 +127,10 @@ fn main() {
         .and_then(|rest| rest.split(';').next())
         .and_then(|n| n.trim().parse::<f64>().ok());
     match jax {
-        Some(jax) => println!("kiln 1 thread / JAX 1 core: {:.2}", rates[0] / jax),
+        Some(jax) => match one_thread {
+            Some(one) => println!("kiln 1 thread (median) / JAX 1 core: {:.2}", one / jax),
+            None => println!("JAX: {jax:.0} rows/s"),
+        },
         None => println!(
             "the JAX anchor printed no rate: {}",
             String::from_utf8_lossy(&out.stderr)
@@ -121,6 +138,47 @@ fn main() {
                 .last()
                 .unwrap_or("")
         ),
+    }
+}
+
+/// One training run on `threads` threads (one thread pinned to core 0): its rows/s
+/// over the epochs after the first, and its last validation loss.
+fn run(
+    data: &Dataset,
+    spec: &TrainSpec,
+    model: &NetConfig,
+    threads: usize,
+    all_cores: &nix::sched::CpuSet,
+) -> (f64, f64) {
+    // The pool's threads inherit this thread's affinity when they start.
+    let mut cores = nix::sched::CpuSet::new();
+    cores.set(0).unwrap();
+    let mask = if threads == 1 { cores } else { *all_cores };
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &mask).unwrap();
+    let net = fit::resolve_net(spec, data, Some(model.clone())).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let mut seen = Reports(Vec::new());
+    pool.install(|| fit::fit(data, spec, net, &Device::flex(), &mut seen))
+        .unwrap();
+    let after_first = &seen.0[1..];
+    let rate = after_first
+        .iter()
+        .map(|r| r.samples_per_second)
+        .sum::<f64>()
+        / after_first.len() as f64;
+    (rate, seen.0.last().unwrap().val_loss)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
 

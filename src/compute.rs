@@ -20,7 +20,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -129,9 +129,20 @@ impl ComputePool {
         );
         let mut slots: Vec<Option<R>> = inputs.iter().map(|_| None).collect();
         let f = &f;
+        let (later, done) = (inputs.len().saturating_sub(1), &AtomicUsize::new(0));
+        let window = self.warm.as_ref().map(|w| w.window);
         let mut jobs: Vec<Box<dyn FnOnce() + Send + '_>> = Vec::with_capacity(inputs.len());
         for ((i, input), slot) in inputs.into_iter().enumerate().zip(slots.iter_mut()) {
-            jobs.push(Box::new(move || *slot = Some(f(i, input))));
+            jobs.push(Box::new(move || {
+                *slot = Some(f(i, input));
+                if i > 0 {
+                    done.fetch_add(1, Ordering::Release);
+                } else if let Some(window) = window {
+                    // The caller waits for the later jobs awake: asleep, each
+                    // would have to wake it.
+                    spin_until(window, || done.load(Ordering::Acquire) >= later);
+                }
+            }));
         }
         if let Some(w) = &self.warm {
             w.incoming.store(true, Ordering::Release);
@@ -141,12 +152,7 @@ impl ComputePool {
             w.incoming.store(false, Ordering::Release);
             for pool in &self.pools[1..] {
                 let (incoming, window) = (w.incoming.clone(), w.window);
-                pool.spawn(move || {
-                    let started = Instant::now();
-                    while !incoming.load(Ordering::Acquire) && started.elapsed() < window {
-                        std::thread::yield_now();
-                    }
-                });
+                pool.spawn(move || spin_until(window, || incoming.load(Ordering::Acquire)));
             }
         }
         slots
@@ -240,6 +246,24 @@ impl Drop for ComputePool {
             if thread.thread().id() != me && thread.join().is_err() {
                 tracing::error!("a compute thread panicked");
             }
+        }
+    }
+}
+
+/// Spins until `ready()` or for `window`, whichever comes first, yielding the core
+/// now and then (to any other thread that wants it).
+fn spin_until(window: Duration, ready: impl Fn() -> bool) {
+    let started = Instant::now();
+    let mut spins = 0u32;
+    while !ready() {
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(64) {
+            if started.elapsed() >= window {
+                return;
+            }
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
         }
     }
 }

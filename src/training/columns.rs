@@ -95,15 +95,16 @@ pub fn grads(
     let last = layers.len() - 1;
 
     // Forward: every layer's input (for its weight gradient) and every hidden
-    // layer's pre-activation (for the activation's derivative).
+    // layer's pre-activation (for the activation's derivative), left in the column
+    // parts that made it: the same thread takes the same columns back.
     let mut inputs: Vec<Tensor<2>> = Vec::with_capacity(layers.len());
-    let mut pre: Vec<Tensor<2>> = Vec::with_capacity(last);
+    let mut pre: Vec<Vec<Tensor<2>>> = Vec::with_capacity(last);
     let mut h = x.inner();
     for (i, layer) in layers.iter().enumerate() {
         let split = splits_shape(layer.inputs, layer.outputs, threads);
         let (w, b) = (&layer.weight, &layer.bias);
         // Each part: its columns of the pre-activation and of the activation.
-        let parts = side_by_side(pool, layer.outputs, split, |r| {
+        let parts = side_by_side(pool, layer.outputs, split, |_, r| {
             let mut z = h
                 .clone()
                 .matmul(w.clone().slice([0..layer.inputs, r.clone()]));
@@ -114,10 +115,9 @@ pub fn grads(
             (z, a)
         });
         let (z, a): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
-        let z = join(z);
         let next = match a.into_iter().collect::<Option<Vec<_>>>() {
             Some(a) => join(a),
-            None => z.clone(),
+            None => join(z.clone()),
         };
         inputs.push(std::mem::replace(&mut h, next));
         if i < last {
@@ -161,12 +161,22 @@ pub fn grads(
         // dh = dz W^T, each thread computing the columns of its rows of W, and
         // those columns of the previous layer's dz (the activation is elementwise).
         let w = &layer.weight;
-        let z = &pre[i - 1];
-        dz = join(side_by_side(pool, width, split, |r| {
+        // The previous layer's pre-activation parts, when cut as these columns are.
+        let z = std::mem::take(&mut pre[i - 1]);
+        let z = if z.len() == ranges(width, threads, split).len() {
+            z
+        } else {
+            vec![join(z)]
+        };
+        dz = join(side_by_side(pool, width, split, |k, r| {
             let dh = dz
                 .clone()
                 .matmul(w.clone().slice([r.clone(), 0..outs]).transpose());
-            activation_grad(activation, z.clone().slice([0..n, r]), dh)
+            let z = match &z[..] {
+                [whole] if r.len() < width => whole.clone().slice([0..n, r]),
+                parts => parts[k].clone(),
+            };
+            activation_grad(activation, z, dh)
         }));
     }
     (value, grads)
@@ -181,19 +191,20 @@ fn ranges(count: usize, threads: usize, split: bool) -> Vec<Range<usize>> {
     }
 }
 
-/// `part(r)` for the column ranges of a matrix `width` wide: one range per thread
-/// when `split` (computed all at once), else the whole width in place.
+/// `part(k, r)` for the `k`-th column range `r` of a matrix `width` wide: one
+/// range per thread when `split` (computed all at once), else the whole width in
+/// place.
 fn side_by_side<T: Send>(
     pool: &ComputePool,
     width: usize,
     split: bool,
-    part: impl Fn(Range<usize>) -> T + Sync,
+    part: impl Fn(usize, Range<usize>) -> T + Sync,
 ) -> Vec<T> {
     let ranges = ranges(width, pool.threads(), split);
     if ranges.len() == 1 {
-        return vec![part(0..width)];
+        return vec![part(0, 0..width)];
     }
-    pool.run_each(ranges, |_, r| part(r))
+    pool.run_each(ranges, part)
 }
 
 /// Column blocks joined side by side.

@@ -236,7 +236,8 @@ struct Step<'a> {
 impl Step<'_> {
     /// Updates `w` from its gradient `g` (whole, or row blocks that cover it in
     /// order) inside `w`'s buffer when it can (contiguous, not shared, every piece
-    /// contiguous and `w`'s length together); otherwise on contiguous copies.
+    /// contiguous and `w`'s length together), on one copy of `w` when only shared;
+    /// otherwise on contiguous copies.
     fn update_in_place(
         &mut self,
         id: ParamId,
@@ -255,6 +256,16 @@ impl Step<'_> {
             {
                 self.optim.update(id, self.lr, weights, &pieces, self.pool);
                 return w;
+            }
+            // Shared (a snapshot of the best weights holds it): one copy.
+            if let Some(weights) = w.as_slice::<f32>()
+                && weights.len() == total
+            {
+                let mut values = weights.to_vec();
+                self.optim
+                    .update(id, self.lr, &mut values, &pieces, self.pool);
+                let shape = w.layout().shape().clone();
+                return FlexTensor::from_data(TensorData::new(values, shape));
             }
         }
         // A view, a shared buffer or a dtype this loop does not take: work on copies.

@@ -87,6 +87,9 @@ fn shared_products_give_autodiffs_gradients_and_step() {
             2,
             20,
         ),
+        // A small layer before a large one: the large one's input gradient is cut
+        // by columns its previous layer did not cut.
+        (24, vec![48, 700], 2, Relu, LossKind::Mse, 0.0, 0.0, 2, 16),
         (
             96,
             vec![400, 64],
