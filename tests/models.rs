@@ -87,6 +87,15 @@ async fn a_cnn_trains_on_digits_serves_swaps_and_rolls_back() {
     );
     assert!(accuracy >= 0.98, "{job}");
     assert_eq!(job["promoted"], true, "{job}");
+    // The recipe leaves `standardize` unset: an image is scaled per channel.
+    let standardize = job["defaults"]
+        .as_array()
+        .and_then(|d| d.iter().find(|c| c["field"] == "standardize"));
+    assert_eq!(
+        standardize.map(|c| c["value"].clone()),
+        Some(json!("channel")),
+        "{job}"
+    );
     let cnn = job["version"].as_str().unwrap().to_string();
 
     // Served flat and nested ([1, 8, 8]), with the same answers.

@@ -208,6 +208,27 @@ impl Standardize {
         }
     }
 
+    /// For images of `channels` channels (row-major `rows`, `width` values each,
+    /// channel-major): each channel's pixels divided by the channel's deviation over
+    /// all its pixels and rows, and not centred, so a blank pixel stays 0 (the value
+    /// a convolution pads with). Written per input, as [`fit`](Self::fit) is.
+    pub fn fit_channels(rows: &[f32], channels: usize, width: usize) -> Self {
+        let per = width / channels.max(1);
+        let mut std = Vec::with_capacity(width);
+        for c in 0..channels {
+            let pixels: Vec<f32> = rows
+                .chunks_exact(width)
+                .flat_map(|row| row[c * per..(c + 1) * per].iter().copied())
+                .collect();
+            let one = Self::fit(&pixels, 1);
+            std.extend(std::iter::repeat_n(one.std[0], per));
+        }
+        Self {
+            mean: vec![0.0; width],
+            std,
+        }
+    }
+
     /// Undoes [`apply`](Self::apply) in place.
     pub fn invert(&self, rows: &mut [f32]) {
         for row in rows.chunks_exact_mut(self.mean.len()) {

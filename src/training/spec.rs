@@ -64,6 +64,12 @@ pub struct TrainSpec {
     /// network and the training rows (see [`super::defaults`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub level: Option<LevelChoice>,
+    /// `feature` (each input centred and scaled by its own mean and deviation) or
+    /// `channel` (an image's every pixel of a channel scaled by the channel's
+    /// deviation, not centred); absent: chosen from the network's input (see
+    /// [`super::defaults`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standardize: Option<StandardizeChoice>,
     /// Train this many trials (see [`super::search`]) and keep the best.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub search: Option<SearchSpec>,
@@ -96,6 +102,7 @@ impl Default for TrainSpec {
             lr_schedule: None,
             grad_clip_norm: None,
             level: None,
+            standardize: None,
             search: None,
             promote: Promote::IfBetter,
         }
@@ -110,6 +117,16 @@ pub enum LevelChoice {
     None,
     /// Level by the window's mean.
     WindowMean,
+}
+
+/// The recipe's `standardize`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StandardizeChoice {
+    /// Each input by its own mean and deviation.
+    Feature,
+    /// Each channel of an image by its deviation over all its pixels, not centred.
+    Channel,
 }
 
 /// Where the network comes from.

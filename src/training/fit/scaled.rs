@@ -4,7 +4,7 @@
 use super::super::data::{DataError, Dataset};
 use super::super::defaults::{self, Chosen};
 use super::super::error::TrainError;
-use super::super::spec::TrainSpec;
+use super::super::spec::{StandardizeChoice, TrainSpec};
 use crate::model::level::Level;
 use crate::model::{NetConfig, Standardize, Task};
 
@@ -51,10 +51,14 @@ pub fn scale(
     let (mut train_x, train_y, _) = levelled(&train);
     let (mut val_x, val_y, val_levels) = levelled(&validation);
     // Embedding ids are never standardised.
-    let standardize = net
-        .ids()
-        .is_none()
-        .then(|| Standardize::fit(&train_x, width));
+    let (by, chosen) = defaults::standardize(spec.standardize, net)?;
+    defaults.extend(chosen);
+    let standardize = net.ids().is_none().then(|| match by {
+        StandardizeChoice::Feature => Standardize::fit(&train_x, width),
+        StandardizeChoice::Channel => {
+            Standardize::fit_channels(&train_x, net.input_shape()[0], width)
+        }
+    });
     let target_scale = match data.task {
         Task::Regression => Some(Standardize::fit(&train_y, 1)),
         Task::Classification => None,
