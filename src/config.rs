@@ -45,6 +45,12 @@ pub struct BatchingConfig {
     pub max_queue_delay_ms: f64,
     /// Rows admitted but not yet answered (queued or computing); beyond it, 429.
     pub queue_capacity: usize,
+    /// The same bound for each model alone: a flood of requests to one model gets
+    /// 429 past it, and leaves the rest of `queue_capacity` to the others. Unset:
+    /// half of `queue_capacity`, and at least `max_request_rows`
+    /// ([`Self::model_queue_rows`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_queue_capacity: Option<usize>,
     /// Most rows (instances) one request may carry; beyond it, 413.
     pub max_request_rows: usize,
     /// A prediction request's deadline when it names none (`x-kiln-timeout-ms`, OIP
@@ -67,6 +73,7 @@ impl Default for BatchingConfig {
             max_batch_size: 64,
             max_queue_delay_ms: 0.0,
             queue_capacity: 2048,
+            model_queue_capacity: None,
             max_request_rows: 1024,
             default_timeout_ms: 30_000,
             shape_buckets: true,
@@ -76,6 +83,16 @@ impl Default for BatchingConfig {
 }
 
 impl BatchingConfig {
+    /// Each model's own row bound: `model_queue_capacity`, or unset half of
+    /// `queue_capacity` and at least `max_request_rows`.
+    pub fn model_queue_rows(&self) -> usize {
+        self.model_queue_capacity.unwrap_or_else(|| {
+            (self.queue_capacity / 2)
+                .max(self.max_request_rows)
+                .min(self.queue_capacity)
+        })
+    }
+
     /// `default_timeout_ms` as a [`Duration`].
     pub fn default_timeout(&self) -> Duration {
         Duration::from_millis(self.default_timeout_ms)

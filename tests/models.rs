@@ -3,6 +3,8 @@
 //! rolled back), sequence models that beat the MLP where order matters, `/explain`,
 //! and bad layer stacks.
 
+#[path = "models/admission.rs"]
+mod admission;
 mod common;
 #[path = "models/explain.rs"]
 mod explain;

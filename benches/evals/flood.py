@@ -2,11 +2,12 @@
 """One model flooded, another lightly used (issue 22's fairness check): named
 models A and B (both the seed MLP) in one process. B alone: a light client sends
 one request at a time, RATE a second, for SECS seconds. Then the same while oha
-floods A at c=C. Prints B's p50 and p99 both ways, their ratio (the goal: B's p99
+floods A at c=C with ROWS rows a request (c=256 x 16 rows is 4x A's own
+admission bound with the defaults, batching.model_queue_capacity = 1024). Prints B's p50 and p99 both ways, their ratio (the goal: B's p99
 within 2x of its solo p99), and A's answers by status (the goal: A's excess is
 429, nothing else).
 
-Usage: flood.py KILN_BINARY [SECS=15] [RATE=50] [C=256]
+Usage: flood.py KILN_BINARY [SECS=15] [RATE=50] [C=256] [ROWS=16]
 Needs oha (`cargo install oha`). Standard-library Python otherwise.
 """
 import http.client
@@ -51,6 +52,7 @@ def main():
     secs = float(sys.argv[2]) if len(sys.argv) > 2 else 15
     rate = float(sys.argv[3]) if len(sys.argv) > 3 else 50
     clients = int(sys.argv[4]) if len(sys.argv) > 4 else 256
+    rows = int(sys.argv[5]) if len(sys.argv) > 5 else 16
     os.environ["PATH"] += os.pathsep + str(Path.home() / ".cargo/bin")
     if shutil.which("oha") is None:
         raise SystemExit("needs oha: cargo install oha")
@@ -72,7 +74,7 @@ def main():
                 out = subprocess.run(
                     ["oha", "-z", f"{secs + 2}s", "-c", str(clients), "--no-tui", "--output-format", "json",
                      "-m", "POST", "-H", "Content-Type: application/json",
-                     "-d", json.dumps({"instances": [[1.0] * 1000]}), f"{base}/models/a/predict"],
+                     "-d", json.dumps({"instances": [[1.0] * 1000] * rows}), f"{base}/models/a/predict"],
                     capture_output=True, text=True, check=True)
                 flood.update(json.loads(out.stdout))
 
@@ -86,7 +88,8 @@ def main():
                   f"({len(loaded)} requests, statuses {b_statuses})")
             print(f"B's p99 ratio: {pct(loaded, 0.99) / pct(solo, 0.99):.2f} (goal <= 2)")
             dist = flood.get("statusCodeDistribution", {})
-            print(f"A (oha, c={clients}): {flood['summary']['requestsPerSec']:,.0f} req/s, statuses {dist}")
+            print(f"A (oha, c={clients}, {rows} rows a request): {flood['summary']['requestsPerSec']:,.0f} req/s, "
+                  f"statuses {dist}")
         finally:
             proc.terminate()
             proc.wait()

@@ -58,10 +58,11 @@ pub async fn predict(
     Path(name): Path<String>,
     Extension(arrival): Extension<deadline::Arrival>,
     headers: HeaderMap,
-    body: Result<ApiJson<PredictRequest>, ApiError>,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let bundle = served(&state, &name)?;
     let _serving = super::loading::loaded_for(&state, &bundle, &headers, arrival).await?;
+    let body = super::predict::admitted_body(&state, &bundle.inference, request).await;
     super::predict::respond(&state, &bundle.inference, arrival, &headers, body).await
 }
 

@@ -1,7 +1,7 @@
 //! `POST /predict`: parse the instances, ask the inference service, answer with the
 //! predictions, their ids and the version that computed them.
 
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -64,9 +64,27 @@ pub async fn predict(
     State(state): State<AppState>,
     Extension(arrival): Extension<deadline::Arrival>,
     headers: HeaderMap,
-    body: Result<ApiJson<PredictRequest>, ApiError>,
+    request: Request,
 ) -> Result<Response, ApiError> {
+    let body = admitted_body(&state, &state.inference, request).await;
     respond(&state, &state.inference, arrival, &headers, body).await
+}
+
+/// The body of a prediction request for the model `inference` serves, parsed
+/// only while the model's admission bound has room: a flood of one model's
+/// requests past its bound is turned away (429) before its rows are parsed. The
+/// body is still read (within its limits), so the client gets its 429 on a
+/// connection it can reuse, not a broken pipe while it sends.
+pub async fn admitted_body(
+    state: &AppState,
+    inference: &crate::serving::infer::Inference,
+    request: Request,
+) -> Result<ApiJson<PredictRequest>, ApiError> {
+    if inference.is_full() {
+        super::extract::read_limited(request, &state.config.server).await?;
+        return Err(ApiError::QueueFull);
+    }
+    ApiJson::from_request(request, state).await
 }
 
 /// `/predict` for the model `inference` serves.

@@ -101,6 +101,17 @@ impl Config {
         if b.queue_capacity > u32::MAX as usize {
             return invalid("batching.queue_capacity", "must fit in 32 bits".into());
         }
+        if let Some(m) = b.model_queue_capacity
+            && (m < b.max_request_rows || m > b.queue_capacity)
+        {
+            return invalid(
+                "batching.model_queue_capacity",
+                format!(
+                    "must lie between batching.max_request_rows ({}) and batching.queue_capacity ({}), got {m}",
+                    b.max_request_rows, b.queue_capacity
+                ),
+            );
+        }
         if self.server.max_body_bytes < 64 {
             return invalid("server.max_body_bytes", "must be at least 64".into());
         }

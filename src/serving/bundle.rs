@@ -110,6 +110,9 @@ pub fn start(
         limits: Limits::from(&**config),
         mirrors: shared.mirrors.clone(),
         lane: NEXT_LANE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        admission: Arc::new(tokio::sync::Semaphore::new(
+            config.batching.model_queue_rows(),
+        )),
     });
     let bundle = Bundle {
         name,

@@ -21,6 +21,7 @@
 
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -56,6 +57,9 @@ pub struct Parts {
     pub mirrors: TaskTracker,
     /// The model's lane in the batcher (one per served model).
     pub lane: u64,
+    /// The model's own row permits (`batching.model_queue_capacity`), taken beside
+    /// the batcher's shared ones.
+    pub admission: Arc<Semaphore>,
 }
 
 /// The configured bounds the service applies.
@@ -175,6 +179,12 @@ impl Inference {
         Self(Arc::new(parts))
     }
 
+    /// Whether the model's own admission bound is spent: a request for it would
+    /// be turned away (429) whatever its rows, so its body need not be parsed.
+    pub fn is_full(&self) -> bool {
+        self.0.admission.available_permits() == 0
+    }
+
     /// Predicts one answer per instance through the batching queue.
     pub async fn predict(&self, query: Query) -> Result<Predicted, InferError> {
         let Query {
@@ -223,6 +233,12 @@ impl Inference {
             deadline: deadline.compute_by,
             lane: inner.lane,
         };
+        // The model's own bound first: a flood of one model's requests is turned
+        // away here and leaves the shared queue to the others.
+        let _admitted = u32::try_from(n)
+            .ok()
+            .and_then(|n| inner.admission.clone().try_acquire_many_owned(n).ok())
+            .ok_or(SubmitError::QueueFull)?;
         let rx = inner.batcher.submit(work)?;
         let answer = match tokio::time::timeout_at(deadline.answer_by, rx).await {
             Ok(Ok(answer)) => answer?,
