@@ -153,7 +153,11 @@ impl LoadedModel {
             buckets: !crate::device::is_flex(&device),
             manifest,
             labels,
-            net,
+            net: if crate::device::is_flex(&device) {
+                net.for_cpu_serving()
+            } else {
+                net
+            },
             device,
             splits: std::sync::OnceLock::new(),
         }

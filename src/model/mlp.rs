@@ -9,6 +9,7 @@ use burn::tensor::activation;
 use serde::{Deserialize, Serialize};
 
 mod error;
+mod padded;
 
 pub use error::{MAX_HIDDEN, MlpError};
 
