@@ -123,6 +123,15 @@ async fn hostile_recipes_and_data_get_a_422_and_nothing_stops() {
             "optimizer.lr must be between",
         ),
         (json!({"dataset": iris, "l2": 1e39}), "l2 must be between"),
+        // Per-channel scaling needs an input of [channels, ...]; iris is flat.
+        (
+            json!({"dataset": iris, "standardize": "channel"}),
+            "[channels, ...]",
+        ),
+        (
+            json!({"dataset": iris, "standardize": "pixel"}),
+            "unknown variant",
+        ),
         // One batch's activation: 65,536 rows x 65,536 units.
         (
             json!({"dataset": iris, "model": {"hidden": [65536]}, "batch_size": 65536}),

@@ -377,15 +377,6 @@ impl Net {
         }
     }
 
-    /// The network to serve on the CPU: an MLP with its hidden widths padded to
-    /// the SIMD width (see `mlp::padded`), else itself. The same function.
-    pub fn for_cpu_serving(self) -> Self {
-        match &self {
-            Net::Mlp(m) => m.padded().map_or(self, Net::Mlp),
-            Net::Sequential(_) => self,
-        }
-    }
-
     /// The scores before a classifier's softmax / log_softmax / sigmoid head (the
     /// same as [`forward`](Self::forward) without one).
     pub fn forward_logits(&self, x: Tensor<2>) -> Tensor<2> {

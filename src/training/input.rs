@@ -90,6 +90,8 @@ impl JobInput {
         budget.check_data(&data)?;
         let net = fit::resolve_net(&self.spec, &data, self.model_file.clone())?;
         budget.check_net(&self.spec, &net)?;
+        // A recipe's `standardize` that cannot apply is its error before any work.
+        super::defaults::standardize(self.spec.standardize, &net)?;
         let (train, validation) = self.spec.split(&data)?;
         Ok(Prepared {
             rows: RowCounts {

@@ -66,6 +66,17 @@ impl Mlp {
     }
 }
 
+impl crate::model::Net {
+    /// The network to serve on the CPU: an MLP with its hidden widths padded to
+    /// [`LANES`], else itself. The same function.
+    pub fn for_cpu_serving(self) -> Self {
+        match &self {
+            Self::Mlp(m) => m.padded().map_or(self, Self::Mlp),
+            Self::Sequential(_) => self,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
