@@ -10,6 +10,8 @@ mod common;
 mod explain;
 #[path = "models/named.rs"]
 mod named;
+#[path = "models/named_train.rs"]
+mod named_train;
 #[path = "models/residency.rs"]
 mod residency;
 

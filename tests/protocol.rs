@@ -259,7 +259,7 @@ async fn schemathesis_finds_no_server_error_and_no_schema_mismatch() {
     let runs: [(&[&str], &str); 2] = [
         (
             &["-c", "all", "--exclude-path-regex", "/infer$"],
-            "Tested: 42",
+            "Tested: 44",
         ),
         (
             &[

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A CNN on the bundled 8x8 digits, scored on rows it never saw (issue 21).
 
-For seeds 1-5 (`KILN_EVAL_SEEDS`=N for 1-N): the rows of examples/data/digits.csv shuffled and split 80/20;
+For seeds 1-5 (`KILN_EVAL_SEEDS`=N for 1-N; `KILN_EVAL_SEED_START`=S for S..S+N-1): the rows of examples/data/digits.csv shuffled and split 80/20;
 `kiln train` on the 80% (its own validation split inside them), then
 `kiln predict` on the 20% and the accuracy of its labels. Prints one line per
 recipe: the five accuracies, their mean, the total training time and the epochs
@@ -33,6 +33,7 @@ for source in [REPO / "config/models", Path(__file__).resolve().parent / "models
     for f in source.glob("*.toml"):
         (MODELS / f.name).write_text(f.read_text())
 SEEDS = int(os.environ.get("KILN_EVAL_SEEDS", "5"))
+SEED_START = int(os.environ.get("KILN_EVAL_SEED_START", "1"))
 
 
 def run(kiln, work, seed, lines, tag, rows):
@@ -86,7 +87,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name, lines in recipes.items():
-            results = [run(kiln, work, seed, lines, name, rows) for seed in range(1, SEEDS + 1)]
+            results = [run(kiln, work, seed, lines, name, rows) for seed in range(SEED_START, SEED_START + SEEDS)]
             accs = [a for a, _, _ in results]
             print(
                 f"{name}: " + " ".join(f"{a:.3f}" for a in accs)

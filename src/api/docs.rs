@@ -10,8 +10,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
 use super::{
-    explain, health, import, loading, models, monitoring, named, named_monitoring, predict,
-    routing, train, v2,
+    explain, health, import, loading, models, monitoring, named, named_monitoring, named_train,
+    predict, routing, train, v2,
 };
 
 /// Swagger UI 5 (swagger-ui-dist, Apache-2.0; see assets/swagger-ui/LICENSE).
@@ -63,6 +63,8 @@ const SWAGGER_CSS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui.cs
         named::upload,
         named::promote,
         named::index,
+        named_train::submit,
+        named_train::list,
         loading::load,
         loading::unload,
         named_monitoring::feedback,

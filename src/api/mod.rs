@@ -17,6 +17,7 @@ mod models;
 mod monitoring;
 mod named;
 mod named_monitoring;
+mod named_train;
 mod predict;
 mod routing;
 pub(crate) mod train;
@@ -138,6 +139,10 @@ pub fn router(state: AppState) -> Router {
         .route("/models/{version}/promote", post(models::promote))
         .route("/models/{version}/predict", post(named::predict))
         .route("/models/{version}/explain", post(named::explain))
+        .route(
+            "/models/{version}/train",
+            post(named_train::submit).get(named_train::list),
+        )
         .route(
             "/models/{version}/versions",
             get(named::versions)

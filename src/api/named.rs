@@ -166,21 +166,7 @@ pub async fn upload(
     }
     // The version first: an upload that does not import starts nothing.
     let (version, _slot) = received.into_new(&state.catalog, &name).await?;
-    let catalog = state.catalog.clone();
-    let started = name.clone();
-    let bundle = tokio::task::spawn_blocking(move || catalog.start(&started))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
-    // A store with one version and no active record activates it.
-    bundle.models.load_initial().await?;
-    let catalog = state.catalog.clone();
-    let (created, listed) = (name.clone(), bundle.clone());
-    tokio::task::spawn_blocking(move || catalog.create(&created, listed))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
-    // The new model's weights count against serving.max_loaded_mb from now on.
-    state.catalog.touch(&bundle);
-    state.catalog.fit(&bundle).await;
+    state.catalog.open_created(&name).await?;
     tracing::info!(model = %name, version, "created a named model");
     Ok((
         StatusCode::CREATED,

@@ -17,7 +17,7 @@ use super::{ApiError, ApiJson, AppState};
 use crate::model::NetConfig;
 use crate::training::budget::Budget;
 use crate::training::input::{DataSource, JobInput};
-use crate::training::jobs::{JobError, JobRecord, Submission};
+use crate::training::jobs::{JobError, JobRecord, Submission, Target};
 use crate::training::spec::{ModelChoice, TrainSpec};
 
 /// `POST /train` bodies read and checked at once; more wait their turn as 429s.
@@ -117,21 +117,29 @@ pub async fn submit(
     body: Result<ApiJson<Value>, ApiError>,
 ) -> Result<(StatusCode, Json<JobRecord>), ApiError> {
     let ApiJson(body) = body?;
+    queue(state, body, None).await
+}
+
+/// Checks and queues a job from a `/train` body, for the default model or the
+/// named model of `target`.
+pub(super) async fn queue(
+    state: AppState,
+    body: Value,
+    target: Option<Target>,
+) -> Result<(StatusCode, Json<JobRecord>), ApiError> {
     // Parsing and cleaning a large CSV is CPU work, and queueing writes (and
     // fsyncs) the job record: both off the async workers.
-    let record = {
-        let state = state.clone();
-        tokio::task::spawn_blocking(move || {
-            // A job needs the store for its record and its version: one that is
-            // unreachable is a 503 naming it now (within one store timeout), not
-            // a 202 for a job that then fails.
-            state.store.active_tag()?;
-            let prepared = prepare(&state, body)?;
-            Ok::<_, ApiError>(state.trainer.submit(prepared)?)
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("preparing the job panicked: {e}")))??
-    };
+    let record = tokio::task::spawn_blocking(move || {
+        // A job needs the store for its record and its version: one that is
+        // unreachable is a 503 naming it now (within one store timeout), not
+        // a 202 for a job that then fails.
+        state.store.active_tag()?;
+        let mut prepared = prepare(&state, body)?;
+        prepared.target = target;
+        Ok::<_, ApiError>(state.trainer.submit(prepared)?)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("preparing the job panicked: {e}")))??;
     Ok((StatusCode::ACCEPTED, Json(record)))
 }
 
@@ -140,6 +148,16 @@ pub async fn submit(
     responses((status = 200, description = "Every job, in submission order", body = JobList)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<JobList>, ApiError> {
     let jobs = blocking(move || Ok(state.trainer.list())).await?;
+    Ok(Json(JobList { jobs }))
+}
+
+/// Every job of one model (`None`: the default model), in submission order.
+pub(super) async fn list_of(
+    state: AppState,
+    model: Option<String>,
+) -> Result<Json<JobList>, ApiError> {
+    let mut jobs = blocking(move || Ok(state.trainer.list())).await?;
+    jobs.retain(|j| j.model == model);
     Ok(Json(JobList { jobs }))
 }
 
@@ -189,7 +207,7 @@ pub async fn cancel(
 
 /// Runs job-table work (it reads, writes and fsyncs records in the store) on
 /// the blocking pool, off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -258,6 +276,7 @@ fn prepare(state: &AppState, body: Value) -> Result<Submission, ApiError> {
         input,
         trigger: None,
         gate: None,
+        target: None,
     })
 }
 

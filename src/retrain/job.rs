@@ -157,6 +157,7 @@ pub fn build(
             Gate::Shadow => Some("shadow".into()),
             Gate::Canary => Some("canary".into()),
         },
+        target: None,
     })
 }
 

@@ -7,8 +7,8 @@
 //! Named models share the process's batcher, executor, compute threads and
 //! explainer, and `serving.max_loaded_mb` (`residency`: loaded on demand, the
 //! least recently used unloaded past it). Each has its own store (`models/<name>/`), versions, model manager,
-//! routes, prediction log, feedback and live quality. Not yet per model:
-//! training and retraining (jobs train the default model).
+//! routes, prediction log, feedback and live quality, and jobs that train it
+//! (`POST /models/{name}/train`). Not yet per model: automatic retraining.
 //! Each reports to a `Metrics` of its own, exported under its `model` label
 //! (`metrics::models`).
 
@@ -199,6 +199,34 @@ impl Catalog {
             &self.0.shared.device,
         )?;
         Ok(self.0.root.model(name)?.create_version(&manifest, &net)?)
+    }
+
+    /// The store a new named model `name` would keep its versions in (nothing is
+    /// written).
+    pub fn store_of(&self, name: &ModelName) -> Result<Store, crate::registry::StoreError> {
+        self.0.root.model(name)
+    }
+
+    /// Opens the new named model `name`, whose first version is already in its
+    /// store: starts its bundle, makes that version active, records and lists
+    /// the model, and counts its weights against `serving.max_loaded_mb`.
+    pub async fn open_created(&self, name: &ModelName) -> Result<Arc<Bundle>, ManageError> {
+        let catalog = self.clone();
+        let started = name.clone();
+        let bundle = tokio::task::spawn_blocking(move || catalog.start(&started))
+            .await
+            .map_err(|e| ManageError::Crashed(e.to_string()))??;
+        // A store with one version and no active record activates it.
+        bundle.models.load_initial().await?;
+        let catalog = self.clone();
+        let (created, listed) = (name.clone(), bundle.clone());
+        tokio::task::spawn_blocking(move || catalog.create(&created, listed))
+            .await
+            .map_err(|e| ManageError::Crashed(e.to_string()))??;
+        // The new model's weights count against serving.max_loaded_mb from now on.
+        self.touch(&bundle);
+        self.fit(&bundle).await;
+        Ok(bundle)
     }
 
     /// Records the named model `name` in the store and lists `bundle` under it

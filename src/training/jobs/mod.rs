@@ -15,6 +15,7 @@ mod protocol;
 mod record;
 mod supervisor;
 mod table;
+mod target;
 mod threads;
 mod trainer;
 
@@ -31,6 +32,7 @@ use crate::serving::Models;
 use record::now_ms;
 pub use record::{JobError, JobRecord, JobState, Owner, Submission};
 use table::Staged;
+pub use target::{Activate, Target};
 pub use threads::TrainerThreads;
 
 struct Job {
@@ -46,6 +48,8 @@ struct Queued {
     id: String,
     input: JobInput,
     cancel: Arc<AtomicBool>,
+    /// The named model it trains; `None`: the default model.
+    target: Option<Target>,
 }
 
 /// Handle to the trainer.
@@ -139,6 +143,7 @@ impl Trainer {
             backend: self.shared.backend.into(),
             trigger: submission.trigger.clone(),
             gate: submission.gate.clone(),
+            model: submission.target.as_ref().map(|t| t.model.clone()),
             held: false,
             trial: None,
             candidates: Vec::new(),
@@ -158,6 +163,7 @@ impl Trainer {
             id: id.clone(),
             input: submission.input,
             cancel,
+            target: submission.target,
         };
         let admitted = match self.shared.queue_lock().as_mut() {
             None => Err(JobError::Stopped),

@@ -98,7 +98,12 @@ pub fn main(args: &WorkerArgs) -> i32 {
 
 fn train(start: &Start, cancel: &AtomicBool) -> Result<run::Finished, TrainError> {
     let config = &start.config;
-    let store = config.store.open()?;
+    let mut store = config.store.open()?;
+    if let Some(name) = &start.model {
+        let name = crate::registry::ModelName::parse(name)
+            .map_err(|e| TrainError::recipe(e.to_string()))?;
+        store = store.model(&name)?;
+    }
     let device = config.training_device()?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.training.threads.max(1))

@@ -29,6 +29,10 @@ pub struct Start {
     pub job: String,
     pub config: Config,
     pub input: JobInput,
+    /// The named model whose store the version goes in; absent: the default
+    /// model's (the store's root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// A worker's report.

@@ -108,6 +108,10 @@ pub struct JobRecord {
     /// it is promoted (`retrain.gate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<String>,
+    /// The named model the job trains (`POST /models/{name}/train`); absent: the
+    /// default model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// The version beat the serving one and waits for its live trial instead of
     /// being promoted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -224,6 +228,8 @@ pub struct Submission {
     pub trigger: Option<String>,
     /// The live trial a better version must pass first, for automatic jobs.
     pub gate: Option<String>,
+    /// The named model it trains; `None`: the default model.
+    pub target: Option<super::Target>,
 }
 
 /// Why a job was not accepted, or not cancelled.

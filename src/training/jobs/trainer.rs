@@ -11,7 +11,7 @@ use super::protocol::{Start, VERSION};
 use super::record::now_ms;
 use super::record::{JobRecord, JobState};
 use super::supervisor::{Ending, Spawner};
-use super::{Queued, Shared};
+use super::{Queued, Shared, Target};
 use crate::config::Config;
 use crate::serving::Models;
 use crate::training::fit::EpochReport;
@@ -54,7 +54,12 @@ pub(super) struct Runner {
 
 impl Runner {
     pub(super) fn run(&mut self, job: Queued) {
-        let Queued { id, input, cancel } = job;
+        let Queued {
+            id,
+            input,
+            cancel,
+            target,
+        } = job;
         if cancel.load(Ordering::Relaxed) {
             return; // cancelled while queued; the record says so already
         }
@@ -84,6 +89,7 @@ impl Runner {
             job: id.clone(),
             config: self.config.clone(),
             input,
+            model: target.as_ref().map(|t| t.model.clone()),
         };
         let clock = Instant::now();
         let mut last_persist = Instant::now();
@@ -96,7 +102,7 @@ impl Runner {
         });
         let stopping = self.shared.stopping.load(Ordering::Relaxed);
         let record = match ending {
-            Ending::Finished(done) => self.finish(&id, *done),
+            Ending::Finished(done) => self.finish(&id, *done, target.as_ref()),
             Ending::Cancelled if stopping => self.shared.update(&id, |r| {
                 r.state = JobState::Interrupted;
                 r.error = Some("the server shut down while this job was running".into());
@@ -157,14 +163,27 @@ impl Runner {
 
     /// Promotes the worker's version when its policy says so. A version whose
     /// promotion fails is deleted: a job that does not succeed leaves none behind.
-    fn finish(&self, id: &str, done: Finished) -> Option<JobRecord> {
+    /// A job with a `target` goes to its named model, which may make its version
+    /// active whatever the policy said (a new model's first version).
+    fn finish(&self, id: &str, done: Finished, target: Option<&Target>) -> Option<JobRecord> {
         let gate = self.shared.update(id, |_| {}).and_then(|r| r.gate);
         let held = done.promote && gate.is_some();
-        let (state, promoted, error) = if done.promote && !held {
-            match self.models.promote_blocking(&done.version) {
-                Ok(_) => (JobState::Succeeded, true, None),
+        let activated = match target {
+            Some(t) => Some(t.activate.activate(&done.version, done.promote)),
+            None if done.promote && !held => Some(
+                self.models
+                    .promote_blocking(&done.version)
+                    .map(|_| true)
+                    .map_err(|e| e.to_string()),
+            ),
+            None => None,
+        };
+        let store = target.map_or(&self.shared.store, |t| &t.store);
+        let (state, promoted, error) = if let Some(activated) = activated {
+            match activated {
+                Ok(promoted) => (JobState::Succeeded, promoted, None),
                 Err(e) => {
-                    if let Err(d) = self.shared.store.delete_version(&done.version) {
+                    if let Err(d) = store.delete_version(&done.version) {
                         tracing::warn!(version = done.version, error = %d, "could not delete the unpromoted version");
                     }
                     (
