@@ -38,12 +38,12 @@ fn main() {
     let mut spec: TrainSpec =
         toml::from_str(&std::fs::read_to_string(root.join("config/seed-train.toml")).unwrap())
             .unwrap();
-    spec.epochs = epochs;
+    spec.epochs = Some(epochs);
     if let Some(b) = std::env::var("KILN_BENCH_BATCH")
         .ok()
-        .and_then(|s| s.parse().ok())
+        .and_then(|s| s.parse::<usize>().ok())
     {
-        spec.batch_size = b;
+        spec.batch_size = Some(b);
     }
     let data = Dataset::prepare(RawTable::from_csv(&text, "target").unwrap(), spec.task).unwrap();
     let model = NetConfig::from_file(&root.join("config/models/seed-mlp.toml")).unwrap();

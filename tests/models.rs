@@ -212,10 +212,10 @@ async fn sequence_models_beat_the_mlp_where_order_matters() {
     let mut config = train_config(dir.path());
     config.training.data_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data");
     let server = Server::start(config).await;
-    // Same seed, so the same split for all three.
+    // Same seed and fraction, so the same split for all three.
     let mlp = order_accuracy(
         &server,
-        json!({"dataset": {"path": "ab_order.csv"}, "promote": "never"}),
+        json!({"dataset": {"path": "ab_order.csv"}, "promote": "never", "validation_split": 0.2}),
     )
     .await;
     let lstm = order_accuracy(&server, recipe("ab-order-lstm-train.toml", "ab_order.csv")).await;

@@ -974,7 +974,7 @@ async fn the_readme_shows_the_real_job_record() {
     }
     for fragment in [
         "\"task_reason\":\"inferred: 10 distinct integer targets\"",
-        "\"rows\":{\"input\":1797,\"dropped\":0,\"train\":1438,\"validation\":359}",
+        "\"rows\":{\"input\":1797,\"dropped\":0,\"train\":1598,\"validation\":199}",
     ] {
         assert!(
             shown.contains(fragment) && text.contains(fragment),

@@ -273,6 +273,7 @@ fn prepare(state: &AppState, body: Value) -> Result<Submission, ApiError> {
         task: prepared.data.task,
         task_reason: prepared.data.task_reason.clone(),
         rows: prepared.rows,
+        spec: prepared.spec,
         input,
         trigger: None,
         gate: None,

@@ -24,7 +24,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         spec.target = target.clone();
     }
     if let Some(epochs) = args.epochs {
-        spec.epochs = epochs;
+        spec.epochs = Some(epochs);
     }
     if let Some(task) = args.task {
         spec.task = Some(task);
@@ -62,6 +62,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         prepared.data.task.name(),
         prepared.data.task_reason
     );
+    let sized = prepared.spec.clone();
     drop(prepared);
 
     let device = config.training_device()?;
@@ -75,7 +76,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
     );
-    let mut progress = Progress::new(input.spec.epochs, metric, args.quiet);
+    let mut progress = Progress::new(sized.epochs(), metric, args.quiet);
     let started = std::time::Instant::now();
     // The same job code the server's worker processes run.
     let result = pool.install(|| {
@@ -96,7 +97,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             let at = progress.last.as_ref().map_or(0, |r| r.epoch);
             eprintln!(
                 "interrupted (Ctrl-C) after epoch {at} of {} and {:.1} s; no version was written",
-                input.spec.epochs,
+                sized.epochs(),
                 started.elapsed().as_secs_f64()
             );
             std::process::exit(130);
@@ -127,7 +128,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     println!(
         "  {} epochs of {} in {:.1} s, {stopped}; best epoch {}: validation {metric} {:.4}; {:.0} training rows/s",
         done.epochs_run,
-        input.spec.epochs,
+        sized.epochs(),
         started.elapsed().as_secs_f64(),
         done.best.epoch,
         done.best.val_metric,

@@ -150,6 +150,7 @@ pub fn build(
         task: prepared.data.task,
         task_reason: prepared.data.task_reason.clone(),
         rows: prepared.rows,
+        spec: prepared.spec,
         input,
         trigger: Some(trigger),
         gate: match cfg.gate {

@@ -67,12 +67,12 @@ impl Budget {
                 self.max_model_mb
             )));
         }
-        let activation = (spec.batch_size as u64).saturating_mul(net.widest());
+        let activation = (spec.batch_size() as u64).saturating_mul(net.widest());
         let activation_mb = activation.saturating_mul(VALUE).div_ceil(MIB);
         if activation_mb > self.max_activation_mb {
             return Err(TrainError::OverBudget(format!(
                 "batch_size {} x {} values in the widest layer is {activation_mb} MiB in one activation; the limit is {} MiB (training.max_activation_mb): lower batch_size",
-                spec.batch_size,
+                spec.batch_size(),
                 net.widest(),
                 self.max_activation_mb
             )));

@@ -217,7 +217,7 @@ pub fn fit(
     let lr = spec.optimizer.lr();
     let width = data.width();
     let mut rng = SplitMix64(spec.seed ^ 0x5EED);
-    let batch_grads = BatchGrads::new(&net_config, &eval_device, spec.batch_size);
+    let batch_grads = BatchGrads::new(&net_config, &eval_device, spec.batch_size());
     let rows = Rows {
         x: &train_x,
         y: &train_y,
@@ -231,22 +231,22 @@ pub fn fit(
         device: &device,
     };
 
-    let mut history = Vec::with_capacity(spec.epochs);
+    let mut history = Vec::with_capacity(spec.epochs());
     let mut best: Option<(EpochReport, Net)> = None;
     let mut since_best = 0;
     let mut stopped_early = false;
     let mut order: Vec<usize> = (0..train.len()).collect();
-    for epoch in 1..=spec.epochs {
+    for epoch in 1..=spec.epochs() {
         let started = Instant::now();
         rng.shuffle(&mut order);
         let mut loss_sum = 0.0;
-        let batches = train.len().div_ceil(spec.batch_size).max(1);
+        let batches = train.len().div_ceil(spec.batch_size()).max(1);
         // The epoch's batches run on the first part thread, when batches are cut:
         // its part and its share of the optimizer step then need no hand-over.
         let pool = batch_grads.pool();
         net = batch_grads.install(|| {
             let mut net = net;
-            for (b, batch) in order.chunks(spec.batch_size).enumerate() {
+            for (b, batch) in order.chunks(spec.batch_size()).enumerate() {
                 if observer.before_batch() {
                     return Err(TrainError::Cancelled);
                 }
@@ -261,7 +261,7 @@ pub fn fit(
                 let step_lr = spec
                     .lr_schedule
                     .as_ref()
-                    .map_or(lr, |s| lr * s.factor(progress, spec.epochs));
+                    .map_or(lr, |s| lr * s.factor(progress, spec.epochs()));
                 net = optim.step(step_lr, net, grads, pool);
             }
             Ok(net)

@@ -60,6 +60,10 @@ pub struct Prepared {
     pub data: Dataset,
     pub net: NetConfig,
     pub rows: RowCounts,
+    /// The recipe with its sizes filled from the rows ([`super::defaults::sized`]).
+    pub spec: TrainSpec,
+    /// What was filled, and why.
+    pub chosen: Vec<super::defaults::Chosen>,
 }
 
 impl JobInput {
@@ -89,10 +93,19 @@ impl JobInput {
         let data = Dataset::prepare(raw, self.spec.task)?;
         budget.check_data(&data)?;
         let net = fit::resolve_net(&self.spec, &data, self.model_file.clone())?;
-        budget.check_net(&self.spec, &net)?;
+        let (spec, chosen) =
+            super::defaults::sized(&self.spec, &net, data.len(), budget.max_activation_mb);
+        // A chosen epoch count shorter than the recipe's warm-up, say, is named.
+        spec.validate().map_err(|e| match chosen.is_empty() {
+            true => e,
+            false => TrainError::Recipe(format!(
+                "{e} (with the sizes chosen from the rows; set epochs, batch_size and validation_split)"
+            )),
+        })?;
+        budget.check_net(&spec, &net)?;
         // A recipe's `standardize` that cannot apply is its error before any work.
-        super::defaults::standardize(self.spec.standardize, &net)?;
-        let (train, validation) = self.spec.split(&data)?;
+        super::defaults::standardize(spec.standardize, &net)?;
+        let (train, validation) = spec.split(&data)?;
         Ok(Prepared {
             rows: RowCounts {
                 input: data.rows_in,
@@ -102,6 +115,8 @@ impl JobInput {
             },
             data,
             net,
+            spec,
+            chosen,
         })
     }
 }

@@ -52,8 +52,8 @@ pub fn default_model() -> (Manifest, Net) {
             beta2: 0.999,
             epsilon: 1e-8,
         },
-        epochs: 60,
-        batch_size: 16,
+        epochs: Some(60),
+        batch_size: Some(16),
         seed: 7,
         ..TrainSpec::default()
     };

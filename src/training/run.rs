@@ -75,7 +75,7 @@ pub fn run(
             c.chosen = candidates.len() == i;
             candidates.push(c);
         }
-        (input.spec.clone(), prepared, outcome)
+        (prepared.spec.clone(), prepared, outcome)
     } else if let Some(search) = input.spec.search.as_ref().filter(|s| s.trials > 1) {
         let make = |i| JobInput {
             spec: search::trial(&input.spec, i).0,
@@ -91,10 +91,10 @@ pub fn run(
             trial.chosen = k == i;
             trials.push(trial);
         }
-        (search::trial(&input.spec, i).0, prepared, outcome)
+        (prepared.spec.clone(), prepared, outcome)
     } else {
         let (prepared, outcome) = fit_one(input, budget, device, observer)?;
-        (input.spec.clone(), prepared, outcome)
+        (prepared.spec.clone(), prepared, outcome)
     };
     let spec = &spec;
     let FitOutcome {
@@ -165,13 +165,16 @@ fn fit_one(
     observer: &mut dyn fit::Observer,
 ) -> Result<(Prepared, FitOutcome), TrainError> {
     let prepared = input.prepare(budget)?;
-    let outcome = fit::fit(
+    let mut outcome = fit::fit(
         &prepared.data,
-        &input.spec,
+        &prepared.spec,
         prepared.net.clone(),
         device,
         observer,
     )?;
+    outcome
+        .defaults
+        .splice(0..0, prepared.chosen.iter().cloned());
     Ok((prepared, outcome))
 }
 

@@ -39,10 +39,17 @@ pub struct TrainSpec {
     pub l1: f64,
     /// L2 penalty coefficient on every weight and bias.
     pub l2: f64,
-    pub epochs: usize,
-    pub batch_size: usize,
-    /// Fraction of the rows held out for validation (stratified for classifiers).
-    pub validation_split: f64,
+    /// Passes over the training rows (at most; early stopping may end sooner);
+    /// absent: chosen from the row count (see [`super::defaults::sized`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<usize>,
+    /// Rows per optimizer step; absent: chosen from the row count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    /// Fraction of the rows held out for validation (stratified for classifiers);
+    /// absent: chosen from the row count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_split: Option<f64>,
     /// Validate on the last this many rows (the most recent) instead of a random
     /// split; automatic retraining validates on the newest labelled rows this way.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,9 +100,9 @@ impl Default for TrainSpec {
             loss: None,
             l1: 0.0,
             l2: 0.0,
-            epochs: 100,
-            batch_size: 32,
-            validation_split: 0.2,
+            epochs: None,
+            batch_size: None,
+            validation_split: None,
             validation_last: None,
             seed: 42,
             early_stopping_patience: 10,
@@ -233,39 +240,60 @@ pub enum Promote {
 /// Most epochs and rows per batch a job may ask for.
 pub const MAX_EPOCHS: usize = 100_000;
 pub const MAX_BATCH_SIZE: usize = 65_536;
+/// What a recipe that leaves them unset gets before the rows are known (and
+/// where nothing sizes it: a recipe checked on its own).
+pub const DEFAULT_EPOCHS: usize = 100;
+pub const DEFAULT_BATCH_SIZE: usize = 32;
+pub const DEFAULT_VALIDATION_SPLIT: f64 = 0.2;
 
 impl TrainSpec {
+    /// The epochs asked for, or [`DEFAULT_EPOCHS`] while unset.
+    pub fn epochs(&self) -> usize {
+        self.epochs.unwrap_or(DEFAULT_EPOCHS)
+    }
+
+    /// The batch size asked for, or [`DEFAULT_BATCH_SIZE`] while unset.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size.unwrap_or(DEFAULT_BATCH_SIZE)
+    }
+
+    /// The validation fraction asked for, or [`DEFAULT_VALIDATION_SPLIT`] while
+    /// unset.
+    pub fn validation_split(&self) -> f64 {
+        self.validation_split.unwrap_or(DEFAULT_VALIDATION_SPLIT)
+    }
+
     /// Range checks and combinations serde cannot express; the message names the field.
     pub fn validate(&self) -> Result<(), TrainError> {
-        if self.epochs == 0 || self.epochs > MAX_EPOCHS {
+        let epochs = self.epochs();
+        if epochs == 0 || epochs > MAX_EPOCHS {
             return Err(TrainError::Recipe(format!(
-                "epochs must be between 1 and {MAX_EPOCHS}, got {}",
-                self.epochs
+                "epochs must be between 1 and {MAX_EPOCHS}, got {epochs}"
             )));
         }
-        if self.batch_size == 0 || self.batch_size > MAX_BATCH_SIZE {
+        let batch_size = self.batch_size();
+        if batch_size == 0 || batch_size > MAX_BATCH_SIZE {
             return Err(TrainError::Recipe(format!(
-                "batch_size must be between 1 and {MAX_BATCH_SIZE}, got {}",
-                self.batch_size
+                "batch_size must be between 1 and {MAX_BATCH_SIZE}, got {batch_size}"
             )));
         }
-        if !(self.validation_split > 0.0 && self.validation_split < 1.0) {
+        let validation_split = self.validation_split();
+        if !(validation_split > 0.0 && validation_split < 1.0) {
             return Err(TrainError::Recipe(format!(
-                "validation_split must be between 0 and 1 (exclusive), got {}",
-                self.validation_split
+                "validation_split must be between 0 and 1 (exclusive), got {validation_split}"
             )));
         }
         within("l1", self.l1, 0.0, 100.0)?;
         within("l2", self.l2, 0.0, 100.0)?;
         self.optimizer.validate()?;
         if let Some(schedule) = &self.lr_schedule {
-            schedule.validate(self.epochs)?;
+            schedule.validate(epochs)?;
         }
         if let Some(max) = self.grad_clip_norm {
             within("grad_clip_norm", max, 1e-6, 1e6)?;
         }
         if let Some(search) = &self.search {
-            search.validate(self.epochs)?;
+            search.validate(epochs)?;
         }
         match &self.init {
             InitSpec::Normal { std, mean } => {
@@ -320,7 +348,7 @@ impl TrainSpec {
     ) -> Result<(Vec<usize>, Vec<usize>), TrainError> {
         Ok(match self.validation_last {
             Some(n) => data.split_last(n, self.seed)?,
-            None => data.split(self.validation_split, self.seed)?,
+            None => data.split(self.validation_split(), self.seed)?,
         })
     }
 }

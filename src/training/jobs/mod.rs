@@ -117,7 +117,7 @@ impl Trainer {
             task_reason: submission.task_reason.clone(),
             metric: evaluate::metric_name(submission.task).into(),
             rows: submission.rows.clone(),
-            epochs: submission.input.spec.epochs,
+            epochs: submission.spec.epochs(),
             epoch: 0,
             history: Vec::new(),
             best: None,
@@ -132,7 +132,7 @@ impl Trainer {
             cancel_requested: false,
             // The values the job uses, not the `null`s left to inference.
             spec: {
-                let mut shown = submission.input.spec.clone();
+                let mut shown = submission.spec.clone();
                 let task = submission.task;
                 shown.loss = Some(crate::training::fit::loss_for(&shown, task));
                 shown.task = Some(task);

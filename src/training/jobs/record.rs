@@ -220,7 +220,11 @@ pub fn now_ms() -> u64 {
 /// A job ready to queue: its input (checked by preparing it once) and what its
 /// record says of the data.
 pub struct Submission {
+    /// What the worker gets: the recipe as sent (the worker sizes it again and
+    /// records what it chose).
     pub input: JobInput,
+    /// The recipe with its sizes filled from the rows, as the record shows it.
+    pub spec: TrainSpec,
     pub task: Task,
     pub task_reason: String,
     pub rows: RowCounts,

@@ -62,7 +62,7 @@ fn the_seed_recipe_parses() {
             std: 0.1
         }
     );
-    assert_eq!(s.epochs, 100);
+    assert_eq!(s.epochs, Some(100));
     assert_eq!(s.loss, Some(LossKind::Mse));
 }
 
