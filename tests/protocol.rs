@@ -4,6 +4,8 @@
 //! document (fuzzed with schemathesis from PyPI) and Swagger UI.
 
 mod common;
+#[path = "protocol/perf_analyzer.rs"]
+mod perf_analyzer;
 
 use std::process::Command;
 
@@ -176,52 +178,72 @@ async fn kserves_own_client_works_unchanged() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    // The default model: an iris classifier (label and probabilities outputs).
-    let server = Server::start(test_config(dir.path())).await;
-    let seen = common::run_python(
-        python,
-        "kserve_client.py",
-        vec![server.base.clone(), "kiln".into(), "4".into()],
-    )
-    .await;
-    assert_eq!(seen["live"], true);
-    assert_eq!(seen["ready"], true);
-    assert_eq!(seen["model_ready"], true);
-    let serving = common::get(&server, "/health/ready").await["model_version"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let calls = seen["infer"].as_array().unwrap();
-    assert_eq!(calls.len(), 4, "N = 1 and 5, JSON and binary input");
-    for call in calls {
-        let rows = &call["rows"];
-        let n = rows.as_array().unwrap().len();
-        assert!(call["id"].as_str().unwrap().starts_with("kserve-"));
-        // (kserve's InferResponse drops model_version; the header carries it.)
-        assert_eq!(call["header_version"], serving.as_str());
-        let labels = call["outputs"]["label"].as_array().unwrap();
-        let probabilities = call["outputs"]["probabilities"].as_array().unwrap();
-        assert_eq!(labels.len(), n);
-        assert_eq!(probabilities.len(), n);
-        let r = server.predict(rows).await;
-        let want: Value = r.json().await.unwrap();
-        for (i, p) in want["predictions"].as_array().unwrap().iter().enumerate() {
-            assert_eq!(labels[i], p["label"], "row {i}");
-            let got: Vec<f64> = probabilities[i]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect();
-            let expected: Vec<f64> = p["probabilities"]
-                .as_object()
-                .unwrap()
-                .values()
-                .map(|v| v.as_f64().unwrap())
-                .collect();
-            assert_eq!(got.len(), expected.len());
-            for (g, w) in got.iter().zip(&expected) {
-                assert!(close(*g, *w), "kserve {g} vs /predict {w}");
+    let mut config = test_config(dir.path());
+    config.training.data_dir = common::data("");
+    // The default model: an iris classifier (label and probabilities outputs);
+    // `fraud`, a named model trained on iris through its own route.
+    let server = Server::start(config).await;
+    let r = server
+        .client
+        .post(server.url("/models/fraud/train"))
+        .json(&json!({"dataset": {"path": "iris.csv"}, "epochs": 30, "seed": 9}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let job: Value = r.json().await.unwrap();
+    let job = common::wait_job(&server, job["id"].as_str().unwrap()).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    for (name, predict) in [("kiln", "/predict"), ("fraud", "/models/fraud/predict")] {
+        let seen = common::run_python(
+            python.clone(),
+            "kserve_client.py",
+            vec![server.base.clone(), name.into(), "4".into()],
+        )
+        .await;
+        assert_eq!(seen["live"], true);
+        assert_eq!(seen["ready"], true);
+        assert_eq!(seen["model_ready"], true, "{name}");
+        let serving = if name == "kiln" {
+            common::get(&server, "/health/ready").await["model_version"].clone()
+        } else {
+            common::get(&server, "/models/fraud/versions").await["active"].clone()
+        };
+        let calls = seen["infer"].as_array().unwrap();
+        assert_eq!(calls.len(), 4, "N = 1 and 5, JSON and binary input");
+        for call in calls {
+            let rows = &call["rows"];
+            let n = rows.as_array().unwrap().len();
+            assert!(call["id"].as_str().unwrap().starts_with("kserve-"));
+            // (kserve's InferResponse drops model_version; the header carries it.)
+            assert_eq!(call["header_version"], serving, "{name}");
+            let labels = call["outputs"]["label"].as_array().unwrap();
+            let probabilities = call["outputs"]["probabilities"].as_array().unwrap();
+            assert_eq!(labels.len(), n);
+            assert_eq!(probabilities.len(), n);
+            let want: Value = common::post(&server, predict, json!({ "instances": rows }))
+                .await
+                .json()
+                .await
+                .unwrap();
+            for (i, p) in want["predictions"].as_array().unwrap().iter().enumerate() {
+                assert_eq!(labels[i], p["label"], "{name} row {i}");
+                let got: Vec<f64> = probabilities[i]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect();
+                let expected: Vec<f64> = p["probabilities"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect();
+                assert_eq!(got.len(), expected.len());
+                for (g, w) in got.iter().zip(&expected) {
+                    assert!(close(*g, *w), "{name}: kserve {g} vs /predict {w}");
+                }
             }
         }
     }
