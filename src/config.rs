@@ -33,6 +33,9 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub monitoring: MonitoringConfig,
     pub retrain: RetrainConfig,
+    /// `[models.<name>]`: one model's own batching and monitoring keys.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub models: std::collections::BTreeMap<String, ModelOverrides>,
 }
 
 /// The dynamic batching queue.
@@ -367,6 +370,7 @@ impl Config {
 }
 
 mod errors;
+mod models;
 mod monitoring;
 mod server;
 mod telemetry;
@@ -375,6 +379,7 @@ mod validate;
 pub use telemetry::{LogFormat, MetricsConfig, TelemetryConfig};
 
 pub use crate::device::BackendKind;
+pub use models::{BatchingOverrides, ModelOverrides};
 pub use monitoring::{Gate, MonitoringConfig, RetrainConfig};
 pub use server::{AuthConfig, ServerConfig, ServingConfig};
 

@@ -27,7 +27,7 @@ pub(super) async fn loaded_for(
     arrival: Arrival,
 ) -> Result<Option<InFlight>, ApiError> {
     // A bad timeout header is the request's 400, before anything loads.
-    let fallback = state.config.batching.default_timeout();
+    let fallback = bundle.inference.limits().default_timeout;
     let by = super::deadline::deadline(headers, arrival, fallback)?.compute_by;
     loaded(state, bundle, by).await
 }

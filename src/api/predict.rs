@@ -96,8 +96,7 @@ pub async fn respond(
     body: Result<ApiJson<PredictRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let result: Result<Response, ApiError> = async {
-        let deadline =
-            deadline::deadline(headers, arrival, state.config.batching.default_timeout())?;
+        let deadline = deadline::deadline(headers, arrival, inference.limits().default_timeout)?;
         let ApiJson(body) = body?;
         let query = Query {
             rows: body.instances.into(),

@@ -42,3 +42,66 @@ fn the_model_queue_bound_defaults_within_the_shared_one() {
     c.validate().unwrap();
     assert_eq!(c.batching.model_queue_rows(), 1500);
 }
+
+/// `[models.<name>]`: its batching keys and any monitoring keys replace the
+/// process's for that model alone; a bad name, an unknown key or a value out of
+/// range is a start error naming `models.<name>.<key>`.
+#[test]
+fn a_models_section_overrides_its_own_keys_and_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |text: &str| {
+        let path = dir.path().join("kiln.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path), &Default::default())
+    };
+    let config = load(
+        "[monitoring]\nsample_rate = 0.5\n\
+         [models.fraud.batching]\nmax_request_rows = 8\nmodel_queue_capacity = 64\ndefault_timeout_ms = 250\n\
+         [models.fraud.monitoring]\ndrift_threshold = 0.4\n\
+         [models.kiln.monitoring]\nsample_rate = 0.0\n",
+    )
+    .unwrap();
+    let fraud = config.for_model("fraud").unwrap();
+    assert_eq!(fraud.batching.max_request_rows, 8);
+    assert_eq!(fraud.batching.model_queue_rows(), 64);
+    assert_eq!(fraud.batching.default_timeout_ms, 250);
+    assert_eq!(fraud.monitoring.drift_threshold, 0.4);
+    assert_eq!(
+        fraud.monitoring.sample_rate, 0.5,
+        "the process's, unchanged"
+    );
+    assert!(fraud.models.is_empty());
+    assert_eq!(
+        config.for_model("kiln").unwrap().monitoring.sample_rate,
+        0.0
+    );
+    let other = config.for_model("churn").unwrap();
+    assert_eq!(other.batching, config.batching);
+    assert_eq!(other.monitoring, config.monitoring);
+
+    for (text, named) in [
+        (
+            "[models.v12.batching]\nmax_request_rows = 8\n",
+            "models.v12",
+        ),
+        (
+            "[models.fraud.monitoring]\nsampel_rate = 0.1\n",
+            "models.fraud.monitoring",
+        ),
+        (
+            "[models.fraud.batching]\nmax_batch_size = 8\n",
+            "max_batch_size",
+        ),
+        (
+            "[models.fraud.batching]\nmodel_queue_capacity = 0\n",
+            "models.fraud.batching.model_queue_capacity",
+        ),
+        (
+            "[models.fraud.monitoring]\nsample_rate = 1e39\n",
+            "models.fraud.monitoring.sample_rate",
+        ),
+    ] {
+        let err = load(text).unwrap_err().to_string();
+        assert!(err.contains(named), "{text}: {err}");
+    }
+}

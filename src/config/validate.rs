@@ -224,7 +224,7 @@ impl Config {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.level) {
             return invalid("telemetry.level", e.to_string());
         }
-        Ok(())
+        self.validate_models()
     }
 }
 

@@ -77,7 +77,12 @@ pub fn start(
     bootstrap: swap::Bootstrap,
     model: ActiveModel,
 ) -> std::io::Result<(Arc<Bundle>, BundleThreads)> {
-    let config = &shared.config;
+    // Its own `[models.<name>]` keys (checked at start; a model made later by
+    // name gets the process's settings if its section is somehow unusable).
+    let config = &shared
+        .config
+        .for_model(&name)
+        .unwrap_or_else(|_| (*shared.config).clone());
     let metrics = model.metrics().clone();
     let (models, manager) = Models::spawn(
         store.clone(),
@@ -107,7 +112,7 @@ pub fn start(
         routing: models.routes().clone(),
         monitor: monitor.clone(),
         explainer: shared.explainer.clone(),
-        limits: Limits::from(&**config),
+        limits: Limits::from(config),
         mirrors: shared.mirrors.clone(),
         lane: NEXT_LANE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         admission: Arc::new(tokio::sync::Semaphore::new(

@@ -26,10 +26,10 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 pub use super::input::{InputError, Rows, check};
+pub use super::limits::Limits;
 
 use super::routing::Routing;
 use crate::batching::{Answer, Batcher, PredictError, SubmitError, Work};
-use crate::config::Config;
 use crate::executor::ActiveModel;
 use crate::explainer::{ExplainFailure, Explainer};
 use crate::model::explain::{Explanation, Method, Request};
@@ -60,31 +60,6 @@ pub struct Parts {
     /// The model's own row permits (`batching.model_queue_capacity`), taken beside
     /// the batcher's shared ones.
     pub admission: Arc<Semaphore>,
-}
-
-/// The configured bounds the service applies.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// `batching.max_request_rows`.
-    pub max_request_rows: usize,
-    /// `batching.queue_capacity`: a shadow mirrors only while under a quarter of it
-    /// is in flight.
-    pub queue_capacity: usize,
-    /// `explain.max_rows`.
-    pub explain_max_rows: usize,
-    /// `explain.max_steps`.
-    pub explain_max_steps: usize,
-}
-
-impl From<&Config> for Limits {
-    fn from(config: &Config) -> Self {
-        Self {
-            max_request_rows: config.batching.max_request_rows,
-            queue_capacity: config.batching.queue_capacity,
-            explain_max_rows: config.explain.max_rows,
-            explain_max_steps: config.explain.max_steps,
-        }
-    }
 }
 
 /// When a request's rows must be computed by, and its answer given by.
@@ -177,6 +152,11 @@ enum Served {
 impl Inference {
     pub fn new(parts: Parts) -> Self {
         Self(Arc::new(parts))
+    }
+
+    /// The bounds this model's requests get.
+    pub fn limits(&self) -> &Limits {
+        &self.0.limits
     }
 
     /// Whether the model's own admission bound is spent: a request for it would

@@ -12,6 +12,7 @@ pub mod catalog;
 mod error;
 pub mod infer;
 mod input;
+mod limits;
 mod manager;
 pub mod residency;
 pub mod routing;

@@ -129,6 +129,7 @@ async fn fixture() -> Fixture {
         queue_capacity: batching.queue_capacity,
         explain_max_rows: 4,
         explain_max_steps: 8,
+        default_timeout: std::time::Duration::from_secs(5),
     };
     let service = Inference::new(Parts {
         batcher,

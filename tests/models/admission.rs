@@ -94,3 +94,50 @@ async fn a_flooded_model_gets_429_past_its_own_bound_and_the_others_are_admitted
     answers_as_seed(&server, "a").await;
     Arc::into_inner(server).unwrap().stop().await.unwrap();
 }
+
+/// `[models.<name>]` settings apply to that model alone: `a` takes at most 2
+/// rows a request and admits 2 rows, `b` and the default model keep the
+/// process's bounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_models_own_section_bounds_it_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    seed_small_model(&store, 1000);
+    let mut config = test_config(&store);
+    config.models.insert(
+        "a".into(),
+        kiln::config::ModelOverrides {
+            batching: kiln::config::BatchingOverrides {
+                max_request_rows: Some(2),
+                model_queue_capacity: Some(2),
+                default_timeout_ms: None,
+            },
+            monitoring: Default::default(),
+        },
+    );
+    config.validate().unwrap();
+    let server = Server::start(config).await;
+    for name in ["a", "b"] {
+        assert_eq!(upload(&server, name, &seed_config()).await.status(), 201);
+    }
+    let rows = |n: usize| json!({ "instances": vec![vec![0.5f32; 1000]; n] });
+    let status = |path: &'static str, n: usize| {
+        let server = &server;
+        async move {
+            server
+                .client
+                .post(server.url(path))
+                .json(&rows(n))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status("/models/a/predict", 2).await, 200);
+    assert_eq!(status("/models/a/predict", 3).await, 413);
+    assert_eq!(status("/models/b/predict", 3).await, 200);
+    assert_eq!(status("/predict", 3).await, 200);
+    server.stop().await.unwrap();
+}

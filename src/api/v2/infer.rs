@@ -166,7 +166,7 @@ async fn infer_inner(
         }));
     }
     let timeout = deadline::v2_timeout(request.parameters.as_ref())?
-        .unwrap_or_else(|| state.config.batching.default_timeout());
+        .unwrap_or_else(|| bundle.inference.limits().default_timeout);
     let deadline = deadline::deadline(&headers, arrival, timeout)?;
 
     let [input] = request.inputs.as_slice() else {

@@ -1,0 +1,84 @@
+//! `[models.<name>]`: one model's own settings over the process's. A model
+//! named here (a named model, or the default one by `model.name`) runs with
+//! these keys of `[batching]` and any keys of `[monitoring]` in place of the
+//! process's; every other model, and every other key, keeps the process's.
+//! [`Config::for_model`] makes the settings a model runs with.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Config, ConfigError};
+
+/// One model's section.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelOverrides {
+    pub batching: BatchingOverrides,
+    /// Keys of `[monitoring]` (`sample_rate`, `drift_threshold`, ...), each over
+    /// the process's value; an unknown key is an error at start.
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub monitoring: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The `[batching]` keys that are a model's own: its admission bound, its
+/// largest request and its default deadline. (The batch size and delay belong
+/// to the shared executor.)
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchingOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_queue_capacity: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_request_rows: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_timeout_ms: Option<u64>,
+}
+
+impl Config {
+    /// The settings the model `name` runs with: the process's, with its
+    /// `[models.<name>]` keys in place (and no `models` table of its own).
+    pub fn for_model(&self, name: &str) -> Result<Config, ConfigError> {
+        let mut config = self.clone();
+        config.models.clear();
+        let Some(own) = self.models.get(name) else {
+            return Ok(config);
+        };
+        let b = &own.batching;
+        if let Some(v) = b.model_queue_capacity {
+            config.batching.model_queue_capacity = Some(v);
+        }
+        if let Some(v) = b.max_request_rows {
+            config.batching.max_request_rows = v;
+        }
+        if let Some(v) = b.default_timeout_ms {
+            config.batching.default_timeout_ms = v;
+        }
+        if !own.monitoring.is_empty() {
+            let mut merged = serde_json::to_value(&config.monitoring).expect("settings serialize");
+            for (key, value) in &own.monitoring {
+                merged[key] = value.clone();
+            }
+            config.monitoring = serde_json::from_value(merged)
+                .map_err(|e| ConfigError::Load(format!("models.{name}.monitoring: {e}")))?;
+        }
+        Ok(config)
+    }
+
+    /// Each `[models.<name>]`: a model name, and settings that pass the same
+    /// checks as the process's, errors naming `models.<name>.<key>`.
+    pub(super) fn validate_models(&self) -> Result<(), ConfigError> {
+        for name in self.models.keys() {
+            if name != &self.model.name {
+                crate::registry::ModelName::parse(name).map_err(|e| {
+                    ConfigError::Load(format!("invalid config: models.{name}: {e}"))
+                })?;
+            }
+            self.for_model(name)?.validate().map_err(|e| match e {
+                ConfigError::Invalid { key, reason } => {
+                    ConfigError::Load(format!("invalid config: models.{name}.{key}: {reason}"))
+                }
+                other => other,
+            })?;
+        }
+        Ok(())
+    }
+}
