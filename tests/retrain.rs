@@ -34,7 +34,10 @@ fn rows(name: &str) -> Vec<([f32; 2], String)> {
 async fn drift_triggers_a_retrain_and_accuracy_recovers() {
     let metrics = drift_scenario(&[]).await;
     assert_eq!(
-        common::sample(&metrics, "kiln_retrain_trials_total{outcome=\"promoted\"}"),
+        common::sample(
+            &metrics,
+            "kiln_retrain_trials_total{model=\"kiln\",outcome=\"promoted\"}"
+        ),
         0.0,
         "no gate, no trial"
     );
@@ -49,7 +52,10 @@ async fn a_shadow_trial_gates_the_automatic_promotion() {
     ])
     .await;
     assert!(
-        common::sample(&metrics, "kiln_retrain_trials_total{outcome=\"promoted\"}") >= 1.0,
+        common::sample(
+            &metrics,
+            "kiln_retrain_trials_total{model=\"kiln\",outcome=\"promoted\"}"
+        ) >= 1.0,
         "{metrics}"
     );
 }
@@ -63,7 +69,10 @@ async fn a_canary_trial_gates_the_automatic_promotion() {
     ])
     .await;
     assert!(
-        common::sample(&metrics, "kiln_retrain_trials_total{outcome=\"promoted\"}") >= 1.0,
+        common::sample(
+            &metrics,
+            "kiln_retrain_trials_total{model=\"kiln\",outcome=\"promoted\"}"
+        ) >= 1.0,
         "{metrics}"
     );
 }
@@ -71,6 +80,35 @@ async fn a_canary_trial_gates_the_automatic_promotion() {
 /// Streams the drift example through a server with `extra` settings; checks the
 /// drift, the trigger and the recovery; returns the final metrics.
 async fn drift_scenario(extra: &[(&str, &str)]) -> String {
+    drift_scenario_at("", extra).await
+}
+
+/// A named model, trained through its own route, follows the drift on its own
+/// `[models.<name>.retrain]` settings (retraining is off for the process): its
+/// automatic jobs name it, and the default model keeps its one version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_model_retrains_on_its_own_settings() {
+    let settings = [
+        ("ENABLED", "true"),
+        ("CHECK_INTERVAL_MS", "100"),
+        ("MIN_ACCURACY", "0.85"),
+        ("MIN_LABELLED", "100"),
+        ("COOLDOWN_MS", "1500"),
+        ("HOLDOUT_ROWS", "150"),
+        ("MAX_ROWS", "600"),
+    ];
+    let named: Vec<(String, &str)> = settings
+        .iter()
+        .map(|(k, v)| (format!("KILN_MODELS__FRAUD__RETRAIN__{k}"), *v))
+        .chain([("KILN_RETRAIN__ENABLED".to_string(), "false")])
+        .collect();
+    let extra: Vec<(&str, &str)> = named.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    drift_scenario_at("/models/fraud", &extra).await;
+}
+
+/// [`drift_scenario`] against the model whose routes start with `prefix` (""
+/// for the default model); `extra` settings come last and win.
+async fn drift_scenario_at(prefix: &str, extra: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let server = Process::serve(
         dir.path(),
@@ -105,7 +143,7 @@ async fn drift_scenario(extra: &[(&str, &str)]) -> String {
     .unwrap();
     let id = submit_at(
         &client,
-        &base,
+        &format!("{base}{prefix}"),
         &json!({"dataset": {"csv": train}, "model": {"hidden": [16]}, "epochs": 60,
                 "optimizer": {"kind": "adam", "lr": 0.01}, "promote": "always"}),
     )
@@ -148,7 +186,14 @@ async fn drift_scenario(extra: &[(&str, &str)]) -> String {
         };
         let (x, label) = &stream[k];
         let r = client
-            .post(format!("{base}/predict"))
+            .post(format!(
+                "{base}{}",
+                if prefix.is_empty() {
+                    "/predict".to_string()
+                } else {
+                    format!("{prefix}/predict")
+                }
+            ))
             .json(&json!({"instances": [x]}))
             .send()
             .await
@@ -181,13 +226,13 @@ async fn drift_scenario(extra: &[(&str, &str)]) -> String {
         pending.push(json!({"prediction_id": body["prediction_ids"][0], "target": label}));
         if pending.len() == 10 {
             let r = client
-                .post(format!("{base}/feedback"))
+                .post(format!("{base}{prefix}/feedback"))
                 .json(&json!({"items": std::mem::take(&mut pending)}))
                 .send()
                 .await
                 .unwrap();
             assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-            let drift = get_json(&client, &format!("{base}/monitoring/drift")).await;
+            let drift = get_json(&client, &format!("{base}{prefix}/monitoring/drift")).await;
             if drift["drifted"] == true {
                 assert!(
                     i >= SHIFT,
@@ -235,7 +280,9 @@ async fn drift_scenario(extra: &[(&str, &str)]) -> String {
         .filter(|j| j.get("trigger").is_some())
         .collect();
     assert!(!automatic.is_empty(), "{jobs}");
+    let model = prefix.strip_prefix("/models/").map(Value::from);
     for j in &automatic {
+        assert_eq!(j.get("model"), model.as_ref(), "{j}");
         let trigger = j["trigger"].as_str().unwrap();
         assert!(
             ["drift:", "quality:", "follow_up:"]
@@ -276,16 +323,26 @@ async fn drift_scenario(extra: &[(&str, &str)]) -> String {
         .text()
         .await
         .unwrap();
+    let label = prefix.strip_prefix("/models/").unwrap_or("kiln");
     let started_jobs: f64 = ["drift", "quality", "labels", "follow_up"]
         .iter()
         .map(|t| {
             common::sample(
                 &metrics,
-                &format!("kiln_retrain_jobs_total{{trigger=\"{t}\"}}"),
+                &format!("kiln_retrain_jobs_total{{model=\"{label}\",trigger=\"{t}\"}}"),
             )
         })
         .sum();
     assert!(started_jobs >= 1.0, "{metrics}");
+    if !prefix.is_empty() {
+        // The default model was never retrained.
+        let default = get_json(&client, &format!("{base}/models")).await;
+        assert_eq!(
+            default["versions"].as_array().unwrap().len(),
+            1,
+            "{default}"
+        );
+    }
     metrics
 }
 

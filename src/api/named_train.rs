@@ -18,9 +18,8 @@ use super::auth::Authorized;
 use super::train::{Admission, JobList};
 use super::{ApiError, ApiJson, AppState};
 use crate::registry::ModelName;
-use crate::serving::Models;
 use crate::serving::catalog::Catalog;
-use crate::training::jobs::{Activate, JobRecord, Target};
+use crate::training::jobs::{Activate, JobRecord, Served, Target};
 
 /// `POST /models/{name}/train`.
 #[utoipa::path(post, path = "/models/{name}/train", tag = "training",
@@ -97,21 +96,6 @@ fn target(state: &AppState, name: &str) -> Result<Target, ApiError> {
             runtime: tokio::runtime::Handle::current(),
         }),
     })
-}
-
-/// A model that serves already: the version is promoted as the policy says.
-struct Served(Models);
-
-impl Activate for Served {
-    fn activate(&self, version: &str, promote: bool) -> Result<bool, String> {
-        if !promote {
-            return Ok(false);
-        }
-        self.0
-            .promote_blocking(version)
-            .map(|_| true)
-            .map_err(|e| e.to_string())
-    }
 }
 
 /// A model the job creates (unless an upload or an earlier job created it

@@ -155,15 +155,25 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
         default,
         catalog,
     });
+    // The default model's loop runs with its own `[models.<name>]` keys too.
+    let own = config.for_model(&config.model.name)?;
     crate::retrain::spawn(
         crate::retrain::Deps {
-            config: config.clone(),
+            config: Arc::new(own),
             monitor: state.monitor.clone(),
             trainer: state.trainer.clone(),
             store: state.store.clone(),
             model: state.model.clone(),
             models: state.models.clone(),
+            target: None,
         },
+        draining.clone(),
+        &watchers,
+    );
+    crate::retrain::spawn_named(
+        state.catalog.clone(),
+        state.trainer.clone(),
+        config.clone(),
         draining.clone(),
         &watchers,
     );

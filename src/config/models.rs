@@ -1,12 +1,31 @@
 //! `[models.<name>]`: one model's own settings over the process's. A model
 //! named here (a named model, or the default one by `model.name`) runs with
-//! these keys of `[batching]` and any keys of `[monitoring]` in place of the
-//! process's; every other model, and every other key, keeps the process's.
+//! these keys of `[batching]` and any keys of `[monitoring]` and `[retrain]` in
+//! place of the process's; every other model, and every other key, keeps the process's.
 //! [`Config::for_model`] makes the settings a model runs with.
 
 use serde::{Deserialize, Serialize};
 
 use super::{Config, ConfigError};
+
+/// `section` with the keys of `over` in place (`models.<name>.<what>` names an
+/// error).
+fn merged<T: Serialize + serde::de::DeserializeOwned + Clone>(
+    section: &T,
+    over: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+    what: &str,
+) -> Result<T, ConfigError> {
+    if over.is_empty() {
+        return Ok(section.clone());
+    }
+    let mut value = serde_json::to_value(section).expect("settings serialize");
+    for (key, v) in over {
+        value[key] = v.clone();
+    }
+    serde_json::from_value(value)
+        .map_err(|e| ConfigError::Load(format!("models.{name}.{what}: {e}")))
+}
 
 /// One model's section.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -17,6 +36,10 @@ pub struct ModelOverrides {
     /// the process's value; an unknown key is an error at start.
     #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
     pub monitoring: serde_json::Map<String, serde_json::Value>,
+    /// Keys of `[retrain]` (`enabled`, `min_new_labels`, `gate`, ...), each over
+    /// the process's value: a named model's own automatic retraining.
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub retrain: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The `[batching]` keys that are a model's own: its admission bound, its
@@ -52,14 +75,8 @@ impl Config {
         if let Some(v) = b.default_timeout_ms {
             config.batching.default_timeout_ms = v;
         }
-        if !own.monitoring.is_empty() {
-            let mut merged = serde_json::to_value(&config.monitoring).expect("settings serialize");
-            for (key, value) in &own.monitoring {
-                merged[key] = value.clone();
-            }
-            config.monitoring = serde_json::from_value(merged)
-                .map_err(|e| ConfigError::Load(format!("models.{name}.monitoring: {e}")))?;
-        }
+        config.monitoring = merged(&config.monitoring, &own.monitoring, name, "monitoring")?;
+        config.retrain = merged(&config.retrain, &own.retrain, name, "retrain")?;
         Ok(config)
     }
 

@@ -58,7 +58,8 @@ fn a_models_section_overrides_its_own_keys_and_is_checked() {
         "[monitoring]\nsample_rate = 0.5\n\
          [models.fraud.batching]\nmax_request_rows = 8\nmodel_queue_capacity = 64\ndefault_timeout_ms = 250\n\
          [models.fraud.monitoring]\ndrift_threshold = 0.4\n\
-         [models.kiln.monitoring]\nsample_rate = 0.0\n",
+         [models.kiln.monitoring]\nsample_rate = 0.0\n\
+         [models.fraud.retrain]\nenabled = true\nmin_labelled = 40\n",
     )
     .unwrap();
     let fraud = config.for_model("fraud").unwrap();
@@ -71,6 +72,8 @@ fn a_models_section_overrides_its_own_keys_and_is_checked() {
         "the process's, unchanged"
     );
     assert!(fraud.models.is_empty());
+    assert!(fraud.retrain.enabled && !config.retrain.enabled);
+    assert_eq!(fraud.retrain.min_labelled, 40);
     assert_eq!(
         config.for_model("kiln").unwrap().monitoring.sample_rate,
         0.0

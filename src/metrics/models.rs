@@ -14,7 +14,7 @@ use prometheus::proto::{LabelPair, Metric, MetricFamily, MetricType};
 use super::Metrics;
 
 /// The families that describe one model.
-pub const PER_MODEL: [&str; 12] = [
+pub const PER_MODEL: [&str; 14] = [
     "kiln_model_info",
     "kiln_model_swaps_total",
     "kiln_live_quality",
@@ -27,6 +27,8 @@ pub const PER_MODEL: [&str; 12] = [
     "kiln_shadow_agreement",
     "kiln_prediction_log_entries_total",
     "kiln_prediction_log_bytes",
+    "kiln_retrain_jobs_total",
+    "kiln_retrain_trials_total",
 ];
 
 /// The label of models past the bound.

@@ -14,6 +14,7 @@
 //! its route is removed. No trigger fires during a trial.
 
 pub mod job;
+mod named;
 pub mod policy;
 
 use std::sync::Arc;
@@ -41,7 +42,11 @@ pub struct Deps {
     pub store: Store,
     pub model: ActiveModel,
     pub models: Models,
+    /// The named model the loop follows; `None`: the default model.
+    pub target: Option<crate::training::jobs::Target>,
 }
+
+pub use named::spawn_named;
 
 /// Starts the loop (when `retrain.enabled`) on `tracker`; it ends with `stop`,
 /// after the check under way.
@@ -153,8 +158,9 @@ async fn retrain(
     let d = deps.clone();
     let reason = format!("{trigger}: {why}");
     let submitted = tokio::task::spawn_blocking(move || {
-        let submission = job::build(&d.config, &d.store, &active, reason.clone(), since)
+        let mut submission = job::build(&d.config, &d.store, &active, reason.clone(), since)
             .map_err(|e| e.to_string())?;
+        submission.target = d.target.clone();
         d.trainer
             .submit(submission)
             .map_err(|e| e.to_string())

@@ -112,7 +112,7 @@ async fn a_models_own_section_bounds_it_alone() {
                 model_queue_capacity: Some(2),
                 default_timeout_ms: None,
             },
-            monitoring: Default::default(),
+            ..Default::default()
         },
     );
     config.validate().unwrap();

@@ -32,7 +32,7 @@ use crate::serving::Models;
 use record::now_ms;
 pub use record::{JobError, JobRecord, JobState, Owner, Submission};
 use table::Staged;
-pub use target::{Activate, Target};
+pub use target::{Activate, Served, Target};
 pub use threads::TrainerThreads;
 
 struct Job {

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use crate::registry::Store;
+use crate::serving::Models;
 
 /// Makes a finished job's version serve in its named model, creating the model
 /// first when the job is its first version.
@@ -26,4 +27,19 @@ pub struct Target {
     /// active, deleted here.
     pub store: Store,
     pub activate: Arc<dyn Activate>,
+}
+
+/// A model that serves already: its version is promoted as the policy says.
+pub struct Served(pub Models);
+
+impl Activate for Served {
+    fn activate(&self, version: &str, promote: bool) -> Result<bool, String> {
+        if !promote {
+            return Ok(false);
+        }
+        self.0
+            .promote_blocking(version)
+            .map(|_| true)
+            .map_err(|e| e.to_string())
+    }
 }

@@ -169,6 +169,8 @@ impl Runner {
         let gate = self.shared.update(id, |_| {}).and_then(|r| r.gate);
         let held = done.promote && gate.is_some();
         let activated = match target {
+            // A held version waits for its live trial, in a named model too.
+            Some(_) if held => None,
             Some(t) => Some(t.activate.activate(&done.version, done.promote)),
             None if done.promote && !held => Some(
                 self.models
