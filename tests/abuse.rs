@@ -148,17 +148,29 @@ async fn hostile_recipes_and_data_get_a_422_and_nothing_stops() {
             "no feature columns",
         ),
     ];
+    // The same through a named model's route: the same 422, and no model made.
     for (body, expected) in cases {
-        let what = format!("{:.120}", body.to_string());
-        let r = train(&server, &client, &body).await;
-        let status = r.status();
-        let text = r.text().await.unwrap();
-        assert_eq!(status, 422, "{what}: {text}");
-        let error: Value = serde_json::from_str(&text).unwrap();
-        let error = error["error"].as_str().unwrap();
-        assert!(error.contains(expected), "{what}: {error}");
-        still_serving(&server, &client, &what).await;
+        for route in ["/train", "/models/hostile/train"] {
+            let what = format!("{route} {:.120}", body.to_string());
+            let r = client
+                .post(server.url(route))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let text = r.text().await.unwrap();
+            assert_eq!(status, 422, "{what}: {text}");
+            let error: Value = serde_json::from_str(&text).unwrap();
+            let error = error["error"].as_str().unwrap();
+            assert!(error.contains(expected), "{what}: {error}");
+            still_serving(&server, &client, &what).await;
+        }
     }
+    let models = common::get_json(&client, &server.url("/models")).await;
+    assert_eq!(models["models"], json!(["kiln"]), "{models}");
+    let jobs = common::get_json(&client, &server.url("/train")).await;
+    assert_eq!(jobs["jobs"], json!([]), "{jobs}");
 
     // A job that diverges in range fails with its reason, and the next one trains.
     let job = run_job(
