@@ -57,6 +57,7 @@
 // Leaves.
 pub mod clock;
 pub mod device;
+pub mod memory;
 pub mod quote;
 
 // The models, then their store.

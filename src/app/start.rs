@@ -114,6 +114,14 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
             }
             catalog.follow(
                 Duration::from_millis(config.store.poll_interval_ms),
+                draining_for_catalog.clone(),
+                &watchers,
+            );
+            // An unloaded model's pages go back to the system within a second.
+            let unloaded = catalog.clone();
+            crate::memory::spawn_trims(
+                move || unloaded.unloads(),
+                Duration::from_secs(1),
                 draining_for_catalog,
                 &watchers,
             );

@@ -261,6 +261,11 @@ impl Catalog {
         Ok(())
     }
 
+    /// Models unloaded so far (for room or by hand).
+    pub fn unloads(&self) -> u64 {
+        self.0.budget.unloads()
+    }
+
     /// Marks `bundle` used now (the order `serving.max_loaded_mb` unloads in).
     pub fn touch(&self, bundle: &Bundle) {
         self.0.budget.touch(bundle);

@@ -61,6 +61,8 @@ pub struct Budget {
     /// Loads under way at once: each holds its file and warm-up passes beside the
     /// weights, so memory past the budget is bounded by this many of them.
     loads: tokio::sync::Semaphore,
+    /// Unloads so far (the allocator is trimmed after them: `crate::memory`).
+    unloads: AtomicU64,
 }
 
 /// Loads on demand that run at once, across every model.
@@ -72,7 +74,13 @@ impl Budget {
             max_bytes: max_mb.saturating_mul(1 << 20),
             clock: AtomicU64::new(1),
             loads: tokio::sync::Semaphore::new(PARALLEL_LOADS),
+            unloads: AtomicU64::new(0),
         }
+    }
+
+    /// Models unloaded so far, for room or by hand.
+    pub fn unloads(&self) -> u64 {
+        self.unloads.load(Ordering::Relaxed)
     }
 
     /// Marks `bundle` used now.
@@ -139,6 +147,7 @@ impl Budget {
             let bytes = held(b);
             match b.models.unload().await {
                 Ok(()) => {
+                    self.unloads.fetch_add(1, Ordering::Relaxed);
                     total = total.saturating_sub(bytes);
                     tracing::info!(
                         model = b.name,
@@ -165,6 +174,8 @@ impl Budget {
     pub async fn unload(&self, bundle: &Bundle) -> Result<(), ManageError> {
         let _one = bundle.residency.loading.lock().await;
         let _idle = bundle.residency.serving.clone().write_owned().await;
-        bundle.models.unload().await
+        bundle.models.unload().await?;
+        self.unloads.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }
