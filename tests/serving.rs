@@ -565,6 +565,10 @@ async fn deadlines_answer_504_uncomputed_and_bad_timeouts_get_400() {
     let mut config = test_config(dir.path());
     config.batching.max_batch_size = 1024;
     config.server.max_body_bytes = 32 << 20;
+    // Six 256-row requests may be in flight at once (1,536 rows): the model's own
+    // admission bound (half the queue by default) would turn some away with 429.
+    // This test is about deadlines: the whole queue is the model's.
+    config.batching.model_queue_capacity = Some(config.batching.queue_capacity);
     let server = Server::start(config).await;
     let post = |body: Value, timeout: Option<&str>| {
         let mut r = server.client.post(server.url("/predict")).json(&body);
