@@ -12,12 +12,18 @@ use super::queue::{Cost, Next, Policy, Queue, Queued};
 /// A waiting request and the lane it belongs to.
 pub trait Laned: Queued {
     fn lane(&self) -> u64;
+    /// The lane's own batch limits (its model's `[models.<name>]` keys); `None`:
+    /// the batcher's.
+    fn policy(&self) -> Option<Policy> {
+        None
+    }
 }
 
-/// The lanes, in the order they first had a request.
+/// The lanes, in the order they first had a request, each with its own limits
+/// (taken from its first request) if it has any.
 #[derive(Debug)]
 pub struct Lanes<T> {
-    lanes: Vec<(u64, Queue<T>)>,
+    lanes: Vec<(u64, Queue<T>, Option<Policy>)>,
     /// The lane asked first for the next batch.
     turn: usize,
 }
@@ -34,26 +40,27 @@ impl<T> Default for Lanes<T> {
 impl<T: Laned> Lanes<T> {
     pub fn push(&mut self, item: T) {
         let lane = item.lane();
-        match self.lanes.iter_mut().find(|(l, _)| *l == lane) {
-            Some((_, queue)) => queue.push(item),
+        match self.lanes.iter_mut().find(|(l, _, _)| *l == lane) {
+            Some((_, queue, _)) => queue.push(item),
             None => {
+                let policy = item.policy();
                 let mut queue = Queue::default();
                 queue.push(item);
-                self.lanes.push((lane, queue));
+                self.lanes.push((lane, queue, policy));
             }
         }
     }
 
     /// Rows waiting in every lane.
     pub fn rows(&self) -> usize {
-        self.lanes.iter().map(|(_, q)| q.rows()).sum()
+        self.lanes.iter().map(|(_, q, _)| q.rows()).sum()
     }
 
     /// [`Queue::remove_abandoned`] in every lane.
     pub fn remove_abandoned(&mut self, now: Instant) -> usize {
         self.lanes
             .iter_mut()
-            .map(|(_, q)| q.remove_abandoned(now))
+            .map(|(_, q, _)| q.remove_abandoned(now))
             .sum()
     }
 
@@ -61,14 +68,15 @@ impl<T: Laned> Lanes<T> {
     pub fn remove_expired(&mut self, now: Instant, cost: Cost) -> Vec<T> {
         self.lanes
             .iter_mut()
-            .flat_map(|(_, q)| q.remove_expired(now, cost))
+            .flat_map(|(_, q, _)| q.remove_expired(now, cost))
             .collect()
     }
 
-    /// The next batch: the first lane from the turn on that has one due (then
-    /// the turn passes to the lane after it); else the earliest time one is due.
+    /// The next batch: the first lane from the turn on that has one due under
+    /// its limits, else `policy` (then the turn passes to the lane after it);
+    /// else the earliest time one is due.
     pub fn next(&mut self, now: Instant, policy: Policy, flush: bool, cost: Cost) -> Next<T> {
-        self.lanes.retain(|(_, q)| !q.is_empty());
+        self.lanes.retain(|(_, q, _)| !q.is_empty());
         let n = self.lanes.len();
         if n == 0 {
             return Next::Empty;
@@ -76,7 +84,8 @@ impl<T: Laned> Lanes<T> {
         let mut wait: Option<Instant> = None;
         for k in 0..n {
             let i = (self.turn + k) % n;
-            match self.lanes[i].1.next(now, policy, flush, cost) {
+            let (_, queue, own) = &mut self.lanes[i];
+            match queue.next(now, own.unwrap_or(policy), flush, cost) {
                 Next::Batch(batch) => {
                     self.turn = (i + 1) % n;
                     return Next::Batch(batch);
@@ -120,6 +129,13 @@ mod tests {
     impl Laned for Req {
         fn lane(&self) -> u64 {
             self.lane
+        }
+        /// Lane 7 has its own limits: 2 rows, no wait.
+        fn policy(&self) -> Option<Policy> {
+            (self.lane == 7).then_some(Policy {
+                max_rows: 2,
+                max_delay: Duration::ZERO,
+            })
         }
     }
 
@@ -221,5 +237,36 @@ mod tests {
                 (a, b) => panic!("{a:?} vs {b:?}"),
             }
         }
+    }
+
+    /// A lane with its own limits batches by them; the others by the batcher's.
+    #[tokio::test(start_paused = true)]
+    async fn a_lane_with_its_own_limits_batches_by_them() {
+        let policy = Policy {
+            max_rows: 4,
+            max_delay: Duration::from_millis(50),
+        };
+        let cost = |_: usize| Duration::ZERO;
+        let now = Instant::now();
+        let mut lanes = Lanes::default();
+        for id in 0..3 {
+            for lane in [1, 7] {
+                lanes.push(Req {
+                    lane,
+                    id: id + 10 * lane as usize,
+                    rows: 1,
+                    at: now,
+                });
+            }
+        }
+        // Lane 7 goes at once, 2 rows at a time; lane 1 (3 rows of 4) waits.
+        assert_eq!(ids(lanes.next(now, policy, false, &cost)), [70, 71]);
+        assert_eq!(ids(lanes.next(now, policy, false, &cost)), [72]);
+        match lanes.next(now, policy, false, &cost) {
+            Next::WaitUntil(t) => assert_eq!(t, now + Duration::from_millis(50)),
+            other => panic!("{other:?}"),
+        }
+        let later = now + Duration::from_millis(50);
+        assert_eq!(ids(lanes.next(later, policy, false, &cost)), [10, 11, 12]);
     }
 }

@@ -30,7 +30,8 @@ use crate::metrics::{Metrics, RejectReason};
 use crate::model::{LoadedModel, Prediction};
 use cost::CostModel;
 use lanes::Lanes;
-use queue::{Next, Policy, Queued};
+pub use queue::Policy;
+use queue::{Next, Queued};
 
 /// A request's answer: the version that computed it and one prediction per row.
 #[derive(Debug)]
@@ -59,6 +60,8 @@ pub struct Work {
     /// The served model it is for: batches are formed per model, the models
     /// taken in turn (`lanes`).
     pub lane: u64,
+    /// That model's own batch limits (`[models.<name>]`); `None`: the batcher's.
+    pub policy: Option<Policy>,
 }
 
 /// One admitted request waiting for (or inside) a batch.
@@ -74,6 +77,9 @@ pub struct Request {
 impl lanes::Laned for Request {
     fn lane(&self) -> u64 {
         self.work.lane
+    }
+    fn policy(&self) -> Option<Policy> {
+        self.work.policy
     }
 }
 
@@ -288,6 +294,7 @@ mod tests {
             model: None,
             deadline: Instant::now() + Duration::from_secs(60),
             lane: 0,
+            policy: None,
         }
     }
 

@@ -43,11 +43,16 @@ pub struct ModelOverrides {
 }
 
 /// The `[batching]` keys that are a model's own: its admission bound, its
-/// largest request and its default deadline. (The batch size and delay belong
-/// to the shared executor.)
+/// largest request, its default deadline, and the size and delay of its
+/// batches (at most the process's `max_batch_size`: the executor's passes are
+/// sized by it).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct BatchingOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_batch_size: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_queue_delay_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_queue_capacity: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -66,6 +71,12 @@ impl Config {
             return Ok(config);
         };
         let b = &own.batching;
+        if let Some(v) = b.max_batch_size {
+            config.batching.max_batch_size = v;
+        }
+        if let Some(v) = b.max_queue_delay_ms {
+            config.batching.max_queue_delay_ms = v;
+        }
         if let Some(v) = b.model_queue_capacity {
             config.batching.model_queue_capacity = Some(v);
         }
@@ -89,7 +100,14 @@ impl Config {
                     ConfigError::Load(format!("invalid config: models.{name}: {e}"))
                 })?;
             }
-            self.for_model(name)?.validate().map_err(|e| match e {
+            let own = self.for_model(name)?;
+            if own.batching.max_batch_size > self.batching.max_batch_size {
+                return Err(ConfigError::Load(format!(
+                    "invalid config: models.{name}.batching.max_batch_size: must be at most batching.max_batch_size ({}), got {}",
+                    self.batching.max_batch_size, own.batching.max_batch_size
+                )));
+            }
+            own.validate().map_err(|e| match e {
                 ConfigError::Invalid { key, reason } => {
                     ConfigError::Load(format!("invalid config: models.{name}.{key}: {reason}"))
                 }

@@ -57,6 +57,7 @@ fn a_models_section_overrides_its_own_keys_and_is_checked() {
     let config = load(
         "[monitoring]\nsample_rate = 0.5\n\
          [models.fraud.batching]\nmax_request_rows = 8\nmodel_queue_capacity = 64\ndefault_timeout_ms = 250\n\
+         max_batch_size = 16\nmax_queue_delay_ms = 0.5\n\
          [models.fraud.monitoring]\ndrift_threshold = 0.4\n\
          [models.kiln.monitoring]\nsample_rate = 0.0\n\
          [models.fraud.retrain]\nenabled = true\nmin_labelled = 40\n",
@@ -66,6 +67,8 @@ fn a_models_section_overrides_its_own_keys_and_is_checked() {
     assert_eq!(fraud.batching.max_request_rows, 8);
     assert_eq!(fraud.batching.model_queue_rows(), 64);
     assert_eq!(fraud.batching.default_timeout_ms, 250);
+    assert_eq!(fraud.batching.max_batch_size, 16);
+    assert_eq!(fraud.batching.max_queue_delay_ms, 0.5);
     assert_eq!(fraud.monitoring.drift_threshold, 0.4);
     assert_eq!(
         fraud.monitoring.sample_rate, 0.5,
@@ -92,8 +95,16 @@ fn a_models_section_overrides_its_own_keys_and_is_checked() {
             "models.fraud.monitoring",
         ),
         (
-            "[models.fraud.batching]\nmax_batch_size = 8\n",
-            "max_batch_size",
+            "[models.fraud.batching]\nmax_batch_size = 65\n",
+            "models.fraud.batching.max_batch_size: must be at most batching.max_batch_size (64)",
+        ),
+        (
+            "[models.fraud.batching]\nmax_queue_delay_ms = -1\n",
+            "models.fraud.batching.max_queue_delay_ms",
+        ),
+        (
+            "[models.fraud.batching]\nmax_batch_sise = 8\n",
+            "max_batch_sise",
         ),
         (
             "[models.fraud.batching]\nmodel_queue_capacity = 0\n",

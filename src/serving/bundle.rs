@@ -115,6 +115,16 @@ pub fn start(
         limits: Limits::from(config),
         mirrors: shared.mirrors.clone(),
         lane: NEXT_LANE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        // Its own batch limits only where its section sets them.
+        batch_policy: {
+            let (own, all) = (&config.batching, &shared.config.batching);
+            (own.max_batch_size != all.max_batch_size
+                || own.max_queue_delay_ms != all.max_queue_delay_ms)
+                .then(|| crate::batching::Policy {
+                    max_rows: own.max_batch_size,
+                    max_delay: own.max_queue_delay(),
+                })
+        },
         admission: Arc::new(tokio::sync::Semaphore::new(
             config.batching.model_queue_rows(),
         )),

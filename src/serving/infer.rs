@@ -57,6 +57,8 @@ pub struct Parts {
     pub mirrors: TaskTracker,
     /// The model's lane in the batcher (one per served model).
     pub lane: u64,
+    /// The model's own batch limits (`[models.<name>]`); `None`: the batcher's.
+    pub batch_policy: Option<crate::batching::Policy>,
     /// The model's own row permits (`batching.model_queue_capacity`), taken beside
     /// the batcher's shared ones.
     pub admission: Arc<Semaphore>,
@@ -212,6 +214,7 @@ impl Inference {
             model: Some(model),
             deadline: deadline.compute_by,
             lane: inner.lane,
+            policy: inner.batch_policy,
         };
         // The model's own bound first: a flood of one model's requests is turned
         // away here and leaves the shared queue to the others.
@@ -350,6 +353,7 @@ impl Mirror {
                     model: Some(self.shadow.clone()),
                     deadline: Instant::now() + MIRROR_DEADLINE,
                     lane: inner.lane,
+                    policy: inner.batch_policy,
                 };
                 match inner.batcher.submit(work) {
                     Ok(rx) => rx.await.ok().and_then(Result::ok),

@@ -140,6 +140,7 @@ async fn fixture() -> Fixture {
         limits,
         mirrors: tokio_util::task::TaskTracker::new(),
         lane: 0,
+        batch_policy: None,
         admission: Arc::new(tokio::sync::Semaphore::new(batching.model_queue_rows())),
     });
     Fixture {

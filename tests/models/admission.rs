@@ -96,8 +96,8 @@ async fn a_flooded_model_gets_429_past_its_own_bound_and_the_others_are_admitted
 }
 
 /// `[models.<name>]` settings apply to that model alone: `a` takes at most 2
-/// rows a request and admits 2 rows, `b` and the default model keep the
-/// process's bounds.
+/// rows a request, admits 2 rows and waits up to 300 ms to fill a batch; `b`
+/// and the default model keep the process's bounds and delay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_models_own_section_bounds_it_alone() {
     let dir = tempfile::tempdir().unwrap();
@@ -110,6 +110,9 @@ async fn a_models_own_section_bounds_it_alone() {
             batching: kiln::config::BatchingOverrides {
                 max_request_rows: Some(2),
                 model_queue_capacity: Some(2),
+                // Its batches wait up to 300 ms to fill.
+                max_queue_delay_ms: Some(300.0),
+                max_batch_size: Some(8),
                 default_timeout_ms: None,
             },
             ..Default::default()
@@ -135,6 +138,18 @@ async fn a_models_own_section_bounds_it_alone() {
                 .as_u16()
         }
     };
+    // One row waits out a's own batch delay; b's batches go at the process's.
+    let timed = |path: &'static str| async move {
+        let started = std::time::Instant::now();
+        assert_eq!(status(path, 1).await, 200);
+        started.elapsed()
+    };
+    let (a, b) = (
+        timed("/models/a/predict").await,
+        timed("/models/b/predict").await,
+    );
+    assert!(a >= Duration::from_millis(250), "{a:?}");
+    assert!(b < Duration::from_millis(150), "{b:?}");
     assert_eq!(status("/models/a/predict", 2).await, 200);
     assert_eq!(status("/models/a/predict", 3).await, 413);
     assert_eq!(status("/models/b/predict", 3).await, 200);
