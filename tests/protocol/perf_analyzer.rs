@@ -131,15 +131,7 @@ async fn perf_analyzer_measures_two_named_models() {
         assert!(throughput > 10.0, "{text}");
     }
     // Every inference was answered 200: none refused, none failed.
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     let infer = |ok: bool| -> f64 {
         metrics
             .lines()
