@@ -167,6 +167,35 @@ async fn hostile_recipes_and_data_get_a_422_and_nothing_stops() {
             still_serving(&server, &client, &what).await;
         }
     }
+    // A body past server.max_body_bytes (8 MiB) to the named route: 413 (or
+    // the connection closed while still sending), nothing made.
+    let huge = format!("{{\"dataset\": {{\"csv\": \"{}\"}}}}", "1,".repeat(5 << 20));
+    let sent = client
+        .post(server.url("/models/hostile/train"))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await;
+    match sent {
+        Ok(r) => assert_eq!(r.status(), 413),
+        Err(e) => assert!(e.is_request(), "{e}"),
+    }
+    still_serving(&server, &client, "a 10 MB body to a named model's /train").await;
+    // A half-sent body to the named route holds its connection, nothing else.
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut half = std::net::TcpStream::connect(&addr).unwrap();
+    std::io::Write::write_all(
+        &mut half,
+        b"POST /models/hostile/train HTTP/1.1\r\nHost: kiln\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"dataset\": {\"csv\": \"a,",
+    )
+    .unwrap();
+    still_serving(
+        &server,
+        &client,
+        "a half-sent body to a named model's /train",
+    )
+    .await;
+    drop(half);
     let models = common::get_json(&client, &server.url("/models")).await;
     assert_eq!(models["models"], json!(["kiln"]), "{models}");
     let jobs = common::get_json(&client, &server.url("/train")).await;

@@ -158,12 +158,7 @@ pub async fn upload(
         ));
     }
     let name = ModelName::parse(&name).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    let max = state.config.model.max_models;
-    if state.catalog.all().len() >= max {
-        return Err(ApiError::Conflict(format!(
-            "this server already serves {max} named models (model.max_models)"
-        )));
-    }
+    state.catalog.room()?;
     // The version first: an upload that does not import starts nothing.
     let (version, _slot) = received.into_new(&state.catalog, &name).await?;
     state.catalog.open_created(&name).await?;

@@ -80,19 +80,13 @@ fn target(state: &AppState, name: &str) -> Result<Target, ApiError> {
         });
     }
     let parsed = ModelName::parse(name).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    let max = state.config.model.max_models;
-    if state.catalog.all().len() >= max {
-        return Err(ApiError::Conflict(format!(
-            "this server already serves {max} named models (model.max_models)"
-        )));
-    }
+    state.catalog.room()?;
     Ok(Target {
         model: name.into(),
         store: state.catalog.store_of(&parsed)?,
         activate: Arc::new(New {
             catalog: state.catalog.clone(),
             name: parsed,
-            max,
             runtime: tokio::runtime::Handle::current(),
         }),
     })
@@ -103,7 +97,6 @@ fn target(state: &AppState, name: &str) -> Result<Target, ApiError> {
 struct New {
     catalog: Catalog,
     name: ModelName,
-    max: usize,
     /// The server's runtime: the trainer thread opens the model through it.
     runtime: tokio::runtime::Handle,
 }
@@ -113,12 +106,7 @@ impl Activate for New {
         if let Some(bundle) = self.catalog.get(&self.name) {
             return Served(bundle.models.clone()).activate(version, promote);
         }
-        if self.catalog.all().len() >= self.max {
-            return Err(format!(
-                "this server already serves {} named models (model.max_models)",
-                self.max
-            ));
-        }
+        self.catalog.room().map_err(|e| e.to_string())?;
         self.runtime
             .block_on(self.catalog.open_created(&self.name))
             .map(|_| {

@@ -107,6 +107,26 @@ fn a_models_section_overrides_its_own_keys_and_is_checked() {
             "max_batch_sise",
         ),
         (
+            "[models.fraud.batching]\nmax_queue_delay_ms = nan\n",
+            "models.fraud.batching.max_queue_delay_ms",
+        ),
+        (
+            "[models.fraud.batching]\nmax_request_rows = 1e39\n",
+            "max_request_rows",
+        ),
+        (
+            "[models.fraud.batching]\ndefault_timeout_ms = -1\n",
+            "default_timeout_ms",
+        ),
+        (
+            "[models.fraud.batching]\ndefault_timeout_ms = 0\n",
+            "models.fraud.batching.default_timeout_ms",
+        ),
+        (
+            "[models.fraud.retrain]\nmin_accuracy = 1e39\n",
+            "models.fraud.retrain.min_accuracy",
+        ),
+        (
             "[models.fraud.batching]\nmodel_queue_capacity = 0\n",
             "models.fraud.batching.model_queue_capacity",
         ),

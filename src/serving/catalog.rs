@@ -201,6 +201,17 @@ impl Catalog {
         Ok(self.0.root.model(name)?.create_version(&manifest, &net)?)
     }
 
+    /// Whether one more named model fits under `model.max_models` (409 if not).
+    pub fn room(&self) -> Result<(), ManageError> {
+        let max = self.0.shared.config.model.max_models;
+        if self.all().len() >= max {
+            return Err(ManageError::InUse(format!(
+                "this server already serves {max} named models (model.max_models)"
+            )));
+        }
+        Ok(())
+    }
+
     /// The store a new named model `name` would keep its versions in (nothing is
     /// written).
     pub fn store_of(&self, name: &ModelName) -> Result<Store, crate::registry::StoreError> {
