@@ -1,9 +1,13 @@
 //! Batches formed fairly across models: one [`Queue`] per lane (a served model),
-//! the lanes taken in turn. When several lanes have a batch due, each gives one
-//! batch before any gives a second, so a flood of requests to one model delays
-//! another model's requests by at most one of its batches rather than by all of
-//! its queued rows. Each lane keeps the FIFO rules of [`Queue`]; with one lane,
-//! batches are exactly the queue's.
+//! the next batch taken from the lane that has been served least, by start-time
+//! fair queueing over rows. Each lane carries a virtual finish tag: the rows it has
+//! had batched, counted from the virtual time at which it last became busy. The
+//! lane with the lowest start tag (its tag, or the clock if it was idle) that has a
+//! batch due goes next. So a flood of requests to one model delays another model's
+//! requests by at most the batch already computing, rather than by all of its
+//! queued rows; two busy lanes share passes by rows; a lane that was idle goes
+//! first. Each lane keeps the FIFO rules of [`Queue`]; with one lane, batches are
+//! exactly the queue's.
 
 use tokio::time::Instant;
 
@@ -19,20 +23,30 @@ pub trait Laned: Queued {
     }
 }
 
-/// The lanes, in the order they first had a request, each with its own limits
-/// (taken from its first request) if it has any.
+/// One model's queue, its own limits (taken from its first request) if it has
+/// any, and its virtual finish tag.
+#[derive(Debug)]
+struct Lane<T> {
+    id: u64,
+    queue: Queue<T>,
+    policy: Option<Policy>,
+    /// Rows batched, in virtual time: where its next batch would start.
+    finish: u64,
+}
+
+/// The busy lanes, each with its queue and tag.
 #[derive(Debug)]
 pub struct Lanes<T> {
-    lanes: Vec<(u64, Queue<T>, Option<Policy>)>,
-    /// The lane asked first for the next batch.
-    turn: usize,
+    lanes: Vec<Lane<T>>,
+    /// Virtual time: the start tag of the last batch given.
+    clock: u64,
 }
 
 impl<T> Default for Lanes<T> {
     fn default() -> Self {
         Self {
             lanes: Vec::new(),
-            turn: 0,
+            clock: 0,
         }
     }
 }
@@ -40,27 +54,34 @@ impl<T> Default for Lanes<T> {
 impl<T: Laned> Lanes<T> {
     pub fn push(&mut self, item: T) {
         let lane = item.lane();
-        match self.lanes.iter_mut().find(|(l, _, _)| *l == lane) {
-            Some((_, queue, _)) => queue.push(item),
+        match self.lanes.iter_mut().find(|l| l.id == lane) {
+            Some(l) => l.queue.push(item),
             None => {
                 let policy = item.policy();
                 let mut queue = Queue::default();
                 queue.push(item);
-                self.lanes.push((lane, queue, policy));
+                // A lane that was idle starts at the clock: it owes nothing, and
+                // is owed nothing for the time it sent no rows.
+                self.lanes.push(Lane {
+                    id: lane,
+                    queue,
+                    policy,
+                    finish: self.clock,
+                });
             }
         }
     }
 
     /// Rows waiting in every lane.
     pub fn rows(&self) -> usize {
-        self.lanes.iter().map(|(_, q, _)| q.rows()).sum()
+        self.lanes.iter().map(|l| l.queue.rows()).sum()
     }
 
     /// [`Queue::remove_abandoned`] in every lane.
     pub fn remove_abandoned(&mut self, now: Instant) -> usize {
         self.lanes
             .iter_mut()
-            .map(|(_, q, _)| q.remove_abandoned(now))
+            .map(|l| l.queue.remove_abandoned(now))
             .sum()
     }
 
@@ -68,26 +89,31 @@ impl<T: Laned> Lanes<T> {
     pub fn remove_expired(&mut self, now: Instant, cost: Cost) -> Vec<T> {
         self.lanes
             .iter_mut()
-            .flat_map(|(_, q, _)| q.remove_expired(now, cost))
+            .flat_map(|l| l.queue.remove_expired(now, cost))
             .collect()
     }
 
-    /// The next batch: the first lane from the turn on that has one due under
-    /// its limits, else `policy` (then the turn passes to the lane after it);
-    /// else the earliest time one is due.
+    /// The next batch: from the lane with the lowest start tag that has one due
+    /// under its limits, else `policy` (ties go to the lane busy longest); else
+    /// the earliest time one is due.
     pub fn next(&mut self, now: Instant, policy: Policy, flush: bool, cost: Cost) -> Next<T> {
-        self.lanes.retain(|(_, q, _)| !q.is_empty());
-        let n = self.lanes.len();
-        if n == 0 {
-            return Next::Empty;
-        }
+        self.lanes.retain(|l| !l.queue.is_empty());
+        let clock = self.clock;
+        let start = |l: &Lane<T>| l.finish.max(clock);
+        let mut order: Vec<usize> = (0..self.lanes.len()).collect();
+        order.sort_by_key(|&i| start(&self.lanes[i]));
         let mut wait: Option<Instant> = None;
-        for k in 0..n {
-            let i = (self.turn + k) % n;
-            let (_, queue, own) = &mut self.lanes[i];
-            match queue.next(now, own.unwrap_or(policy), flush, cost) {
+        for i in order {
+            let lane = &mut self.lanes[i];
+            match lane
+                .queue
+                .next(now, lane.policy.unwrap_or(policy), flush, cost)
+            {
                 Next::Batch(batch) => {
-                    self.turn = (i + 1) % n;
+                    let rows: usize = batch.iter().map(Queued::rows).sum();
+                    let begins = lane.finish.max(clock);
+                    lane.finish = begins.saturating_add(rows as u64);
+                    self.clock = begins;
                     return Next::Batch(batch);
                 }
                 Next::WaitUntil(t) => wait = Some(wait.map_or(t, |w| w.min(t))),
@@ -196,6 +222,68 @@ mod tests {
             lanes.next(later, policy, false, &cost),
             Next::Empty
         ));
+    }
+
+    /// A model that sends its first request while another is being served goes
+    /// before that other's next batch (taking lanes in turn would let the busy
+    /// lane go again first, as it was next in the turn).
+    #[tokio::test(start_paused = true)]
+    async fn a_lane_that_was_idle_goes_before_a_busy_lanes_next_batch() {
+        let policy = Policy {
+            max_rows: 4,
+            max_delay: Duration::ZERO,
+        };
+        let cost = |_: usize| Duration::ZERO;
+        let now = Instant::now();
+        let mut lanes = Lanes::default();
+        for id in 0..12 {
+            lanes.push(Req {
+                lane: 1,
+                id,
+                rows: 1,
+                at: now,
+            });
+        }
+        assert_eq!(ids(lanes.next(now, policy, false, &cost)), [0, 1, 2, 3]);
+        lanes.push(Req {
+            lane: 2,
+            id: 100,
+            rows: 1,
+            at: now,
+        });
+        assert_eq!(ids(lanes.next(now, policy, false, &cost)), [100]);
+        assert_eq!(ids(lanes.next(now, policy, false, &cost)), [4, 5, 6, 7]);
+    }
+
+    /// Two busy lanes share passes by rows: a lane of 2-row batches gets two
+    /// batches for each 4-row batch of the other.
+    #[tokio::test(start_paused = true)]
+    async fn busy_lanes_share_by_rows() {
+        let policy = Policy {
+            max_rows: 4,
+            max_delay: Duration::ZERO,
+        };
+        let cost = |_: usize| Duration::ZERO;
+        let now = Instant::now();
+        let mut lanes = Lanes::default();
+        for id in 0..40 {
+            for lane in [1, 7] {
+                lanes.push(Req {
+                    lane,
+                    id,
+                    rows: 1,
+                    at: now,
+                });
+            }
+        }
+        let mut rows = [0usize; 2];
+        for _ in 0..12 {
+            let Next::Batch(batch) = lanes.next(now, policy, false, &cost) else {
+                panic!("both lanes have rows");
+            };
+            rows[usize::from(batch[0].lane == 7)] += batch.len();
+        }
+        assert_eq!(rows, [16, 16], "equal rows each");
     }
 
     #[tokio::test(start_paused = true)]
