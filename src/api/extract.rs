@@ -24,20 +24,26 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
-        // No type is read as JSON (as on /v2); a declared type must be JSON.
-        if let Some(declared) = content_type.filter(|t| !is_json(t)) {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "the body is declared as {declared:?}; send JSON, with Content-Type: application/json (or none)"
-            )));
-        }
-        let bytes = read_limited(req, &state.config.server).await?;
+        let bytes = read_json(req, state).await?;
         let value = parse_json(&bytes)?;
         Ok(ApiJson(value))
     }
+}
+
+/// The bytes of a JSON body, not yet parsed: [`ApiJson`]'s checks of the declared
+/// type and of the body's size and time limits.
+pub async fn read_json(req: Request, state: &AppState) -> Result<BytesMut, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    // No type is read as JSON (as on /v2); a declared type must be JSON.
+    if let Some(declared) = content_type.filter(|t| !is_json(t)) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "the body is declared as {declared:?}; send JSON, with Content-Type: application/json (or none)"
+        )));
+    }
+    read_limited(req, &state.config.server).await
 }
 
 /// Parses a JSON body into `T`. The fast path is plain serde_json; only a body

@@ -1,7 +1,7 @@
 //! `POST /predict`: parse the instances, ask the inference service, answer with the
 //! predictions, their ids and the version that computed them.
 
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -11,6 +11,7 @@ use super::instances::Instances;
 use super::{ApiError, ApiJson, AppState, MODEL_VERSION_HEADER, auth, deadline};
 use crate::model::Prediction;
 use crate::monitoring::ids::PredictionId;
+use crate::serving::decoding::{DECODE_WAIT, SLOW_BODY};
 use crate::serving::infer::{Predicted, Query};
 
 /// The header naming a request's first prediction id.
@@ -70,21 +71,42 @@ pub async fn predict(
     respond(&state, &state.inference, arrival, &headers, body).await
 }
 
-/// The body of a prediction request for the model `inference` serves, parsed
-/// only while the model's admission bound has room: a flood of one model's
-/// requests past its bound is turned away (429) before its rows are parsed. The
-/// body is still read (within its limits), so the client gets its 429 on a
-/// connection it can reuse, not a broken pipe while it sends.
+/// The body of a prediction request for the model `inference` serves, read and
+/// parsed once the model's door lets it in ([`crate::serving::decoding`]), and
+/// parsed only while the model's admission bound has room: a flood of one
+/// model's requests takes at most its share of the cores, and past its bound is
+/// turned away (429) before its rows are parsed. A body the door does not let
+/// in within [`DECODE_WAIT`] is turned away too. A body still arriving after
+/// [`SLOW_BODY`] inside the door is read on outside it, then waits its turn
+/// again, so a client slow to send holds no one up. A body turned away is still
+/// read (within its limits), so the client gets its 429 on a connection it can
+/// reuse, not a broken pipe while it sends.
 pub async fn admitted_body(
     state: &AppState,
     inference: &crate::serving::infer::Inference,
     request: Request,
 ) -> Result<ApiJson<PredictRequest>, ApiError> {
+    let door = inference.door();
+    let Some(inside) = door.enter(DECODE_WAIT).await else {
+        super::extract::read_limited(request, &state.config.server).await?;
+        return Err(ApiError::QueueFull);
+    };
     if inference.is_full() {
         super::extract::read_limited(request, &state.config.server).await?;
         return Err(ApiError::QueueFull);
     }
-    ApiJson::from_request(request, state).await
+    let read = super::extract::read_json(request, state);
+    tokio::pin!(read);
+    let (bytes, _inside) = tokio::select! {
+        bytes = &mut read => (bytes?, inside),
+        _ = tokio::time::sleep(SLOW_BODY) => {
+            drop(inside);
+            let bytes = read.await?;
+            let inside = door.enter(DECODE_WAIT).await.ok_or(ApiError::QueueFull)?;
+            (bytes, inside)
+        }
+    };
+    super::extract::parse_json(&bytes).map(ApiJson)
 }
 
 /// `/predict` for the model `inference` serves.

@@ -20,6 +20,7 @@ use crate::executor::ActiveModel;
 use crate::explainer::Explainer;
 use crate::metrics::Metrics;
 use crate::serving::catalog::Catalog;
+use crate::serving::decoding::Decoding;
 use crate::training::jobs::{Trainer, TrainerDeps};
 
 /// Builds every subsystem for `config` and starts their threads and tasks; the
@@ -53,7 +54,13 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
     )
     .context("starting the executor thread")?;
     let batching = TaskTracker::new();
-    let batcher = Batcher::spawn(&config.batching, batch_tx, cost, metrics.clone(), &batching);
+    let batcher = Batcher::spawn(
+        &config.batching,
+        batch_tx,
+        cost.clone(),
+        metrics.clone(),
+        &batching,
+    );
 
     let (explainer, explainer_thread) =
         Explainer::spawn(config.explain.queue_capacity, batcher.clone())
@@ -62,6 +69,13 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
     let watchers = TaskTracker::new();
     let draining = CancellationToken::new();
     let after_reply = TaskTracker::new();
+    let decoding = Decoding::new(tokio::runtime::Handle::current().metrics().num_workers());
+    decoding.follow(
+        cost,
+        config.batching.compute_threads,
+        draining.clone(),
+        &watchers,
+    );
     let bundles = crate::serving::bundle::Shared {
         config: config.clone(),
         device: device.clone(),
@@ -71,6 +85,7 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
         watchers: watchers.clone(),
         draining: draining.clone(),
         replica,
+        decoding,
     };
     let (default, default_threads) = crate::serving::bundle::start(
         &bundles,

@@ -4,7 +4,9 @@
 //! One exponentially weighted mean per power-of-two bucket of rows, in atomics (one
 //! writer, one reader, no lock). A bucket never measured is estimated from the
 //! nearest measured one, scaled by rows for a smaller one; with no measurement at
-//! all the estimate is zero (nothing is refused on a guess).
+//! all the estimate is zero (nothing is refused on a guess). It also adds up the
+//! time spent in passes, which tells how much of a core the executor keeps busy
+//! (`serving::decoding`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -16,12 +18,15 @@ const BUCKETS: usize = 32;
 #[derive(Debug)]
 pub struct CostModel {
     nanos: [AtomicU64; BUCKETS],
+    /// Every pass's time, added up.
+    busy: AtomicU64,
 }
 
 impl Default for CostModel {
     fn default() -> Self {
         Self {
             nanos: std::array::from_fn(|_| AtomicU64::new(0)),
+            busy: AtomicU64::new(0),
         }
     }
 }
@@ -43,6 +48,12 @@ impl CostModel {
             (old - old / 4 + sample / 4).max(1)
         };
         slot.store(new, Ordering::Relaxed);
+        self.busy.fetch_add(sample, Ordering::Relaxed);
+    }
+
+    /// The time spent in passes since the start.
+    pub fn busy(&self) -> Duration {
+        Duration::from_nanos(self.busy.load(Ordering::Relaxed))
     }
 
     /// The expected time of a pass of `rows` rows.
@@ -88,5 +99,6 @@ mod tests {
         );
         c.record(8, Duration::from_millis(8));
         assert_eq!(c.estimate(8), Duration::from_millis(5), "a weighted mean");
+        assert_eq!(c.busy(), Duration::from_millis(12), "both passes' time");
     }
 }

@@ -56,6 +56,8 @@ pub struct Shared {
     pub draining: CancellationToken,
     /// This replica's tag in prediction-log names.
     pub replica: String,
+    /// The decode limit every model's door follows.
+    pub decoding: Arc<super::decoding::Decoding>,
 }
 
 /// The threads a bundle started.
@@ -106,6 +108,7 @@ pub fn start(
         &shared.watchers,
     );
     let monitor = Arc::new(monitor);
+    let lane = NEXT_LANE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let inference = Inference::new(Parts {
         batcher: shared.batcher.clone(),
         active: model.clone(),
@@ -114,7 +117,7 @@ pub fn start(
         explainer: shared.explainer.clone(),
         limits: Limits::from(config),
         mirrors: shared.mirrors.clone(),
-        lane: NEXT_LANE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        lane,
         // Its own batch limits only where its section sets them.
         batch_policy: {
             let (own, all) = (&config.batching, &shared.config.batching);
@@ -125,6 +128,7 @@ pub fn start(
                     max_delay: own.max_queue_delay(),
                 })
         },
+        door: super::decoding::Door::new(shared.decoding.clone(), lane),
         admission: Arc::new(tokio::sync::Semaphore::new(
             config.batching.model_queue_rows(),
         )),

@@ -62,6 +62,8 @@ pub struct Parts {
     /// The model's own row permits (`batching.model_queue_capacity`), taken beside
     /// the batcher's shared ones.
     pub admission: Arc<Semaphore>,
+    /// Where the model's request bodies wait to be decoded.
+    pub door: super::decoding::Door,
 }
 
 /// When a request's rows must be computed by, and its answer given by.
@@ -165,6 +167,11 @@ impl Inference {
     /// be turned away (429) whatever its rows, so its body need not be parsed.
     pub fn is_full(&self) -> bool {
         self.0.admission.available_permits() == 0
+    }
+
+    /// Where the model's request bodies wait to be decoded.
+    pub fn door(&self) -> &super::decoding::Door {
+        &self.0.door
     }
 
     /// Predicts one answer per instance through the batching queue.

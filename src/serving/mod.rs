@@ -4,11 +4,13 @@
 //! ([`Models`]), loading and warming versions up ([`swap`]), and keeping a replica
 //! on the store's active version ([`watch`]); canary and shadow routes
 //! ([`routing`], set and dropped by the model manager only); and the inference
-//! service every prediction protocol calls ([`infer`]). The store itself
+//! service every prediction protocol calls ([`infer`]), and how many of a
+//! model's bodies are decoded at once ([`decoding`]). The store itself
 //! (`registry`) only keeps bytes and records.
 
 pub mod bundle;
 pub mod catalog;
+pub mod decoding;
 mod error;
 pub mod infer;
 mod input;

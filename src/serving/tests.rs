@@ -142,6 +142,7 @@ async fn fixture() -> Fixture {
         lane: 0,
         batch_policy: None,
         admission: Arc::new(tokio::sync::Semaphore::new(batching.model_queue_rows())),
+        door: crate::serving::decoding::Door::new(crate::serving::decoding::Decoding::new(2), 0),
     });
     Fixture {
         service,
