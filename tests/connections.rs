@@ -15,14 +15,16 @@ fn addr(server: &Process) -> String {
     server.base.trim_start_matches("http://").to_string()
 }
 
-/// Opens a connection that sends part of a request and then stalls: half its
-/// headers, or its headers and half its body.
-fn stall(addr: &str, half_body: bool) -> TcpStream {
+/// Opens a connection that sends part of a request to `path` and then stalls:
+/// half its headers, or its headers and half its body.
+fn stall(addr: &str, path: &str, half_body: bool) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     let head = if half_body {
-        "POST /predict HTTP/1.1\r\nHost: kiln\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"instances\": [[5.1,"
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: kiln\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"instances\": [[5.1,"
+        )
     } else {
-        "POST /predict HTTP/1.1\r\nHost: kiln\r\nContent-Ty"
+        format!("POST {path} HTTP/1.1\r\nHost: kiln\r\nContent-Ty")
     };
     s.write_all(head.as_bytes()).unwrap();
     s
@@ -64,13 +66,30 @@ async fn slow_clients_are_cut_off_and_others_are_served() {
     let addr = addr(&server);
     let opened = Instant::now();
     let mut stalled = Vec::new();
+    // Half on /predict, half on OIP v2's infer: a body waits at its model's
+    // door to be read, and a slow one must not keep the door shut.
     for i in 0..200 {
-        stalled.push(stall(&addr, i % 2 == 1));
+        let path = if i % 4 < 2 {
+            "/predict"
+        } else {
+            "/v2/models/kiln/infer"
+        };
+        stalled.push(stall(&addr, path, i % 2 == 1));
     }
     // While 200 connections stall, normal requests are answered.
     let client = reqwest::Client::new();
     for _ in 0..20 {
         predict_ok(&client, &server).await;
+        let r = client
+            .post(server.url("/v2/models/kiln/infer"))
+            .json(
+                &json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
+                "data": [5.1, 3.5, 1.4, 0.2]}]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     }
     // Each stalled connection is closed by the server at its timeout (1 s, plus
     // slack for a busy machine), never left open.
@@ -117,7 +136,7 @@ async fn sigterm_with_stalled_connections_exits_within_the_shutdown_timeout() {
     let addr = addr(&server);
     let mut stalled = Vec::new();
     for i in 0..50 {
-        stalled.push(stall(&addr, i % 2 == 1));
+        stalled.push(stall(&addr, "/predict", i % 2 == 1));
     }
     // Let the server see every request start.
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -6,6 +6,7 @@
 mod auth;
 pub mod deadline;
 pub mod docs;
+mod door;
 pub mod error;
 mod explain;
 mod extract;

@@ -11,7 +11,6 @@ use super::instances::Instances;
 use super::{ApiError, ApiJson, AppState, MODEL_VERSION_HEADER, auth, deadline};
 use crate::model::Prediction;
 use crate::monitoring::ids::PredictionId;
-use crate::serving::decoding::{DECODE_WAIT, SLOW_BODY};
 use crate::serving::infer::{Predicted, Query};
 
 /// The header naming a request's first prediction id.
@@ -72,41 +71,17 @@ pub async fn predict(
 }
 
 /// The body of a prediction request for the model `inference` serves, read and
-/// parsed once the model's door lets it in ([`crate::serving::decoding`]), and
-/// parsed only while the model's admission bound has room: a flood of one
-/// model's requests takes at most its share of the cores, and past its bound is
-/// turned away (429) before its rows are parsed. A body the door does not let
-/// in within [`DECODE_WAIT`] is turned away too. A body still arriving after
-/// [`SLOW_BODY`] inside the door is read on outside it, then waits its turn
-/// again, so a client slow to send holds no one up. A body turned away is still
-/// read (within its limits), so the client gets its 429 on a connection it can
-/// reuse, not a broken pipe while it sends.
+/// parsed at the model's door ([`super::door`]).
 pub async fn admitted_body(
     state: &AppState,
     inference: &crate::serving::infer::Inference,
     request: Request,
 ) -> Result<ApiJson<PredictRequest>, ApiError> {
-    let door = inference.door();
-    let Some(inside) = door.enter(DECODE_WAIT).await else {
-        super::extract::read_limited(request, &state.config.server).await?;
-        return Err(ApiError::QueueFull);
-    };
-    if inference.is_full() {
-        super::extract::read_limited(request, &state.config.server).await?;
-        return Err(ApiError::QueueFull);
-    }
-    let read = super::extract::read_json(request, state);
-    tokio::pin!(read);
-    let (bytes, _inside) = tokio::select! {
-        bytes = &mut read => (bytes?, inside),
-        _ = tokio::time::sleep(SLOW_BODY) => {
-            drop(inside);
-            let bytes = read.await?;
-            let inside = door.enter(DECODE_WAIT).await.ok_or(ApiError::QueueFull)?;
-            (bytes, inside)
-        }
-    };
-    super::extract::parse_json(&bytes).map(ApiJson)
+    let inside = super::door::read_at_door(inference, &state.config.server, request, |r| {
+        super::extract::read_json(r, state)
+    })
+    .await?;
+    super::extract::parse_json(&inside.bytes).map(ApiJson)
 }
 
 /// `/predict` for the model `inference` serves.

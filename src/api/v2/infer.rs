@@ -128,7 +128,12 @@ async fn infer_inner(
         .get::<deadline::Arrival>()
         .copied()
         .unwrap_or(deadline::Arrival(tokio::time::Instant::now()));
-    let body = read_limited(req, &state.config.server).await?;
+    let inside =
+        crate::api::door::read_at_door(&bundle.inference, &state.config.server, req, |r| {
+            read_limited(r, &state.config.server)
+        })
+        .await?;
+    let body = &inside.bytes;
     let (json_part, mut binary) = match header_length {
         Some(n) if n <= body.len() => (&body[..n], &body[n..]),
         Some(n) => {
@@ -212,6 +217,8 @@ async fn infer_inner(
         )));
     }
     let rows = tensor::rows(input, &model.manifest().net.input_shape(), input_bytes)?;
+    // Decoded: the door is free for the next body.
+    drop(inside);
 
     let available = outputs_of(&model);
     let wanted: Vec<&str> = match &request.outputs {
