@@ -243,6 +243,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "starting kiln"
     );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    crate::memory::limit_arenas(cores);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("kiln-io")
