@@ -224,61 +224,54 @@ mod tests {
         ));
     }
 
+    /// A one-row request of `lane`.
+    fn one_row(lane: u64, id: usize, at: Instant) -> Req {
+        Req {
+            lane,
+            id,
+            rows: 1,
+            at,
+        }
+    }
+
+    /// Batches of at most 4 rows, never waiting; passes cost nothing.
+    const NO_WAIT: Policy = Policy {
+        max_rows: 4,
+        max_delay: Duration::ZERO,
+    };
+
     /// A model that sends its first request while another is being served goes
     /// before that other's next batch (taking lanes in turn would let the busy
     /// lane go again first, as it was next in the turn).
     #[tokio::test(start_paused = true)]
     async fn a_lane_that_was_idle_goes_before_a_busy_lanes_next_batch() {
-        let policy = Policy {
-            max_rows: 4,
-            max_delay: Duration::ZERO,
-        };
         let cost = |_: usize| Duration::ZERO;
         let now = Instant::now();
         let mut lanes = Lanes::default();
         for id in 0..12 {
-            lanes.push(Req {
-                lane: 1,
-                id,
-                rows: 1,
-                at: now,
-            });
+            lanes.push(one_row(1, id, now));
         }
-        assert_eq!(ids(lanes.next(now, policy, false, &cost)), [0, 1, 2, 3]);
-        lanes.push(Req {
-            lane: 2,
-            id: 100,
-            rows: 1,
-            at: now,
-        });
-        assert_eq!(ids(lanes.next(now, policy, false, &cost)), [100]);
-        assert_eq!(ids(lanes.next(now, policy, false, &cost)), [4, 5, 6, 7]);
+        assert_eq!(ids(lanes.next(now, NO_WAIT, false, &cost)), [0, 1, 2, 3]);
+        lanes.push(one_row(2, 100, now));
+        assert_eq!(ids(lanes.next(now, NO_WAIT, false, &cost)), [100]);
+        assert_eq!(ids(lanes.next(now, NO_WAIT, false, &cost)), [4, 5, 6, 7]);
     }
 
-    /// Two busy lanes share passes by rows: a lane of 2-row batches gets two
-    /// batches for each 4-row batch of the other.
+    /// Two busy lanes share passes by rows: lane 7 (its own limit: 2-row
+    /// batches) gets two batches for each 4-row batch of lane 1.
     #[tokio::test(start_paused = true)]
     async fn busy_lanes_share_by_rows() {
-        let policy = Policy {
-            max_rows: 4,
-            max_delay: Duration::ZERO,
-        };
         let cost = |_: usize| Duration::ZERO;
         let now = Instant::now();
         let mut lanes = Lanes::default();
         for id in 0..40 {
             for lane in [1, 7] {
-                lanes.push(Req {
-                    lane,
-                    id,
-                    rows: 1,
-                    at: now,
-                });
+                lanes.push(one_row(lane, id, now));
             }
         }
         let mut rows = [0usize; 2];
         for _ in 0..12 {
-            let Next::Batch(batch) = lanes.next(now, policy, false, &cost) else {
+            let Next::Batch(batch) = lanes.next(now, NO_WAIT, false, &cost) else {
                 panic!("both lanes have rows");
             };
             rows[usize::from(batch[0].lane == 7)] += batch.len();
