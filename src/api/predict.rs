@@ -52,7 +52,7 @@ pub struct PredictResponse {
         (status = 413, description = "Body or instance count over its limit", body = crate::api::error::ErrorBody),
         (status = 415, description = "Not JSON", body = crate::api::error::ErrorBody),
         (status = 422, description = "Valid JSON with the wrong content", body = crate::api::error::ErrorBody),
-        (status = 429, description = "The queue is full (Retry-After)", body = crate::api::error::ErrorBody),
+        (status = 429, description = "The queue is full, or the request waited 100 ms to be read (Retry-After)", body = crate::api::error::ErrorBody),
         (status = 503, description = "Loading or shutting down", body = crate::api::error::ErrorBody),
         (status = 504, description = "The deadline (x-kiln-timeout-ms, else batching.default_timeout_ms) passed first", body = crate::api::error::ErrorBody),
     ),

@@ -28,7 +28,7 @@ const HEADER_LENGTH: &str = "inference-header-content-length";
         (status = 400, description = "A malformed request or tensor", body = crate::api::error::ErrorBody),
         (status = 404, description = "Unknown model", body = crate::api::error::ErrorBody),
         (status = 413, description = "Too large", body = crate::api::error::ErrorBody),
-        (status = 429, description = "The queue is full", body = crate::api::error::ErrorBody),
+        (status = 429, description = "The queue is full, or the request waited 100 ms to be read (Retry-After)", body = crate::api::error::ErrorBody),
         (status = 503, description = "Not ready", body = crate::api::error::ErrorBody)))]
 pub async fn infer(
     State(state): State<AppState>,
@@ -47,7 +47,7 @@ pub async fn infer(
         (status = 404, description = "Unknown model or version", body = crate::api::error::ErrorBody),
         (status = 409, description = "The version cannot be loaded", body = crate::api::error::ErrorBody),
         (status = 413, description = "Too large", body = crate::api::error::ErrorBody),
-        (status = 429, description = "The queue is full", body = crate::api::error::ErrorBody),
+        (status = 429, description = "The queue is full, or the request waited 100 ms to be read (Retry-After)", body = crate::api::error::ErrorBody),
         (status = 503, description = "Not ready", body = crate::api::error::ErrorBody)))]
 pub async fn infer_version(
     State(state): State<AppState>,
