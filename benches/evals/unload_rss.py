@@ -70,7 +70,8 @@ def main():
                 time.sleep(0.5)
                 loaded = rss_mb(proc.pid)
                 call(f"{base}/v2/repository/models/big/unload", b"{}", {"Content-Type": "application/json"})
-                time.sleep(0.5)
+                # kiln trims within a second after an unload.
+                time.sleep(1.5)
                 unloaded.append(rss_mb(proc.pid))
                 call(f"{base}/models/big/predict", request, {"Content-Type": "application/json"})
                 print(f"round {r + 1}: loaded {loaded:.0f} MB, unloaded {unloaded[-1]:.0f} MB")
