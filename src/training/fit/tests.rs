@@ -76,10 +76,17 @@ fn every_optimizer_init_and_penalty_trains_a_stack() {
 #[test]
 fn each_loss_trains_with_its_head() {
     let data = Dataset::prepare(RawTable::from_csv(IRIS, "target").unwrap(), None).unwrap();
+    // The bar must hold for any seed: 80 epochs at Adam's default rate passed
+    // alone but read 0.767 in one CI run beside the other tests, and fell to
+    // 0.767 for some seeds (1 to 12, each head). These settings' worst over the
+    // same seeds was 0.867.
     for head in ["", "softmax", "log_softmax"] {
         let out = train(
             &data,
-            &spec(stack(3, head), serde_json::json!({"epochs": 80})),
+            &spec(
+                stack(3, head),
+                serde_json::json!({"epochs": 150, "optimizer": {"kind": "adam", "lr": 0.01}}),
+            ),
         );
         assert!(out.best.val_metric >= 0.8, "{head}: {:?}", out.best);
     }
