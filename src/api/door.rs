@@ -46,6 +46,8 @@ where
         return Err(ApiError::QueueFull);
     };
     if inference.is_full() {
+        // Turned away: its body is read outside the door, however slow.
+        drop(permit);
         read_limited(request, server).await?;
         return Err(ApiError::QueueFull);
     }

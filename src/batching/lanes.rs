@@ -101,7 +101,10 @@ impl<T: Laned> Lanes<T> {
         let clock = self.clock;
         let start = |l: &Lane<T>| l.finish.max(clock);
         let mut order: Vec<usize> = (0..self.lanes.len()).collect();
-        order.sort_by_key(|&i| start(&self.lanes[i]));
+        // One lane (one model served): nothing to order.
+        if order.len() > 1 {
+            order.sort_by_key(|&i| start(&self.lanes[i]));
+        }
         let mut wait: Option<Instant> = None;
         for i in order {
             let lane = &mut self.lanes[i];
